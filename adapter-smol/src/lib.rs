@@ -1,0 +1,4 @@
+//! smol runtime adapter for `live-core` and `sync-core`.
+//!
+//! Owns: sockets, timers, tasks and storage on smol. It must never hold protocol
+//! logic that could live in a core.
