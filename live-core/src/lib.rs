@@ -1,5 +1,70 @@
 //! Sans-IO pub/sub hub: sessions, topics, send queues, heartbeats and the
 //! WebSocket handshake rules.
 //!
-//! Owns every live protocol decision. It must never do IO, read a clock, spawn a
-//! thread, or use a global random number generator.
+//! # What this crate owns
+//!
+//! Every live protocol decision: the session lifecycle (open -> authenticating,
+//! with a deadline -> active -> closed, the close reason reported exactly once),
+//! the wire envelope `{"topic": string, "data": any JSON}`, the built-in commands
+//! `subscribe`, `unsubscribe` and `publish` and their authorization (including the
+//! rule that `sync:<scope>` topics are subscribed only with the scope's
+//! authorization and published only by the server), topic membership, fan-out of
+//! one shared encoded frame, per-session send-queue bounds (slow consumers are
+//! closed with 4008), read limit, heartbeats and idle timeout, RFC 6455 control
+//! frames, error frames, operator counters, and the pure WebSocket handshake
+//! rules ([`handshake`]) both adapters share.
+//!
+//! # What it must never do
+//!
+//! IO of any kind (sockets, files), read a clock (`Instant::now`,
+//! `SystemTime::now`), spawn threads or tasks, use a global random number
+//! generator, iterate a randomly-seeded hash map where order reaches an output, or
+//! depend on a runtime (tokio, smol, tungstenite). Time comes in as an argument,
+//! randomness from a seed or an injected [`IdGenerator`]; the same inputs give the
+//! same outputs, byte for byte. A peer's fault becomes a close or an error frame,
+//! never an `Err` and never a panic.
+//!
+//! # Call order
+//!
+//! See [`Hub`]: handshake rules, `handle_open`, `handle_*` inputs, then drain
+//! [`Hub::poll_action`] and [`Hub::poll_event`], arm [`Hub::poll_timeout`], call
+//! [`Hub::handle_timeout`] when it passes.
+//!
+//! # Wire
+//!
+//! Client to server, text (or binary) frames:
+//! - `{"topic":"subscribe","data":{"topic":T}}`
+//! - `{"topic":"unsubscribe","data":{"topic":T}}`
+//! - `{"topic":"publish","data":{"topic":T,"data":any}}`: every subscriber of `T`
+//!   (the sender too, if subscribed) receives `{"topic":T,"data":any}`;
+//! - any other topic: an application message ([`Event::Message`]).
+//!
+//! Errors come back as `{"topic":"error","data":{"code":C,"message":M}}` with the
+//! codes of [`ErrorCode`]; the connection stays open.
+
+mod authenticate;
+mod authorize;
+mod close;
+mod config;
+mod envelope;
+mod error;
+mod frame;
+pub mod handshake;
+mod hub;
+mod id;
+mod metrics;
+mod output;
+mod session;
+
+pub use authenticate::Rejection;
+pub use authorize::{
+    AuthorizeRequest, Authorizer, Decision, DefaultAuthorizer, SYNC_PREFIX, sync_scope,
+};
+pub use close::{CloseReason, codes};
+pub use config::{BuiltinCommands, HubConfig, Limits, Timers};
+pub use error::{ErrorCode, HubError};
+pub use frame::{Frame, OutFrame};
+pub use hub::Hub;
+pub use id::{IdGenerator, SeededIds, SessionId};
+pub use metrics::Metrics;
+pub use output::{Action, AuthorizeTicket, Command, Event, TimerReason};

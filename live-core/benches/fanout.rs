@@ -1,0 +1,95 @@
+//! Criterion benchmarks of the hub's hot paths: one publish fanned out to 1, 100
+//! and 10 000 subscribers, and subscribe/unsubscribe churn.
+//!
+//! Run: `cargo bench -p live-core --bench fanout`.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use live_core::{Frame, Hub, HubConfig, SessionId};
+
+/// A hub with unbounded queues (so the benchmark needs no flush reports) and
+/// `n` active sessions.
+fn hub_with_sessions(n: usize) -> (Hub<()>, Vec<SessionId>, Instant) {
+    let mut config = HubConfig::default();
+    config.limits.max_queued_messages = usize::MAX;
+    config.limits.max_queued_bytes = usize::MAX;
+    let mut hub = Hub::new(config, 1);
+    let now = Instant::now();
+    let ids = (0..n)
+        .map(|_| hub.handle_open_authenticated(now, ()))
+        .collect();
+    (hub, ids, now)
+}
+
+fn publish(c: &mut Criterion) {
+    let mut group = c.benchmark_group("publish");
+    let data = br#"{"user":"alice","text":"hello, world","ts":1732250000000}"#;
+    for n in [1usize, 100, 10_000] {
+        let (mut hub, ids, _) = hub_with_sessions(n);
+        for &id in &ids {
+            hub.subscribe(id, "room:lobby").unwrap();
+        }
+        group.bench_with_input(BenchmarkId::new("publish_and_drain", n), &n, |b, _| {
+            b.iter(|| {
+                let delivered = hub.publish("room:lobby", data).unwrap();
+                let mut drained = 0;
+                while let Some(action) = hub.poll_action() {
+                    black_box(&action);
+                    drained += 1;
+                }
+                assert_eq!(delivered, drained);
+            })
+        });
+    }
+    group.finish();
+}
+
+fn churn(c: &mut Criterion) {
+    let mut group = c.benchmark_group("churn");
+    let topics: Vec<String> = (0..100).map(|i| format!("room:{i}")).collect();
+    let (mut hub, ids, now) = hub_with_sessions(1_000);
+    group.bench_function("server_subscribe_unsubscribe_1000", |b| {
+        b.iter(|| {
+            for (i, &id) in ids.iter().enumerate() {
+                hub.subscribe(id, &topics[i % topics.len()]).unwrap();
+            }
+            for (i, &id) in ids.iter().enumerate() {
+                hub.unsubscribe(id, &topics[i % topics.len()]).unwrap();
+            }
+        })
+    });
+    let subs: Vec<Bytes> = topics
+        .iter()
+        .map(|t| {
+            Bytes::from(format!(
+                r#"{{"topic":"subscribe","data":{{"topic":"{t}"}}}}"#
+            ))
+        })
+        .collect();
+    let unsubs: Vec<Bytes> = topics
+        .iter()
+        .map(|t| {
+            Bytes::from(format!(
+                r#"{{"topic":"unsubscribe","data":{{"topic":"{t}"}}}}"#
+            ))
+        })
+        .collect();
+    group.bench_function("client_frames_subscribe_unsubscribe_1000", |b| {
+        b.iter(|| {
+            for (i, &id) in ids.iter().enumerate() {
+                hub.handle_frame(now, id, Frame::Text(subs[i % subs.len()].clone()));
+            }
+            for (i, &id) in ids.iter().enumerate() {
+                hub.handle_frame(now, id, Frame::Text(unsubs[i % unsubs.len()].clone()));
+            }
+            assert_eq!(hub.metrics().subscriptions, 0);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, publish, churn);
+criterion_main!(benches);

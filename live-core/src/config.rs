@@ -1,0 +1,135 @@
+//! Configuration of a [`Hub`](crate::Hub): limits, timers and the built-in commands.
+//!
+//! Every field has a default matching the design notes, so `HubConfig::default()`
+//! is a working server configuration.
+
+use std::time::Duration;
+
+/// Everything a [`Hub`](crate::Hub) can be tuned with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// Size limits per session.
+    pub limits: Limits,
+    /// Heartbeat, idle and deadline timers.
+    pub timers: Timers,
+    /// Which built-in commands the hub interprets itself.
+    pub commands: BuiltinCommands,
+    /// Whether messages that are not built-in commands are handed to the
+    /// application as [`Event::Message`](crate::Event::Message) (mizu's
+    /// `OnMessage`). When `false`, such a message earns the sender an
+    /// `unknown_command` error frame instead. Default `true`.
+    pub application_messages: bool,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            timers: Timers::default(),
+            commands: BuiltinCommands::default(),
+            application_messages: true,
+        }
+    }
+}
+
+/// Size limits. Exceeding one is the peer's fault: it becomes an error frame or a
+/// close, never an `Err`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest accepted incoming data frame payload, in bytes. A bigger frame closes
+    /// the session with 1009. Default 4 MiB.
+    pub read_limit: usize,
+    /// Most messages handed to the adapter and not yet reported flushed. One more
+    /// closes the session with 4008 (slow consumer). Default 256.
+    pub max_queued_messages: usize,
+    /// Most bytes handed to the adapter and not yet reported flushed. A message
+    /// that would go over it closes the session with 4008, unless the queue is
+    /// empty (a single message is always accepted, so a large publish does not
+    /// close an idle reader). Default 1 MiB.
+    pub max_queued_bytes: usize,
+    /// Longest accepted topic name, in bytes. Default 256.
+    pub max_topic_len: usize,
+    /// Most topics one session may be subscribed to. Default 1024.
+    pub max_topics_per_session: usize,
+    /// Most incoming messages held while a session waits for authentication or an
+    /// asynchronous authorization answer. One more closes it with 1008. Default 64.
+    pub max_pending_inbound: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            read_limit: 4 * 1024 * 1024,
+            max_queued_messages: 256,
+            max_queued_bytes: 1024 * 1024,
+            max_topic_len: 256,
+            max_topics_per_session: 1024,
+            max_pending_inbound: 64,
+        }
+    }
+}
+
+/// Timers. `None` turns the corresponding timer off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timers {
+    /// Interval between pings the hub sends to each active session. Default 25 s.
+    pub ping_interval: Option<Duration>,
+    /// A session from which nothing (no frame of any kind) arrived for this long is
+    /// closed with 4000. Default 60 s.
+    pub idle_timeout: Option<Duration>,
+    /// A session opened with [`Hub::handle_open`](crate::Hub::handle_open) that is
+    /// not answered by [`Hub::handle_auth`](crate::Hub::handle_auth) within this
+    /// time is closed with 1008. Default 10 s.
+    pub auth_timeout: Option<Duration>,
+    /// An [`Event::Authorize`](crate::Event::Authorize) not answered within this
+    /// time counts as a denial (`authorize_timeout` error frame). Default 10 s.
+    pub authorize_timeout: Option<Duration>,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            ping_interval: Some(Duration::from_secs(25)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            auth_timeout: Some(Duration::from_secs(10)),
+            authorize_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Which built-in commands the hub interprets. A command that is turned off is an
+/// ordinary message: it goes to the application like any other topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BuiltinCommands {
+    /// `{"topic":"subscribe","data":{"topic":T}}`. Default on.
+    pub subscribe: bool,
+    /// `{"topic":"unsubscribe","data":{"topic":T}}`. Default on.
+    pub unsubscribe: bool,
+    /// `{"topic":"publish","data":{"topic":T,"data":any}}`. Default on.
+    pub publish: bool,
+}
+
+impl Default for BuiltinCommands {
+    fn default() -> Self {
+        Self {
+            subscribe: true,
+            unsubscribe: true,
+            publish: true,
+        }
+    }
+}
+
+impl BuiltinCommands {
+    /// All built-in commands off: every message goes to the application.
+    pub fn none() -> Self {
+        Self {
+            subscribe: false,
+            unsubscribe: false,
+            publish: false,
+        }
+    }
+}

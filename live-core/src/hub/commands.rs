@@ -1,0 +1,117 @@
+//! Commands of the server code: topic membership, publishing, sending, closing,
+//! shutting down. They bypass the authorizer (the server is trusted) but not the
+//! send-queue bounds.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::Hub;
+use super::answers::is_sendable_code;
+use crate::envelope;
+use crate::{CloseReason, HubError, OutFrame, SessionId};
+
+impl<A> Hub<A> {
+    /// Subscribes an active session to `topic`. Returns whether it was new. The
+    /// per-session topic limit applies to clients only.
+    pub fn subscribe(&mut self, id: SessionId, topic: &str) -> Result<bool, HubError> {
+        let key = self.active_key(id)?;
+        self.check_topic(topic)?;
+        Ok(self.subscribe_key(key, topic))
+    }
+
+    /// Unsubscribes a session from `topic`. Returns whether it was subscribed.
+    pub fn unsubscribe(&mut self, id: SessionId, topic: &str) -> Result<bool, HubError> {
+        let key = self.key(id)?;
+        Ok(self.unsubscribe_key(key, topic))
+    }
+
+    /// Unsubscribes a session from every topic. Returns how many it left.
+    pub fn unsubscribe_all(&mut self, id: SessionId) -> Result<usize, HubError> {
+        let key = self.key(id)?;
+        Ok(self.unsubscribe_all_key(key))
+    }
+
+    /// Publishes `data` (one JSON value, sent as is) on `topic`, any topic
+    /// including `sync:` ones. The envelope is encoded once and its bytes shared by
+    /// every subscriber. Returns how many sessions it was queued for; subscribers
+    /// whose queue overflows are closed as slow consumers.
+    pub fn publish(&mut self, topic: &str, data: &[u8]) -> Result<usize, HubError> {
+        self.check_topic(topic)?;
+        let data = envelope::validate_json(data).map_err(HubError::InvalidJson)?;
+        let frame = envelope::encode(topic, data);
+        Ok(self.fan_out(topic, frame))
+    }
+
+    /// Sends `{"topic":topic,"data":data}` to one session (authenticating or
+    /// active). Returns whether it was queued (`false`: the session overflowed and
+    /// was closed as a slow consumer).
+    pub fn send(&mut self, id: SessionId, topic: &str, data: &[u8]) -> Result<bool, HubError> {
+        let key = self.key(id)?;
+        self.check_topic(topic)?;
+        let data = envelope::validate_json(data).map_err(HubError::InvalidJson)?;
+        Ok(self.enqueue(key, OutFrame::Text(envelope::encode(topic, data))))
+    }
+
+    /// Sends an already encoded text frame to one session; it must be valid JSON.
+    /// For replies the adapter builds itself (for example sync responses).
+    /// Returns whether it was queued, as [`send`](Hub::send).
+    pub fn send_raw(&mut self, id: SessionId, frame: Bytes) -> Result<bool, HubError> {
+        let key = self.key(id)?;
+        envelope::validate_json(&frame).map_err(HubError::InvalidJson)?;
+        Ok(self.enqueue(key, OutFrame::Text(frame)))
+    }
+
+    /// Closes a session with `code` and `reason` (cut to 123 bytes). Frames queued
+    /// before are still written first.
+    pub fn close(&mut self, id: SessionId, code: u16, reason: &str) -> Result<(), HubError> {
+        let key = self.key(id)?;
+        if !is_sendable_code(code) {
+            return Err(HubError::InvalidCloseCode(code));
+        }
+        self.close_key(
+            key,
+            CloseReason::Server {
+                code,
+                reason: super::delivery::truncate_reason(reason),
+            },
+        );
+        Ok(())
+    }
+
+    /// Closes every session with 1001 (going away). Sessions opened later are
+    /// closed at once the same way.
+    pub fn shutdown(&mut self, now: Instant) {
+        let _ = now;
+        self.shut_down = true;
+        let keys: Vec<usize> = self.sessions.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close_key(key, CloseReason::Shutdown);
+        }
+    }
+
+    fn key(&self, id: SessionId) -> Result<usize, HubError> {
+        self.by_id
+            .get(&id)
+            .copied()
+            .ok_or(HubError::UnknownSession(id))
+    }
+
+    fn active_key(&self, id: SessionId) -> Result<usize, HubError> {
+        let key = self.key(id)?;
+        if self.sessions[key].auth().is_none() {
+            return Err(HubError::NotAuthenticated(id));
+        }
+        Ok(key)
+    }
+
+    fn check_topic(&self, topic: &str) -> Result<(), HubError> {
+        if topic.is_empty() {
+            return Err(HubError::InvalidTopic("empty"));
+        }
+        if topic.len() > self.config.limits.max_topic_len {
+            return Err(HubError::InvalidTopic("longer than the limit"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! Shared machinery: queueing frames under the bounds, fanning out, topic
+//! membership and closing a session.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Hub;
+use crate::envelope;
+use crate::session::Phase;
+use crate::{Action, CloseReason, ErrorCode, Event, OutFrame};
+
+/// Longest close reason RFC 6455 allows (125-byte control payload minus the code).
+const MAX_CLOSE_REASON: usize = 123;
+
+impl<A> Hub<A> {
+    /// Whether one more frame of `len` bytes fits this session's queue.
+    fn fits(&self, queued_messages: usize, queued_bytes: usize, len: usize) -> bool {
+        let limits = &self.config.limits;
+        queued_messages < limits.max_queued_messages
+            && (queued_messages == 0 || queued_bytes.saturating_add(len) <= limits.max_queued_bytes)
+    }
+
+    /// Queues `frame` for the session at `key`, or closes it as a slow consumer when
+    /// the frame does not fit. Returns whether the frame was queued.
+    pub(super) fn enqueue(&mut self, key: usize, frame: OutFrame) -> bool {
+        let Some(s) = self.sessions.get(key) else {
+            return false;
+        };
+        if !self.fits(s.queued_messages, s.queued_bytes, frame.len()) {
+            self.close_key(key, CloseReason::SlowConsumer);
+            return false;
+        }
+        let s = &mut self.sessions[key];
+        s.queued_messages += 1;
+        s.queued_bytes += frame.len();
+        if let OutFrame::Text(b) = &frame {
+            self.metrics.messages_out += 1;
+            self.metrics.bytes_out += b.len() as u64;
+        }
+        self.actions.push_back(Action::Send { id: s.id, frame });
+        true
+    }
+
+    /// Sends an error frame to the session at `key`.
+    pub(super) fn send_error(&mut self, key: usize, code: ErrorCode, message: &str) {
+        self.metrics.errors_sent += 1;
+        self.enqueue(key, OutFrame::Text(envelope::encode_error(code, message)));
+    }
+
+    /// Queues one shared frame for every subscriber of `topic`; closes those whose
+    /// queue overflows. Returns how many sessions it was queued for.
+    pub(super) fn fan_out(&mut self, topic: &str, frame: Bytes) -> usize {
+        self.metrics.publishes += 1;
+        let Some(subscribers) = self.topics.get(topic) else {
+            return 0;
+        };
+        let limits = self.config.limits;
+        let len = frame.len();
+        let mut delivered = 0;
+        let mut overflowed = Vec::new();
+        for &key in subscribers {
+            let s = &mut self.sessions[key];
+            let fits = s.queued_messages < limits.max_queued_messages
+                && (s.queued_messages == 0
+                    || s.queued_bytes.saturating_add(len) <= limits.max_queued_bytes);
+            if !fits {
+                overflowed.push(key);
+                continue;
+            }
+            s.queued_messages += 1;
+            s.queued_bytes += len;
+            self.actions.push_back(Action::Send {
+                id: s.id,
+                frame: OutFrame::Text(frame.clone()),
+            });
+            delivered += 1;
+        }
+        self.metrics.messages_out += delivered as u64;
+        self.metrics.bytes_out += (delivered * len) as u64;
+        for key in overflowed {
+            self.close_key(key, CloseReason::SlowConsumer);
+        }
+        delivered
+    }
+
+    /// Adds the session at `key` to `topic`. Returns whether it was new.
+    pub(super) fn subscribe_key(&mut self, key: usize, topic: &str) -> bool {
+        if self.sessions[key].topics.contains(topic) {
+            return false;
+        }
+        let name: Arc<str> = match self.topics.get_key_value(topic) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(topic),
+        };
+        self.topics.entry(name.clone()).or_default().insert(key);
+        self.sessions[key].topics.insert(name);
+        self.metrics.subscriptions += 1;
+        true
+    }
+
+    /// Removes the session at `key` from `topic`. Returns whether it was there.
+    pub(super) fn unsubscribe_key(&mut self, key: usize, topic: &str) -> bool {
+        if !self.sessions[key].topics.remove(topic) {
+            return false;
+        }
+        if let Some(set) = self.topics.get_mut(topic) {
+            set.remove(&key);
+            if set.is_empty() {
+                self.topics.remove(topic);
+            }
+        }
+        self.metrics.subscriptions -= 1;
+        true
+    }
+
+    /// Removes the session at `key` from every topic. Returns how many it left.
+    pub(super) fn unsubscribe_all_key(&mut self, key: usize) -> usize {
+        let topics = std::mem::take(&mut self.sessions[key].topics);
+        for topic in &topics {
+            if let Some(set) = self.topics.get_mut(&**topic) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.topics.remove(&**topic);
+                }
+            }
+        }
+        self.metrics.subscriptions -= topics.len();
+        topics.len()
+    }
+
+    /// Ends the session at `key`: sends the close frame (unless the transport is
+    /// already gone), forgets every trace of it, and reports it closed.
+    pub(super) fn close_key(&mut self, key: usize, reason: CloseReason) {
+        if !self.sessions.contains(key) {
+            return;
+        }
+        self.unsubscribe_all_key(key);
+        let s = self.sessions.remove(key);
+        self.by_id.remove(&s.id);
+        if let Some((at, why)) = s.timer {
+            self.timers.remove(&(at, key, why));
+        }
+        if let Some(p) = &s.pending {
+            self.tickets.remove(&p.ticket.0);
+        }
+        if matches!(reason, CloseReason::SlowConsumer) {
+            self.metrics.slow_consumer_closes += 1;
+        }
+        if !matches!(reason, CloseReason::TransportClosed) {
+            let code = match reason {
+                // A peer close without a status is answered with a plain normal close.
+                CloseReason::Peer { code: 1005, .. } => crate::close::codes::NORMAL,
+                _ => reason.code(),
+            };
+            self.actions.push_back(Action::Close {
+                id: s.id,
+                code,
+                reason: truncate_reason(reason.text()),
+            });
+        }
+        let auth = match s.phase {
+            Phase::Active { auth } => Some(auth),
+            Phase::Authenticating { .. } => None,
+        };
+        self.events.push_back(Event::Closed {
+            id: s.id,
+            reason,
+            auth,
+        });
+    }
+}
+
+/// Cuts a close reason to what fits a close frame, on a character boundary.
+pub(super) fn truncate_reason(reason: &str) -> String {
+    if reason.len() <= MAX_CLOSE_REASON {
+        return reason.to_owned();
+    }
+    let mut end = MAX_CLOSE_REASON;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}

@@ -1,0 +1,390 @@
+//! Inputs from the transport: sessions opening, frames read, writes flushed,
+//! transports ending; and the interpretation of client messages.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::Hub;
+use crate::authorize::{AuthorizeRequest, Decision, sync_scope};
+use crate::close::is_valid_peer_code;
+use crate::envelope::{self, ERROR_TOPIC};
+use crate::session::{PendingAuthorize, Phase, Session};
+use crate::{
+    AuthorizeTicket, CloseReason, Command, ErrorCode, Event, Frame, HubError, OutFrame, SessionId,
+};
+
+/// Largest control-frame payload RFC 6455 allows.
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
+impl<A> Hub<A> {
+    /// A transport was accepted (after the handshake rules passed). The hub emits
+    /// [`Event::Authenticate`] for it; answer with
+    /// [`handle_auth`](Hub::handle_auth) before the auth deadline. Messages the
+    /// client sends meanwhile are held and processed, in order, once it is
+    /// authenticated.
+    pub fn handle_open(&mut self, now: Instant) -> SessionId {
+        let deadline = self
+            .config
+            .timers
+            .auth_timeout
+            .map(|d| now + at_least_1ns(d));
+        let key = self.open(now, Phase::Authenticating { deadline });
+        let id = self.sessions[key].id;
+        if self.shut_down {
+            self.close_key(key, CloseReason::Shutdown);
+        } else {
+            self.events.push_back(Event::Authenticate { id });
+            self.reschedule(key);
+        }
+        id
+    }
+
+    /// A transport was accepted whose upgrade request the adapter already
+    /// authenticated as `auth`; the session is active at once.
+    pub fn handle_open_authenticated(&mut self, now: Instant, auth: A) -> SessionId {
+        let key = self.open(now, Phase::Active { auth });
+        let id = self.sessions[key].id;
+        if self.shut_down {
+            self.close_key(key, CloseReason::Shutdown);
+        } else {
+            self.activate(now, key);
+        }
+        id
+    }
+
+    /// A frame was read from the session's socket. Peer faults (too big, invalid
+    /// UTF-8, bad control frames) close the session; bad messages earn an error
+    /// frame. Ignored when the session is no longer open.
+    pub fn handle_frame(&mut self, now: Instant, id: SessionId, frame: Frame) {
+        let Some(&key) = self.by_id.get(&id) else {
+            return;
+        };
+        self.sessions[key].last_received = now;
+        match frame {
+            Frame::Text(payload) => self.handle_data(now, key, payload, true),
+            Frame::Binary(payload) => self.handle_data(now, key, payload, false),
+            Frame::Ping(payload) => {
+                if payload.len() > MAX_CONTROL_PAYLOAD {
+                    self.close_key(key, CloseReason::ProtocolError);
+                } else {
+                    self.enqueue(key, OutFrame::Pong(payload));
+                }
+            }
+            Frame::Pong(_) => {}
+            Frame::Close(None) => self.close_key(
+                key,
+                CloseReason::Peer {
+                    code: 1005,
+                    reason: String::new(),
+                },
+            ),
+            Frame::Close(Some((code, reason))) => {
+                if is_valid_peer_code(code) && reason.len() <= MAX_CONTROL_PAYLOAD - 2 {
+                    self.close_key(key, CloseReason::Peer { code, reason });
+                } else {
+                    self.close_key(key, CloseReason::ProtocolError);
+                }
+            }
+        }
+        if self.sessions.contains(key) {
+            self.reschedule(key);
+        }
+    }
+
+    /// The adapter wrote `messages` frames totalling `bytes` payload bytes of this
+    /// session's [`Action::Send`](crate::Action::Send)s (pongs and pings included).
+    ///
+    /// Ignored when the session is no longer open; an error when it claims more
+    /// than was queued (the queue is left unchanged).
+    pub fn handle_flushed(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        messages: usize,
+        bytes: usize,
+    ) -> Result<(), HubError> {
+        let _ = now;
+        let Some(&key) = self.by_id.get(&id) else {
+            return Ok(());
+        };
+        let s = &mut self.sessions[key];
+        if messages > s.queued_messages || bytes > s.queued_bytes {
+            return Err(HubError::FlushedTooMuch {
+                id,
+                messages,
+                bytes,
+                queued_messages: s.queued_messages,
+                queued_bytes: s.queued_bytes,
+            });
+        }
+        s.queued_messages -= messages;
+        s.queued_bytes -= bytes;
+        Ok(())
+    }
+
+    /// The transport ended without a close frame (reset, EOF, write error). The
+    /// session is reported closed; no close action is emitted. Ignored when the
+    /// session is no longer open.
+    pub fn handle_transport_closed(&mut self, now: Instant, id: SessionId) {
+        let _ = now;
+        if let Some(&key) = self.by_id.get(&id) {
+            self.close_key(key, CloseReason::TransportClosed);
+        }
+    }
+
+    /// Creates the session record with a fresh id.
+    fn open(&mut self, now: Instant, phase: Phase<A>) -> usize {
+        let id = self.fresh_id();
+        let key = self.sessions.insert(Session::new(id, now, phase));
+        self.by_id.insert(id, key);
+        self.metrics.sessions_opened += 1;
+        key
+    }
+
+    /// An id no open session has. Asks the generator again on a collision; a
+    /// generator stuck on open ids falls back to probing upwards.
+    fn fresh_id(&mut self) -> SessionId {
+        let mut raw = self.ids.next_id();
+        for _ in 0..16 {
+            if !self.by_id.contains_key(&SessionId::from_u64(raw)) {
+                return SessionId::from_u64(raw);
+            }
+            raw = self.ids.next_id();
+        }
+        while self.by_id.contains_key(&SessionId::from_u64(raw)) {
+            raw = raw.wrapping_add(1);
+        }
+        SessionId::from_u64(raw)
+    }
+
+    /// Starts the heartbeat of a newly active session and processes what it sent
+    /// while authenticating.
+    pub(super) fn activate(&mut self, now: Instant, key: usize) {
+        self.sessions[key].next_ping = self
+            .config
+            .timers
+            .ping_interval
+            .map(|d| now + at_least_1ns(d));
+        self.process_held(now, key);
+        if self.sessions.contains(key) {
+            self.reschedule(key);
+        }
+    }
+
+    fn handle_data(&mut self, now: Instant, key: usize, payload: Bytes, text: bool) {
+        self.metrics.messages_in += 1;
+        self.metrics.bytes_in += payload.len() as u64;
+        if payload.len() > self.config.limits.read_limit {
+            self.close_key(key, CloseReason::TooBig);
+            return;
+        }
+        if text && std::str::from_utf8(&payload).is_err() {
+            self.close_key(key, CloseReason::InvalidUtf8);
+            return;
+        }
+        let s = &mut self.sessions[key];
+        if s.is_blocked() {
+            if s.held.len() >= self.config.limits.max_pending_inbound {
+                self.close_key(key, CloseReason::TooManyPending);
+            } else {
+                s.held.push_back(payload);
+            }
+            return;
+        }
+        self.process_message(now, key, payload);
+    }
+
+    /// Processes held messages in order until the session blocks again or closes.
+    pub(super) fn process_held(&mut self, now: Instant, key: usize) {
+        loop {
+            let Some(s) = self.sessions.get_mut(key) else {
+                return;
+            };
+            if s.is_blocked() {
+                return;
+            }
+            let Some(held) = s.held.pop_front() else {
+                return;
+            };
+            self.process_message(now, key, held);
+        }
+    }
+
+    /// Interprets one data message of an active, unblocked session.
+    fn process_message(&mut self, now: Instant, key: usize, payload: Bytes) {
+        let Ok(text) = std::str::from_utf8(&payload) else {
+            self.send_error(key, ErrorCode::BadJson, "message is not UTF-8 JSON");
+            return;
+        };
+        let env = match envelope::parse(text) {
+            Ok(env) => env,
+            Err((code, message)) => {
+                self.send_error(key, code, message);
+                return;
+            }
+        };
+        let commands = self.config.commands;
+        let command = match env.topic.as_str() {
+            "subscribe" if commands.subscribe => Command::Subscribe,
+            "unsubscribe" if commands.unsubscribe => Command::Unsubscribe,
+            "publish" if commands.publish => Command::Publish,
+            _ => {
+                if self.config.application_messages {
+                    let data = match env.data {
+                        Some(d) => payload.slice_ref(d.as_bytes()),
+                        None => Bytes::from_static(b"null"),
+                    };
+                    let id = self.sessions[key].id;
+                    self.events.push_back(Event::Message {
+                        id,
+                        topic: env.topic,
+                        data,
+                    });
+                } else {
+                    self.send_error(key, ErrorCode::UnknownCommand, "unknown command");
+                }
+                return;
+            }
+        };
+        let target = match envelope::parse_command(env.data) {
+            Ok(target) => target,
+            Err((code, message)) => {
+                self.send_error(key, code, message);
+                return;
+            }
+        };
+        let topic = target.topic;
+        if topic.len() > self.config.limits.max_topic_len {
+            self.send_error(key, ErrorCode::TopicTooLong, "topic is too long");
+            return;
+        }
+        if topic == ERROR_TOPIC {
+            self.send_error(key, ErrorCode::BadTopic, "the error topic is reserved");
+            return;
+        }
+        let data = match target.data {
+            Some(d) => payload.slice_ref(d.as_bytes()),
+            None => Bytes::from_static(b"null"),
+        };
+        let subscribed = self.sessions[key].topics.contains(topic.as_str());
+        let decision = match command {
+            // Repeating a subscription or leaving a topic one is not in changes
+            // nothing, so it needs no permission.
+            Command::Subscribe if subscribed => return,
+            Command::Unsubscribe if !subscribed => return,
+            Command::Unsubscribe if sync_scope(&topic).is_some() => Decision::Allow,
+            Command::Publish if sync_scope(&topic).is_some() => {
+                self.send_error(
+                    key,
+                    ErrorCode::Forbidden,
+                    "clients may not publish on sync topics",
+                );
+                return;
+            }
+            _ => self.ask_authorizer(key, command, &topic),
+        };
+        match decision {
+            Decision::Allow => self.apply_command(key, command, &topic, data),
+            Decision::Deny => {
+                self.send_error(key, ErrorCode::Forbidden, forbidden_message(command))
+            }
+            Decision::Ask => self.ask_application(now, key, command, topic, data),
+        }
+    }
+
+    fn ask_authorizer(&mut self, key: usize, command: Command, topic: &str) -> Decision {
+        let s = &self.sessions[key];
+        let Some(auth) = s.auth() else {
+            // Unreachable: only active sessions process messages. Refuse rather
+            // than panic.
+            return Decision::Deny;
+        };
+        let request = AuthorizeRequest {
+            id: s.id,
+            auth,
+            command,
+            topic,
+        };
+        if request.scope().is_some() {
+            self.authorizer.authorize_scope(&request)
+        } else {
+            self.authorizer.authorize_topic(&request)
+        }
+    }
+
+    fn ask_application(
+        &mut self,
+        now: Instant,
+        key: usize,
+        command: Command,
+        topic: String,
+        data: Bytes,
+    ) {
+        let ticket = AuthorizeTicket(self.next_ticket);
+        self.next_ticket += 1;
+        self.tickets.insert(ticket.0, key);
+        let deadline = self
+            .config
+            .timers
+            .authorize_timeout
+            .map(|d| now + at_least_1ns(d));
+        let s = &mut self.sessions[key];
+        s.pending = Some(PendingAuthorize {
+            ticket,
+            command,
+            topic: topic.clone(),
+            data,
+            deadline,
+        });
+        self.events.push_back(Event::Authorize {
+            ticket,
+            id: s.id,
+            command,
+            topic,
+        });
+    }
+
+    /// Carries out an allowed client command.
+    pub(super) fn apply_command(&mut self, key: usize, command: Command, topic: &str, data: Bytes) {
+        match command {
+            Command::Subscribe => {
+                let s = &self.sessions[key];
+                if s.topics.contains(topic) {
+                    return;
+                }
+                if s.topics.len() >= self.config.limits.max_topics_per_session {
+                    self.send_error(
+                        key,
+                        ErrorCode::TooManyTopics,
+                        "too many topics for this session",
+                    );
+                    return;
+                }
+                self.subscribe_key(key, topic);
+            }
+            Command::Unsubscribe => {
+                self.unsubscribe_key(key, topic);
+            }
+            Command::Publish => {
+                let frame = envelope::encode(topic, &data);
+                self.fan_out(topic, frame);
+            }
+        }
+    }
+}
+
+/// The message of a `forbidden` error frame.
+pub(super) fn forbidden_message(command: Command) -> &'static str {
+    match command {
+        Command::Subscribe => "not allowed to subscribe to this topic",
+        Command::Unsubscribe => "not allowed to unsubscribe from this topic",
+        Command::Publish => "not allowed to publish on this topic",
+    }
+}
+
+/// Durations of zero would make a deadline equal to `now`; one nanosecond keeps
+/// every deadline strictly in the future.
+pub(super) fn at_least_1ns(d: std::time::Duration) -> std::time::Duration {
+    d.max(std::time::Duration::from_nanos(1))
+}

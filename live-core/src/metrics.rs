@@ -1,0 +1,30 @@
+//! Counters an operator wants to graph.
+
+/// A snapshot of the hub's counters, from [`Hub::metrics`](crate::Hub::metrics).
+/// Gauges are current values; totals only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Gauge: open sessions (authenticating or active).
+    pub sessions: usize,
+    /// Gauge: topics with at least one subscriber.
+    pub topics: usize,
+    /// Gauge: subscriptions (session, topic pairs).
+    pub subscriptions: usize,
+    /// Total: sessions ever opened.
+    pub sessions_opened: u64,
+    /// Total: data frames (text or binary) received.
+    pub messages_in: u64,
+    /// Total: bytes of data frames received.
+    pub bytes_in: u64,
+    /// Total: text frames handed to the adapter (deliveries, error frames, sends).
+    pub messages_out: u64,
+    /// Total: bytes of text frames handed to the adapter.
+    pub bytes_out: u64,
+    /// Total: publishes fanned out (client and server).
+    pub publishes: u64,
+    /// Total: error frames sent to clients.
+    pub errors_sent: u64,
+    /// Total: sessions closed as slow consumers (4008).
+    pub slow_consumer_closes: u64,
+}

@@ -1,0 +1,132 @@
+//! What the hub asks of its adapter: [`Action`]s (socket work), [`Event`]s
+//! (application work) and the [`TimerReason`] of its next deadline.
+
+use bytes::Bytes;
+
+use crate::{CloseReason, OutFrame, SessionId};
+
+/// Socket work for the adapter, drained with [`Hub::poll_action`](crate::Hub::poll_action)
+/// and performed in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write `frame` to the session's socket. Once written, report it with
+    /// [`Hub::handle_flushed`](crate::Hub::handle_flushed).
+    Send {
+        /// The session.
+        id: SessionId,
+        /// The frame. Its payload may be shared with other sessions.
+        frame: OutFrame,
+    },
+    /// Write a close frame with this code and reason, then end the transport. The
+    /// hub has already forgotten the session; nothing more will be sent to it.
+    Close {
+        /// The session.
+        id: SessionId,
+        /// The close code.
+        code: u16,
+        /// The close reason (at most 123 bytes, as RFC 6455 requires).
+        reason: String,
+    },
+}
+
+impl Action {
+    /// The session this action concerns.
+    pub fn id(&self) -> SessionId {
+        match self {
+            Action::Send { id, .. } | Action::Close { id, .. } => *id,
+        }
+    }
+}
+
+/// A built-in command a client can issue, as seen by an authorizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Command {
+    /// `subscribe`.
+    Subscribe,
+    /// `unsubscribe`.
+    Unsubscribe,
+    /// `publish`.
+    Publish,
+}
+
+impl Command {
+    /// The command's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Subscribe => "subscribe",
+            Command::Unsubscribe => "unsubscribe",
+            Command::Publish => "publish",
+        }
+    }
+}
+
+/// A ticket identifying one asynchronous authorization question; give it back to
+/// [`Hub::handle_authorize`](crate::Hub::handle_authorize).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AuthorizeTicket(pub(crate) u64);
+
+impl AuthorizeTicket {
+    /// The raw ticket number (unique within one hub).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// Application work, drained with [`Hub::poll_event`](crate::Hub::poll_event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<A> {
+    /// A session opened with [`Hub::handle_open`](crate::Hub::handle_open) needs
+    /// authenticating; answer with [`Hub::handle_auth`](crate::Hub::handle_auth)
+    /// before the auth deadline.
+    Authenticate {
+        /// The session.
+        id: SessionId,
+    },
+    /// A client command needs an authorization answer; answer with
+    /// [`Hub::handle_authorize`](crate::Hub::handle_authorize). The session's later
+    /// messages wait until it is answered, so their order is kept.
+    Authorize {
+        /// The ticket to answer with.
+        ticket: AuthorizeTicket,
+        /// The session asking.
+        id: SessionId,
+        /// What it asks to do.
+        command: Command,
+        /// On which topic.
+        topic: String,
+    },
+    /// A message that is not a built-in command (mizu's `OnMessage`).
+    Message {
+        /// The sender.
+        id: SessionId,
+        /// The envelope's topic.
+        topic: String,
+        /// The envelope's `data`, raw JSON exactly as received (`null` when absent).
+        data: Bytes,
+    },
+    /// The session ended. Reported exactly once per session that was opened.
+    Closed {
+        /// The session.
+        id: SessionId,
+        /// Why.
+        reason: CloseReason,
+        /// The value authentication gave it, if it got that far.
+        auth: Option<A>,
+    },
+}
+
+/// What the deadline returned by [`Hub::poll_timeout`](crate::Hub::poll_timeout)
+/// is for. Informational: [`Hub::handle_timeout`](crate::Hub::handle_timeout)
+/// handles every due timer whatever its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimerReason {
+    /// A session's authentication deadline.
+    AuthDeadline,
+    /// An authorization question's deadline.
+    AuthorizeDeadline,
+    /// A session's idle deadline.
+    Idle,
+    /// A session's next heartbeat ping.
+    Ping,
+}

@@ -1,0 +1,78 @@
+//! One session's state inside the hub.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::{AuthorizeTicket, Command, SessionId, TimerReason};
+
+/// Where a session is in its life. Closed sessions are removed from the hub, so
+/// there is no closed phase.
+pub(crate) enum Phase<A> {
+    /// Opened, waiting for [`Hub::handle_auth`](crate::Hub::handle_auth).
+    Authenticating { deadline: Option<Instant> },
+    /// Authenticated with this value.
+    Active { auth: A },
+}
+
+/// A client command waiting for an asynchronous authorization answer.
+pub(crate) struct PendingAuthorize {
+    pub(crate) ticket: AuthorizeTicket,
+    pub(crate) command: Command,
+    pub(crate) topic: String,
+    /// For a publish: the raw JSON data to fan out once allowed.
+    pub(crate) data: Bytes,
+    pub(crate) deadline: Option<Instant>,
+}
+
+pub(crate) struct Session<A> {
+    pub(crate) id: SessionId,
+    pub(crate) phase: Phase<A>,
+    pub(crate) topics: BTreeSet<Arc<str>>,
+    /// Messages handed to the adapter and not yet reported flushed.
+    pub(crate) queued_messages: usize,
+    /// Bytes handed to the adapter and not yet reported flushed.
+    pub(crate) queued_bytes: usize,
+    /// Messages received while blocked, processed in order once unblocked.
+    /// Payloads held in order; text ones were already checked to be UTF-8.
+    pub(crate) held: VecDeque<Bytes>,
+    pub(crate) pending: Option<PendingAuthorize>,
+    pub(crate) last_received: Instant,
+    pub(crate) next_ping: Option<Instant>,
+    /// The entry this session has in the hub's timer set, if any. It may be
+    /// earlier than the session's true next deadline (timers are moved later
+    /// lazily, when they fire).
+    pub(crate) timer: Option<(Instant, TimerReason)>,
+}
+
+impl<A> Session<A> {
+    pub(crate) fn new(id: SessionId, now: Instant, phase: Phase<A>) -> Self {
+        Self {
+            id,
+            phase,
+            topics: BTreeSet::new(),
+            queued_messages: 0,
+            queued_bytes: 0,
+            held: VecDeque::new(),
+            pending: None,
+            last_received: now,
+            next_ping: None,
+            timer: None,
+        }
+    }
+
+    /// Whether incoming messages must wait (authentication or authorization
+    /// outstanding).
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.pending.is_some() || matches!(self.phase, Phase::Authenticating { .. })
+    }
+
+    pub(crate) fn auth(&self) -> Option<&A> {
+        match &self.phase {
+            Phase::Active { auth } => Some(auth),
+            Phase::Authenticating { .. } => None,
+        }
+    }
+}
