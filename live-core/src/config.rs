@@ -20,6 +20,12 @@ pub struct HubConfig {
     /// `OnMessage`). When `false`, such a message earns the sender an
     /// `unknown_command` error frame instead. Default `true`.
     pub application_messages: bool,
+    /// Whether the hub reports what a broker backplane needs:
+    /// [`Event::TopicActive`](crate::Event::TopicActive) when a topic gets its
+    /// first local subscriber, [`Event::TopicInactive`](crate::Event::TopicInactive)
+    /// when it loses its last, and [`Event::Published`](crate::Event::Published)
+    /// for every client publish (already fanned out locally). Default `false`.
+    pub backplane_events: bool,
 }
 
 impl Default for HubConfig {
@@ -29,6 +35,7 @@ impl Default for HubConfig {
             timers: Timers::default(),
             commands: BuiltinCommands::default(),
             application_messages: true,
+            backplane_events: false,
         }
     }
 }

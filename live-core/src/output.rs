@@ -105,6 +105,31 @@ pub enum Event<A> {
         /// The envelope's `data`, raw JSON exactly as received (`null` when absent).
         data: Bytes,
     },
+    /// A topic got its first local subscriber (only with
+    /// [`HubConfig::backplane_events`](crate::HubConfig::backplane_events)): time to
+    /// subscribe to its broker channel.
+    TopicActive {
+        /// The topic.
+        topic: String,
+    },
+    /// A topic lost its last local subscriber (only with
+    /// [`HubConfig::backplane_events`](crate::HubConfig::backplane_events)).
+    TopicInactive {
+        /// The topic.
+        topic: String,
+    },
+    /// A client published and the hub fanned it out to local subscribers (only
+    /// with [`HubConfig::backplane_events`](crate::HubConfig::backplane_events)):
+    /// forward it to other nodes, which deliver it with
+    /// [`Hub::publish`](crate::Hub::publish).
+    Published {
+        /// The publisher.
+        id: SessionId,
+        /// The topic.
+        topic: String,
+        /// The raw JSON data.
+        data: Bytes,
+    },
     /// The session ended. Reported exactly once per session that was opened.
     Closed {
         /// The session.

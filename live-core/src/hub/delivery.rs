@@ -91,7 +91,14 @@ impl<A> Hub<A> {
         }
         let name: Arc<str> = match self.topics.get_key_value(topic) {
             Some((name, _)) => name.clone(),
-            None => Arc::from(topic),
+            None => {
+                if self.config.backplane_events {
+                    self.events.push_back(Event::TopicActive {
+                        topic: topic.to_owned(),
+                    });
+                }
+                Arc::from(topic)
+            }
         };
         self.topics.entry(name.clone()).or_default().insert(key);
         self.sessions[key].topics.insert(name);
@@ -104,12 +111,7 @@ impl<A> Hub<A> {
         if !self.sessions[key].topics.remove(topic) {
             return false;
         }
-        if let Some(set) = self.topics.get_mut(topic) {
-            set.remove(&key);
-            if set.is_empty() {
-                self.topics.remove(topic);
-            }
-        }
+        self.leave_topic(key, topic);
         self.metrics.subscriptions -= 1;
         true
     }
@@ -118,15 +120,25 @@ impl<A> Hub<A> {
     pub(super) fn unsubscribe_all_key(&mut self, key: usize) -> usize {
         let topics = std::mem::take(&mut self.sessions[key].topics);
         for topic in &topics {
-            if let Some(set) = self.topics.get_mut(&**topic) {
-                set.remove(&key);
-                if set.is_empty() {
-                    self.topics.remove(&**topic);
-                }
-            }
+            self.leave_topic(key, topic);
         }
         self.metrics.subscriptions -= topics.len();
         topics.len()
+    }
+
+    /// Removes `key` from the topic's subscriber set, and the topic when empty.
+    fn leave_topic(&mut self, key: usize, topic: &str) {
+        if let Some(set) = self.topics.get_mut(topic) {
+            set.remove(&key);
+            if set.is_empty() {
+                self.topics.remove(topic);
+                if self.config.backplane_events {
+                    self.events.push_back(Event::TopicInactive {
+                        topic: topic.to_owned(),
+                    });
+                }
+            }
+        }
     }
 
     /// Ends the session at `key`: sends the close frame (unless the transport is

@@ -367,8 +367,17 @@ impl<A> Hub<A> {
                 self.unsubscribe_key(key, topic);
             }
             Command::Publish => {
+                // Read before fanning out: the publisher may be closed by it.
+                let id = self.sessions[key].id;
                 let frame = envelope::encode(topic, &data);
                 self.fan_out(topic, frame);
+                if self.config.backplane_events {
+                    self.events.push_back(Event::Published {
+                        id,
+                        topic: topic.to_owned(),
+                        data,
+                    });
+                }
             }
         }
     }

@@ -104,7 +104,7 @@ impl<A> Hub<A> {
         let desired = self.next_deadline(key);
         let current = self.sessions[key].timer;
         if let (Some(cur), Some(want)) = (current, desired) {
-            if cur.0 <= want.0 {
+            if cur == want || cur.0 < want.0 {
                 return;
             }
         }
