@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::Hub;
+use super::timers::after;
 use crate::authorize::{AuthorizeRequest, Decision, sync_scope};
 use crate::close::is_valid_peer_code;
 use crate::envelope::{self, ERROR_TOPIC};
@@ -24,11 +25,7 @@ impl<A> Hub<A> {
     /// client sends meanwhile are held and processed, in order, once it is
     /// authenticated.
     pub fn handle_open(&mut self, now: Instant) -> SessionId {
-        let deadline = self
-            .config
-            .timers
-            .auth_timeout
-            .map(|d| now + at_least_1ns(d));
+        let deadline = self.config.timers.auth_timeout.and_then(|d| after(now, d));
         let key = self.open(now, Phase::Authenticating { deadline });
         let id = self.sessions[key].id;
         if self.shut_down {
@@ -161,11 +158,7 @@ impl<A> Hub<A> {
     /// Starts the heartbeat of a newly active session and processes what it sent
     /// while authenticating.
     pub(super) fn activate(&mut self, now: Instant, key: usize) {
-        self.sessions[key].next_ping = self
-            .config
-            .timers
-            .ping_interval
-            .map(|d| now + at_least_1ns(d));
+        self.sessions[key].next_ping = self.config.timers.ping_interval.and_then(|d| after(now, d));
         self.process_held(now, key);
         if self.sessions.contains(key) {
             self.reschedule(key);
@@ -328,7 +321,7 @@ impl<A> Hub<A> {
             .config
             .timers
             .authorize_timeout
-            .map(|d| now + at_least_1ns(d));
+            .and_then(|d| after(now, d));
         let s = &mut self.sessions[key];
         s.pending = Some(PendingAuthorize {
             ticket,
@@ -390,10 +383,4 @@ pub(super) fn forbidden_message(command: Command) -> &'static str {
         Command::Unsubscribe => "not allowed to unsubscribe from this topic",
         Command::Publish => "not allowed to publish on this topic",
     }
-}
-
-/// Durations of zero would make a deadline equal to `now`; one nanosecond keeps
-/// every deadline strictly in the future.
-pub(super) fn at_least_1ns(d: std::time::Duration) -> std::time::Duration {
-    d.max(std::time::Duration::from_nanos(1))
 }
