@@ -232,3 +232,11 @@ fn an_injected_generator_that_collides_still_yields_distinct_open_ids() {
     assert_ne!(x, y);
     assert!(hub.contains(x) && hub.contains(y));
 }
+
+#[test]
+fn the_hub_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Hub<String>>();
+    assert_send::<live_core::Action>();
+    assert_send::<Event<String>>();
+}
