@@ -178,9 +178,13 @@ impl<A> Hub<A> {
         }
         let s = &mut self.sessions[key];
         if s.is_blocked() {
-            if s.held.len() >= self.config.limits.max_pending_inbound {
+            let limits = &self.config.limits;
+            if s.held.len() >= limits.max_pending_inbound
+                || s.held_bytes + payload.len() > limits.read_limit
+            {
                 self.close_key(key, CloseReason::TooManyPending);
             } else {
+                s.held_bytes += payload.len();
                 s.held.push_back(payload);
             }
             return;
@@ -200,6 +204,7 @@ impl<A> Hub<A> {
             let Some(held) = s.held.pop_front() else {
                 return;
             };
+            s.held_bytes -= held.len();
             self.process_message(now, key, held);
         }
     }
@@ -223,7 +228,9 @@ impl<A> Hub<A> {
             "unsubscribe" if commands.unsubscribe => Command::Unsubscribe,
             "publish" if commands.publish => Command::Publish,
             _ => {
-                if self.config.application_messages {
+                if env.topic.len() > self.config.limits.max_topic_len {
+                    self.send_error(key, ErrorCode::TopicTooLong, "topic is too long");
+                } else if self.config.application_messages {
                     let data = match env.data {
                         Some(d) => payload.slice_ref(d.as_bytes()),
                         None => Bytes::from_static(b"null"),
