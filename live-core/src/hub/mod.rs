@@ -157,6 +157,11 @@ impl<A> Hub<A> {
             .map(|&key| self.sessions[key].id)
     }
 
+    /// How many sessions are open (authenticating or active).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// The ids of all open sessions, in a deterministic order.
     pub fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
         self.sessions.iter().map(|(_, s)| s.id)
