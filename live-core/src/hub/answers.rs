@@ -66,7 +66,7 @@ impl<A> Hub<A> {
             self.send_error(
                 key,
                 ErrorCode::Forbidden,
-                forbidden_message(pending.command),
+                &forbidden_message(pending.command, &pending.topic),
             );
         }
         self.process_held(now, key);

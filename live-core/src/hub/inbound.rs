@@ -275,20 +275,19 @@ impl<A> Hub<A> {
             Command::Unsubscribe if !subscribed => return,
             Command::Unsubscribe if sync_scope(&topic).is_some() => Decision::Allow,
             Command::Publish if sync_scope(&topic).is_some() => {
-                self.send_error(
-                    key,
-                    ErrorCode::Forbidden,
-                    "clients may not publish on sync topics",
-                );
+                let message = format!("clients may not publish on sync topic {topic}");
+                self.send_error(key, ErrorCode::Forbidden, &message);
                 return;
             }
             _ => self.ask_authorizer(key, command, &topic),
         };
         match decision {
             Decision::Allow => self.apply_command(key, command, &topic, data),
-            Decision::Deny => {
-                self.send_error(key, ErrorCode::Forbidden, forbidden_message(command))
-            }
+            Decision::Deny => self.send_error(
+                key,
+                ErrorCode::Forbidden,
+                &forbidden_message(command, &topic),
+            ),
             Decision::Ask => self.ask_application(now, key, command, topic, data),
         }
     }
@@ -354,11 +353,9 @@ impl<A> Hub<A> {
                     return;
                 }
                 if s.topics.len() >= self.config.limits.max_topics_per_session {
-                    self.send_error(
-                        key,
-                        ErrorCode::TooManyTopics,
-                        "too many topics for this session",
-                    );
+                    let message =
+                        format!("too many topics for this session; not subscribed to {topic}");
+                    self.send_error(key, ErrorCode::TooManyTopics, &message);
                     return;
                 }
                 self.subscribe_key(key, topic);
@@ -383,11 +380,12 @@ impl<A> Hub<A> {
     }
 }
 
-/// The message of a `forbidden` error frame.
-pub(super) fn forbidden_message(command: Command) -> &'static str {
+/// The message of a `forbidden` error frame; it names the topic so a client with
+/// several commands in flight knows which one failed.
+pub(super) fn forbidden_message(command: Command, topic: &str) -> String {
     match command {
-        Command::Subscribe => "not allowed to subscribe to this topic",
-        Command::Unsubscribe => "not allowed to unsubscribe from this topic",
-        Command::Publish => "not allowed to publish on this topic",
+        Command::Subscribe => format!("not allowed to subscribe to {topic}"),
+        Command::Unsubscribe => format!("not allowed to unsubscribe from {topic}"),
+        Command::Publish => format!("not allowed to publish on {topic}"),
     }
 }

@@ -57,12 +57,13 @@ impl<A> Hub<A> {
         {
             if let Some(p) = self.sessions[key].pending.take() {
                 self.tickets.remove(&p.ticket.0);
+                let message = format!(
+                    "authorization to {} {} was not answered in time",
+                    p.command.as_str(),
+                    p.topic
+                );
+                self.send_error(key, ErrorCode::AuthorizeTimeout, &message);
             }
-            self.send_error(
-                key,
-                ErrorCode::AuthorizeTimeout,
-                "authorization was not answered in time",
-            );
             self.process_held(now, key);
             if !self.sessions.contains(key) {
                 return;
