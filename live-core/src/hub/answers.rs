@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::Hub;
-use super::inbound::forbidden_message;
+use super::messages::forbidden_message;
 use crate::close::codes;
 use crate::session::Phase;
 use crate::{AuthorizeTicket, CloseReason, ErrorCode, HubError, Rejection, SessionId};

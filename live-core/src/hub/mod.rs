@@ -1,12 +1,14 @@
 //! The [`Hub`]: the state machine itself. Its methods are split by kind over the
-//! files of this module: inputs from the socket (`inbound.rs`), answers to events
-//! (`answers.rs`), server commands (`commands.rs`), timers (`timers.rs`), and the
-//! shared machinery of queues, topics and closing (`delivery.rs`).
+//! files of this module: inputs from the transport (`inbound.rs`), what client
+//! messages mean (`messages.rs`), answers to events (`answers.rs`), server
+//! commands (`commands.rs`), timers (`timers.rs`), and the shared machinery of
+//! queues, topics and closing (`delivery.rs`).
 
 mod answers;
 mod commands;
 mod delivery;
 mod inbound;
+mod messages;
 mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
