@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::Hub;
-use super::answers::is_sendable_code;
+use crate::close::is_valid_code;
 use crate::envelope;
 use crate::{CloseReason, HubError, OutFrame, SessionId};
 
@@ -88,7 +88,7 @@ impl<A> Hub<A> {
     /// before are still written first.
     pub fn close(&mut self, id: SessionId, code: u16, reason: &str) -> Result<(), HubError> {
         let key = self.key(id)?;
-        if !is_sendable_code(code) {
+        if !is_valid_code(code) {
             return Err(HubError::InvalidCloseCode(code));
         }
         self.close_key(

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::Hub;
 use super::timers::after;
-use crate::close::is_valid_peer_code;
+use crate::close::is_valid_code;
 use crate::session::{Phase, Session};
 use crate::{CloseReason, Event, Frame, HubError, OutFrame, SessionId};
 
@@ -73,7 +73,7 @@ impl<A> Hub<A> {
                 },
             ),
             Frame::Close(Some((code, reason))) => {
-                if is_valid_peer_code(code) && reason.len() <= MAX_CONTROL_PAYLOAD - 2 {
+                if is_valid_code(code) && reason.len() <= MAX_CONTROL_PAYLOAD - 2 {
                     self.close_key(key, CloseReason::Peer { code, reason });
                 } else {
                     self.close_key(key, CloseReason::ProtocolError);
