@@ -121,6 +121,20 @@ impl<A: Send + 'static> Hub<A> {
     }
 }
 
+impl<A> std::fmt::Debug for Hub<A> {
+    /// A summary (counts and counters); sessions hold application values that need
+    /// not be `Debug`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.config)
+            .field("metrics", &self.metrics())
+            .field("pending_actions", &self.actions.len())
+            .field("pending_events", &self.events.len())
+            .field("shut_down", &self.shut_down)
+            .finish_non_exhaustive()
+    }
+}
+
 // ---- getters ----
 impl<A> Hub<A> {
     /// The configuration.
