@@ -82,7 +82,7 @@ pub struct Hub<A> {
     shut_down: bool,
 }
 
-impl<A: Send + 'static> Hub<A> {
+impl<A: 'static> Hub<A> {
     /// A hub whose session ids come from [`SeededIds`] with this seed, with the
     /// [`DefaultAuthorizer`].
     pub fn new(config: HubConfig, seed: u64) -> Self {
