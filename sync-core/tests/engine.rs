@@ -475,3 +475,35 @@ fn json_of_changes_matches_go() {
         r#"{"cursor":1,"scope":"_default","time":"2026-11-22T06:28:15.12Z","data":{"key":"a","op":"put","value":[1]}}"#
     );
 }
+
+#[test]
+fn a_later_smaller_trim_never_moves_the_base_back() {
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    for i in 1..=8 {
+        e.handle_push(
+            T0,
+            RequestId(i),
+            vec![seq("s", "c", i, "incr", json!({"key":"n"}))],
+        );
+    }
+    flush(&mut e, &mut store);
+    e.trim("s", 7).unwrap();
+    let ready = e.poll_ready().unwrap();
+    e.trim("s", 4).unwrap(); // pending trim 7 already covers it
+    store.persist(&ready.persist).unwrap();
+    e.advance(ready.number).unwrap();
+    assert!(e.poll_ready().is_none(), "the smaller trim was dropped");
+    // A store must also ignore a stale trim on its own.
+    let mut stale = sync_core::Batch::default();
+    stale.trims.push(sync_core::store::Trim {
+        scope: "s".into(),
+        before: 3,
+        base: json!({"n": 2}),
+    });
+    store.persist(&stale).unwrap();
+    let r = Engine::recover(app(), EngineConfig::default(), store.load().unwrap()).unwrap();
+    assert_eq!(r.handle_snapshot(&snap("s")).data, json!({"n": 8}));
+    assert_eq!(r.handle_pull(&pull("s", 5, 0)).unwrap_err().status, 410);
+    assert_eq!(r.handle_pull(&pull("s", 6, 0)).unwrap().changes.len(), 2);
+}

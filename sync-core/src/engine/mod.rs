@@ -261,7 +261,17 @@ impl<A: App> Engine<A> {
                 head,
             });
         }
-        if before <= s.log.first_kept() {
+        let pending_trim = self
+            .outstanding
+            .iter()
+            .map(|(_, p)| p)
+            .chain([&self.open])
+            .flat_map(|p| &p.batch.trims)
+            .filter(|t| t.scope == scope)
+            .map(|t| t.before)
+            .max()
+            .unwrap_or(0);
+        if before <= s.log.first_kept().max(pending_trim) {
             return Ok(());
         }
         let base = s

@@ -56,7 +56,8 @@ pub struct IdExpiry {
 }
 
 /// A log trim: drop every change of `scope` with cursor `< before` and keep the
-/// state as of cursor `before - 1` as the scope's base.
+/// state as of cursor `before - 1` as the scope's base. A trim whose `before`
+/// is not greater than the stored base's `before` must be ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trim {
     /// The scope.

@@ -55,6 +55,9 @@ impl Store for MemoryStore {
         }
         for t in &batch.trims {
             let s = self.scope_mut(&t.scope);
+            if s.base.as_ref().is_some_and(|b| b.before >= t.before) {
+                continue;
+            }
             s.changes.retain(|e| e.change.cursor >= t.before);
             s.base = Some(TrimBase {
                 before: t.before,
