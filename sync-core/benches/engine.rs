@@ -1,0 +1,3 @@
+//! Criterion benchmarks of the sync engine (see BENCHMARKS.md).
+
+fn main() {}
