@@ -11,20 +11,34 @@ use crate::sync_client::{kv_lookup, push_body, put, with_client};
 use crate::ws_client::WsClient;
 
 async fn call(ws: &mut WsClient, rid: Value, op: &str, body: Value) -> (u64, Value) {
+    let (status, body, _) = call_collect(ws, rid, op, body).await;
+    (status, body)
+}
+
+/// Like [`call`], also returning the other messages read before the reply (a
+/// poke may come before or after the push's reply: their order is not fixed).
+async fn call_collect(
+    ws: &mut WsClient,
+    rid: Value,
+    op: &str,
+    body: Value,
+) -> (u64, Value, Vec<Value>) {
     ws.send(&json!({"topic": "_sync", "data": {"rid": rid, "op": op, "body": body}}))
         .await;
+    let mut skipped = Vec::new();
     loop {
         let m = ws.recv_message().await;
         if m["topic"] == "_sync" && m["data"]["rid"] == rid {
             let status = m["data"]["status"]
                 .as_u64()
                 .unwrap_or_else(|| panic!("_sync reply without status: {m}"));
-            return (status, m["data"]["body"].clone());
+            return (status, m["data"]["body"].clone(), skipped);
         }
         assert_ne!(
             m["topic"], "error",
             "_sync {op} answered with an error frame: {m}"
         );
+        skipped.push(m);
     }
 }
 
@@ -37,7 +51,7 @@ pub(super) async fn sync_over_websocket_push_pull_snapshot(cx: &Ctx<'_>) {
     ws.barrier().await;
 
     let m = with_client(put("w1", s, "wk", json!("via ws")), "ws-client", 1);
-    let (status, body) = call(
+    let (status, body, early) = call_collect(
         &mut ws,
         json!(1),
         "push",
@@ -47,7 +61,10 @@ pub(super) async fn sync_over_websocket_push_pull_snapshot(cx: &Ctx<'_>) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"][0]["ok"], true, "{body}");
     let cursor = body["results"][0]["cursor"].as_u64().expect("cursor");
-    let (poke, _) = ws.recv_topic("sync:user:alice").await;
+    let poke = match early.into_iter().find(|m| m["topic"] == "sync:user:alice") {
+        Some(p) => p,
+        None => ws.recv_topic("sync:user:alice").await.0,
+    };
     assert_eq!(poke["data"]["cursor"], cursor);
 
     // A bare array works here as over HTTP, and a replay returns the same result.
