@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p live-core --bench fanout`.
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -41,6 +41,28 @@ fn publish(c: &mut Criterion) {
                     drained += 1;
                 }
                 assert_eq!(delivered, drained);
+            })
+        });
+    }
+    // The hub's share alone: the drain (and the reference-count decrements of
+    // dropping the frames, which an adapter pays after writing) is left untimed.
+    for n in [1usize, 100, 10_000] {
+        let (mut hub, ids, _) = hub_with_sessions(n);
+        for &id in &ids {
+            hub.subscribe(id, "room:lobby").unwrap();
+        }
+        let mut sink = Vec::with_capacity(n);
+        group.bench_with_input(BenchmarkId::new("publish_only", n), &n, |b, _| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let started = Instant::now();
+                    black_box(hub.publish("room:lobby", data).unwrap());
+                    total += started.elapsed();
+                    sink.extend(std::iter::from_fn(|| hub.poll_action()));
+                    sink.clear();
+                }
+                total
             })
         });
     }

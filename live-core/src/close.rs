@@ -111,9 +111,9 @@ impl CloseReason {
     }
 }
 
-/// Whether `code` may appear in a close frame received from a peer
-/// (RFC 6455 section 7.4.1: 1000-1003, 1007-1011, 1012-1014 in practice, and
-/// 3000-4999).
-pub(crate) fn is_valid_peer_code(code: u16) -> bool {
+/// Whether `code` may appear in a close frame, sent or received (RFC 6455
+/// section 7.4: 1000-1003 and 1007-1014 are defined or registered, 3000-4999 are
+/// for libraries and applications; 1004-1006 and 1015 must never be sent).
+pub(crate) fn is_valid_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }

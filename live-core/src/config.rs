@@ -56,12 +56,14 @@ pub struct Limits {
     /// empty (a single message is always accepted, so a large publish does not
     /// close an idle reader). Default 1 MiB.
     pub max_queued_bytes: usize,
-    /// Longest accepted topic name, in bytes. Default 256.
+    /// Longest accepted topic name, in bytes, for the envelope's topic and a
+    /// command's target topic alike. Default 256.
     pub max_topic_len: usize,
     /// Most topics one session may be subscribed to. Default 1024.
     pub max_topics_per_session: usize,
     /// Most incoming messages held while a session waits for authentication or an
-    /// asynchronous authorization answer. One more closes it with 1008. Default 64.
+    /// asynchronous authorization answer. One more, or held payloads totalling more
+    /// than `read_limit` bytes, closes it with 1008. Default 64.
     pub max_pending_inbound: usize,
 }
 

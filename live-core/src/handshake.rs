@@ -6,7 +6,7 @@
 //! the `101 Switching Protocols` response with [`Accept::response`]) or a
 //! [`Refusal`] (send [`Refusal::response`] and drop the connection):
 //! - not `GET`: 405;
-//! - HTTP older than 1.1, missing or wrong `Upgrade: websocket` /
+//! - HTTP other than 1.1, missing or wrong `Upgrade: websocket` /
 //!   `Connection: upgrade`, missing or malformed `Sec-WebSocket-Key` (it must be
 //!   base64 of 16 bytes): 400;
 //! - `Sec-WebSocket-Version` other than 13: 426 with `Sec-WebSocket-Version: 13`;
@@ -140,11 +140,10 @@ pub fn check<B>(request: &Request<B>, origins: &OriginPolicy) -> Result<Accept, 
             "method must be GET",
         ));
     }
-    if request.version() < Version::HTTP_11 {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "HTTP/1.1 or later required",
-        ));
+    // The Upgrade mechanism exists in HTTP/1.1 only (HTTP/2 forbids these
+    // headers and uses extended CONNECT instead, which is not supported).
+    if request.version() != Version::HTTP_11 {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "HTTP/1.1 required"));
     }
     let headers = request.headers();
     if !has_token(headers, header::UPGRADE, "websocket") {

@@ -30,6 +30,35 @@
 //! [`Hub::poll_action`] and [`Hub::poll_event`], arm [`Hub::poll_timeout`], call
 //! [`Hub::handle_timeout`] when it passes.
 //!
+//! # Example
+//!
+//! ```
+//! use std::time::Instant;
+//! use bytes::Bytes;
+//! use live_core::{Action, Event, Frame, Hub, HubConfig, OutFrame};
+//!
+//! let mut hub: Hub<String> = Hub::new(HubConfig::default(), 7);
+//! let now = Instant::now();
+//!
+//! // A connection arrives; the application authenticates it.
+//! let alice = hub.handle_open(now);
+//! assert_eq!(hub.poll_event(), Some(Event::Authenticate { id: alice }));
+//! hub.handle_auth(now, alice, Ok("alice".to_string())).unwrap();
+//!
+//! // The client subscribes; server code publishes.
+//! let subscribe = r#"{"topic":"subscribe","data":{"topic":"chat"}}"#;
+//! hub.handle_frame(now, alice, Frame::Text(Bytes::from_static(subscribe.as_bytes())));
+//! assert_eq!(hub.publish("chat", br#""hello""#).unwrap(), 1);
+//!
+//! // The adapter writes what the hub asks, then reports it flushed.
+//! while let Some(action) = hub.poll_action() {
+//!     if let Action::Send { id, frame: OutFrame::Text(text) } = action {
+//!         assert_eq!(&text[..], br#"{"topic":"chat","data":"hello"}"#);
+//!         hub.handle_flushed(now, id, 1, text.len()).unwrap();
+//!     }
+//! }
+//! ```
+//!
 //! # Wire
 //!
 //! Client to server, text (or binary) frames:

@@ -38,6 +38,8 @@ pub(crate) struct Session<A> {
     /// Messages received while blocked, processed in order once unblocked.
     /// Payloads held in order; text ones were already checked to be UTF-8.
     pub(crate) held: VecDeque<Bytes>,
+    /// Total payload bytes in `held`.
+    pub(crate) held_bytes: usize,
     pub(crate) pending: Option<PendingAuthorize>,
     pub(crate) last_received: Instant,
     pub(crate) next_ping: Option<Instant>,
@@ -56,6 +58,7 @@ impl<A> Session<A> {
             queued_messages: 0,
             queued_bytes: 0,
             held: VecDeque::new(),
+            held_bytes: 0,
             pending: None,
             last_received: now,
             next_ping: None,

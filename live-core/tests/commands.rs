@@ -151,6 +151,12 @@ fn topic_length_limit() {
         h.hub.topics_of(alice).unwrap().collect::<Vec<_>>(),
         ["12345678"]
     );
+    // The envelope's own topic is limited too (application messages), but the
+    // built-in command names are not subject to it.
+    h.text(alice, r#"{"topic":"123456789","data":1}"#);
+    let lines = h.drain();
+    assert_eq!(error_code(&lines[0]).as_deref(), Some("topic_too_long"));
+    assert!(h.events().is_empty());
 }
 
 #[test]

@@ -16,6 +16,7 @@ enum Input {
     Text(usize, Vec<u8>),
     Binary(usize, Vec<u8>),
     Command(usize, u8, u8),
+    Json(usize, String),
     Ping(usize, Vec<u8>),
     Close(usize, u16),
     Flush(usize),
@@ -32,6 +33,7 @@ fn input() -> impl Strategy<Value = Input> {
         2 => (s.clone(), prop::collection::vec(any::<u8>(), 0..40)).prop_map(|(s, b)| Input::Text(s, b)),
         1 => (s.clone(), prop::collection::vec(any::<u8>(), 0..40)).prop_map(|(s, b)| Input::Binary(s, b)),
         6 => (s.clone(), 0u8..3, 0u8..4).prop_map(|(s, c, t)| Input::Command(s, c, t)),
+        3 => (s.clone(), near_miss()).prop_map(|(s, j)| Input::Json(s, j)),
         1 => (s.clone(), prop::collection::vec(any::<u8>(), 0..130)).prop_map(|(s, b)| Input::Ping(s, b)),
         1 => (s.clone(), any::<u16>()).prop_map(|(s, c)| Input::Close(s, c)),
         3 => s.prop_map(Input::Flush),
@@ -39,6 +41,46 @@ fn input() -> impl Strategy<Value = Input> {
         1 => any::<bool>().prop_map(Input::Answer),
         2 => (0u64..20_000).prop_map(Input::Advance),
     ]
+}
+
+/// Messages close to valid ones: every field may be missing, of the wrong type,
+/// reserved, or cut short.
+fn near_miss() -> impl Strategy<Value = String> {
+    let topic = prop::sample::select(vec![
+        r#""subscribe""#,
+        r#""unsubscribe""#,
+        r#""publish""#,
+        r#""error""#,
+        r#""sync:s""#,
+        r#""a""#,
+        r#""""#,
+        "1",
+        "null",
+        "[]",
+        r#""\u0000""#,
+    ]);
+    let inner = prop::sample::select(vec![
+        r#"{"topic":"a"}"#,
+        r#"{"topic":"sync:s","data":1}"#,
+        r#"{"topic":"error"}"#,
+        r#"{"topic":2}"#,
+        r#"{"data":{}}"#,
+        "{}",
+        r#""a""#,
+        "null",
+        "[1]",
+        r#"{"topic":"a","data":"#,
+    ]);
+    (topic, inner, any::<bool>(), 0usize..8).prop_map(|(t, d, with_data, cut)| {
+        let full = if with_data {
+            format!(r#"{{"topic":{t},"data":{d}}}"#)
+        } else {
+            format!(r#"{{"topic":{t}}}"#)
+        };
+        // Now and then, cut one to three bytes off the end.
+        let keep = full.len().saturating_sub(cut.saturating_sub(4));
+        full[..keep].to_owned()
+    })
 }
 
 const TOPICS: [&str; 4] = ["a", "b", "sync:s", "c"];
@@ -103,6 +145,11 @@ fn transcript(seed: u64, start: Instant, inputs: &[Input]) -> Vec<u8> {
                         TOPICS[*t as usize]
                     );
                     hub.handle_frame(now, id, Frame::Text(Bytes::from(text)));
+                }
+            }
+            Input::Json(s, text) => {
+                if let Some(id) = pick(&ids, *s) {
+                    hub.handle_frame(now, id, Frame::Text(Bytes::from(text.clone())));
                 }
             }
             Input::Ping(s, b) => {

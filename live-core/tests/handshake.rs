@@ -67,6 +67,7 @@ fn bad_headers_are_400() {
             b
         },
         upgrade().version(Version::HTTP_10),
+        upgrade().version(Version::HTTP_2),
     ];
     for (i, b) in cases.into_iter().enumerate() {
         let req = b.body(()).unwrap();

@@ -232,3 +232,29 @@ fn an_injected_generator_that_collides_still_yields_distinct_open_ids() {
     assert_ne!(x, y);
     assert!(hub.contains(x) && hub.contains(y));
 }
+
+#[test]
+fn the_hub_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Hub<String>>();
+    assert_send::<live_core::Action>();
+    assert_send::<Event<String>>();
+}
+
+#[test]
+fn held_messages_are_bounded_in_bytes_too() {
+    let mut config = HubConfig::default();
+    config.limits.read_limit = 100;
+    let mut h = Harness::with_config(config);
+    let alice = h.open_pending("alice");
+    h.events();
+    let msg = format!(r#"{{"topic":"x","data":"{}"}}"#, "y".repeat(20));
+    h.text(alice, &msg);
+    h.text(alice, &msg);
+    assert!(h.hub.contains(alice));
+    h.text(alice, &msg);
+    assert_eq!(
+        h.closed(),
+        ["alice closed 1008 too many messages before authorization"]
+    );
+}

@@ -275,7 +275,10 @@ impl Model {
                 if TOPICS[t].starts_with("sync:") {
                     self.enqueue(
                         i,
-                        Out::Text(error("forbidden", "clients may not publish on sync topics")),
+                        Out::Text(error(
+                            "forbidden",
+                            &format!("clients may not publish on sync topic {}", TOPICS[t]),
+                        )),
                     );
                 } else {
                     self.fan_out(t, size);
@@ -291,7 +294,13 @@ impl Model {
         if self.sessions[i].topics.len() >= MAX_TOPICS {
             self.enqueue(
                 i,
-                Out::Text(error("too_many_topics", "too many topics for this session")),
+                Out::Text(error(
+                    "too_many_topics",
+                    &format!(
+                        "too many topics for this session; not subscribed to {}",
+                        TOPICS[t]
+                    ),
+                )),
             );
             return;
         }
@@ -335,7 +344,10 @@ impl Model {
         } else {
             self.enqueue(
                 i,
-                Out::Text(error("forbidden", "not allowed to subscribe to this topic")),
+                Out::Text(error(
+                    "forbidden",
+                    &format!("not allowed to subscribe to {}", TOPICS[t]),
+                )),
             );
         }
         self.process_held(i);

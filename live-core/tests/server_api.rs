@@ -111,3 +111,22 @@ fn send_to_a_session_still_authenticating_is_allowed() {
     assert_eq!(h.hub.send(a, "hello", b"1"), Ok(true));
     assert_eq!(h.drain(), [r#"a <- {"topic":"hello","data":1}"#]);
 }
+
+#[test]
+fn broadcast_reaches_every_authenticated_session_once() {
+    let mut h = Harness::new();
+    let a = h.open("a");
+    let b = h.open("b");
+    let _pending = h.open_pending("p");
+    h.hub.subscribe(a, "x").unwrap();
+    assert_eq!(h.hub.broadcast("notice", br#""maintenance""#), Ok(2));
+    assert_eq!(
+        h.drain(),
+        [
+            r#"a <- {"topic":"notice","data":"maintenance"}"#,
+            r#"b <- {"topic":"notice","data":"maintenance"}"#,
+        ]
+    );
+    assert_eq!(h.hub.session_count(), 3);
+    let _ = b;
+}

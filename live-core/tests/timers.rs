@@ -104,3 +104,19 @@ fn zero_durations_still_give_deadlines_after_now() {
         h.drain_flushed();
     }
 }
+
+#[test]
+fn durations_too_large_to_represent_mean_never() {
+    let mut config = HubConfig::default();
+    config.timers.ping_interval = Some(Duration::MAX);
+    config.timers.idle_timeout = Some(Duration::MAX);
+    config.timers.auth_timeout = Some(Duration::MAX);
+    config.timers.authorize_timeout = Some(Duration::MAX);
+    let mut h = Harness::with_config(config);
+    h.open("alice");
+    h.open_pending("bob");
+    h.events();
+    assert_eq!(h.hub.poll_timeout(), None);
+    h.advance(Duration::from_secs(1_000_000));
+    assert_eq!(h.hub.metrics().sessions, 2);
+}

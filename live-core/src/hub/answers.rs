@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use super::Hub;
-use super::inbound::forbidden_message;
-use crate::close::codes;
+use super::messages::forbidden_message;
+use crate::close::{codes, is_valid_code};
 use crate::session::Phase;
 use crate::{AuthorizeTicket, CloseReason, ErrorCode, HubError, Rejection, SessionId};
 
@@ -31,7 +31,7 @@ impl<A> Hub<A> {
                 self.activate(now, key);
             }
             Err(rejection) => {
-                let code = if is_sendable_code(rejection.code) {
+                let code = if is_valid_code(rejection.code) {
                     rejection.code
                 } else {
                     codes::POLICY
@@ -66,7 +66,7 @@ impl<A> Hub<A> {
             self.send_error(
                 key,
                 ErrorCode::Forbidden,
-                forbidden_message(pending.command),
+                &forbidden_message(pending.command, &pending.topic),
             );
         }
         self.process_held(now, key);
@@ -74,9 +74,4 @@ impl<A> Hub<A> {
             self.reschedule(key);
         }
     }
-}
-
-/// Whether a server may send `code` in a close frame (RFC 6455 section 7.4).
-pub(super) fn is_sendable_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::Hub;
-use super::answers::is_sendable_code;
+use crate::close::is_valid_code;
 use crate::envelope;
 use crate::{CloseReason, HubError, OutFrame, SessionId};
 
@@ -43,6 +43,28 @@ impl<A> Hub<A> {
         Ok(self.fan_out(topic, frame))
     }
 
+    /// Sends `{"topic":topic,"data":data}` to every authenticated session,
+    /// subscribed or not (mizu's `Broadcast`). Encoded once, shared by all.
+    /// Returns how many sessions it was queued for.
+    pub fn broadcast(&mut self, topic: &str, data: &[u8]) -> Result<usize, HubError> {
+        self.check_topic(topic)?;
+        let data = envelope::validate_json(data).map_err(HubError::InvalidJson)?;
+        let frame = envelope::encode(topic, data);
+        let keys: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.auth().is_some())
+            .map(|(key, _)| key)
+            .collect();
+        let mut queued = 0;
+        for key in keys {
+            if self.enqueue(key, OutFrame::Text(frame.clone())) {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
     /// Sends `{"topic":topic,"data":data}` to one session (authenticating or
     /// active). Returns whether it was queued (`false`: the session overflowed and
     /// was closed as a slow consumer).
@@ -66,7 +88,7 @@ impl<A> Hub<A> {
     /// before are still written first.
     pub fn close(&mut self, id: SessionId, code: u16, reason: &str) -> Result<(), HubError> {
         let key = self.key(id)?;
-        if !is_sendable_code(code) {
+        if !is_valid_code(code) {
             return Err(HubError::InvalidCloseCode(code));
         }
         self.close_key(

@@ -33,7 +33,7 @@ impl<A> Hub<A> {
         }
         let s = &mut self.sessions[key];
         s.queued_messages += 1;
-        s.queued_bytes += frame.len();
+        s.queued_bytes = s.queued_bytes.saturating_add(frame.len());
         if let OutFrame::Text(b) = &frame {
             self.metrics.messages_out += 1;
             self.metrics.bytes_out += b.len() as u64;
@@ -69,7 +69,7 @@ impl<A> Hub<A> {
                 continue;
             }
             s.queued_messages += 1;
-            s.queued_bytes += len;
+            s.queued_bytes = s.queued_bytes.saturating_add(len);
             self.actions.push_back(Action::Send {
                 id: s.id,
                 frame: OutFrame::Text(frame.clone()),

@@ -6,13 +6,10 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::Hub;
-use crate::authorize::{AuthorizeRequest, Decision, sync_scope};
-use crate::close::is_valid_peer_code;
-use crate::envelope::{self, ERROR_TOPIC};
-use crate::session::{PendingAuthorize, Phase, Session};
-use crate::{
-    AuthorizeTicket, CloseReason, Command, ErrorCode, Event, Frame, HubError, OutFrame, SessionId,
-};
+use super::timers::after;
+use crate::close::is_valid_code;
+use crate::session::{Phase, Session};
+use crate::{CloseReason, Event, Frame, HubError, OutFrame, SessionId};
 
 /// Largest control-frame payload RFC 6455 allows.
 const MAX_CONTROL_PAYLOAD: usize = 125;
@@ -24,11 +21,7 @@ impl<A> Hub<A> {
     /// client sends meanwhile are held and processed, in order, once it is
     /// authenticated.
     pub fn handle_open(&mut self, now: Instant) -> SessionId {
-        let deadline = self
-            .config
-            .timers
-            .auth_timeout
-            .map(|d| now + at_least_1ns(d));
+        let deadline = self.config.timers.auth_timeout.and_then(|d| after(now, d));
         let key = self.open(now, Phase::Authenticating { deadline });
         let id = self.sessions[key].id;
         if self.shut_down {
@@ -80,7 +73,7 @@ impl<A> Hub<A> {
                 },
             ),
             Frame::Close(Some((code, reason))) => {
-                if is_valid_peer_code(code) && reason.len() <= MAX_CONTROL_PAYLOAD - 2 {
+                if is_valid_code(code) && reason.len() <= MAX_CONTROL_PAYLOAD - 2 {
                     self.close_key(key, CloseReason::Peer { code, reason });
                 } else {
                     self.close_key(key, CloseReason::ProtocolError);
@@ -161,11 +154,7 @@ impl<A> Hub<A> {
     /// Starts the heartbeat of a newly active session and processes what it sent
     /// while authenticating.
     pub(super) fn activate(&mut self, now: Instant, key: usize) {
-        self.sessions[key].next_ping = self
-            .config
-            .timers
-            .ping_interval
-            .map(|d| now + at_least_1ns(d));
+        self.sessions[key].next_ping = self.config.timers.ping_interval.and_then(|d| after(now, d));
         self.process_held(now, key);
         if self.sessions.contains(key) {
             self.reschedule(key);
@@ -185,215 +174,17 @@ impl<A> Hub<A> {
         }
         let s = &mut self.sessions[key];
         if s.is_blocked() {
-            if s.held.len() >= self.config.limits.max_pending_inbound {
+            let limits = &self.config.limits;
+            if s.held.len() >= limits.max_pending_inbound
+                || s.held_bytes + payload.len() > limits.read_limit
+            {
                 self.close_key(key, CloseReason::TooManyPending);
             } else {
+                s.held_bytes += payload.len();
                 s.held.push_back(payload);
             }
             return;
         }
         self.process_message(now, key, payload);
     }
-
-    /// Processes held messages in order until the session blocks again or closes.
-    pub(super) fn process_held(&mut self, now: Instant, key: usize) {
-        loop {
-            let Some(s) = self.sessions.get_mut(key) else {
-                return;
-            };
-            if s.is_blocked() {
-                return;
-            }
-            let Some(held) = s.held.pop_front() else {
-                return;
-            };
-            self.process_message(now, key, held);
-        }
-    }
-
-    /// Interprets one data message of an active, unblocked session.
-    fn process_message(&mut self, now: Instant, key: usize, payload: Bytes) {
-        let Ok(text) = std::str::from_utf8(&payload) else {
-            self.send_error(key, ErrorCode::BadJson, "message is not UTF-8 JSON");
-            return;
-        };
-        let env = match envelope::parse(text) {
-            Ok(env) => env,
-            Err((code, message)) => {
-                self.send_error(key, code, message);
-                return;
-            }
-        };
-        let commands = self.config.commands;
-        let command = match env.topic.as_str() {
-            "subscribe" if commands.subscribe => Command::Subscribe,
-            "unsubscribe" if commands.unsubscribe => Command::Unsubscribe,
-            "publish" if commands.publish => Command::Publish,
-            _ => {
-                if self.config.application_messages {
-                    let data = match env.data {
-                        Some(d) => payload.slice_ref(d.as_bytes()),
-                        None => Bytes::from_static(b"null"),
-                    };
-                    let id = self.sessions[key].id;
-                    self.events.push_back(Event::Message {
-                        id,
-                        topic: env.topic,
-                        data,
-                    });
-                } else {
-                    self.send_error(key, ErrorCode::UnknownCommand, "unknown command");
-                }
-                return;
-            }
-        };
-        let target = match envelope::parse_command(env.data) {
-            Ok(target) => target,
-            Err((code, message)) => {
-                self.send_error(key, code, message);
-                return;
-            }
-        };
-        let topic = target.topic;
-        if topic.len() > self.config.limits.max_topic_len {
-            self.send_error(key, ErrorCode::TopicTooLong, "topic is too long");
-            return;
-        }
-        if topic == ERROR_TOPIC {
-            self.send_error(key, ErrorCode::BadTopic, "the error topic is reserved");
-            return;
-        }
-        let data = match target.data {
-            Some(d) => payload.slice_ref(d.as_bytes()),
-            None => Bytes::from_static(b"null"),
-        };
-        let subscribed = self.sessions[key].topics.contains(topic.as_str());
-        let decision = match command {
-            // Repeating a subscription or leaving a topic one is not in changes
-            // nothing, so it needs no permission.
-            Command::Subscribe if subscribed => return,
-            Command::Unsubscribe if !subscribed => return,
-            Command::Unsubscribe if sync_scope(&topic).is_some() => Decision::Allow,
-            Command::Publish if sync_scope(&topic).is_some() => {
-                self.send_error(
-                    key,
-                    ErrorCode::Forbidden,
-                    "clients may not publish on sync topics",
-                );
-                return;
-            }
-            _ => self.ask_authorizer(key, command, &topic),
-        };
-        match decision {
-            Decision::Allow => self.apply_command(key, command, &topic, data),
-            Decision::Deny => {
-                self.send_error(key, ErrorCode::Forbidden, forbidden_message(command))
-            }
-            Decision::Ask => self.ask_application(now, key, command, topic, data),
-        }
-    }
-
-    fn ask_authorizer(&mut self, key: usize, command: Command, topic: &str) -> Decision {
-        let s = &self.sessions[key];
-        let Some(auth) = s.auth() else {
-            // Unreachable: only active sessions process messages. Refuse rather
-            // than panic.
-            return Decision::Deny;
-        };
-        let request = AuthorizeRequest {
-            id: s.id,
-            auth,
-            command,
-            topic,
-        };
-        if request.scope().is_some() {
-            self.authorizer.authorize_scope(&request)
-        } else {
-            self.authorizer.authorize_topic(&request)
-        }
-    }
-
-    fn ask_application(
-        &mut self,
-        now: Instant,
-        key: usize,
-        command: Command,
-        topic: String,
-        data: Bytes,
-    ) {
-        let ticket = AuthorizeTicket(self.next_ticket);
-        self.next_ticket += 1;
-        self.tickets.insert(ticket.0, key);
-        let deadline = self
-            .config
-            .timers
-            .authorize_timeout
-            .map(|d| now + at_least_1ns(d));
-        let s = &mut self.sessions[key];
-        s.pending = Some(PendingAuthorize {
-            ticket,
-            command,
-            topic: topic.clone(),
-            data,
-            deadline,
-        });
-        self.events.push_back(Event::Authorize {
-            ticket,
-            id: s.id,
-            command,
-            topic,
-        });
-    }
-
-    /// Carries out an allowed client command.
-    pub(super) fn apply_command(&mut self, key: usize, command: Command, topic: &str, data: Bytes) {
-        match command {
-            Command::Subscribe => {
-                let s = &self.sessions[key];
-                if s.topics.contains(topic) {
-                    return;
-                }
-                if s.topics.len() >= self.config.limits.max_topics_per_session {
-                    self.send_error(
-                        key,
-                        ErrorCode::TooManyTopics,
-                        "too many topics for this session",
-                    );
-                    return;
-                }
-                self.subscribe_key(key, topic);
-            }
-            Command::Unsubscribe => {
-                self.unsubscribe_key(key, topic);
-            }
-            Command::Publish => {
-                // Read before fanning out: the publisher may be closed by it.
-                let id = self.sessions[key].id;
-                let frame = envelope::encode(topic, &data);
-                self.fan_out(topic, frame);
-                if self.config.backplane_events {
-                    self.events.push_back(Event::Published {
-                        id,
-                        topic: topic.to_owned(),
-                        data,
-                    });
-                }
-            }
-        }
-    }
-}
-
-/// The message of a `forbidden` error frame.
-pub(super) fn forbidden_message(command: Command) -> &'static str {
-    match command {
-        Command::Subscribe => "not allowed to subscribe to this topic",
-        Command::Unsubscribe => "not allowed to unsubscribe from this topic",
-        Command::Publish => "not allowed to publish on this topic",
-    }
-}
-
-/// Durations of zero would make a deadline equal to `now`; one nanosecond keeps
-/// every deadline strictly in the future.
-pub(super) fn at_least_1ns(d: std::time::Duration) -> std::time::Duration {
-    d.max(std::time::Duration::from_nanos(1))
 }

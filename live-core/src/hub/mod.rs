@@ -1,12 +1,14 @@
 //! The [`Hub`]: the state machine itself. Its methods are split by kind over the
-//! files of this module: inputs from the socket (`inbound.rs`), answers to events
-//! (`answers.rs`), server commands (`commands.rs`), timers (`timers.rs`), and the
-//! shared machinery of queues, topics and closing (`delivery.rs`).
+//! files of this module: inputs from the transport (`inbound.rs`), what client
+//! messages mean (`messages.rs`), answers to events (`answers.rs`), server
+//! commands (`commands.rs`), timers (`timers.rs`), and the shared machinery of
+//! queues, topics and closing (`delivery.rs`).
 
 mod answers;
 mod commands;
 mod delivery;
 mod inbound;
+mod messages;
 mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -80,7 +82,7 @@ pub struct Hub<A> {
     shut_down: bool,
 }
 
-impl<A: Send + 'static> Hub<A> {
+impl<A: 'static> Hub<A> {
     /// A hub whose session ids come from [`SeededIds`] with this seed, with the
     /// [`DefaultAuthorizer`].
     pub fn new(config: HubConfig, seed: u64) -> Self {
@@ -116,6 +118,20 @@ impl<A: Send + 'static> Hub<A> {
     /// their answer.
     pub fn set_authorizer(&mut self, authorizer: impl Authorizer<A> + 'static) {
         self.authorizer = Box::new(authorizer);
+    }
+}
+
+impl<A> std::fmt::Debug for Hub<A> {
+    /// A summary (counts and counters); sessions hold application values that need
+    /// not be `Debug`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.config)
+            .field("metrics", &self.metrics())
+            .field("pending_actions", &self.actions.len())
+            .field("pending_events", &self.events.len())
+            .field("shut_down", &self.shut_down)
+            .finish_non_exhaustive()
     }
 }
 
@@ -155,6 +171,11 @@ impl<A> Hub<A> {
             .into_iter()
             .flatten()
             .map(|&key| self.sessions[key].id)
+    }
+
+    /// How many sessions are open (authenticating or active).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// The ids of all open sessions, in a deterministic order.

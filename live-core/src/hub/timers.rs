@@ -9,7 +9,6 @@
 use std::time::Instant;
 
 use super::Hub;
-use super::inbound::at_least_1ns;
 use crate::session::Phase;
 use crate::{CloseReason, ErrorCode, OutFrame, TimerReason};
 
@@ -46,7 +45,7 @@ impl<A> Hub<A> {
             }
         }
         if let Some(idle) = timers.idle_timeout {
-            if s.last_received + at_least_1ns(idle) <= now {
+            if after(s.last_received, idle).is_some_and(|d| d <= now) {
                 self.close_key(key, CloseReason::IdleTimeout);
                 return;
             }
@@ -58,19 +57,20 @@ impl<A> Hub<A> {
         {
             if let Some(p) = self.sessions[key].pending.take() {
                 self.tickets.remove(&p.ticket.0);
+                let message = format!(
+                    "authorization to {} {} was not answered in time",
+                    p.command.as_str(),
+                    p.topic
+                );
+                self.send_error(key, ErrorCode::AuthorizeTimeout, &message);
             }
-            self.send_error(
-                key,
-                ErrorCode::AuthorizeTimeout,
-                "authorization was not answered in time",
-            );
             self.process_held(now, key);
             if !self.sessions.contains(key) {
                 return;
             }
         }
         if self.sessions[key].next_ping.is_some_and(|p| p <= now) {
-            self.sessions[key].next_ping = timers.ping_interval.map(|d| now + at_least_1ns(d));
+            self.sessions[key].next_ping = timers.ping_interval.and_then(|d| after(now, d));
             if !self.enqueue(key, OutFrame::Ping(bytes::Bytes::new())) {
                 return;
             }
@@ -94,7 +94,8 @@ impl<A> Hub<A> {
             .config
             .timers
             .idle_timeout
-            .map(|d| (s.last_received + at_least_1ns(d), TimerReason::Idle));
+            .and_then(|d| after(s.last_received, d))
+            .map(|d| (d, TimerReason::Idle));
         let ping = s.next_ping.map(|d| (d, TimerReason::Ping));
         [auth, authorize, idle, ping].into_iter().flatten().min()
     }
@@ -116,4 +117,11 @@ impl<A> Hub<A> {
         }
         self.sessions[key].timer = desired;
     }
+}
+
+/// The deadline `d` after `from`. A zero duration counts as one nanosecond, so
+/// every deadline is strictly after the instant it is computed from; a duration
+/// too large to represent means "never".
+pub(super) fn after(from: Instant, d: std::time::Duration) -> Option<Instant> {
+    from.checked_add(d.max(std::time::Duration::from_nanos(1)))
 }
