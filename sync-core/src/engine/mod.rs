@@ -11,6 +11,7 @@ mod types;
 pub use types::{EngineConfig, EngineError, Output, Ready, RecoveryError, RequestId};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use crate::app::App;
 use crate::handler::{Response, SyncRequest};
@@ -22,6 +23,8 @@ use scope::ScopeData;
 #[derive(Debug, Default)]
 struct Pending {
     batch: Batch,
+    /// The batch once handed out (shared with the driver).
+    sealed: Option<Arc<Batch>>,
     /// Push answers released when this batch is durable, in arrival order.
     waiters: Vec<(RequestId, Vec<MutationResult>)>,
     /// Scopes whose working view this batch changed.
@@ -171,7 +174,9 @@ impl<A: App> Engine<A> {
     /// working state returns to its durable state. Clients retry.
     pub fn handle_persist_failed(&mut self, number: u64) -> Result<(), EngineError> {
         self.check_outstanding(number)?;
-        let (_, failed) = self.outstanding.take().expect("checked");
+        let Some((_, failed)) = self.outstanding.take() else {
+            return Ok(());
+        };
         let open = std::mem::take(&mut self.open);
         for pending in [failed, open] {
             for scope in &pending.touched {
@@ -199,8 +204,11 @@ impl<A: App> Engine<A> {
     /// are released to [`Engine::poll_output`].
     pub fn advance(&mut self, number: u64) -> Result<(), EngineError> {
         self.check_outstanding(number)?;
-        let (_, done) = self.outstanding.take().expect("checked");
-        let batch = &done.batch;
+        let Some((_, done)) = self.outstanding.take() else {
+            return Ok(());
+        };
+        let sealed = done.sealed.clone().unwrap_or_default();
+        let batch = &*sealed;
         for t in &batch.trims {
             if let Some(s) = self.scopes.get_mut(&t.scope) {
                 s.apply_trim(t);
@@ -266,7 +274,12 @@ impl<A: App> Engine<A> {
             .iter()
             .map(|(_, p)| p)
             .chain([&self.open])
-            .flat_map(|p| &p.batch.trims)
+            .flat_map(|p| {
+                p.batch
+                    .trims
+                    .iter()
+                    .chain(p.sealed.iter().flat_map(|b| &b.trims))
+            })
             .filter(|t| t.scope == scope)
             .map(|t| t.before)
             .max()
@@ -298,8 +311,9 @@ impl<A: App> Engine<A> {
         }
         let number = self.next_number;
         self.next_number += 1;
-        let pending = std::mem::take(&mut self.open);
-        let persist = pending.batch.clone();
+        let mut pending = std::mem::take(&mut self.open);
+        let persist = Arc::new(std::mem::take(&mut pending.batch));
+        pending.sealed = Some(Arc::clone(&persist));
         self.outstanding = Some((number, pending));
         Some(Ready { number, persist })
     }
