@@ -507,3 +507,40 @@ fn a_later_smaller_trim_never_moves_the_base_back() {
     assert_eq!(r.handle_pull(&pull("s", 5, 0)).unwrap_err().status, 410);
     assert_eq!(r.handle_pull(&pull("s", 6, 0)).unwrap().changes.len(), 2);
 }
+
+#[test]
+fn a_scope_can_be_reloaded_from_the_store_when_idle() {
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    e.handle_push(
+        T0,
+        RequestId(1),
+        vec![seq("s", "c", 1, "incr", json!({"key":"n"}))],
+    );
+    flush(&mut e, &mut store);
+    // Another process writes to the same database.
+    let mut other = Engine::recover(app(), EngineConfig::default(), store.load().unwrap()).unwrap();
+    other.handle_push(
+        T0,
+        RequestId(1),
+        vec![seq("s", "d", 1, "incr", json!({"key":"n"}))],
+    );
+    flush(&mut other, &mut store);
+    e.handle_push(
+        T0,
+        RequestId(2),
+        vec![seq("t", "c", 1, "incr", json!({"key":"n"}))],
+    );
+    let records = store.load_scope("s").unwrap().unwrap();
+    e.reload_scope(&records).unwrap();
+    assert_eq!(e.handle_snapshot(&snap("s")).data, json!({"n":2}));
+    // Scope t has work in flight: refused.
+    let t = sync_core::store::ScopeRecords {
+        scope: "t".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        e.reload_scope(&t),
+        Err(EngineError::ScopeBusy { scope: "t".into() })
+    );
+}

@@ -301,6 +301,34 @@ impl<A: App> Engine<A> {
         Ok(())
     }
 
+    /// Replaces one scope's in-memory data with `records` freshly read from
+    /// the store ([`crate::Store::load_scope`]). For drivers whose database is
+    /// shared with other processes: reload a scope another writer changed.
+    /// Refused while the scope has work that is not durable yet.
+    pub fn reload_scope(
+        &mut self,
+        records: &crate::store::ScopeRecords,
+    ) -> Result<(), EngineError> {
+        let busy = self.open.touched.contains(&records.scope)
+            || self
+                .outstanding
+                .as_ref()
+                .is_some_and(|(_, p)| p.touched.contains(&records.scope));
+        if busy {
+            return Err(EngineError::ScopeBusy {
+                scope: records.scope.clone(),
+            });
+        }
+        let data = ScopeData::from_records(&self.app, records).map_err(|reason| {
+            EngineError::BadRecords {
+                scope: records.scope.clone(),
+                reason,
+            }
+        })?;
+        self.scopes.insert(records.scope.clone(), data);
+        Ok(())
+    }
+
     // ---- outputs ----
 
     /// Hands out the open batch for persisting, if there is something to

@@ -130,7 +130,10 @@ impl<A: App> Engine<A> {
 
     /// Runs the app and appends its changes to the working log and state.
     fn run_app(&mut self, wall: Timestamp, scope: &str, m: &Mutation) -> MutationResult {
-        let s = self.scopes.get(scope).expect("scope created by caller");
+        self.scope_mut(scope);
+        let Some(s) = self.scopes.get_mut(scope) else {
+            return MutationResult::failed(ErrorCode::Internal, "scope vanished");
+        };
         let datas = match self.app.apply(&s.working.state, m) {
             Ok(d) => d,
             Err(e) if e.kind == AppErrorKind::Transient => {
@@ -138,7 +141,6 @@ impl<A: App> Engine<A> {
             }
             Err(e) => return MutationResult::failed(e.code, e.message),
         };
-        let s = self.scopes.get_mut(scope).expect("scope created by caller");
         let start = s.log.working_head() + 1;
         let group_end = start + datas.len() as u64 - 1;
         let mut changes = Vec::with_capacity(datas.len());
@@ -192,9 +194,8 @@ impl<A: App> Engine<A> {
     }
 
     fn scope_mut(&mut self, scope: &str) -> &mut ScopeData<A::State> {
-        if !self.scopes.contains_key(scope) {
-            self.scopes.insert(scope.to_owned(), ScopeData::new());
-        }
-        self.scopes.get_mut(scope).expect("inserted above")
+        self.scopes
+            .entry(scope.to_owned())
+            .or_insert_with(ScopeData::new)
     }
 }

@@ -102,6 +102,20 @@ pub enum EngineError {
         /// The scope's durable head.
         head: u64,
     },
+    /// `reload_scope` while the scope has work that is not durable.
+    #[error("scope {scope:?} has work in flight; reload it once its batch is durable")]
+    ScopeBusy {
+        /// Scope.
+        scope: String,
+    },
+    /// `reload_scope` got records that do not form a valid state.
+    #[error("records of scope {scope:?} are invalid: {reason}")]
+    BadRecords {
+        /// Scope.
+        scope: String,
+        /// Why.
+        reason: String,
+    },
     /// The application could not restore its own snapshot while trimming.
     #[error("trim of {scope} failed: {reason}")]
     TrimFailed {

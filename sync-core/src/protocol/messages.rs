@@ -176,3 +176,15 @@ pub struct PokeData {
     /// The scope's durable head.
     pub cursor: u64,
 }
+
+/// The live topic on which the server pokes a scope: `sync:<scope>`.
+/// Only the server may publish on it, and only users authorized for the scope
+/// may subscribe (adapters enforce both with [`scope_of_poke_topic`]).
+pub fn poke_topic(scope: &str) -> String {
+    format!("sync:{scope}")
+}
+
+/// The scope a `sync:<scope>` topic belongs to, or `None` for other topics.
+pub fn scope_of_poke_topic(topic: &str) -> Option<&str> {
+    topic.strip_prefix("sync:")
+}
