@@ -292,3 +292,31 @@ fn stale_and_malformed_answers_are_harmless() {
     r.handle_response(at, req.id, 200, bad.to_string().as_bytes());
     assert_eq!(r.cursor(), 0);
 }
+
+#[test]
+fn a_resumed_replica_pushes_its_saved_queue_once() {
+    let now = Instant::now();
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    let mut r = replica("a", now);
+    r.mutate(now, "incr", json!({"key":"n"})).unwrap();
+    r.mutate(now, "incr", json!({"key":"n"})).unwrap();
+    let req = r.poll_request(now).unwrap();
+    serve(&mut e, &mut store, &req); // applied; the app stops before the answer
+    let saved: Vec<_> = r.pending().cloned().collect();
+    let confirmed = r.confirmed_state().clone();
+    let mut r = Replica::resume(
+        app(),
+        ReplicaConfig::new("s", "a"),
+        now,
+        confirmed,
+        r.cursor(),
+        saved,
+    );
+    assert_eq!(state(&r), json!({"n":2}));
+    r.handle_connected(now);
+    assert_eq!(r.mutate(now, "incr", json!({"key":"n"})).unwrap(), 3);
+    sync(&mut r, &mut e, &mut store, now);
+    assert_eq!(state(&r), json!({"n":3}));
+    assert!(r.is_settled());
+}

@@ -153,6 +153,40 @@ impl<A: App> Replica<A> {
         }
     }
 
+    /// A replica resumed from what the application saved before it stopped:
+    /// the confirmed state at `cursor` and the mutations still pending (in
+    /// sequence order). Sequences continue after the highest one given. The
+    /// pending mutations are re-applied on top and pushed again; the server
+    /// answers those it already applied with their original results.
+    pub fn resume(
+        app: A,
+        config: ReplicaConfig,
+        now: Instant,
+        confirmed: A::State,
+        cursor: u64,
+        pending: Vec<Mutation>,
+    ) -> Self {
+        let last = pending
+            .iter()
+            .filter_map(|m| m.seq)
+            .max()
+            .unwrap_or(0)
+            .max(config.last_seq);
+        let mut r = Self::new(app, config, now);
+        r.next_seq = last + 1;
+        r.confirmed = confirmed;
+        r.cursor = cursor;
+        r.pending = pending
+            .into_iter()
+            .map(|mutation| PendingMutation {
+                mutation,
+                acked_at: None,
+            })
+            .collect();
+        r.rebase();
+        r
+    }
+
     // ---- getters ----
 
     /// The state the application shows: confirmed + pending mutations.
@@ -448,7 +482,9 @@ impl<A: App> Replica<A> {
         for c in &resp.changes {
             self.app.absorb(&mut self.confirmed, &c.data);
         }
-        self.cursor = self.cursor.max(resp.next_cursor).max(expect - 1);
+        // Trust the changes, not `next_cursor`: a cursor never moves past
+        // data this replica has absorbed.
+        self.cursor = expect - 1;
         self.need_pull = resp.has_more;
         let moved = !resp.changes.is_empty();
         let dropped = self.drop_confirmed(resp.client_seq);

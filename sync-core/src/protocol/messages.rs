@@ -86,6 +86,11 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
+fn non_negative_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = i128::deserialize(d)?;
+    Ok(u64::try_from(n).unwrap_or(if n < 0 { 0 } else { u64::MAX }))
+}
+
 /// One durable change in a scope's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
@@ -122,8 +127,13 @@ pub struct PullRequest {
     /// Return changes with cursor greater than this.
     #[serde(default)]
     pub cursor: u64,
-    /// Maximum changes per page; 0 means the server default.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// Maximum changes per page; 0 (or, as in go-mizu, a negative number)
+    /// means the server default.
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "non_negative_or_zero"
+    )]
     pub limit: u64,
     /// Addition: when set, the final page (`has_more: false`) reports this
     /// client's last applied sequence in `client_seq`.
