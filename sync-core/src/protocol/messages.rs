@@ -54,7 +54,7 @@ pub struct MutationResult {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The failure's [`ErrorCode`] wire string. `internal_error` means the
+    /// The failure's [`super::ErrorCode`] wire string. `internal_error` means the
     /// mutation was not applied and not recorded: retry it. Any other code is a
     /// recorded, permanent rejection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
