@@ -751,7 +751,7 @@ fn same_seed_same_run() {
 #[test]
 fn the_faults_are_exercised() {
     let mut total = Counters::default();
-    for seed in 0..30 {
+    for seed in 1000..1020 {
         let mut sim = Sim::new(seed);
         sim.run(400);
         let c = &sim.counters;
