@@ -130,10 +130,7 @@ fn pull(c: &mut Criterion) {
             limit: 1000,
             client_id: None,
         };
-        b.iter(|| {
-            let page = e.handle_pull(black_box(&req)).unwrap();
-            black_box(sync_core::Response::ok(&page))
-        });
+        b.iter(|| black_box(e.handle_pull_encoded(black_box(&req))));
     });
     g.finish();
 }
@@ -150,7 +147,7 @@ fn snapshot(c: &mut Criterion) {
         b.iter(|| black_box(e.handle_snapshot(black_box(&req))));
     });
     g.bench_function("10000_keys_json", |b| {
-        b.iter(|| black_box(sync_core::Response::ok(&e.handle_snapshot(black_box(&req)))));
+        b.iter(|| black_box(e.handle_snapshot_encoded(black_box(&req))));
     });
     g.finish();
 }

@@ -544,3 +544,68 @@ fn a_scope_can_be_reloaded_from_the_store_when_idle() {
         Err(EngineError::ScopeBusy { scope: "t".into() })
     );
 }
+
+#[test]
+fn encoded_pull_is_byte_identical_to_the_typed_one() {
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    for i in 1..=5 {
+        e.handle_push(
+            T0,
+            RequestId(i),
+            vec![seq("s", "c", i, "pair", json!({"key": format!("k{i}")}))],
+        );
+    }
+    flush(&mut e, &mut store);
+    for (cursor, limit, client) in [
+        (0, 3, None),
+        (2, 100, Some("c")),
+        (10, 1, Some("x")),
+        (11, 1, None),
+    ] {
+        let req = PullRequest {
+            scope: "s".into(),
+            cursor,
+            limit,
+            client_id: client.map(String::from),
+        };
+        let typed = match e.handle_pull(&req) {
+            Ok(r) => sync_core::Response::ok(&r),
+            Err(r) => r,
+        };
+        assert_eq!(typed, e.handle_pull_encoded(&req), "cursor {cursor}");
+    }
+}
+
+#[test]
+fn encoded_snapshot_is_byte_identical_to_the_typed_one() {
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    for i in 1..=5 {
+        e.handle_push(
+            T0,
+            RequestId(i),
+            vec![seq(
+                "s",
+                "c",
+                i,
+                "put",
+                json!({"key": format!("k\"{i}"), "value": {"v": [i, "é"]}}),
+            )],
+        );
+    }
+    flush(&mut e, &mut store);
+    for (scope, client) in [
+        ("s", None),
+        ("s", Some("c")),
+        ("none", Some("c")),
+        ("none", None),
+    ] {
+        let req = SnapshotRequest {
+            scope: scope.into(),
+            client_id: client.map(String::from),
+        };
+        let typed = sync_core::Response::ok(&e.handle_snapshot(&req));
+        assert_eq!(typed, e.handle_snapshot_encoded(&req), "{scope} {client:?}");
+    }
+}

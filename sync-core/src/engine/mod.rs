@@ -160,11 +160,8 @@ impl<A: App> Engine<A> {
                 self.handle_push(wall, request_id, p.mutations);
                 None
             }
-            SyncRequest::Pull(p) => Some(match self.handle_pull(&p) {
-                Ok(r) => Response::ok(&r),
-                Err(e) => e,
-            }),
-            SyncRequest::Snapshot(s) => Some(Response::ok(&self.handle_snapshot(&s))),
+            SyncRequest::Pull(p) => Some(self.handle_pull_encoded(&p)),
+            SyncRequest::Snapshot(s) => Some(self.handle_snapshot_encoded(&s)),
         }
     }
 
