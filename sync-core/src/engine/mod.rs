@@ -25,6 +25,9 @@ struct Pending {
     batch: Batch,
     /// The batch once handed out (shared with the driver).
     sealed: Option<Arc<Batch>>,
+    /// The results of `batch.clients`, index for index, as the working view
+    /// holds them; the committed view takes the same allocation on advance.
+    shared_results: Vec<Arc<MutationResult>>,
     /// Push answers released when this batch is durable, in arrival order.
     waiters: Vec<(RequestId, Vec<MutationResult>)>,
     /// Scopes whose working view this batch changed.
@@ -217,9 +220,12 @@ impl<A: App> Engine<A> {
                 s.log.commit_to(e.change.cursor);
             }
         }
-        for c in &batch.clients {
+        for (i, c) in batch.clients.iter().enumerate() {
             if let Some(s) = self.scopes.get_mut(&c.scope) {
-                s.committed.record_client(c);
+                match done.shared_results.get(i) {
+                    Some(shared) => s.committed.record_client_shared(c, Arc::clone(shared)),
+                    None => s.committed.record_client(c),
+                }
             }
         }
         for r in &batch.ids {

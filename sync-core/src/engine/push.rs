@@ -2,6 +2,8 @@
 //! the working state, append changes, and record results, all into the open
 //! batch. Nothing here is visible to readers until the batch is advanced.
 
+use std::sync::Arc;
+
 use super::scope::ScopeData;
 use super::{Engine, Output, RequestId};
 use crate::app::{App, AppErrorKind};
@@ -76,7 +78,10 @@ impl<A: App> Engine<A> {
     ) -> MutationResult {
         let s = self.scope_mut(scope);
         let (last, stored) = match s.working.clients.get(client) {
-            Some(c) => (c.last, c.results.get(&seq).cloned()),
+            Some(c) => (
+                c.last,
+                c.results.get(&seq).map(|r| MutationResult::clone(r)),
+            ),
             None => (0, None),
         };
         if seq <= last {
@@ -102,8 +107,12 @@ impl<A: App> Engine<A> {
                 result: result.clone(),
                 keep_from: (seq + 1).saturating_sub(self.config.client_results_kept.max(1)),
             };
-            self.scope_mut(scope).working.record_client(&record);
+            let shared = Arc::new(result.clone());
+            self.scope_mut(scope)
+                .working
+                .record_client_shared(&record, Arc::clone(&shared));
             self.open.batch.clients.push(record);
+            self.open.shared_results.push(shared);
             self.open.touched.insert(scope.to_owned());
         }
         result
