@@ -343,8 +343,21 @@ fn pages_never_split_a_mutation_and_next_cursor_is_always_present() {
         body,
         json!({"changes": [], "has_more": false, "next_cursor": 6})
     );
-    // Ahead of the head: 410.
+    // Ahead of the head: 410, up to the largest cursor.
     assert_eq!(e.handle_pull(&pull("s", 7, 100)).unwrap_err().status, 410);
+    assert_eq!(
+        e.handle_pull(&pull("s", u64::MAX, u64::MAX))
+            .unwrap_err()
+            .status,
+        410
+    );
+    assert_eq!(
+        e.handle_pull(&pull("s", 0, u64::MAX))
+            .unwrap()
+            .changes
+            .len(),
+        6
+    );
     // Unknown scope: empty at 0.
     assert_eq!(e.handle_pull(&pull("other", 0, 0)).unwrap().next_cursor, 0);
 }

@@ -92,10 +92,11 @@ impl<A: App> Engine<A> {
                 )
             });
         }
-        if seq > last + 1 {
+        let expected = last.saturating_add(1);
+        if seq > expected {
             return MutationResult::failed(
                 ErrorCode::Conflict,
-                format!("sequence gap: expected seq {}, got {seq}", last + 1),
+                format!("sequence gap: expected seq {expected}, got {seq}"),
             );
         }
         let result = self.run_app(wall, scope, m);
@@ -105,7 +106,9 @@ impl<A: App> Engine<A> {
                 client_id: client.to_owned(),
                 seq,
                 result: result.clone(),
-                keep_from: (seq + 1).saturating_sub(self.config.client_results_kept.max(1)),
+                keep_from: seq
+                    .saturating_add(1)
+                    .saturating_sub(self.config.client_results_kept.max(1)),
             };
             let shared = Arc::new(result.clone());
             self.scope_mut(scope)
