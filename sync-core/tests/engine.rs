@@ -343,8 +343,21 @@ fn pages_never_split_a_mutation_and_next_cursor_is_always_present() {
         body,
         json!({"changes": [], "has_more": false, "next_cursor": 6})
     );
-    // Ahead of the head: 410.
+    // Ahead of the head: 410, up to the largest cursor.
     assert_eq!(e.handle_pull(&pull("s", 7, 100)).unwrap_err().status, 410);
+    assert_eq!(
+        e.handle_pull(&pull("s", u64::MAX, u64::MAX))
+            .unwrap_err()
+            .status,
+        410
+    );
+    assert_eq!(
+        e.handle_pull(&pull("s", 0, u64::MAX))
+            .unwrap()
+            .changes
+            .len(),
+        6
+    );
     // Unknown scope: empty at 0.
     assert_eq!(e.handle_pull(&pull("other", 0, 0)).unwrap().next_cursor, 0);
 }
@@ -506,4 +519,106 @@ fn a_later_smaller_trim_never_moves_the_base_back() {
     assert_eq!(r.handle_snapshot(&snap("s")).data, json!({"n": 8}));
     assert_eq!(r.handle_pull(&pull("s", 5, 0)).unwrap_err().status, 410);
     assert_eq!(r.handle_pull(&pull("s", 6, 0)).unwrap().changes.len(), 2);
+}
+
+#[test]
+fn a_scope_can_be_reloaded_from_the_store_when_idle() {
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    e.handle_push(
+        T0,
+        RequestId(1),
+        vec![seq("s", "c", 1, "incr", json!({"key":"n"}))],
+    );
+    flush(&mut e, &mut store);
+    // Another process writes to the same database.
+    let mut other = Engine::recover(app(), EngineConfig::default(), store.load().unwrap()).unwrap();
+    other.handle_push(
+        T0,
+        RequestId(1),
+        vec![seq("s", "d", 1, "incr", json!({"key":"n"}))],
+    );
+    flush(&mut other, &mut store);
+    e.handle_push(
+        T0,
+        RequestId(2),
+        vec![seq("t", "c", 1, "incr", json!({"key":"n"}))],
+    );
+    let records = store.load_scope("s").unwrap().unwrap();
+    e.reload_scope(&records).unwrap();
+    assert_eq!(e.handle_snapshot(&snap("s")).data, json!({"n":2}));
+    // Scope t has work in flight: refused.
+    let t = sync_core::store::ScopeRecords {
+        scope: "t".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        e.reload_scope(&t),
+        Err(EngineError::ScopeBusy { scope: "t".into() })
+    );
+}
+
+#[test]
+fn encoded_pull_is_byte_identical_to_the_typed_one() {
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    for i in 1..=5 {
+        e.handle_push(
+            T0,
+            RequestId(i),
+            vec![seq("s", "c", i, "pair", json!({"key": format!("k{i}")}))],
+        );
+    }
+    flush(&mut e, &mut store);
+    for (cursor, limit, client) in [
+        (0, 3, None),
+        (2, 100, Some("c")),
+        (10, 1, Some("x")),
+        (11, 1, None),
+    ] {
+        let req = PullRequest {
+            scope: "s".into(),
+            cursor,
+            limit,
+            client_id: client.map(String::from),
+        };
+        let typed = match e.handle_pull(&req) {
+            Ok(r) => sync_core::Response::ok(&r),
+            Err(r) => r,
+        };
+        assert_eq!(typed, e.handle_pull_encoded(&req), "cursor {cursor}");
+    }
+}
+
+#[test]
+fn encoded_snapshot_is_byte_identical_to_the_typed_one() {
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    for i in 1..=5 {
+        e.handle_push(
+            T0,
+            RequestId(i),
+            vec![seq(
+                "s",
+                "c",
+                i,
+                "put",
+                json!({"key": format!("k\"{i}"), "value": {"v": [i, "é"]}}),
+            )],
+        );
+    }
+    flush(&mut e, &mut store);
+    for (scope, client) in [
+        ("s", None),
+        ("s", Some("c")),
+        ("none", Some("c")),
+        ("none", None),
+    ] {
+        let req = SnapshotRequest {
+            scope: scope.into(),
+            client_id: client.map(String::from),
+        };
+        let typed = sync_core::Response::ok(&e.handle_snapshot(&req));
+        assert_eq!(typed, e.handle_snapshot_encoded(&req), "{scope} {client:?}");
+    }
 }

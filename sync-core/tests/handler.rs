@@ -103,6 +103,14 @@ fn pull_and_snapshot_by_get_and_post_with_limit_caps() {
     };
     assert_eq!((p.scope.as_str(), p.cursor, p.limit), ("x", 3, 7));
     assert_eq!(err(parse_http("GET", "/pull", "cursor=-1", b"", &l)).0, 400);
+    // As in go-mizu, a non-positive limit means the default.
+    for (q, body) in [("limit=-5", &b""[..]), ("", &br#"{"limit":-5}"#[..])] {
+        let method = if body.is_empty() { "GET" } else { "POST" };
+        let SyncRequest::Pull(p) = parse_http(method, "/pull", q, body, &l).unwrap() else {
+            panic!("pull")
+        };
+        assert_eq!(p.limit, 100);
+    }
     assert_eq!(
         err(parse_http("POST", "/pull", "", br#"{"cursor":-1}"#, &l)).0,
         400

@@ -292,3 +292,79 @@ fn stale_and_malformed_answers_are_harmless() {
     r.handle_response(at, req.id, 200, bad.to_string().as_bytes());
     assert_eq!(r.cursor(), 0);
 }
+
+#[test]
+fn a_resumed_replica_pushes_its_saved_queue_once() {
+    let now = Instant::now();
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    let mut r = replica("a", now);
+    r.mutate(now, "incr", json!({"key":"n"})).unwrap();
+    r.mutate(now, "incr", json!({"key":"n"})).unwrap();
+    let req = r.poll_request(now).unwrap();
+    serve(&mut e, &mut store, &req); // applied; the app stops before the answer
+    let saved: Vec<_> = r.pending().cloned().collect();
+    let confirmed = r.confirmed_state().clone();
+    let mut r = Replica::resume(
+        app(),
+        ReplicaConfig::new("s", "a"),
+        now,
+        confirmed,
+        r.cursor(),
+        saved,
+    );
+    assert_eq!(state(&r), json!({"n":2}));
+    r.handle_connected(now);
+    assert_eq!(r.mutate(now, "incr", json!({"key":"n"})).unwrap(), 3);
+    sync(&mut r, &mut e, &mut store, now);
+    assert_eq!(state(&r), json!({"n":3}));
+    assert!(r.is_settled());
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn answer() -> impl Strategy<Value = (u16, Vec<u8>)> {
+        let status = prop_oneof![Just(200u16), Just(410), Just(500), Just(400), any::<u16>()];
+        let body = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            (any::<u64>(), any::<bool>(), any::<u64>(), proptest::option::of(any::<u64>())).prop_map(|(c, more, next, seq)| {
+                json!({"changes":[{"cursor":c,"scope":"s","time":"2026-01-01T00:00:00Z","data":{"op":"put","key":"k","value":c}}],
+                       "has_more":more,"next_cursor":next,"client_seq":seq}).to_string().into_bytes()
+            }),
+            (any::<u64>(), proptest::option::of(any::<u64>())).prop_map(|(c, seq)| {
+                json!({"data":{"k":1},"cursor":c,"client_seq":seq}).to_string().into_bytes()
+            }),
+            (any::<bool>(), any::<u64>(), proptest::option::of("[a-z_]{0,16}")).prop_map(|(ok, c, code)| {
+                json!({"results":[{"ok":ok,"cursor":c,"code":code}]}).to_string().into_bytes()
+            }),
+        ];
+        (status, body)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Whatever a server answers, the replica neither panics nor moves its
+        /// cursor back except through a snapshot reset.
+        #[test]
+        fn any_answer_is_survived(answers in proptest::collection::vec((answer(), 0u64..3), 1..20)) {
+            let mut now = Instant::now();
+            let mut r = replica("a", now);
+            r.mutate(now, "put", json!({"key":"x","value":1})).unwrap();
+            for ((status, body), action) in answers {
+                now += Duration::from_secs(1);
+                r.handle_timeout(now);
+                if action == 1 {
+                    r.handle_poke(now, u64::MAX);
+                }
+                if let Some(req) = r.poll_request(now) {
+                    let before = r.cursor();
+                    r.handle_response(now, req.id, status, &body);
+                    let reset = std::iter::from_fn(|| r.poll_event()).any(|e| matches!(e, ReplicaEvent::Reset { .. }));
+                    prop_assert!(reset || r.cursor() >= before);
+                }
+            }
+        }
+    }
+}

@@ -129,6 +129,11 @@ impl App for KvApp {
         Value::Object(map)
     }
 
+    fn snapshot_json(&self, state: &KvState) -> Vec<u8> {
+        // A BTreeMap<String, Value> serializes as the same JSON object.
+        serde_json::to_vec(state).unwrap_or_else(|_| b"{}".to_vec())
+    }
+
     fn restore(&self, snapshot: &Value) -> Result<KvState, AppError> {
         match snapshot {
             Value::Object(map) => Ok(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),

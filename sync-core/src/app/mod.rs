@@ -29,6 +29,12 @@ pub trait App {
     /// The JSON view of a scope served by snapshot.
     fn snapshot(&self, state: &Self::State) -> Value;
 
+    /// [`App::snapshot`] encoded as JSON text. Override it to write the text
+    /// straight from the state when building the `Value` first is costly.
+    fn snapshot_json(&self, state: &Self::State) -> Vec<u8> {
+        serde_json::to_vec(&self.snapshot(state)).unwrap_or_else(|_| b"null".to_vec())
+    }
+
     /// Rebuilds a state from a value `snapshot` produced (used by trims,
     /// recovery from a trimmed log, and the client's 410 reset).
     fn restore(&self, snapshot: &Value) -> Result<Self::State, AppError>;

@@ -135,7 +135,7 @@ impl<A: App> Replica<A> {
         let backoff = Backoff::new(config.backoff_base, config.backoff_max, config.seed);
         Replica {
             app,
-            next_seq: config.last_seq + 1,
+            next_seq: config.last_seq.saturating_add(1),
             poll_at: now + config.poll_interval,
             config,
             confirmed: A::State::default(),
@@ -151,6 +151,40 @@ impl<A: App> Replica<A> {
             backoff,
             events: VecDeque::new(),
         }
+    }
+
+    /// A replica resumed from what the application saved before it stopped:
+    /// the confirmed state at `cursor` and the mutations still pending (in
+    /// sequence order). Sequences continue after the highest one given. The
+    /// pending mutations are re-applied on top and pushed again; the server
+    /// answers those it already applied with their original results.
+    pub fn resume(
+        app: A,
+        config: ReplicaConfig,
+        now: Instant,
+        confirmed: A::State,
+        cursor: u64,
+        pending: Vec<Mutation>,
+    ) -> Self {
+        let last = pending
+            .iter()
+            .filter_map(|m| m.seq)
+            .max()
+            .unwrap_or(0)
+            .max(config.last_seq);
+        let mut r = Self::new(app, config, now);
+        r.next_seq = last.saturating_add(1);
+        r.confirmed = confirmed;
+        r.cursor = cursor;
+        r.pending = pending
+            .into_iter()
+            .map(|mutation| PendingMutation {
+                mutation,
+                acked_at: None,
+            })
+            .collect();
+        r.rebase();
+        r
     }
 
     // ---- getters ----
@@ -177,7 +211,7 @@ impl<A: App> Replica<A> {
 
     /// The last sequence number used.
     pub fn last_seq(&self) -> u64 {
-        self.next_seq - 1
+        self.next_seq.saturating_sub(1)
     }
 
     /// The configuration.
@@ -297,7 +331,7 @@ impl<A: App> Replica<A> {
         for d in &datas {
             self.app.absorb(&mut self.optimistic, d);
         }
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.saturating_add(1);
         self.pending.push_back(PendingMutation {
             mutation,
             acked_at: None,
@@ -438,17 +472,19 @@ impl<A: App> Replica<A> {
             self.need_pull = true;
             return Some(());
         }
-        let mut expect = self.cursor + 1;
+        let mut last = self.cursor;
         for c in &resp.changes {
-            if c.cursor != expect || c.scope != self.config.scope {
+            if Some(c.cursor) != last.checked_add(1) || c.scope != self.config.scope {
                 return None;
             }
-            expect += 1;
+            last = c.cursor;
         }
         for c in &resp.changes {
             self.app.absorb(&mut self.confirmed, &c.data);
         }
-        self.cursor = self.cursor.max(resp.next_cursor).max(expect - 1);
+        // Trust the changes, not `next_cursor`: a cursor never moves past
+        // data this replica has absorbed.
+        self.cursor = last;
         self.need_pull = resp.has_more;
         let moved = !resp.changes.is_empty();
         let dropped = self.drop_confirmed(resp.client_seq);

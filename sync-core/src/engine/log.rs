@@ -99,7 +99,7 @@ impl Log {
     /// Committed entries after `cursor`, at most `limit` unless the first
     /// mutation alone is larger, ending on a mutation boundary.
     pub(crate) fn pull(&self, cursor: u64, limit: usize) -> Result<Page<'_>, PullRefusal> {
-        if cursor + 1 < self.first_kept {
+        if cursor.saturating_add(1) < self.first_kept {
             return Err(PullRefusal::TooOld {
                 first_kept: self.first_kept,
             });

@@ -11,6 +11,7 @@ mod types;
 pub use types::{EngineConfig, EngineError, Output, Ready, RecoveryError, RequestId};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use crate::app::App;
 use crate::handler::{Response, SyncRequest};
@@ -22,6 +23,11 @@ use scope::ScopeData;
 #[derive(Debug, Default)]
 struct Pending {
     batch: Batch,
+    /// The batch once handed out (shared with the driver).
+    sealed: Option<Arc<Batch>>,
+    /// The results of `batch.clients`, index for index, as the working view
+    /// holds them; the committed view takes the same allocation on advance.
+    shared_results: Vec<Arc<MutationResult>>,
     /// Push answers released when this batch is durable, in arrival order.
     waiters: Vec<(RequestId, Vec<MutationResult>)>,
     /// Scopes whose working view this batch changed.
@@ -157,11 +163,8 @@ impl<A: App> Engine<A> {
                 self.handle_push(wall, request_id, p.mutations);
                 None
             }
-            SyncRequest::Pull(p) => Some(match self.handle_pull(&p) {
-                Ok(r) => Response::ok(&r),
-                Err(e) => e,
-            }),
-            SyncRequest::Snapshot(s) => Some(Response::ok(&self.handle_snapshot(&s))),
+            SyncRequest::Pull(p) => Some(self.handle_pull_encoded(&p)),
+            SyncRequest::Snapshot(s) => Some(self.handle_snapshot_encoded(&s)),
         }
     }
 
@@ -171,7 +174,9 @@ impl<A: App> Engine<A> {
     /// working state returns to its durable state. Clients retry.
     pub fn handle_persist_failed(&mut self, number: u64) -> Result<(), EngineError> {
         self.check_outstanding(number)?;
-        let (_, failed) = self.outstanding.take().expect("checked");
+        let Some((_, failed)) = self.outstanding.take() else {
+            return Ok(());
+        };
         let open = std::mem::take(&mut self.open);
         for pending in [failed, open] {
             for scope in &pending.touched {
@@ -199,8 +204,11 @@ impl<A: App> Engine<A> {
     /// are released to [`Engine::poll_output`].
     pub fn advance(&mut self, number: u64) -> Result<(), EngineError> {
         self.check_outstanding(number)?;
-        let (_, done) = self.outstanding.take().expect("checked");
-        let batch = &done.batch;
+        let Some((_, done)) = self.outstanding.take() else {
+            return Ok(());
+        };
+        let sealed = done.sealed.clone().unwrap_or_default();
+        let batch = &*sealed;
         for t in &batch.trims {
             if let Some(s) = self.scopes.get_mut(&t.scope) {
                 s.apply_trim(t);
@@ -212,9 +220,12 @@ impl<A: App> Engine<A> {
                 s.log.commit_to(e.change.cursor);
             }
         }
-        for c in &batch.clients {
+        for (i, c) in batch.clients.iter().enumerate() {
             if let Some(s) = self.scopes.get_mut(&c.scope) {
-                s.committed.record_client(c);
+                match done.shared_results.get(i) {
+                    Some(shared) => s.committed.record_client_shared(c, Arc::clone(shared)),
+                    None => s.committed.record_client(c),
+                }
             }
         }
         for r in &batch.ids {
@@ -266,7 +277,12 @@ impl<A: App> Engine<A> {
             .iter()
             .map(|(_, p)| p)
             .chain([&self.open])
-            .flat_map(|p| &p.batch.trims)
+            .flat_map(|p| {
+                p.batch
+                    .trims
+                    .iter()
+                    .chain(p.sealed.iter().flat_map(|b| &b.trims))
+            })
             .filter(|t| t.scope == scope)
             .map(|t| t.before)
             .max()
@@ -288,6 +304,34 @@ impl<A: App> Engine<A> {
         Ok(())
     }
 
+    /// Replaces one scope's in-memory data with `records` freshly read from
+    /// the store ([`crate::Store::load_scope`]). For drivers whose database is
+    /// shared with other processes: reload a scope another writer changed.
+    /// Refused while the scope has work that is not durable yet.
+    pub fn reload_scope(
+        &mut self,
+        records: &crate::store::ScopeRecords,
+    ) -> Result<(), EngineError> {
+        let busy = self.open.touched.contains(&records.scope)
+            || self
+                .outstanding
+                .as_ref()
+                .is_some_and(|(_, p)| p.touched.contains(&records.scope));
+        if busy {
+            return Err(EngineError::ScopeBusy {
+                scope: records.scope.clone(),
+            });
+        }
+        let data = ScopeData::from_records(&self.app, records).map_err(|reason| {
+            EngineError::BadRecords {
+                scope: records.scope.clone(),
+                reason,
+            }
+        })?;
+        self.scopes.insert(records.scope.clone(), data);
+        Ok(())
+    }
+
     // ---- outputs ----
 
     /// Hands out the open batch for persisting, if there is something to
@@ -298,8 +342,9 @@ impl<A: App> Engine<A> {
         }
         let number = self.next_number;
         self.next_number += 1;
-        let pending = std::mem::take(&mut self.open);
-        let persist = pending.batch.clone();
+        let mut pending = std::mem::take(&mut self.open);
+        let persist = Arc::new(std::mem::take(&mut pending.batch));
+        pending.sealed = Some(Arc::clone(&persist));
         self.outstanding = Some((number, pending));
         Some(Ready { number, persist })
     }

@@ -2,6 +2,8 @@
 //! the working state, append changes, and record results, all into the open
 //! batch. Nothing here is visible to readers until the batch is advanced.
 
+use std::sync::Arc;
+
 use super::scope::ScopeData;
 use super::{Engine, Output, RequestId};
 use crate::app::{App, AppErrorKind};
@@ -76,7 +78,10 @@ impl<A: App> Engine<A> {
     ) -> MutationResult {
         let s = self.scope_mut(scope);
         let (last, stored) = match s.working.clients.get(client) {
-            Some(c) => (c.last, c.results.get(&seq).cloned()),
+            Some(c) => (
+                c.last,
+                c.results.get(&seq).map(|r| MutationResult::clone(r)),
+            ),
             None => (0, None),
         };
         if seq <= last {
@@ -87,10 +92,11 @@ impl<A: App> Engine<A> {
                 )
             });
         }
-        if seq > last + 1 {
+        let expected = last.saturating_add(1);
+        if seq > expected {
             return MutationResult::failed(
                 ErrorCode::Conflict,
-                format!("sequence gap: expected seq {}, got {seq}", last + 1),
+                format!("sequence gap: expected seq {expected}, got {seq}"),
             );
         }
         let result = self.run_app(wall, scope, m);
@@ -100,10 +106,16 @@ impl<A: App> Engine<A> {
                 client_id: client.to_owned(),
                 seq,
                 result: result.clone(),
-                keep_from: (seq + 1).saturating_sub(self.config.client_results_kept.max(1)),
+                keep_from: seq
+                    .saturating_add(1)
+                    .saturating_sub(self.config.client_results_kept.max(1)),
             };
-            self.scope_mut(scope).working.record_client(&record);
+            let shared = Arc::new(result.clone());
+            self.scope_mut(scope)
+                .working
+                .record_client_shared(&record, Arc::clone(&shared));
             self.open.batch.clients.push(record);
+            self.open.shared_results.push(shared);
             self.open.touched.insert(scope.to_owned());
         }
         result
@@ -130,7 +142,10 @@ impl<A: App> Engine<A> {
 
     /// Runs the app and appends its changes to the working log and state.
     fn run_app(&mut self, wall: Timestamp, scope: &str, m: &Mutation) -> MutationResult {
-        let s = self.scopes.get(scope).expect("scope created by caller");
+        self.scope_mut(scope);
+        let Some(s) = self.scopes.get_mut(scope) else {
+            return MutationResult::failed(ErrorCode::Internal, "scope vanished");
+        };
         let datas = match self.app.apply(&s.working.state, m) {
             Ok(d) => d,
             Err(e) if e.kind == AppErrorKind::Transient => {
@@ -138,7 +153,6 @@ impl<A: App> Engine<A> {
             }
             Err(e) => return MutationResult::failed(e.code, e.message),
         };
-        let s = self.scopes.get_mut(scope).expect("scope created by caller");
         let start = s.log.working_head() + 1;
         let group_end = start + datas.len() as u64 - 1;
         let mut changes = Vec::with_capacity(datas.len());
@@ -192,9 +206,8 @@ impl<A: App> Engine<A> {
     }
 
     fn scope_mut(&mut self, scope: &str) -> &mut ScopeData<A::State> {
-        if !self.scopes.contains_key(scope) {
-            self.scopes.insert(scope.to_owned(), ScopeData::new());
-        }
-        self.scopes.get_mut(scope).expect("inserted above")
+        self.scopes
+            .entry(scope.to_owned())
+            .or_insert_with(ScopeData::new)
     }
 }

@@ -7,6 +7,7 @@
 //! (re)load and serialize on.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -19,7 +20,8 @@ use crate::store::{ClientRecord, IdRecord, LogEntry, ScopeRecords, Trim};
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ClientSeq {
     pub(crate) last: u64,
-    pub(crate) results: BTreeMap<u64, MutationResult>,
+    /// Shared between the working and committed views (results are large).
+    pub(crate) results: BTreeMap<u64, Arc<MutationResult>>,
 }
 
 /// State and dedupe records at one point of the log.
@@ -51,9 +53,17 @@ impl<S> View<S> {
     }
 
     pub(crate) fn record_client(&mut self, r: &ClientRecord) {
-        let c = self.clients.entry(r.client_id.clone()).or_default();
+        self.record_client_shared(r, Arc::new(r.result.clone()));
+    }
+
+    /// Records `r` with its result already shared.
+    pub(crate) fn record_client_shared(&mut self, r: &ClientRecord, result: Arc<MutationResult>) {
+        let c = match self.clients.get_mut(&r.client_id) {
+            Some(c) => c,
+            None => self.clients.entry(r.client_id.clone()).or_default(),
+        };
         c.last = c.last.max(r.seq);
-        c.results.insert(r.seq, r.result.clone());
+        c.results.insert(r.seq, result);
         while let Some((&first, _)) = c.results.first_key_value() {
             if first >= r.keep_from {
                 break;

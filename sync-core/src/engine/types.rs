@@ -1,5 +1,7 @@
 //! The engine's configuration, outputs and caller-mistake errors.
 
+use std::sync::Arc;
+
 use crate::handler::Response;
 use crate::store::Batch;
 
@@ -41,7 +43,9 @@ pub struct Ready {
     pub number: u64,
     /// What to write. May be empty when the Ready only releases answers
     /// (replays) queued behind an earlier batch; persist it anyway (a no-op).
-    pub persist: Batch,
+    /// Shared with the engine (which applies it on `advance`), so handing it
+    /// to a blocking store thread copies nothing.
+    pub persist: Arc<Batch>,
 }
 
 /// Something the driver must send, released only once durable.
@@ -97,6 +101,20 @@ pub enum EngineError {
         before: u64,
         /// The scope's durable head.
         head: u64,
+    },
+    /// `reload_scope` while the scope has work that is not durable.
+    #[error("scope {scope:?} has work in flight; reload it once its batch is durable")]
+    ScopeBusy {
+        /// Scope.
+        scope: String,
+    },
+    /// `reload_scope` got records that do not form a valid state.
+    #[error("records of scope {scope:?} are invalid: {reason}")]
+    BadRecords {
+        /// Scope.
+        scope: String,
+        /// Why.
+        reason: String,
     },
     /// The application could not restore its own snapshot while trimming.
     #[error("trim of {scope} failed: {reason}")]

@@ -20,4 +20,6 @@ mod ws;
 pub use limits::Limits;
 pub use parse::{check_body_size, parse_http, parse_operation};
 pub use request::{Operation, Response, SyncRequest};
-pub use ws::{WS_TOPIC, WsRequest, encode_ws_request, encode_ws_response, parse_ws_request};
+pub use ws::{
+    WS_TOPIC, WsRequest, encode_ws_request, encode_ws_response, parse_ws_request, parse_ws_response,
+};

@@ -141,6 +141,9 @@ fn parse_query(op: Operation, query: &str, limits: &Limits) -> Result<SyncReques
         match k.as_str() {
             "scope" => scope = v.clone(),
             "cursor" => cursor = number("cursor")?,
+            "limit" if v.starts_with('-') && v[1..].bytes().all(|b| b.is_ascii_digit()) => {
+                limit = 0
+            }
             "limit" => limit = number("limit")?,
             "client_id" if !v.is_empty() => client_id = Some(v.clone()),
             _ => {}

@@ -92,7 +92,7 @@ impl SyncRequest {
 }
 
 /// A response: HTTP status and JSON body bytes. The same pair is carried in a
-/// WebSocket reply (see [`crate::ws`]).
+/// WebSocket reply (see [`crate::handler::encode_ws_response`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// HTTP status (200, 400, 403, 404, 405, 410, 413, 500).

@@ -71,3 +71,18 @@ pub fn encode_ws_request(rid: &Value, op: Operation, body: &Value) -> String {
     })
     .to_string()
 }
+
+/// Parses the `data` of a `_sync` reply (client side): the rid and the
+/// response, with the body re-encoded as JSON bytes. `None` if malformed.
+pub fn parse_ws_response(data: &Value) -> Option<(Value, Response)> {
+    let rid = data.get("rid")?.clone();
+    let status = u16::try_from(data.get("status")?.as_u64()?).ok()?;
+    let body = serde_json::to_vec(data.get("body")?).ok()?;
+    Some((
+        rid,
+        Response {
+            status,
+            body: body.into(),
+        },
+    ))
+}

@@ -54,7 +54,7 @@ pub struct MutationResult {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The failure's [`ErrorCode`] wire string. `internal_error` means the
+    /// The failure's [`super::ErrorCode`] wire string. `internal_error` means the
     /// mutation was not applied and not recorded: retry it. Any other code is a
     /// recorded, permanent rejection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +84,11 @@ impl MutationResult {
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+fn non_negative_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = i128::deserialize(d)?;
+    Ok(u64::try_from(n).unwrap_or(if n < 0 { 0 } else { u64::MAX }))
 }
 
 /// One durable change in a scope's log.
@@ -122,8 +127,13 @@ pub struct PullRequest {
     /// Return changes with cursor greater than this.
     #[serde(default)]
     pub cursor: u64,
-    /// Maximum changes per page; 0 means the server default.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// Maximum changes per page; 0 (or, as in go-mizu, a negative number)
+    /// means the server default.
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "non_negative_or_zero"
+    )]
     pub limit: u64,
     /// Addition: when set, the final page (`has_more: false`) reports this
     /// client's last applied sequence in `client_seq`.
@@ -175,4 +185,16 @@ pub struct SnapshotResponse {
 pub struct PokeData {
     /// The scope's durable head.
     pub cursor: u64,
+}
+
+/// The live topic on which the server pokes a scope: `sync:<scope>`.
+/// Only the server may publish on it, and only users authorized for the scope
+/// may subscribe (adapters enforce both with [`scope_of_poke_topic`]).
+pub fn poke_topic(scope: &str) -> String {
+    format!("sync:{scope}")
+}
+
+/// The scope a `sync:<scope>` topic belongs to, or `None` for other topics.
+pub fn scope_of_poke_topic(topic: &str) -> Option<&str> {
+    topic.strip_prefix("sync:")
 }

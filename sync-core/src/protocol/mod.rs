@@ -7,6 +7,6 @@ mod timestamp;
 pub use error_code::{ErrorBody, ErrorCode};
 pub use messages::{
     Change, DEFAULT_SCOPE, Mutation, MutationResult, PokeData, PullRequest, PullResponse,
-    PushRequest, PushResponse, SnapshotRequest, SnapshotResponse,
+    PushRequest, PushResponse, SnapshotRequest, SnapshotResponse, poke_topic, scope_of_poke_topic,
 };
 pub use timestamp::Timestamp;

@@ -21,7 +21,21 @@ pub use memory::MemoryStore;
 ///   report a failure.
 /// - [`Store::load`] returns every scope's records as last persisted.
 /// - [`Store::load_scope`] returns one scope's records (`Ok(None)` if it has
-///   none); it lets a future shared-database driver reload a single scope.
+///   none); it lets a future shared-database driver reload a single scope
+///   (see [`crate::Engine::reload_scope`]).
+///
+/// A relational layout that satisfies it (one transaction per batch):
+/// - `changes(scope, cursor, group_end, time, data)`, key `(scope, cursor)`;
+/// - `client_results(scope, client_id, seq, result)`, key
+///   `(scope, client_id, seq)`; after inserting a record, delete that
+///   client's rows with `seq < keep_from`;
+/// - `id_results(scope, id, result, time)`, key `(scope, id)`; delete on
+///   `expired_ids`;
+/// - `trim_bases(scope, before, base)`, key `scope`; on a trim with a greater
+///   `before` than the stored one, replace the row and delete `changes` with
+///   `cursor < before`; ignore it otherwise.
+///
+/// Results, data and bases are JSON (every record type is serde).
 pub trait Store {
     /// The store's failure.
     type Error: std::error::Error + Send + Sync + 'static;
