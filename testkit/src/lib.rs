@@ -96,7 +96,8 @@
 //!   `invalid_mutation`); pull `limit` defaults to 100 and is capped at 1000.
 //! - **Sync app**: the built-in JSON key-value app (`put {"key","value"}`, `delete
 //!   {"key"}`), plus the application mutator `put_many {"entries":[{"key","value"},
-//!   ..]}` ([`profile::PUT_MANY`]) that puts every entry in one mutation, one change
+//!   ..]}` ([`profile::PUT_MANY`], args parsed by [`profile::put_many_entries`])
+//!   that puts every entry in one mutation, one change
 //!   per entry. Each put or delete produces exactly one change whose `data`
 //!   mentions the key (any shape); the snapshot `data` of a scope is a JSON object
 //!   from key to value.

@@ -374,19 +374,10 @@ fn apply(st: &mut State, scope: &str, m: &Value) -> Value {
             m["args"]["key"].as_str().unwrap_or_default().to_owned(),
             None,
         )],
-        "put_many" => m["args"]["entries"]
-            .as_array()
-            .map(|es| {
-                es.iter()
-                    .map(|e| {
-                        (
-                            e["key"].as_str().unwrap_or_default().to_owned(),
-                            Some(e["value"].clone()),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        profile::PUT_MANY => match profile::put_many_entries(&m["args"]) {
+            Ok(es) => es.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            Err(e) => return json!({"ok": false, "code": "invalid_mutation", "error": e}),
+        },
         _ => return json!({"ok": false, "code": "not_found", "error": "unknown mutator"}),
     };
     st.mutation_no += 1;
