@@ -2,7 +2,7 @@
 //! driver and the load generator.
 //!
 //! Owns: clients that speak the wire protocols over real sockets, the
-//! expectations a server must meet, and a small [`reference`] server that proves
+//! expectations a server must meet, and a small [`reference`](mod@reference) server that proves
 //! those expectations can be met. It must never link the project's cores or
 //! adapters: every check goes through a socket, so one suite judges any adapter
 //! (tokio, smol, ...) the same way.
