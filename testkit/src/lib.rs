@@ -105,7 +105,9 @@
 //!   per scope from 1; a result's `cursor` is its (last) change's cursor; a replay
 //!   with the same `client_id`/`seq` (even with a changed body) or the same
 //!   mutation id returns the original result and applies nothing; a mutation past
-//!   a gap in a client's sequence is not applied; `next_cursor` is always present
+//!   a gap in a client's sequence is not applied; a permanent mutation error
+//!   (`put_many` with unusable args is one) is a 200 result `{"ok":false,
+//!   "error",..}`, recorded, replayed unchanged, and advances the sequence; `next_cursor` is always present
 //!   (the request's cursor on an empty page); a page never splits one mutation's
 //!   changes (it may exceed `limit` to keep one whole); after `trim(scope, before)`
 //!   a pull from `c` works iff `c >= before - 1`, else 410 `cursor_too_old`.
