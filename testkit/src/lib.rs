@@ -1,10 +1,11 @@
 //! Black-box test kit for live + sync servers: the conformance suite, the crash-test
 //! driver and the load generator.
 //!
-//! Owns: clients that speak the wire protocols over real sockets, and the
-//! expectations a server must meet. It must never link a server or a core: every
-//! check goes through a socket, so one suite judges any adapter (tokio, smol, ...)
-//! the same way.
+//! Owns: clients that speak the wire protocols over real sockets, the
+//! expectations a server must meet, and a small [`reference`](mod@reference) server that proves
+//! those expectations can be met. It must never link the project's cores or
+//! adapters: every check goes through a socket, so one suite judges any adapter
+//! (tokio, smol, ...) the same way.
 //!
 //! # Wiring an adapter
 //!
@@ -95,7 +96,8 @@
 //!   `invalid_mutation`); pull `limit` defaults to 100 and is capped at 1000.
 //! - **Sync app**: the built-in JSON key-value app (`put {"key","value"}`, `delete
 //!   {"key"}`), plus the application mutator `put_many {"entries":[{"key","value"},
-//!   ..]}` ([`profile::PUT_MANY`]) that puts every entry in one mutation, one change
+//!   ..]}` ([`profile::PUT_MANY`], args parsed by [`profile::put_many_entries`])
+//!   that puts every entry in one mutation, one change
 //!   per entry. Each put or delete produces exactly one change whose `data`
 //!   mentions the key (any shape); the snapshot `data` of a scope is a JSON object
 //!   from key to value.
@@ -103,7 +105,9 @@
 //!   per scope from 1; a result's `cursor` is its (last) change's cursor; a replay
 //!   with the same `client_id`/`seq` (even with a changed body) or the same
 //!   mutation id returns the original result and applies nothing; a mutation past
-//!   a gap in a client's sequence is not applied; `next_cursor` is always present
+//!   a gap in a client's sequence is not applied; a permanent mutation error
+//!   (`put_many` with unusable args is one) is a 200 result `{"ok":false,
+//!   "error",..}`, recorded, replayed unchanged, and advances the sequence; `next_cursor` is always present
 //!   (the request's cursor on an empty page); a page never splits one mutation's
 //!   changes (it may exceed `limit` to keep one whole); after `trim(scope, before)`
 //!   a pull from `c` works iff `c >= before - 1`, else 410 `cursor_too_old`.
@@ -124,5 +128,6 @@ pub mod crash;
 pub mod http_client;
 pub mod loadgen;
 pub mod profile;
+pub mod reference;
 pub mod sync_client;
 pub mod ws_client;

@@ -188,6 +188,29 @@ pub fn error_frame(code: &str, message: &str) -> Value {
 /// suite can check that a pull page never splits one mutation's changes.
 pub const PUT_MANY: &str = "put_many";
 
+/// The entries of a `put_many` mutation's args, in order, or why they are
+/// unusable (which the harness should report as a permanent mutation error).
+pub fn put_many_entries(args: &Value) -> Result<Vec<(String, Value)>, String> {
+    let entries = args
+        .get("entries")
+        .and_then(Value::as_array)
+        .ok_or("put_many needs an `entries` array")?;
+    if entries.is_empty() {
+        return Err("put_many needs at least one entry".into());
+    }
+    entries
+        .iter()
+        .map(
+            |e| match (e.get("key").and_then(Value::as_str), e.get("value")) {
+                (Some(k), Some(v)) => Ok((k.to_owned(), v.clone())),
+                _ => Err(format!(
+                    "put_many entry needs a string `key` and a `value`: {e}"
+                )),
+            },
+        )
+        .collect()
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -294,6 +317,22 @@ mod tests {
         assert!(!may_publish("alice", "sync:user:alice"));
         assert!(!may_publish("alice", "private:bob"));
         assert!(may_publish("alice", "chat"));
+    }
+
+    #[test]
+    fn put_many_args() {
+        let args = json!({"entries": [{"key": "a", "value": 1}, {"key": "b", "value": null}]});
+        assert_eq!(
+            put_many_entries(&args),
+            Ok(vec![
+                ("a".to_owned(), json!(1)),
+                ("b".to_owned(), Value::Null)
+            ])
+        );
+        assert!(put_many_entries(&json!({"entries": []})).is_err());
+        assert!(put_many_entries(&json!({"entries": [{"key": 1, "value": 1}]})).is_err());
+        assert!(put_many_entries(&json!({"entries": [{"key": "a"}]})).is_err());
+        assert!(put_many_entries(&json!(null)).is_err());
     }
 
     #[test]

@@ -123,6 +123,7 @@ cases! { $;
     sync_cases::sync_trim_gives_410_and_snapshot_recovers,
     sync_cases::sync_replay_by_client_seq_returns_original_result,
     sync_cases::sync_replay_by_mutation_id_returns_original_result,
+    sync_cases::sync_permanent_error_is_recorded_and_replayed,
     sync_cases::sync_bad_bodies_are_400_invalid_mutation,
     sync_cases::sync_oversize_body_is_413,
     sync_cases::sync_auth_missing_or_denied_token_is_401,

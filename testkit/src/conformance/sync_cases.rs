@@ -675,3 +675,42 @@ pub(super) async fn sync_topic_subscribe_needs_scope_and_publish_is_forbidden(cx
     let got = alice.barrier().await;
     assert!(got.is_empty(), "a fake poke was delivered: {got:?}");
 }
+
+/// A permanent mutation error (here `put_many` without entries, which the profile
+/// defines as one) is a result, not an HTTP error: it is recorded, advances the
+/// client's sequence so later mutations apply, and is replayed unchanged.
+pub(super) async fn sync_permanent_error_is_recorded_and_replayed(cx: &Ctx<'_>) {
+    let s = "user:alice";
+    let mut h = cx.http(Some("alice"));
+    let bad = with_client(
+        json!({"id": "bad-1", "scope": s, "name": crate::profile::PUT_MANY, "args": {}}),
+        "client-e",
+        1,
+    );
+    let good = with_client(put("good-2", s, "after-error", json!(2)), "client-e", 2);
+    let r = h
+        .push(&push_body(&[bad.clone(), good]))
+        .await
+        .expect("push");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let results = r.json()["results"].clone();
+    assert_eq!(results[0]["ok"], false, "{results}");
+    assert!(
+        results[0]["error"].is_string(),
+        "error result without message: {results}"
+    );
+    assert_eq!(
+        results[1]["ok"], true,
+        "the error must not block the sequence: {results}"
+    );
+    let again = h.push(&push_body(&[bad])).await.expect("push");
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.json()["results"][0],
+        results[0],
+        "error not replayed as recorded"
+    );
+    let log = h.pull_all(s, 0).await.expect("pull all");
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(mentions(&log[0]["data"], "after-error"));
+}
