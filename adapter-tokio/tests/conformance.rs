@@ -49,25 +49,16 @@ impl Hooks for ProfileHooks {
     }
 }
 
-/// The key-value app plus the profile's `put_many` mutator.
+/// The key-value app plus the profile's `put_many` mutator (unusable args are
+/// a permanent error, as the profile says).
 fn app() -> KvApp {
     KvApp::new().with(profile::PUT_MANY, |_state, mutation| {
-        let entries = mutation
-            .args
-            .as_ref()
-            .and_then(|a| a.get("entries"))
-            .and_then(Value::as_array)
-            .ok_or_else(|| sync_core::AppError::invalid("args.entries must be a list"))?;
-        entries
-            .iter()
-            .map(|e| match e.get("key").and_then(Value::as_str) {
-                Some(key) if !key.is_empty() => Ok(KvApp::put_change(
-                    key,
-                    e.get("value").cloned().unwrap_or(Value::Null),
-                )),
-                _ => Err(sync_core::AppError::invalid("every entry needs a key")),
-            })
-            .collect()
+        let args = mutation.args.clone().unwrap_or(Value::Null);
+        let entries = profile::put_many_entries(&args).map_err(sync_core::AppError::invalid)?;
+        Ok(entries
+            .into_iter()
+            .map(|(key, value)| KvApp::put_change(&key, value))
+            .collect())
     })
 }
 
