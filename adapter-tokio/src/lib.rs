@@ -1,4 +1,50 @@
 //! tokio runtime adapter for `live-core` and `sync-core`.
 //!
-//! Owns: sockets, timers, tasks and storage on tokio. It must never hold protocol
-//! logic that could live in a core.
+//! Owns: what is tokio-specific about serving live + sync, and nothing else:
+//! the [`TokioRuntime`] implementation of `adapter_common::Runtime`, the
+//! accept loop ([`serve`]) on a tokio `TcpListener` with hyper's HTTP/1
+//! connections (upgrades enabled), SIGINT/SIGTERM handling
+//! ([`shutdown_signal`]), and the server binary (`src/main.rs`). Every drive
+//! loop (hub actor, persistence, connections, HTTP routes) lives in
+//! `adapter-common`, shared with the smol adapter. It must never hold
+//! protocol logic that could live in a core.
+//!
+//! # Embedding
+//!
+//! ```no_run
+//! use adapter_common::{OpenHooks, Server, ServerConfig};
+//! use adapter_tokio::{TokioRuntime, serve, shutdown_signal};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = sync_core::MemoryStore::new();
+//! let server = Server::start(
+//!     TokioRuntime::current(),
+//!     ServerConfig::default(),
+//!     OpenHooks,
+//!     sync_core::KvApp::new(),
+//!     store,
+//! )
+//! .await?;
+//! let handle = server.handle().clone(); // publish, send, close, trim ...
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! serve(listener, server, shutdown_signal()).await?;
+//! # drop(handle);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! To mount into an existing axum or hyper application instead, use
+//! [`Router`] (`server.service()`), a `tower::Service` and a hyper `Service`;
+//! see `examples/embed_axum.rs`.
+
+mod runtime;
+mod serve;
+mod signal;
+
+pub use runtime::TokioRuntime;
+pub use serve::serve;
+pub use signal::shutdown_signal;
+
+/// The server's routes as a `tower::Service` (and hyper `Service`) on tokio,
+/// for mounting into axum or hyper applications.
+pub type Router<H> = adapter_common::http::Service<TokioRuntime, H>;

@@ -1,0 +1,236 @@
+//! The server binaries' flags, shared so the tokio and smol servers accept
+//! exactly the same command line. Every flag also reads an environment
+//! variable (`LIVE_SYNC_*`); a flag given on the command line wins.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use live_core::handshake::OriginPolicy;
+use sync_core::MemoryStore;
+use sync_sqlite::{Durability, SqliteStore};
+
+use crate::config::ServerConfig;
+use crate::store::AnyStore;
+
+/// How hard SQLite syncs a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// fsync every commit: an acknowledged push survives a power loss.
+    Full,
+    /// A commit survives the process being killed, not a power loss.
+    Normal,
+}
+
+/// Command line of a live + sync server.
+#[derive(Debug, Clone, Parser, PartialEq)]
+#[command(
+    version,
+    about = "live + sync server: WebSocket pub/sub and offline-first sync"
+)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LIVE_SYNC_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// SQLite database file for sync data (created if missing).
+    #[arg(long, env = "LIVE_SYNC_DB", default_value = "live-sync.db")]
+    pub db: PathBuf,
+    /// Keep sync data in memory only (lost on exit) instead of `--db`.
+    #[arg(long, env = "LIVE_SYNC_MEMORY", conflicts_with = "db")]
+    pub memory: bool,
+    /// SQLite durability.
+    #[arg(long, env = "LIVE_SYNC_DURABILITY", value_enum, default_value = "full")]
+    pub durability: DurabilityArg,
+    /// Serve static files from this directory.
+    #[arg(long = "static", env = "LIVE_SYNC_STATIC", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "LIVE_SYNC_LOG", default_value = "info")]
+    pub log_level: tracing::Level,
+    /// WebSocket endpoint path.
+    #[arg(long, env = "LIVE_SYNC_WS_PATH", default_value = "/ws")]
+    pub ws_path: String,
+    /// Sync endpoints prefix.
+    #[arg(long, env = "LIVE_SYNC_PREFIX", default_value = "/_sync")]
+    pub sync_prefix: String,
+    /// Allowed browser origins (repeat or comma-separate; `*` for any). None
+    /// given: any origin.
+    #[arg(long = "origin", env = "LIVE_SYNC_ORIGINS", value_delimiter = ',')]
+    pub origins: Vec<String>,
+    /// Largest WebSocket message accepted, in bytes (bigger closes with 1009).
+    #[arg(long, env = "LIVE_SYNC_READ_LIMIT", default_value_t = 4 * 1024 * 1024)]
+    pub read_limit: usize,
+    /// Send queue bound per session, in messages (over it: closed as slow, 4008).
+    #[arg(long, env = "LIVE_SYNC_MAX_QUEUED_MESSAGES", default_value_t = 256)]
+    pub max_queued_messages: usize,
+    /// Send queue bound per session, in bytes.
+    #[arg(long, env = "LIVE_SYNC_MAX_QUEUED_BYTES", default_value_t = 1024 * 1024)]
+    pub max_queued_bytes: usize,
+    /// Most topics one session may subscribe to.
+    #[arg(long, env = "LIVE_SYNC_MAX_TOPICS", default_value_t = 1024)]
+    pub max_topics_per_session: usize,
+    /// Largest sync HTTP body, in bytes (413 above).
+    #[arg(long, env = "LIVE_SYNC_MAX_BODY", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most mutations in one push.
+    #[arg(long, env = "LIVE_SYNC_MAX_PUSH_BATCH", default_value_t = 100)]
+    pub max_push_batch: usize,
+    /// Largest pull page.
+    #[arg(long, env = "LIVE_SYNC_MAX_PULL_LIMIT", default_value_t = 1000)]
+    pub max_pull_limit: u64,
+    /// Seconds between heartbeat pings (0: off).
+    #[arg(long, env = "LIVE_SYNC_PING_INTERVAL", default_value_t = 25)]
+    pub ping_interval: u64,
+    /// Seconds of silence after which a session is closed (0: off).
+    #[arg(long, env = "LIVE_SYNC_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// tungstenite read buffer per connection, in bytes.
+    #[arg(long, env = "LIVE_SYNC_WS_READ_BUFFER", default_value_t = 4096)]
+    pub ws_read_buffer: usize,
+    /// tungstenite write buffer target per connection, in bytes.
+    #[arg(long, env = "LIVE_SYNC_WS_WRITE_BUFFER", default_value_t = 8192)]
+    pub ws_write_buffer: usize,
+}
+
+impl ServeArgs {
+    /// The server configuration these flags describe.
+    pub fn server_config(&self) -> ServerConfig {
+        let mut hub = live_core::HubConfig::default();
+        hub.limits.read_limit = self.read_limit;
+        hub.limits.max_queued_messages = self.max_queued_messages;
+        hub.limits.max_queued_bytes = self.max_queued_bytes;
+        hub.limits.max_topics_per_session = self.max_topics_per_session;
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        hub.timers.ping_interval = secs(self.ping_interval);
+        hub.timers.idle_timeout = secs(self.idle_timeout);
+        let sync_limits = sync_core::Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_push_batch: self.max_push_batch,
+            max_pull_limit: self.max_pull_limit,
+            ..sync_core::Limits::default()
+        };
+        ServerConfig {
+            ws_path: self.ws_path.clone(),
+            sync_prefix: self.sync_prefix.trim_end_matches('/').to_owned(),
+            static_dir: self.static_dir.clone(),
+            origins: if self.origins.is_empty() {
+                OriginPolicy::Any
+            } else {
+                OriginPolicy::list(self.origins.iter().map(|o| o.trim().to_owned()))
+            },
+            hub,
+            sync_limits,
+            ws_read_buffer: self.ws_read_buffer,
+            ws_write_buffer: self.ws_write_buffer,
+            ..ServerConfig::default()
+        }
+    }
+
+    /// Opens the chosen store. Blocking: call it on a blocking thread.
+    pub fn open_store(&self) -> Result<AnyStore, sync_sqlite::Error> {
+        if self.memory {
+            return Ok(AnyStore::Memory(MemoryStore::new()));
+        }
+        let durability = match self.durability {
+            DurabilityArg::Full => Durability::Full,
+            DurabilityArg::Normal => Durability::Normal,
+        };
+        SqliteStore::open(&self.db, durability).map(AnyStore::Sqlite)
+    }
+
+    /// Where sync data lives, for the start-up log line.
+    pub fn store_description(&self) -> String {
+        if self.memory {
+            "memory (ephemeral)".into()
+        } else {
+            format!("sqlite {}", self.db.display())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        ServeArgs::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_8080_with_a_sqlite_file() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(a.db, PathBuf::from("live-sync.db"));
+        assert!(!a.memory);
+        assert_eq!(a.store_description(), "sqlite live-sync.db");
+        let c = a.server_config();
+        assert_eq!(c.ws_path, "/ws");
+        assert_eq!(c.sync_prefix, "/_sync");
+        assert_eq!(c.hub.limits.read_limit, 4 * 1024 * 1024);
+        assert!(matches!(c.origins, OriginPolicy::Any));
+    }
+
+    #[test]
+    fn flags_reach_the_configuration() {
+        let a = parse(&[
+            "--addr",
+            "0.0.0.0:9000",
+            "--memory",
+            "--read-limit",
+            "65536",
+            "--max-queued-messages",
+            "64",
+            "--max-body-bytes",
+            "10",
+            "--origin",
+            "http://a.test,http://b.test",
+            "--ping-interval",
+            "0",
+            "--static",
+            "public",
+            "--sync-prefix",
+            "/sync/",
+            "--log-level",
+            "debug",
+        ])
+        .unwrap();
+        assert_eq!(a.addr.port(), 9000);
+        assert_eq!(a.log_level, tracing::Level::DEBUG);
+        assert_eq!(a.store_description(), "memory (ephemeral)");
+        let c = a.server_config();
+        assert_eq!(c.hub.limits.read_limit, 65536);
+        assert_eq!(c.hub.limits.max_queued_messages, 64);
+        assert_eq!(c.sync_limits.max_body_bytes, 10);
+        assert_eq!(c.hub.timers.ping_interval, None);
+        assert_eq!(c.hub.timers.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.static_dir, Some(PathBuf::from("public")));
+        assert_eq!(c.sync_prefix, "/sync");
+        assert!(c.origins.allows("http://b.test"));
+        assert!(!c.origins.allows("http://c.test"));
+    }
+
+    #[test]
+    fn memory_and_db_conflict_and_bad_values_are_refused() {
+        assert!(parse(&["--memory", "--db", "x.db"]).is_err());
+        assert!(parse(&["--addr", "not-an-address"]).is_err());
+        assert!(parse(&["--read-limit", "-1"]).is_err());
+        assert!(parse(&["--durability", "sometimes"]).is_err());
+        assert!(parse(&["--log-level", "loud"]).is_err());
+    }
+
+    #[test]
+    fn memory_store_opens_without_touching_the_disk() {
+        let a = parse(&["--memory"]).unwrap();
+        assert!(matches!(a.open_store().unwrap(), AnyStore::Memory(_)));
+    }
+
+    #[test]
+    fn sqlite_store_opens_the_named_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let a = parse(&["--db", db.to_str().unwrap()]).unwrap();
+        assert!(matches!(a.open_store().unwrap(), AnyStore::Sqlite(_)));
+        assert!(db.exists());
+    }
+}

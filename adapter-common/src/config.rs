@@ -1,0 +1,81 @@
+//! Server configuration: paths, the cores' limits and timers, origins,
+//! WebSocket buffer sizes, static files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use live_core::HubConfig;
+use live_core::handshake::OriginPolicy;
+use sync_core::EngineConfig;
+
+/// Everything a server is configured with. `ServerConfig::default()` is a
+/// working configuration with the cores' defaults.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// WebSocket endpoint path. Default `/ws`.
+    pub ws_path: String,
+    /// Prefix of the sync endpoints (`{prefix}/push`, `/pull`, `/snapshot`).
+    /// Default `/_sync`.
+    pub sync_prefix: String,
+    /// The hub's limits, timers and built-in commands.
+    pub hub: HubConfig,
+    /// Sync request limits (body size, push batch, pull page).
+    pub sync_limits: sync_core::Limits,
+    /// The sync engine's settings.
+    pub engine: EngineConfig,
+    /// Which browser origins may open a WebSocket.
+    pub origins: OriginPolicy,
+    /// Serve files from this directory for paths no other route takes.
+    pub static_dir: Option<PathBuf>,
+    /// tungstenite read buffer per connection, in bytes. tungstenite's default
+    /// is 128 KiB, far too much for many mostly idle connections. Default 4 KiB.
+    pub ws_read_buffer: usize,
+    /// tungstenite write buffer target per connection: frames gather up to
+    /// this size before being written; a flush writes the rest. Default 8 KiB.
+    pub ws_write_buffer: usize,
+    /// How long a closing session may take to finish its close handshake (and
+    /// a slow consumer to take its last frames) before its socket is dropped.
+    /// Default 2 s.
+    pub close_grace: Duration,
+    /// Capacity of the hub actor's inbox; a full inbox makes readers wait,
+    /// which pushes back on the sockets. Default 16 384.
+    pub inbox_capacity: usize,
+    /// Seed of the hub's session-id generator. Default: from the clock at start.
+    pub seed: Option<u64>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            ws_path: "/ws".into(),
+            sync_prefix: "/_sync".into(),
+            hub: HubConfig::default(),
+            sync_limits: sync_core::Limits::default(),
+            engine: EngineConfig::default(),
+            origins: OriginPolicy::Any,
+            static_dir: None,
+            ws_read_buffer: 4 * 1024,
+            ws_write_buffer: 8 * 1024,
+            close_grace: Duration::from_secs(2),
+            inbox_capacity: 16 * 1024,
+            seed: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The tungstenite configuration for accepted sockets: small buffers, and
+    /// a message limit one byte over the hub's read limit (a bigger message is
+    /// refused by tungstenite before it is buffered, and closed with 1009).
+    pub fn websocket_config(&self) -> WebSocketConfig {
+        let limit = self.hub.limits.read_limit;
+        WebSocketConfig::default()
+            .read_buffer_size(self.ws_read_buffer)
+            .write_buffer_size(self.ws_write_buffer)
+            .max_write_buffer_size(usize::MAX)
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit))
+    }
+}

@@ -1,0 +1,180 @@
+//! The application hooks: authentication, scope and topic authorization,
+//! on-message and on-close, in the shape a Rust application expects.
+
+use std::future::Future;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http::request::Parts;
+use live_core::{CloseReason, Command, Hub, HubError, SessionId};
+
+use crate::ServerHandle;
+
+/// A refusal of authentication: the HTTP status (401 unless said otherwise)
+/// and a message for the JSON error body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRejection {
+    /// The status of the refusal (401 or 403 usually).
+    pub status: StatusCode,
+    /// Why, sent in the body `{"code":"unauthorized","error":message}`.
+    pub message: String,
+}
+
+impl AuthRejection {
+    /// A 401 refusal.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+        }
+    }
+
+    /// A 403 refusal.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+        }
+    }
+}
+
+/// Application hooks. Every method but [`Hooks::authenticate`] has a default:
+/// everything allowed, messages ignored.
+///
+/// Authentication is async because it may need IO (a session store, a token
+/// service); it runs in the HTTP request's task, so a slow lookup delays only
+/// its own request. The authorization hooks are synchronous and run in the hub
+/// actor: they decide from the authenticated value alone, which is what keeps
+/// them cheap enough to run on every subscribe and every sync request. Derive
+/// what they need (roles, tenant) in `authenticate`.
+pub trait Hooks: Send + Sync + 'static {
+    /// The value authentication gives a request or a WebSocket session.
+    type User: Clone + Send + Sync + 'static;
+
+    /// Authenticates an upgrade request or a sync HTTP request from its head
+    /// (headers, query, cookies). A rejection answers the request with its
+    /// status (401 by default) and no upgrade happens.
+    fn authenticate(
+        &self,
+        request: &Parts,
+    ) -> impl Future<Output = Result<Self::User, AuthRejection>> + Send;
+
+    /// Maps a claimed sync scope to the authoritative one for `user`, or
+    /// refuses it (`Err(reason)`: 403 `forbidden` for the whole request).
+    /// Also decides subscriptions to `sync:<scope>`: allowed only when this
+    /// returns `Ok` with the scope unchanged. Empty claims arrive as
+    /// `_default`.
+    fn authorize_scope(&self, user: &Self::User, scope: &str) -> Result<String, String> {
+        let _ = user;
+        Ok(scope.to_owned())
+    }
+
+    /// May `user` run the built-in `command` on this ordinary (non-`sync:`)
+    /// topic? A refusal sends the client a `forbidden` error frame. Publishing
+    /// on `sync:` topics is refused by the hub whatever this says.
+    fn authorize_topic(&self, user: &Self::User, topic: &str, command: Command) -> bool {
+        let _ = (user, topic, command);
+        true
+    }
+
+    /// A message that is not a built-in command nor a `_sync` operation
+    /// (mizu's `OnMessage`). Runs in the hub actor, so replies made through
+    /// `ctx` are queued before the session's next frame is handled; for IO,
+    /// clone [`MessageCtx::server`] into a task of your own.
+    fn on_message(&self, ctx: &mut MessageCtx<'_, Self::User>) {
+        let _ = ctx;
+    }
+
+    /// A session ended; `user` is `None` if it never authenticated.
+    fn on_close(&self, session: SessionId, user: Option<&Self::User>, reason: &CloseReason) {
+        let _ = (session, user, reason);
+    }
+}
+
+/// Hooks that let everybody in: no authentication, every scope and topic
+/// allowed, application messages ignored. What the stock server binary uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenHooks;
+
+impl Hooks for OpenHooks {
+    type User = ();
+
+    async fn authenticate(&self, _request: &Parts) -> Result<(), AuthRejection> {
+        Ok(())
+    }
+}
+
+/// One application message and what [`Hooks::on_message`] may do about it,
+/// applied at once, in order with the session's other frames.
+pub struct MessageCtx<'a, U> {
+    pub(crate) hub: &'a mut Hub<U>,
+    pub(crate) server: &'a ServerHandle<U>,
+    pub(crate) now: Instant,
+    pub(crate) session: SessionId,
+    pub(crate) user: &'a U,
+    pub(crate) topic: &'a str,
+    pub(crate) data: &'a Bytes,
+}
+
+impl<U: Send + 'static> MessageCtx<'_, U> {
+    /// The sender.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// The sender's authenticated value.
+    pub fn user(&self) -> &U {
+        self.user
+    }
+
+    /// The envelope's topic.
+    pub fn topic(&self) -> &str {
+        self.topic
+    }
+
+    /// The envelope's `data`, raw JSON as received (`null` when absent).
+    pub fn data(&self) -> &Bytes {
+        self.data
+    }
+
+    /// When the message was handled.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Sends `{"topic":topic,"data":data}` (data: one JSON value) to the sender.
+    pub fn reply(&mut self, topic: &str, data: &[u8]) -> Result<bool, HubError> {
+        self.hub.send(self.session, topic, data)
+    }
+
+    /// Sends an already encoded envelope (valid JSON) to the sender.
+    pub fn reply_raw(&mut self, frame: Bytes) -> Result<bool, HubError> {
+        self.hub.send_raw(self.session, frame)
+    }
+
+    /// Sends `{"topic":topic,"data":data}` to any session.
+    pub fn send(&mut self, to: SessionId, topic: &str, data: &[u8]) -> Result<bool, HubError> {
+        self.hub.send(to, topic, data)
+    }
+
+    /// Publishes on a topic (any topic; the server is trusted).
+    pub fn publish(&mut self, topic: &str, data: &[u8]) -> Result<usize, HubError> {
+        self.hub.publish(topic, data)
+    }
+
+    /// Subscribes the sender to a topic.
+    pub fn subscribe(&mut self, topic: &str) -> Result<bool, HubError> {
+        self.hub.subscribe(self.session, topic)
+    }
+
+    /// Closes the sender's session.
+    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), HubError> {
+        self.hub.close(self.session, code, reason)
+    }
+
+    /// A handle for work that must wait on IO: clone it into a task.
+    pub fn server(&self) -> &ServerHandle<U> {
+        self.server
+    }
+}

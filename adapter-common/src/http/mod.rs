@@ -1,0 +1,335 @@
+//! The HTTP service, runtime-neutral: a hyper 1.x `Service` over any request
+//! body, so it serves hyper connections directly and mounts into axum or any
+//! tower stack.
+//!
+//! Routes:
+//! - `{ws_path}` (default `/ws`): WebSocket upgrade. live-core's handshake
+//!   rules first (405/400/426/403 for a bad method, headers, version or
+//!   origin), then [`Hooks::authenticate`] (401), then the upgrade; the
+//!   session runs in [`crate::connection::run`].
+//! - `{sync_prefix}/push|pull|snapshot` (default `/_sync`): authenticate, read
+//!   the body under the limit (413 from `Content-Length` before reading, else
+//!   cut off while reading), sync-core's `parse_http`, scope authorization
+//!   (403), then the engine through the actor.
+//! - `/healthz`: `ok`. `/metrics`: Prometheus text.
+//! - anything else: a file from the static directory if one is configured,
+//!   else 404.
+
+pub mod body;
+pub mod io;
+pub mod static_files;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::Role;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::Full;
+use live_core::handshake;
+use sync_core::ErrorCode;
+
+use crate::config::ServerConfig;
+use crate::handle::ServerHandle;
+use crate::hooks::{AuthRejection, Hooks};
+use crate::metrics;
+use crate::runtime::Runtime;
+use body::BodyError;
+use io::HyperIo;
+
+/// The response type of every route.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// The server's HTTP service. Cheap to clone (one `Arc`).
+pub struct Service<R: Runtime, H: Hooks> {
+    inner: Arc<Inner<R, H>>,
+}
+
+struct Inner<R: Runtime, H: Hooks> {
+    rt: R,
+    /// WebSocket connections being served (upgraded and not yet ended).
+    websockets: Arc<std::sync::atomic::AtomicUsize>,
+    hooks: Arc<H>,
+    config: Arc<ServerConfig>,
+    server: ServerHandle<H::User>,
+}
+
+impl<R: Runtime, H: Hooks> Clone for Service<R, H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<R: Runtime, H: Hooks> Service<R, H> {
+    pub(crate) fn new(
+        rt: R,
+        hooks: Arc<H>,
+        config: Arc<ServerConfig>,
+        server: ServerHandle<H::User>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                rt,
+                websockets: Arc::default(),
+                hooks,
+                config,
+                server,
+            }),
+        }
+    }
+
+    /// How many upgraded WebSocket connections are still being served. An
+    /// accept loop shutting down waits (a bounded time) for this to reach 0,
+    /// so close frames reach their peers before the process exits.
+    pub fn open_websockets(&self) -> usize {
+        self.inner
+            .websockets
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, request: Request<B>) -> HttpResponse
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let config = &self.inner.config;
+        let path = request.uri().path().to_owned();
+        if path == config.ws_path {
+            return self.upgrade(request).await;
+        }
+        if let Some(rest) = path.strip_prefix(config.sync_prefix.as_str()) {
+            if rest.starts_with('/') {
+                return self.sync(request, rest).await;
+            }
+        }
+        match path.as_str() {
+            "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+            "/metrics" => match self.inner.server.metrics().await {
+                Ok(m) => text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    metrics::render(&m),
+                ),
+                Err(_) => unavailable(),
+            },
+            _ => self.static_file(request.method(), &path).await,
+        }
+    }
+
+    async fn upgrade<B: Send + 'static>(&self, request: Request<B>) -> HttpResponse {
+        let inner = &self.inner;
+        let accept = match handshake::check(&request, &inner.config.origins) {
+            Ok(accept) => accept,
+            Err(refusal) => {
+                tracing::debug!(status = %refusal.status, reason = refusal.reason, "upgrade refused");
+                return refusal
+                    .response()
+                    .map(|()| Full::new(Bytes::from_static(refusal.reason.as_bytes())));
+            }
+        };
+        let (parts, body) = request.into_parts();
+        let user = match inner.hooks.authenticate(&parts).await {
+            Ok(user) => user,
+            Err(rejection) => return refused(&rejection),
+        };
+        let on_upgrade = hyper::upgrade::on(Request::from_parts(parts, body));
+        let rt = inner.rt.clone();
+        let server = inner.server.clone();
+        let ws_config = inner.config.websocket_config();
+        let grace = inner.config.close_grace;
+        let counter = inner.websockets.clone();
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inner.rt.spawn(async move {
+            let _served = Decrement(counter);
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let io = HyperIo(upgraded);
+                    let ws =
+                        WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
+                    crate::connection::run(rt, server, ws, user, grace).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+            }
+        });
+        accept.response().map(|()| Full::new(Bytes::new()))
+    }
+
+    async fn sync<B>(&self, request: Request<B>, op_path: &str) -> HttpResponse
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let inner = &self.inner;
+        let (parts, body) = request.into_parts();
+        let user = match inner.hooks.authenticate(&parts).await {
+            Ok(user) => user,
+            Err(rejection) => return refused(&rejection),
+        };
+        let limits = &inner.config.sync_limits;
+        let bytes = if parts.method == Method::GET {
+            Bytes::new()
+        } else {
+            match body::read_limited(&parts.headers, body, limits.max_body_bytes).await {
+                Ok(bytes) => bytes,
+                Err(e @ BodyError::TooLarge { .. }) => {
+                    return sync_response(sync_core::Response::error(
+                        ErrorCode::PayloadTooLarge,
+                        e.to_string(),
+                    ));
+                }
+                Err(e) => {
+                    return sync_response(sync_core::Response::error(
+                        ErrorCode::Invalid,
+                        e.to_string(),
+                    ));
+                }
+            }
+        };
+        let query = parts.uri.query().unwrap_or("");
+        let mut request = match sync_core::handler::parse_http(
+            parts.method.as_str(),
+            op_path,
+            query,
+            &bytes,
+            limits,
+        ) {
+            Ok(request) => request,
+            Err(response) => return sync_response(response),
+        };
+        let hooks = &inner.hooks;
+        if let Err(response) =
+            request.authorize_scopes(|claimed| hooks.authorize_scope(&user, claimed))
+        {
+            return sync_response(response);
+        }
+        match inner.server.sync(request).await {
+            Ok(response) => sync_response(response),
+            Err(_) => unavailable(),
+        }
+    }
+
+    async fn static_file(&self, method: &Method, path: &str) -> HttpResponse {
+        let not_found = || json(StatusCode::NOT_FOUND, "not_found", "no such route");
+        let Some(root) = &self.inner.config.static_dir else {
+            return not_found();
+        };
+        if method != Method::GET && method != Method::HEAD {
+            return not_found();
+        }
+        let Some(file) = static_files::resolve(root, path) else {
+            return not_found();
+        };
+        let kind = static_files::content_type(&file);
+        match self
+            .inner
+            .rt
+            .spawn_blocking(move || static_files::read(&file))
+            .await
+        {
+            Some(Ok(content)) => {
+                let body = if method == Method::HEAD {
+                    Bytes::new()
+                } else {
+                    Bytes::from(content)
+                };
+                text(StatusCode::OK, kind, body)
+            }
+            _ => not_found(),
+        }
+    }
+}
+
+impl<R, H, B> hyper::service::Service<Request<B>> for Service<R, H>
+where
+    R: Runtime,
+    H: Hooks,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(request).await) })
+    }
+}
+
+/// The same service as a `tower::Service`, for axum (`Router::fallback_service`,
+/// `route_service`) and other tower stacks.
+impl<R, H, B> tower_service::Service<Request<B>> for Service<R, H>
+where
+    R: Runtime,
+    H: Hooks,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        hyper::service::Service::call(self, request)
+    }
+}
+
+/// Decrements the open-WebSocket count when the connection task ends,
+/// however it ends.
+struct Decrement(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Decrement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    let body = serde_json::json!({"code": code, "error": message}).to_string();
+    text(status, "application/json", body)
+}
+
+fn sync_response(response: sync_core::Response) -> HttpResponse {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    text(status, "application/json", response.body)
+}
+
+fn refused(rejection: &AuthRejection) -> HttpResponse {
+    let code = if rejection.status == StatusCode::FORBIDDEN {
+        "forbidden"
+    } else {
+        "unauthorized"
+    };
+    json(rejection.status, code, &rejection.message)
+}
+
+fn unavailable() -> HttpResponse {
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the server is shutting down",
+    )
+}

@@ -1,0 +1,59 @@
+//! Runtime-neutral server drive loops for `live-core` and `sync-core`.
+//!
+//! # What this crate owns
+//!
+//! Everything a server adapter does that is not tied to one async runtime, so
+//! the tokio and smol adapters share one copy of every loop:
+//!
+//! - the [`Runtime`] trait an adapter implements (spawn, spawn a blocking job,
+//!   sleep until an instant, read the clock);
+//! - the hub actor (`actor.rs`): one task owning the `live_core::Hub` and the
+//!   `sync_core::Engine`, fed by channels, with the persistence loop (group
+//!   commit on a blocking thread) and pokes after each durable commit;
+//! - the WebSocket connection loop ([`connection`]) over any
+//!   `Stream + Sink` of tungstenite messages, with write batching;
+//! - the HTTP service ([`http`]): `/ws` upgrade with live-core's handshake
+//!   rules, the sync endpoints through sync-core's request handler,
+//!   `/healthz`, `/metrics`, static files, capped body reads;
+//! - the application hooks ([`Hooks`]), the [`ServerHandle`] for server-side
+//!   publish/send/close/subscribe/trim, graceful shutdown;
+//! - configuration ([`ServerConfig`]) and the command-line flags both server
+//!   binaries accept ([`cli`]).
+//!
+//! # What it must never do
+//!
+//! Name a runtime: no tokio, smol or async-std types, no runtime-specific
+//! timers, sockets or executors. Those come in through [`Runtime`] and through
+//! the IO type an adapter's accept loop hands to hyper. Protocol decisions
+//! belong to the cores; this crate only moves bytes between them and the world.
+//!
+//! # What an adapter implements
+//!
+//! 1. [`Runtime`] for its executor;
+//! 2. an accept loop: bind, accept, serve each connection with hyper's
+//!    `server::conn::http1` (upgrades enabled) and [`http::Service`], stop on
+//!    shutdown and call [`Server::shutdown`];
+//! 3. its binary: parse [`cli::ServeArgs`], open the store with
+//!    [`cli::ServeArgs::open_store`] on a blocking thread, [`Server::start`],
+//!    run the accept loop.
+
+mod actor;
+pub mod cli;
+mod config;
+pub mod connection;
+mod handle;
+mod hooks;
+pub mod http;
+pub mod metrics;
+mod runtime;
+mod server;
+mod store;
+
+pub use config::ServerConfig;
+pub use handle::{ServerError, ServerHandle};
+pub use hooks::{AuthRejection, Hooks, MessageCtx, OpenHooks};
+pub use runtime::Runtime;
+pub use server::{Server, StartError};
+pub use store::{AnyStore, AnyStoreError};
+
+pub use live_core::{CloseReason, Command, SessionId};

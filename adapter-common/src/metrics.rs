@@ -1,0 +1,248 @@
+//! Operator counters and their Prometheus text rendering (`/metrics`).
+//!
+//! The live counters come from `live_core::Hub::metrics`; the sync ones are
+//! counted by the actor around the engine (the engine keeps none itself).
+
+use std::fmt::Write;
+
+/// Counters of the sync side, kept by the hub actor.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SyncMetrics {
+    /// Total: push requests handled (HTTP and WebSocket).
+    pub pushes: u64,
+    /// Total: mutations in those pushes.
+    pub mutations: u64,
+    /// Total: pull requests handled.
+    pub pulls: u64,
+    /// Total: snapshot requests handled.
+    pub snapshots: u64,
+    /// Total: sync requests answered with a non-2xx status.
+    pub errors: u64,
+    /// Total: batches made durable (group commits).
+    pub batches: u64,
+    /// Total: log changes made durable.
+    pub changes: u64,
+    /// Total: batches the store failed to persist.
+    pub persist_failures: u64,
+    /// Total: seconds spent persisting batches.
+    pub persist_seconds: f64,
+    /// Total: pokes published on `sync:<scope>`.
+    pub pokes: u64,
+    /// Gauge: scopes known to the engine.
+    pub scopes: u64,
+}
+
+/// Everything `/metrics` shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// The hub's counters.
+    pub live: live_core::Metrics,
+    /// The sync counters.
+    pub sync: SyncMetrics,
+}
+
+impl MetricsSnapshot {
+    /// A snapshot from its parts.
+    pub fn new(live: live_core::Metrics, sync: SyncMetrics) -> Self {
+        Self { live, sync }
+    }
+}
+
+/// Renders a snapshot in the Prometheus text exposition format (version 0.0.4).
+pub fn render(m: &MetricsSnapshot) -> String {
+    let l = &m.live;
+    let s = &m.sync;
+    let mut out = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    let gauge = "gauge";
+    let counter = "counter";
+    metric(
+        "live_sessions",
+        gauge,
+        "Open WebSocket sessions.",
+        l.sessions.to_string(),
+    );
+    metric(
+        "live_topics",
+        gauge,
+        "Topics with at least one subscriber.",
+        l.topics.to_string(),
+    );
+    metric(
+        "live_subscriptions",
+        gauge,
+        "Session-topic subscriptions.",
+        l.subscriptions.to_string(),
+    );
+    metric(
+        "live_sessions_opened_total",
+        counter,
+        "Sessions ever opened.",
+        l.sessions_opened.to_string(),
+    );
+    metric(
+        "live_messages_in_total",
+        counter,
+        "Data frames received.",
+        l.messages_in.to_string(),
+    );
+    metric(
+        "live_bytes_in_total",
+        counter,
+        "Bytes of data frames received.",
+        l.bytes_in.to_string(),
+    );
+    metric(
+        "live_messages_out_total",
+        counter,
+        "Text frames queued for sending.",
+        l.messages_out.to_string(),
+    );
+    metric(
+        "live_bytes_out_total",
+        counter,
+        "Bytes of text frames queued for sending.",
+        l.bytes_out.to_string(),
+    );
+    metric(
+        "live_publishes_total",
+        counter,
+        "Publishes fanned out.",
+        l.publishes.to_string(),
+    );
+    metric(
+        "live_errors_sent_total",
+        counter,
+        "Error frames sent to clients.",
+        l.errors_sent.to_string(),
+    );
+    metric(
+        "live_slow_consumer_closes_total",
+        counter,
+        "Sessions closed as slow consumers.",
+        l.slow_consumer_closes.to_string(),
+    );
+    metric(
+        "sync_pushes_total",
+        counter,
+        "Push requests handled.",
+        s.pushes.to_string(),
+    );
+    metric(
+        "sync_mutations_total",
+        counter,
+        "Mutations received in pushes.",
+        s.mutations.to_string(),
+    );
+    metric(
+        "sync_pulls_total",
+        counter,
+        "Pull requests handled.",
+        s.pulls.to_string(),
+    );
+    metric(
+        "sync_snapshots_total",
+        counter,
+        "Snapshot requests handled.",
+        s.snapshots.to_string(),
+    );
+    metric(
+        "sync_errors_total",
+        counter,
+        "Sync requests answered with an error status.",
+        s.errors.to_string(),
+    );
+    metric(
+        "sync_batches_total",
+        counter,
+        "Batches made durable (group commits).",
+        s.batches.to_string(),
+    );
+    metric(
+        "sync_changes_total",
+        counter,
+        "Log changes made durable.",
+        s.changes.to_string(),
+    );
+    metric(
+        "sync_persist_failures_total",
+        counter,
+        "Batches the store failed to persist.",
+        s.persist_failures.to_string(),
+    );
+    metric(
+        "sync_persist_seconds_total",
+        counter,
+        "Seconds spent persisting batches.",
+        format!("{:.6}", s.persist_seconds),
+    );
+    metric(
+        "sync_pokes_total",
+        counter,
+        "Pokes published on sync topics.",
+        s.pokes.to_string(),
+    );
+    metric(
+        "sync_scopes",
+        gauge,
+        "Scopes known to the engine.",
+        s.scopes.to_string(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value_of(text: &str, name: &str) -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+    }
+
+    #[test]
+    fn every_sample_has_help_and_type_and_the_right_value() {
+        let mut live = live_core::Metrics::default();
+        live.sessions = 3;
+        live.slow_consumer_closes = 7;
+        let sync = SyncMetrics {
+            pushes: 11,
+            persist_seconds: 0.25,
+            ..SyncMetrics::default()
+        };
+        let text = render(&MetricsSnapshot::new(live, sync));
+        assert_eq!(value_of(&text, "live_sessions").as_deref(), Some("3"));
+        assert_eq!(
+            value_of(&text, "live_slow_consumer_closes_total").as_deref(),
+            Some("7")
+        );
+        assert_eq!(value_of(&text, "sync_pushes_total").as_deref(), Some("11"));
+        assert_eq!(
+            value_of(&text, "sync_persist_seconds_total").as_deref(),
+            Some("0.250000")
+        );
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        for sample in &samples {
+            let name = sample.split(' ').next().unwrap();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no HELP"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} has no TYPE"
+            );
+            assert!(
+                !name.ends_with("_total") || text.contains(&format!("# TYPE {name} counter")),
+                "{name} ends in _total but is not a counter"
+            );
+        }
+        assert_eq!(samples.len(), 22);
+    }
+}

@@ -1,0 +1,30 @@
+//! The runtime trait: the only door through which this crate reaches an
+//! executor, a timer or a thread pool.
+
+use std::future::Future;
+use std::time::Instant;
+
+/// What the drive loops need from an async runtime. Implemented by each
+/// adapter (`TokioRuntime`, `SmolRuntime`); cheap to clone (a handle).
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// Runs `future` to completion in the background.
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static;
+
+    /// Runs the blocking `job` on a thread where blocking is allowed and
+    /// resolves to its result, or to `None` if the job panicked.
+    fn spawn_blocking<F, T>(&self, job: F) -> impl Future<Output = Option<T>> + Send + 'static
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static;
+
+    /// A future that resolves at `deadline` (at once if it has passed).
+    fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send + 'static;
+
+    /// The current instant. The drive loops read time only through this, so a
+    /// runtime with a paused or simulated clock stays consistent.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}

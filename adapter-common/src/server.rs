@@ -1,0 +1,116 @@
+//! [`Server`]: starting the actor on a recovered engine, and the handle and
+//! HTTP service an adapter's accept loop and the application use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use live_core::Hub;
+use sync_core::{App, Engine, RecoveryError, Store};
+
+use crate::actor::{Actor, HookAuthorizer};
+use crate::config::ServerConfig;
+use crate::handle::ServerHandle;
+use crate::hooks::Hooks;
+use crate::http::Service;
+use crate::metrics::SyncMetrics;
+use crate::runtime::Runtime;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store could not be read.
+    #[error("loading the store failed: {0}")]
+    Store(String),
+    /// The stored records do not form a valid state.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+}
+
+/// A running server: its [`ServerHandle`] for application code and its
+/// [`Service`] for the accept loop (or for mounting into another router).
+pub struct Server<R: Runtime, H: Hooks> {
+    handle: ServerHandle<H::User>,
+    service: Service<R, H>,
+}
+
+impl<R: Runtime, H: Hooks> Server<R, H> {
+    /// Loads `store` (on a blocking thread), recovers the engine from it, and
+    /// starts the hub actor on `rt`. `app` is the sync application (the
+    /// built-in `sync_core::KvApp` for plain documents).
+    pub async fn start<P, S>(
+        rt: R,
+        config: ServerConfig,
+        hooks: H,
+        app: P,
+        store: S,
+    ) -> Result<Self, StartError>
+    where
+        P: App + Send + 'static,
+        P::State: Send,
+        S: Store + Send + 'static,
+    {
+        let store = Arc::new(Mutex::new(store));
+        let loading = store.clone();
+        let recovered = rt
+            .spawn_blocking(move || {
+                let mut store = loading.lock().unwrap_or_else(PoisonError::into_inner);
+                store.load().map_err(|e| e.to_string())
+            })
+            .await
+            .ok_or_else(|| StartError::Store("loading panicked".into()))?
+            .map_err(StartError::Store)?;
+        let engine = Engine::recover(app, config.engine.clone(), recovered)?;
+        let hooks = Arc::new(hooks);
+        let seed = config.seed.unwrap_or_else(clock_seed);
+        let hub = Hub::new(config.hub.clone(), seed).with_authorizer(HookAuthorizer(hooks.clone()));
+        let (inbox, receiver) = async_channel::bounded(config.inbox_capacity.max(1));
+        let actor = Actor {
+            rt: rt.clone(),
+            hooks: hooks.clone(),
+            hub,
+            engine,
+            store,
+            sync_limits: config.sync_limits,
+            weak: inbox.downgrade(),
+            conns: HashMap::new(),
+            waiters: HashMap::new(),
+            next_request: 0,
+            persisting: None,
+            trims_open: Vec::new(),
+            trims_batched: Vec::new(),
+            metrics: SyncMetrics::default(),
+            shutdown: None,
+        };
+        rt.spawn(actor.run(receiver));
+        let handle = ServerHandle { inbox };
+        let service = Service::new(rt, hooks, Arc::new(config), handle.clone());
+        Ok(Self { handle, service })
+    }
+
+    /// The handle for server-side publish, send, close, subscribe, trim.
+    pub fn handle(&self) -> &ServerHandle<H::User> {
+        &self.handle
+    }
+
+    /// The HTTP service (clone it per connection).
+    pub fn service(&self) -> Service<R, H> {
+        self.service.clone()
+    }
+
+    /// Graceful shutdown of the hub and engine: sessions closed with 1001,
+    /// every accepted push persisted and answered. The accept loop must stop
+    /// accepting first.
+    pub async fn shutdown(&self) {
+        self.handle.shutdown().await;
+    }
+}
+
+/// A seed for session ids when the configuration gives none.
+fn clock_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0x5eed, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32)
+}

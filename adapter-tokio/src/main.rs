@@ -1,0 +1,63 @@
+//! The live + sync server on tokio: `cargo run --release -p adapter-tokio`.
+//!
+//! Listens on 127.0.0.1:8080 unless `--addr` says otherwise, keeps sync data
+//! in a SQLite file (`--db`, default `live-sync.db` in the working directory)
+//! or in memory (`--memory`). `--help` lists every flag and its environment
+//! variable. Everyone may connect: embed the library with your own hooks to
+//! authenticate.
+
+use std::process::ExitCode;
+
+use adapter_common::cli::ServeArgs;
+use adapter_common::{OpenHooks, Server};
+use adapter_tokio::{TokioRuntime, serve, shutdown_signal};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = ServeArgs::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the tokio runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let opening = args.clone();
+    let store = tokio::task::spawn_blocking(move || opening.open_store()).await??;
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let server = Server::start(
+        TokioRuntime::current(),
+        args.server_config(),
+        OpenHooks,
+        sync_core::KvApp::new(),
+        store,
+    )
+    .await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        store = %args.store_description(),
+        "listening: WebSocket {}, sync {}/{{push,pull,snapshot}}",
+        args.ws_path,
+        args.sync_prefix
+    );
+    serve(listener, server, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
