@@ -1,0 +1,113 @@
+//! Connection options: authentication, extra handshake headers, reconnect
+//! policy and buffer sizes.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::ClientError;
+
+/// How to reconnect after a connection is lost or an attempt fails.
+///
+/// The delay after the `n`-th consecutive failure is a uniformly random point in
+/// `[d/2, d]`, `d = min(max, base * 2^n)` ("equal jitter"): the random half
+/// spreads a crowd of clients reconnecting to a restarted server, the fixed
+/// half keeps a single client from hammering it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// The first delay's upper bound. Default 250 ms.
+    pub base: Duration,
+    /// The largest delay. Default 30 s.
+    pub max: Duration,
+    /// Seed of the jitter; `None` draws one per client. Tests set it so the
+    /// delays are reproducible.
+    pub seed: Option<u64>,
+    /// A connection that stayed up this long counts as healthy: the next
+    /// failure starts again from `base`. A server that accepts and then drops
+    /// every connection keeps backing off instead. Default 10 s.
+    pub stable_after: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+            seed: None,
+            stable_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Options of [`LiveClient::connect`](super::LiveClient::connect).
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// Sent as `Authorization: Bearer <token>` on every handshake.
+    pub token: Option<String>,
+    /// Extra headers for every handshake (cookies, `Origin`, custom auth).
+    pub headers: HeaderMap,
+    /// Reconnect delays.
+    pub reconnect: ReconnectPolicy,
+    /// Events held for the application before the client stops reading the
+    /// socket (backpressure reaches the server, which may then close the
+    /// connection as a slow consumer). Default 1024.
+    pub event_buffer: usize,
+    /// Commands (subscribe, publish, ...) queued for the connection task
+    /// before the calls wait. Default 1024.
+    pub command_buffer: usize,
+    /// A connection attempt (TCP + WebSocket handshake) taking longer is
+    /// abandoned. Default 10 s.
+    pub connect_timeout: Duration,
+    /// How often to ping the server; a connection silent for two intervals is
+    /// treated as lost (the only way to notice a peer that vanished without
+    /// closing). `None` disables it. Default 30 s.
+    pub ping_interval: Option<Duration>,
+    /// Largest message accepted from the server. Default 16 MiB.
+    pub max_message_size: usize,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            token: None,
+            headers: HeaderMap::new(),
+            reconnect: ReconnectPolicy::default(),
+            event_buffer: 1024,
+            command_buffer: 1024,
+            connect_timeout: Duration::from_secs(10),
+            ping_interval: Some(Duration::from_secs(30)),
+            max_message_size: 16 << 20,
+        }
+    }
+}
+
+impl LiveOptions {
+    /// Sets the bearer token.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Adds a handshake header.
+    pub fn header(mut self, name: &str, value: &str) -> Result<Self, ClientError> {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| ClientError::InvalidHeader(format!("{name:?}: {e}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| ClientError::InvalidHeader(format!("{name}: {e}")))?;
+        self.headers.append(name, value);
+        Ok(self)
+    }
+
+    /// Sets the reconnect jitter seed (reproducible delays).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.reconnect.seed = Some(seed);
+        self
+    }
+
+    /// Sets the reconnect delay bounds.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.reconnect.base = base;
+        self.reconnect.max = max;
+        self
+    }
+}
