@@ -106,6 +106,8 @@ impl Connection {
                 break;
             }
         }
+        // Refuse further commands before anyone hears about the close.
+        self.commands.close();
         self.state.send_replace(ConnectionState::Closed);
         self.emit(LiveEvent::Closed).await;
         for c in self.closers.drain(..) {
