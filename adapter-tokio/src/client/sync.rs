@@ -134,7 +134,12 @@ where
     /// Applies mutation `name(args)` locally and queues it for the server with
     /// this client's id and the next sequence number, which it returns.
     pub fn mutate(&self, name: &str, args: Value) -> Result<u64, ClientError> {
-        let seq = self.shared.replica().mutate(now(), name, args)?;
+        let seq = {
+            let mut r = self.shared.replica();
+            let seq = r.mutate(now(), name, args)?;
+            self.shared.publish(&mut r);
+            seq
+        };
         self.shared.wake.notify_one();
         Ok(seq)
     }

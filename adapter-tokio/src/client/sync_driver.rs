@@ -68,6 +68,14 @@ impl<A: App> Shared<A> {
             let rid = tap::rid(self.tap, req.id.0);
             frames.push(encode_ws_request(&rid, req.operation(), &req.body_json()));
         }
+        self.publish(&mut r);
+        let deadline = r.poll_timeout().map(|(t, _)| t);
+        (frames, deadline)
+    }
+
+    /// Hands the replica's events to the listeners and refreshes the status.
+    /// Called with the lock held, so the status never lags the state.
+    pub(crate) fn publish(&self, r: &mut Replica<A>) {
         let mut status = *self.status.borrow();
         while let Some(ev) = r.poll_event() {
             match &ev {
@@ -84,14 +92,11 @@ impl<A: App> Shared<A> {
         status.pending = r.pending().count();
         status.last_seq = r.last_seq();
         status.settled = r.is_settled();
-        let deadline = r.poll_timeout().map(|(t, _)| t);
-        drop(r);
         self.status.send_if_modified(|s| {
             let changed = *s != status;
             *s = status;
             changed
         });
-        (frames, deadline)
     }
 
     fn handle(&self, now: Instant, event: TapEvent) {

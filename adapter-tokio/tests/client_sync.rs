@@ -1,0 +1,238 @@
+//! The sync client against the reference server: convergence through pokes,
+//! the offline queue surviving a server restart, 410 -> snapshot reset,
+//! server and local rejections.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use adapter_tokio::client::{ClientError, LiveClient, LiveEvent, SyncClient, SyncEvents};
+use common::*;
+use serde_json::{Value, json};
+use sync_core::{KvApp, KvState, ReplicaConfig, ReplicaEvent};
+use testkit::conformance::ServerUnderTest;
+
+async fn replica(live: &LiveClient, scope: &str, id: &str) -> (SyncClient<KvApp>, SyncEvents) {
+    replica_with(live, KvApp::new(), scope, id).await
+}
+
+async fn replica_with(
+    live: &LiveClient,
+    app: KvApp,
+    scope: &str,
+    id: &str,
+) -> (SyncClient<KvApp>, SyncEvents) {
+    let mut config = ReplicaConfig::new(scope, id);
+    config.seed = 3;
+    config.pull_limit = 2; // several pages per catch-up
+    config.backoff_base = std::time::Duration::from_millis(20);
+    config.backoff_max = std::time::Duration::from_millis(200);
+    guard("start sync", SyncClient::start(live, app, config))
+        .await
+        .expect("start sync")
+}
+
+fn kv(pairs: &[(&str, Value)]) -> KvState {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect::<BTreeMap<_, _>>()
+}
+
+fn put(key: &str, value: Value) -> Value {
+    json!({"key": key, "value": value})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_converge_through_pokes() {
+    let server = reference().await;
+    let url = format!("ws://{}/ws", server.addr());
+    let (alice, mut a_events) = connect(&url, "alice").await;
+    let (bob, _b_events) = connect(&url, "bob").await;
+    let (a, _) = replica(&alice, "shared", "alice-1").await;
+    let (b, _) = replica(&bob, "shared", "bob-1").await;
+
+    assert_eq!(a.mutate("put", put("x", json!(1))).unwrap(), 1);
+    assert_eq!(a.mutate("put", put("z", json!(3))).unwrap(), 2);
+    assert_eq!(b.mutate("put", put("y", json!(2))).unwrap(), 1);
+    // Visible at once, before any server round trip.
+    assert_eq!(b.state(), kv(&[("y", json!(2))]));
+
+    let want = kv(&[("x", json!(1)), ("y", json!(2)), ("z", json!(3))]);
+    for c in [&a, &b] {
+        guard("converge", c.wait_until(|s| *s == want))
+            .await
+            .unwrap();
+    }
+    for c in [&a, &b] {
+        let st = guard("settle", c.wait_settled()).await.unwrap();
+        assert_eq!((st.cursor, st.pending), (3, 0));
+        assert_eq!(c.state(), want);
+    }
+    // Sync frames (replies, pokes) never reach the application's events.
+    a_events.barrier(&alice).await;
+    assert!(
+        a_events.messages().iter().all(|(t, _)| t == "echo"),
+        "{:?}",
+        a_events.messages()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_queue_is_pushed_once_after_the_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.json");
+    let server = ServerThread::start("127.0.0.1:0", Some(db.clone()));
+    let addr = server.addr;
+    let url = server.ws_url();
+    let (phone_live, _phone_events) = connect(&url, "alice").await;
+    let (phone, _) = replica(&phone_live, "user:alice", "phone").await;
+    phone.mutate("put", put("k0", json!(0))).unwrap();
+    let st = guard("first push", phone.wait_settled()).await.unwrap();
+    assert_eq!(st.cursor, 1);
+
+    server.stop().await;
+    let mut watch = phone.watch();
+    guard("sees the disconnect", watch.wait_for(|s| !s.connected))
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        assert_eq!(
+            phone
+                .mutate("put", put(&format!("k{n}"), json!(n)))
+                .unwrap(),
+            n + 1
+        );
+    }
+    let want = kv(&[
+        ("k0", json!(0)),
+        ("k1", json!(1)),
+        ("k2", json!(2)),
+        ("k3", json!(3)),
+    ]);
+    assert_eq!(phone.state(), want, "optimistic state while offline");
+    assert_eq!(phone.status().pending, 3);
+
+    let server = ServerThread::start(&addr.to_string(), Some(db));
+    let st = guard("flushed after reconnect", phone.wait_settled())
+        .await
+        .unwrap();
+    // Four mutations, four changes: nothing lost, nothing applied twice.
+    assert_eq!((st.cursor, st.pending, st.last_seq), (4, 0, 4));
+    assert_eq!(phone.state(), want);
+
+    // A fresh device of the same user catches up from the server alone.
+    let (laptop_live, _laptop_events) = connect(&server.ws_url(), "alice").await;
+    let (laptop, _) = replica(&laptop_live, "user:alice", "laptop").await;
+    guard("laptop converges", laptop.wait_until(|s| *s == want))
+        .await
+        .unwrap();
+    assert_eq!(
+        guard("laptop settles", laptop.wait_settled())
+            .await
+            .unwrap()
+            .cursor,
+        4
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_too_old_resets_from_a_snapshot_and_keeps_pending_mutations() {
+    let server = reference().await;
+    let url = format!("ws://{}/ws", server.addr());
+    let (writer_live, _w) = connect(&url, "alice").await;
+    let (writer, _) = replica(&writer_live, "shared", "writer").await;
+    for n in 1..=5 {
+        writer
+            .mutate("put", put(&format!("w{n}"), json!(n)))
+            .unwrap();
+    }
+    assert_eq!(
+        guard("writer", writer.wait_settled()).await.unwrap().cursor,
+        5
+    );
+    server.trim("shared", 5).await.unwrap();
+
+    // A new replica at cursor 0 is behind the trimmed log: 410, then snapshot.
+    let (reader_live, _r) = connect(&url, "bob").await;
+    let (reader, mut events) = replica(&reader_live, "shared", "reader").await;
+    reader.mutate("put", put("r", json!("mine"))).unwrap();
+    let cursor = guard("reset", async {
+        loop {
+            match events.recv().await.expect("events") {
+                ReplicaEvent::Reset { cursor } => return cursor,
+                _ => continue,
+            }
+        }
+    })
+    .await;
+    assert!(cursor >= 5, "snapshot cursor {cursor}");
+    let mut want = writer.state();
+    want.insert("r".into(), json!("mine"));
+    guard("reader converges", reader.wait_until(|s| *s == want))
+        .await
+        .unwrap();
+    let st = guard("reader settles", reader.wait_settled())
+        .await
+        .unwrap();
+    assert_eq!((st.cursor, st.pending, st.resets), (6, 0, 1));
+    guard("writer sees r", writer.wait_until(|s| *s == want))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_the_server_refuses_is_rolled_back_and_later_ones_apply() {
+    let server = reference().await;
+    let url = format!("ws://{}/ws", server.addr());
+    let (live, _e) = connect(&url, "alice").await;
+    // "shout" exists locally only: the server rejects it for good.
+    let app = KvApp::new().with("shout", |_, m| {
+        let key = KvApp::key_arg(m)?;
+        Ok(vec![KvApp::put_change(key, json!("LOUD"))])
+    });
+    let (c, mut events) = replica_with(&live, app, "user:alice", "dev").await;
+    assert_eq!(c.mutate("shout", json!({"key": "s"})).unwrap(), 1);
+    assert_eq!(c.state(), kv(&[("s", json!("LOUD"))]));
+    assert_eq!(c.mutate("put", put("p", json!(1))).unwrap(), 2);
+    let rejected = guard("rejection", async {
+        loop {
+            if let ReplicaEvent::Rejected { mutation, result } =
+                events.recv().await.expect("events")
+            {
+                return (mutation.name, result.code);
+            }
+        }
+    })
+    .await;
+    assert_eq!(rejected, ("shout".to_owned(), Some("not_found".to_owned())));
+    let st = guard("settle", c.wait_settled()).await.unwrap();
+    assert_eq!((st.cursor, st.pending, st.rejected), (1, 0, 1));
+    assert_eq!(c.state(), kv(&[("p", json!(1))]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_refused_locally_is_an_error_and_queues_nothing() {
+    let server = reference().await;
+    let url = format!("ws://{}/ws", server.addr());
+    let (live, mut e) = connect(&url, "alice").await;
+    let (c, _) = replica(&live, "user:alice", "dev").await;
+    assert!(matches!(
+        c.mutate("put", json!({"value": 1})),
+        Err(ClientError::Mutation(_))
+    ));
+    assert!(matches!(
+        c.mutate("no_such_mutator", json!({})),
+        Err(ClientError::Mutation(_))
+    ));
+    assert_eq!(c.mutate("put", put("k", json!(1))).unwrap(), 1);
+    let st = guard("settle", c.wait_settled()).await.unwrap();
+    assert_eq!((st.cursor, st.last_seq), (1, 1));
+    e.barrier(&live).await;
+    assert!(
+        !e.seen
+            .iter()
+            .any(|ev| matches!(ev, LiveEvent::ServerError { .. }))
+    );
+}
