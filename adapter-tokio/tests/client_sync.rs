@@ -76,6 +76,19 @@ async fn two_clients_converge_through_pokes() {
         "{:?}",
         a_events.messages()
     );
+
+    // Closing gives the poke topic back: Bob's next commit pokes nobody on
+    // Alice's connection (an unclaimed poke would show up as a message).
+    a.close().await;
+    a_events.barrier(&alice).await;
+    b.mutate("put", put("w", json!(4))).unwrap();
+    assert_eq!(guard("settle", b.wait_settled()).await.unwrap().cursor, 4);
+    a_events.barrier(&alice).await;
+    assert!(
+        a_events.messages().iter().all(|(t, _)| t == "echo"),
+        "{:?}",
+        a_events.messages()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

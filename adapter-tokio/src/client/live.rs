@@ -185,6 +185,11 @@ impl LiveClient {
         Ok((id, rx))
     }
 
+    /// Detaches a tap.
+    pub(crate) async fn detach(&self, id: u64) -> Result<(), ClientError> {
+        self.command(Command::Detach(id)).await
+    }
+
     /// Best effort, for `Drop`: detach a tap and drop its topic.
     pub(crate) fn try_detach(&self, id: u64, topic: String) {
         let _ = self.commands.try_send(Command::Detach(id));

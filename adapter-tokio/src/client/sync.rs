@@ -145,6 +145,17 @@ where
     }
 }
 
+impl<A: App> SyncClient<A> {
+    /// Stops the replica and gives its `sync:<scope>` subscription back,
+    /// waiting for the connection task to take both commands (dropping the
+    /// handle does the same on a best-effort basis).
+    pub async fn close(self) {
+        self.task.abort();
+        let _ = self.live.detach(self.shared.tap).await;
+        let _ = self.live.unsubscribe(self.shared.topic.clone()).await;
+    }
+}
+
 impl<A: App> Drop for SyncClient<A> {
     fn drop(&mut self) {
         self.task.abort();
