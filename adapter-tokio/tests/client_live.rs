@@ -114,6 +114,39 @@ async fn rejected_handshake_is_reported_and_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_headers_and_query_tokens_authenticate() {
+    let server = reference().await;
+    let url = format!("ws://{}/ws", server.addr());
+    let by_cookie = LiveOptions::default()
+        .header("cookie", "token=alice")
+        .unwrap();
+    let by_query = LiveOptions::default();
+    for (url, opts) in [
+        (url.clone(), by_cookie),
+        (format!("{url}?token=alice"), by_query),
+    ] {
+        let (live, events) = LiveClient::connect(&url, opts).unwrap();
+        let mut rec = Recorder::new(events);
+        rec.until("connected", |ev| match ev {
+            LiveEvent::Connected => Some(()),
+            LiveEvent::Disconnected { reason } => panic!("{url}: {reason:?}"),
+            _ => None,
+        })
+        .await;
+        // Authenticated as alice: her private topic is allowed.
+        live.subscribe("private:alice").await.unwrap();
+        rec.barrier(&live).await;
+        assert!(
+            !rec.seen
+                .iter()
+                .any(|e| matches!(e, LiveEvent::ServerError { .. }))
+        );
+        live.close().await.unwrap();
+    }
+    assert!(LiveOptions::default().header("bad header", "x").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_publish_is_refused_and_close_ends_the_client() {
     // A port with nothing listening.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
