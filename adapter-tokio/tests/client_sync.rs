@@ -249,3 +249,33 @@ async fn a_mutation_refused_locally_is_an_error_and_queues_nothing() {
             .any(|ev| matches!(ev, LiveEvent::ServerError { .. }))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_keeps_going_when_the_live_events_are_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.json");
+    let mut server = ServerThread::start("127.0.0.1:0", Some(db.clone()));
+    let addr = server.addr.to_string();
+    let mut opts = options("alice");
+    opts.event_buffer = 1;
+    // Held, never read: the one slot fills with the first event.
+    let (live, _unread) = LiveClient::connect(&server.ws_url(), opts).unwrap();
+    let (c, _) = replica(&live, "user:alice", "dev").await;
+    for n in 1..=3u64 {
+        c.mutate("put", put(&format!("k{n}"), json!(n))).unwrap();
+        let st = guard("settles", c.wait_settled()).await.unwrap();
+        assert_eq!(st.cursor, n);
+        // Each restart makes several state events nobody reads.
+        server.stop().await;
+        let mut watch = c.watch();
+        guard("disconnect seen", watch.wait_for(|s| !s.connected))
+            .await
+            .unwrap();
+        server = ServerThread::start(&addr, Some(db.clone()));
+        guard("reconnect seen", watch.wait_for(|s| s.connected))
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.state().len(), 3);
+    server.stop().await;
+}

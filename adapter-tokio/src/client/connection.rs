@@ -97,11 +97,11 @@ impl Connection {
                 }
             };
             tracing::debug!(?reason, "live client disconnected");
-            self.emit(LiveEvent::Disconnected { reason }).await;
+            self.notify(LiveEvent::Disconnected { reason });
             let delay = self.backoff.next_delay();
             let attempt = self.backoff.failures();
             self.state.send_replace(ConnectionState::Waiting);
-            self.emit(LiveEvent::Reconnecting { attempt, delay }).await;
+            self.notify(LiveEvent::Reconnecting { attempt, delay });
             if self.wait(delay).await == Flow::Stop {
                 break;
             }
@@ -109,15 +109,28 @@ impl Connection {
         // Refuse further commands before anyone hears about the close.
         self.commands.close();
         self.state.send_replace(ConnectionState::Closed);
-        self.emit(LiveEvent::Closed).await;
+        self.notify(LiveEvent::Closed);
         for c in self.closers.drain(..) {
             let _ = c.send(());
         }
     }
 
+    /// Delivers a message or error frame, waiting for room: an application
+    /// that stops reading stops this client reading its socket, and the
+    /// server's slow-consumer policy takes over. A dropped receiver means
+    /// the application ignores events: fine.
     async fn emit(&self, event: LiveEvent) {
-        // A dropped receiver means the application ignores events: fine.
         let _ = self.events.send(event).await;
+    }
+
+    /// Delivers a connection-state event without waiting: a sync-only
+    /// application that never reads events must not stall after many
+    /// reconnects. When the buffer is full the event is dropped; the current
+    /// state is still readable from [`LiveClient::state`](super::LiveClient::state).
+    fn notify(&self, event: LiveEvent) {
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event) {
+            tracing::debug!(?event, "live client event buffer full; state event dropped");
+        }
     }
 
     fn request(&self) -> Result<Request<()>, DisconnectReason> {
@@ -212,7 +225,7 @@ impl Connection {
         }
         self.state.send_replace(ConnectionState::Connected);
         self.taps.broadcast(true);
-        self.emit(LiveEvent::Connected).await;
+        self.notify(LiveEvent::Connected);
 
         let period = self.options.ping_interval.filter(|p| !p.is_zero());
         let mut ping = period.map(|p| tokio::time::interval_at(Instant::now() + p, p));

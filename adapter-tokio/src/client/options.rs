@@ -40,7 +40,10 @@ impl Default for ReconnectPolicy {
 }
 
 /// Options of [`LiveClient::connect`](super::LiveClient::connect).
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output hides the token and header values (they are
+/// credentials more often than not).
+#[derive(Clone)]
 pub struct LiveOptions {
     /// Sent as `Authorization: Bearer <token>` on every handshake.
     pub token: Option<String>,
@@ -48,9 +51,11 @@ pub struct LiveOptions {
     pub headers: HeaderMap,
     /// Reconnect delays.
     pub reconnect: ReconnectPolicy,
-    /// Events held for the application before the client stops reading the
-    /// socket (backpressure reaches the server, which may then close the
-    /// connection as a slow consumer). Default 1024.
+    /// Events held for the application. When it is full, the client stops
+    /// reading the socket until there is room for the next message
+    /// (backpressure reaches the server, which may then close the connection
+    /// as a slow consumer), and connection-state events are dropped rather
+    /// than waited for. Default 1024.
     pub event_buffer: usize,
     /// Commands (subscribe, publish, ...) queued for the connection task
     /// before the calls wait. Default 1024.
@@ -78,6 +83,21 @@ impl Default for LiveOptions {
             ping_interval: Some(Duration::from_secs(30)),
             max_message_size: 16 << 20,
         }
+    }
+}
+
+impl std::fmt::Debug for LiveOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("reconnect", &self.reconnect)
+            .field("event_buffer", &self.event_buffer)
+            .field("command_buffer", &self.command_buffer)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("max_message_size", &self.max_message_size)
+            .finish()
     }
 }
 
@@ -109,5 +129,24 @@ impl LiveOptions {
         self.reconnect.base = base;
         self.reconnect.max = max;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let o = LiveOptions::default()
+            .token("s3cret")
+            .header("cookie", "session=hunter2")
+            .unwrap();
+        let shown = format!("{o:?}");
+        assert!(shown.contains("cookie"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 }
