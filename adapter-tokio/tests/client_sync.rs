@@ -6,7 +6,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use adapter_tokio::client::{ClientError, LiveClient, LiveEvent, SyncClient, SyncEvents};
+use adapter_tokio::client::{
+    ClientError, HttpTransport, LiveClient, LiveEvent, SyncClient, SyncEvents, SyncTransport,
+};
 use common::*;
 use serde_json::{Value, json};
 use sync_core::{KvApp, KvState, ReplicaConfig, ReplicaEvent};
@@ -278,4 +280,77 @@ async fn sync_keeps_going_when_the_live_events_are_never_read() {
     }
     assert_eq!(c.state().len(), 3);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_transport_converges_with_a_websocket_client_and_resets_on_410() {
+    let server = reference().await;
+    let url = format!("ws://{}/ws", server.addr());
+    let base = format!("http://{}/_sync", server.addr());
+    let (alice, _a) = connect(&url, "alice").await;
+    let (bob, _b) = connect(&url, "bob").await;
+    let http = HttpTransport::new(&base, Some("alice")).unwrap();
+    let mut config = ReplicaConfig::new("shared", "alice-http");
+    config.pull_limit = 2;
+    let (a, _) = SyncClient::start_with(&alice, KvApp::new(), config, SyncTransport::Http(http))
+        .await
+        .unwrap();
+    let (b, _) = replica(&bob, "shared", "bob-ws").await;
+    for n in 1..=3 {
+        a.mutate("put", put(&format!("a{n}"), json!(n))).unwrap();
+    }
+    b.mutate("put", put("b", json!("b"))).unwrap();
+    let want = kv(&[
+        ("a1", json!(1)),
+        ("a2", json!(2)),
+        ("a3", json!(3)),
+        ("b", json!("b")),
+    ]);
+    for c in [&a, &b] {
+        guard("converge", c.wait_until(|s| *s == want))
+            .await
+            .unwrap();
+        let st = guard("settle", c.wait_settled()).await.unwrap();
+        assert_eq!((st.cursor, st.pending), (4, 0));
+    }
+
+    server.trim("shared", 4).await.unwrap();
+    let http = HttpTransport::new(&base, Some("bob")).unwrap();
+    let (late, _) = SyncClient::start_with(
+        &bob,
+        KvApp::new(),
+        ReplicaConfig::new("shared", "bob-late"),
+        SyncTransport::Http(http),
+    )
+    .await
+    .unwrap();
+    guard("late converges", late.wait_until(|s| *s == want))
+        .await
+        .unwrap();
+    let st = guard("late settles", late.wait_settled()).await.unwrap();
+    assert_eq!((st.cursor, st.resets), (4, 1));
+
+    // A token without rights to the scope is a failed request, retried:
+    // nothing is lost meanwhile.
+    let denied = HttpTransport::new(&base, Some("mallory")).unwrap();
+    let (m, mut events) = SyncClient::start_with(
+        &bob,
+        KvApp::new(),
+        ReplicaConfig::new("user:bob", "mallory"),
+        SyncTransport::Http(denied),
+    )
+    .await
+    .unwrap();
+    m.mutate("put", put("evil", json!(1))).unwrap();
+    let status = guard("refused", async {
+        loop {
+            if let ReplicaEvent::RequestFailed { status, .. } = events.recv().await.unwrap() {
+                return status;
+            }
+        }
+    })
+    .await;
+    assert_eq!(status, Some(403));
+    assert_eq!(m.status().pending, 1);
+    assert!(HttpTransport::new("ws://x/_sync", None).is_err());
 }

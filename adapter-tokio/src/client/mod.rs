@@ -9,6 +9,8 @@
 //!   [`sync_core::Replica`] whose requests travel as `_sync` messages on a
 //!   [`LiveClient`]'s connection and whose pokes arrive on `sync:<scope>`
 //!   there too (`tap.rs` routes those frames away from the application).
+//!   Or, with [`SyncTransport::Http`] (`http_transport.rs`), as HTTP `POST`s
+//!   to `/_sync/push|pull|snapshot`.
 //! - [`ClientError`] (`error.rs`): mistakes of the calling code only; network
 //!   trouble is an event, followed by a reconnect.
 //!
@@ -36,6 +38,7 @@ mod backoff;
 mod connection;
 mod error;
 mod event;
+mod http_transport;
 mod live;
 mod options;
 mod subscriptions;
@@ -47,7 +50,8 @@ mod wire;
 pub use backoff::Backoff;
 pub use error::ClientError;
 pub use event::{ConnectionState, DisconnectReason, LiveEvent, Message};
+pub use http_transport::HttpTransport;
 pub use live::{LiveClient, LiveEvents};
 pub use options::{LiveOptions, ReconnectPolicy};
 pub use sync::{SyncClient, SyncEvents};
-pub use sync_driver::SyncStatus;
+pub use sync_driver::{SyncStatus, SyncTransport};

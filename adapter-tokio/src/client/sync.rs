@@ -8,7 +8,7 @@ use sync_core::{App, Replica, ReplicaConfig, ReplicaEvent};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::sync_driver::{Shared, SyncStatus, drive, now};
+use super::sync_driver::{Shared, SyncStatus, SyncTransport, drive, now};
 use super::{ClientError, LiveClient};
 
 /// How many replica events a slow reader of [`SyncClient::events`] may fall
@@ -17,10 +17,12 @@ const EVENT_BUFFER: usize = 256;
 
 /// An offline-first replica of one scope.
 ///
-/// Transport: the sync operations travel as `_sync` messages on the live
-/// connection, so one socket carries requests, their replies and the
-/// `sync:<scope>` pokes; "connected" means exactly "the requests can be
-/// answered", and a reconnect of the live client is a reconnect of sync. The
+/// Transport: by default the sync operations travel as `_sync` messages on
+/// the live connection, so one socket carries requests, their replies and
+/// the `sync:<scope>` pokes; "connected" means exactly "the requests can be
+/// answered", and a reconnect of the live client is a reconnect of sync.
+/// [`SyncTransport::Http`] sends them as HTTP `POST`s instead (for servers
+/// without the WebSocket operations); pokes still come over `live`. The
 /// replica (sans-IO, in `sync-core`) makes every decision: what to send,
 /// when to retry, when to poll. This client only carries its requests and
 /// sleeps until its `poll_timeout`.
@@ -43,11 +45,23 @@ where
     A: App + Send + 'static,
     A::State: Send,
 {
-    /// Starts replicating `config.scope` over `live`.
+    /// Starts replicating `config.scope` over `live`, requests as `_sync`
+    /// messages on it.
     pub async fn start(
         live: &LiveClient,
         app: A,
         config: ReplicaConfig,
+    ) -> Result<(SyncClient<A>, SyncEvents), ClientError> {
+        Self::start_with(live, app, config, SyncTransport::WebSocket).await
+    }
+
+    /// Starts replicating `config.scope`, requests over `transport`, pokes
+    /// over `live`.
+    pub async fn start_with(
+        live: &LiveClient,
+        app: A,
+        config: ReplicaConfig,
+        transport: SyncTransport,
     ) -> Result<(SyncClient<A>, SyncEvents), ClientError> {
         let topic = format!("sync:{}", config.scope);
         // Subscribe first: a new connection replays subscriptions before the
@@ -64,7 +78,7 @@ where
             tap,
             topic,
         });
-        let task = tokio::spawn(drive(shared.clone(), live.clone(), taps));
+        let task = tokio::spawn(drive(shared.clone(), live.clone(), transport, taps));
         let client = SyncClient {
             shared,
             live: live.clone(),

@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use serde_json::Value;
 use sync_core::handler::{WS_TOPIC, encode_ws_request};
-use sync_core::{App, PokeData, Replica, ReplicaEvent, RequestId};
+use sync_core::{App, ClientRequest, PokeData, Replica, ReplicaEvent, RequestId};
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
-use super::LiveClient;
 use super::tap::{self, TapEvent};
+use super::{HttpTransport, LiveClient};
 
 /// What a [`SyncClient`](super::SyncClient) shows about its progress;
 /// published after every step of the driver.
@@ -59,18 +59,23 @@ impl<A: App> Shared<A> {
         self.replica.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Drains the replica: requests to send (encoded), events published,
-    /// status updated. Returns the frames and the next wake-up.
-    fn pump(&self, now: Instant) -> (Vec<String>, Option<Instant>) {
+    /// Drains the replica: requests to send, events published, status
+    /// updated. Returns the requests and the next wake-up.
+    fn pump(&self, now: Instant) -> (Vec<ClientRequest>, Option<Instant>) {
         let mut r = self.replica();
-        let mut frames = Vec::new();
+        let mut requests = Vec::new();
         while let Some(req) = r.poll_request(now) {
-            let rid = tap::rid(self.tap, req.id.0);
-            frames.push(encode_ws_request(&rid, req.operation(), &req.body_json()));
+            requests.push(req);
         }
         self.publish(&mut r);
         let deadline = r.poll_timeout().map(|(t, _)| t);
-        (frames, deadline)
+        (requests, deadline)
+    }
+
+    /// The `_sync` frame carrying `req`, tagged with this tap's id.
+    fn frame(&self, req: &ClientRequest) -> String {
+        let rid = tap::rid(self.tap, req.id.0);
+        encode_ws_request(&rid, req.operation(), &req.body_json())
     }
 
     /// Hands the replica's events to the listeners and refreshes the status.
@@ -99,7 +104,7 @@ impl<A: App> Shared<A> {
         });
     }
 
-    fn handle(&self, now: Instant, event: TapEvent) {
+    fn handle(&self, now: Instant, event: TapEvent, over_http: bool) {
         let mut r = self.replica();
         match event {
             TapEvent::Connected => {
@@ -108,7 +113,11 @@ impl<A: App> Shared<A> {
                 self.status.send_modify(|s| s.connected = true);
             }
             TapEvent::Disconnected => {
-                r.handle_disconnected(now);
+                // Over HTTP the request in flight does not depend on the live
+                // connection: let it finish (or time out) on its own.
+                if !over_http {
+                    r.handle_disconnected(now);
+                }
                 drop(r);
                 self.status.send_modify(|s| s.connected = false);
             }
@@ -137,21 +146,57 @@ impl<A: App> Shared<A> {
     }
 }
 
+/// How the replica's requests travel.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum SyncTransport {
+    /// `_sync` messages on the live connection (the default): one socket for
+    /// requests, replies and pokes.
+    #[default]
+    WebSocket,
+    /// HTTP `POST`s to `/_sync/push|pull|snapshot`; pokes still come over
+    /// the live connection. For servers without the WebSocket operations.
+    Http(HttpTransport),
+}
+
+type Answer = (RequestId, Result<(u16, bytes::Bytes), String>);
+
 /// Runs until the live client is gone or the handle is dropped (which
 /// aborts this task).
 pub(crate) async fn drive<A>(
     shared: Arc<Shared<A>>,
     live: LiveClient,
+    transport: SyncTransport,
     mut taps: mpsc::UnboundedReceiver<TapEvent>,
 ) where
     A: App + Send + 'static,
     A::State: Send,
 {
+    let over_http = matches!(transport, SyncTransport::Http(_));
+    if over_http {
+        // HTTP needs no live connection to be answered.
+        shared.replica().handle_connected(now());
+    }
+    let timeout = shared.replica().config().request_timeout;
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<Answer>();
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
-        let (frames, deadline) = shared.pump(now());
-        for f in frames {
-            if live.frame_unchecked(f).await.is_err() {
-                return;
+        let (requests, deadline) = shared.pump(now());
+        for req in requests {
+            match &transport {
+                SyncTransport::WebSocket => {
+                    if live.frame_unchecked(shared.frame(&req)).await.is_err() {
+                        return;
+                    }
+                }
+                SyncTransport::Http(http) => {
+                    let http = http.clone();
+                    let tx = answers_tx.clone();
+                    in_flight.spawn(async move {
+                        let answer = http.send(&req, timeout).await;
+                        let _ = tx.send((req.id, answer));
+                    });
+                }
             }
         }
         let sleep = async {
@@ -162,9 +207,20 @@ pub(crate) async fn drive<A>(
         };
         tokio::select! {
             ev = taps.recv() => match ev {
-                Some(ev) => shared.handle(now(), ev),
+                Some(ev) => shared.handle(now(), ev, over_http),
                 None => return,
             },
+            Some((id, answer)) = answers.recv() => {
+                let mut r = shared.replica();
+                match answer {
+                    Ok((status, body)) => r.handle_response(now(), id, status, &body),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "sync http request failed");
+                        r.handle_request_failed(now(), id);
+                    }
+                }
+            }
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             _ = shared.wake.notified() => {}
             _ = sleep => shared.replica().handle_timeout(now()),
         }
