@@ -1,8 +1,8 @@
-//! The task that drives a [`sync_core::Replica`] over a live connection: it
-//! feeds the replica what the connection hears (connects, disconnects, `_sync`
-//! replies, pokes), sends the requests the replica asks for as `_sync`
-//! frames, and sleeps until the replica's next `poll_timeout`. It makes no
-//! timing or retry decision of its own.
+//! The task that drives a [`sync_core::Replica`]: it feeds the replica what
+//! the live connection hears (connects, disconnects, `_sync` replies, pokes)
+//! and what HTTP answers, sends the requests the replica asks for (as `_sync`
+//! frames or HTTP `POST`s), and sleeps until the replica's next
+//! `poll_timeout`. It makes no timing or retry decision of its own.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -54,8 +54,8 @@ pub(crate) fn now() -> Instant {
 
 impl<A: App> Shared<A> {
     pub(crate) fn replica(&self) -> MutexGuard<'_, Replica<A>> {
-        // A panic while holding the lock cannot leave the replica half-updated
-        // in a way its own methods would not, so a poisoned lock is still usable.
+        // The replica does not panic (that would be a bug in the core); if it
+        // ever did, going on with its state beats failing every later call.
         self.replica.lock().unwrap_or_else(|e| e.into_inner())
     }
 
