@@ -181,3 +181,38 @@ async fn nonsense_sync_replies_are_retried_until_a_good_one() {
     let st = guard("settles", sync.wait_settled()).await.unwrap();
     assert_eq!((st.cursor, st.pending), (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_drops_every_connection_at_once_keeps_the_backoff_growing() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+                let _ = ws.close(None).await;
+            }
+        }
+    });
+    let (live, events) = LiveClient::connect(&url, options("x")).unwrap();
+    let mut rec = Recorder::new(events);
+    let mut attempts = Vec::new();
+    while attempts.len() < 4 {
+        let attempt = rec
+            .until("reconnecting", |ev| match ev {
+                LiveEvent::Reconnecting { attempt, .. } => Some(*attempt),
+                _ => None,
+            })
+            .await;
+        attempts.push(attempt);
+    }
+    // Each connection succeeded, but none stayed up: no reset to attempt 1.
+    assert_eq!(attempts, vec![1, 2, 3, 4]);
+    let connects = rec
+        .seen
+        .iter()
+        .filter(|e| matches!(e, LiveEvent::Connected))
+        .count();
+    assert!(connects >= 3, "{:?}", rec.seen);
+    live.close().await.unwrap();
+}

@@ -89,6 +89,34 @@ async fn refused_subscribe_is_a_server_error_and_the_connection_stays() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_closed_with_1009_and_the_client_reconnects() {
+    let server = reference().await;
+    let url = format!("ws://{}/ws", server.addr());
+    let (alice, mut a) = connect(&url, "alice").await;
+    alice.subscribe("room").await.unwrap();
+    let big = "x".repeat(100 * 1024); // the profile's read limit is 64 KiB
+    alice.send("chat", json!(big)).await.unwrap();
+    let reason = a
+        .until("disconnected", |ev| match ev {
+            LiveEvent::Disconnected { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(
+        matches!(reason, DisconnectReason::ClosedByServer { code: 1009, .. }),
+        "{reason:?}"
+    );
+    a.until("reconnected", |ev| {
+        matches!(ev, LiveEvent::Connected).then_some(())
+    })
+    .await;
+    a.barrier(&alice).await;
+    let (bob, _b) = connect(&url, "bob").await;
+    bob.publish("room", json!("still here")).await.unwrap();
+    assert_eq!(a.message_on("room").await, json!("still here"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_handshake_is_reported_and_retried() {
     let server = reference().await;
     let url = format!("ws://{}/ws", server.addr());
