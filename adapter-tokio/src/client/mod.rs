@@ -1,18 +1,28 @@
 //! The Rust client: live pub/sub with automatic reconnect, and an
 //! offline-first sync replica over the same connection.
 //!
-//! - [`LiveClient`] (`live.rs`, task in `connection.rs`): connect, subscribe,
-//!   publish, send, receive [`LiveEvents`]; reconnects with jittered
-//!   exponential [`Backoff`] (`backoff.rs`) and replays its subscription set
-//!   (`subscriptions.rs`) on each new connection.
-//! - [`SyncClient`] (`sync.rs`, task in `sync_driver.rs`): a
+//! - [`LiveClient`][live] (`live.rs`, task in `connection.rs`): connect,
+//!   subscribe, publish, send, receive [`LiveEvents`][events]; reconnects with
+//!   jittered exponential [`Backoff`][backoff] (`backoff.rs`) and replays its
+//!   subscription set (`subscriptions.rs`) on each new connection.
+//! - [`SyncClient`][sync] (`sync.rs`, task in `sync_driver.rs`): a
 //!   [`sync_core::Replica`] whose requests travel as `_sync` messages on a
-//!   [`LiveClient`]'s connection and whose pokes arrive on `sync:<scope>`
-//!   there too (`tap.rs` routes those frames away from the application).
-//!   Or, with [`SyncTransport::Http`] (`http_transport.rs`), as HTTP `POST`s
-//!   to `/_sync/push|pull|snapshot`.
-//! - [`ClientError`] (`error.rs`): mistakes of the calling code only; network
-//!   trouble is an event, followed by a reconnect.
+//!   live client's connection and whose pokes arrive on `sync:<scope>` there
+//!   too (`tap.rs` routes those frames away from the application); or, with
+//!   [`SyncTransport::Http`][http] (`http_transport.rs`), as HTTP `POST`s to
+//!   `/_sync/push|pull|snapshot`.
+//! - [`ClientError`][error] (`error.rs`): mistakes of the calling code only;
+//!   network trouble is an event, followed by a reconnect.
+//!
+//! Not built in: TLS (`wss://`, `https://`), a token refreshed per reconnect,
+//! and keeping pending mutations across a restart of the process.
+//!
+//! [live]: crate::client::LiveClient
+//! [events]: crate::client::LiveEvents
+//! [backoff]: crate::client::Backoff
+//! [sync]: crate::client::SyncClient
+//! [http]: crate::client::SyncTransport::Http
+//! [error]: crate::client::ClientError
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), adapter_tokio::client::ClientError> {
