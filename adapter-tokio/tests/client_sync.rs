@@ -29,6 +29,8 @@ async fn replica_with(
     config.pull_limit = 2; // several pages per catch-up
     config.backoff_base = std::time::Duration::from_millis(20);
     config.backoff_max = std::time::Duration::from_millis(200);
+    // No fallback poll within any test: news must come from pokes.
+    config.poll_interval = std::time::Duration::from_secs(3600);
     guard("start sync", SyncClient::start(live, app, config))
         .await
         .expect("start sync")
@@ -292,6 +294,7 @@ async fn http_transport_converges_with_a_websocket_client_and_resets_on_410() {
     let http = HttpTransport::new(&base, Some("alice")).unwrap();
     let mut config = ReplicaConfig::new("shared", "alice-http");
     config.pull_limit = 2;
+    config.poll_interval = std::time::Duration::from_secs(3600);
     let (a, _) = SyncClient::start_with(&alice, KvApp::new(), config, SyncTransport::Http(http))
         .await
         .unwrap();
@@ -353,4 +356,40 @@ async fn http_transport_converges_with_a_websocket_client_and_resets_on_410() {
     assert_eq!(status, Some(403));
     assert_eq!(m.status().pending, 1);
     assert!(HttpTransport::new("ws://x/_sync", None).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pokes_the_slow_poll_still_brings_changes() {
+    let server = reference().await;
+    let url = format!("ws://{}/ws", server.addr());
+    let base = format!("http://{}/_sync", server.addr());
+    let (bob, _b) = connect(&url, "bob").await;
+    let (writer, _) = replica(&bob, "shared", "writer").await;
+
+    // A live connection to nowhere: this replica never hears a poke.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (nowhere, _events) =
+        LiveClient::connect(&format!("ws://127.0.0.1:{port}/ws"), options("alice")).unwrap();
+    let mut config = ReplicaConfig::new("shared", "poller");
+    config.poll_interval = std::time::Duration::from_millis(50);
+    let http = HttpTransport::new(&base, Some("alice")).unwrap();
+    let (poller, _) =
+        SyncClient::start_with(&nowhere, KvApp::new(), config, SyncTransport::Http(http))
+            .await
+            .unwrap();
+    guard("first pull", poller.wait_settled()).await.unwrap();
+
+    writer.mutate("put", put("news", json!(1))).unwrap();
+    guard("writer", writer.wait_settled()).await.unwrap();
+    guard(
+        "poller polls",
+        poller.wait_until(|s| s.contains_key("news")),
+    )
+    .await
+    .unwrap();
+    assert!(!poller.status().connected);
 }
