@@ -175,6 +175,43 @@ async fn handshake_headers_and_query_tokens_authenticate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_provider_is_asked_before_every_attempt() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let server = reference().await;
+    let url = format!("ws://{}/ws", server.addr());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    // The first token is refused; the "refreshed" one works.
+    let opts = options("unused").token_provider(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move { Some(if n == 0 { "deny" } else { "alice" }.to_owned()) }
+    });
+    let (live, events) = LiveClient::connect(&url, opts).unwrap();
+    let mut rec = Recorder::new(events);
+    rec.until("connected", |ev| {
+        matches!(ev, LiveEvent::Connected).then_some(())
+    })
+    .await;
+    assert!(rec.seen.iter().any(|e| matches!(
+        e,
+        LiveEvent::Disconnected {
+            reason: DisconnectReason::Rejected { status: 401 }
+        }
+    )));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Authenticated as alice.
+    live.subscribe("private:alice").await.unwrap();
+    rec.barrier(&live).await;
+    assert!(
+        !rec.seen
+            .iter()
+            .any(|e| matches!(e, LiveEvent::ServerError { .. }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_publish_is_refused_and_close_ends_the_client() {
     // A port with nothing listening.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -133,38 +133,33 @@ impl Connection {
         }
     }
 
-    fn request(&self) -> Result<Request<()>, DisconnectReason> {
-        let mut req = (&self.uri)
-            .into_client_request()
-            .map_err(|e| DisconnectReason::ConnectFailed(e.to_string()))?;
-        for (name, value) in &self.options.headers {
-            req.headers_mut().append(name, value.clone());
-        }
-        if let Some(token) = &self.options.token {
-            let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| DisconnectReason::ConnectFailed(e.to_string()))?;
-            req.headers_mut().insert(http::header::AUTHORIZATION, value);
-        }
-        Ok(req)
-    }
-
     /// One attempt, serving commands meanwhile. `Err(None)`: closed.
     async fn connect(&mut self) -> Result<Ws, Option<DisconnectReason>> {
-        let req = self.request().map_err(Some)?;
         let config = WebSocketConfig::default()
             .max_message_size(Some(self.options.max_message_size))
             .max_frame_size(Some(self.options.max_message_size));
-        let attempt = tokio::time::timeout(
-            self.options.connect_timeout,
-            tokio_tungstenite::connect_async_with_config(req, Some(config), true),
-        );
+        let uri = self.uri.clone();
+        let headers = self.options.headers.clone();
+        let token = self.options.token.clone();
+        let provider = self.options.token_provider.clone();
+        let attempt = tokio::time::timeout(self.options.connect_timeout, async move {
+            let token = match provider {
+                Some(p) => p.token().await,
+                None => token,
+            };
+            let req = request(&uri, &headers, token.as_deref())?;
+            tokio_tungstenite::connect_async_with_config(req, Some(config), true)
+                .await
+                .map(|(ws, _response)| ws)
+                .map_err(handshake_failure)
+        });
         tokio::pin!(attempt);
         loop {
             tokio::select! {
                 result = &mut attempt => {
                     return match result {
-                        Ok(Ok((ws, _response))) => Ok(ws),
-                        Ok(Err(e)) => Err(Some(handshake_failure(e))),
+                        Ok(Ok(ws)) => Ok(ws),
+                        Ok(Err(reason)) => Err(Some(reason)),
                         Err(_) => Err(Some(DisconnectReason::ConnectFailed(
                             "connect timed out".into(),
                         ))),
@@ -348,6 +343,26 @@ async fn tick(ping: &mut Option<tokio::time::Interval>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// The handshake request: the URL plus the configured headers and token.
+fn request(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    token: Option<&str>,
+) -> Result<Request<()>, DisconnectReason> {
+    let mut req = uri
+        .into_client_request()
+        .map_err(|e| DisconnectReason::ConnectFailed(e.to_string()))?;
+    for (name, value) in headers {
+        req.headers_mut().append(name, value.clone());
+    }
+    if let Some(token) = token {
+        let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| DisconnectReason::ConnectFailed(e.to_string()))?;
+        req.headers_mut().insert(http::header::AUTHORIZATION, value);
+    }
+    Ok(req)
 }
 
 fn lost(e: tungstenite::Error) -> DisconnectReason {

@@ -14,8 +14,8 @@
 //! - [`ClientError`][error] (`error.rs`): mistakes of the calling code only;
 //!   network trouble is an event, followed by a reconnect.
 //!
-//! Not built in: TLS (`wss://`, `https://`), a token refreshed per reconnect,
-//! and keeping pending mutations across a restart of the process.
+//! Not built in: TLS (`wss://`, `https://`) and keeping pending mutations
+//! across a restart of the process.
 //!
 //! [live]: crate::client::LiveClient
 //! [events]: crate::client::LiveEvents
@@ -62,6 +62,6 @@ pub use error::ClientError;
 pub use event::{ConnectionState, DisconnectReason, LiveEvent, Message};
 pub use http_transport::HttpTransport;
 pub use live::{LiveClient, LiveEvents};
-pub use options::{LiveOptions, ReconnectPolicy};
+pub use options::{LiveOptions, ReconnectPolicy, TokenProvider};
 pub use sync::{SyncClient, SyncEvents};
 pub use sync_driver::{SyncStatus, SyncTransport};

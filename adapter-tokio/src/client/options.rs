@@ -1,6 +1,9 @@
 //! Connection options: authentication, extra handshake headers, reconnect
 //! policy and buffer sizes.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -39,6 +42,35 @@ impl Default for ReconnectPolicy {
     }
 }
 
+type TokenFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+
+/// Produces the bearer token for each connection attempt, so a token that
+/// expires can be refreshed (possibly over the network) before a reconnect.
+#[derive(Clone)]
+pub struct TokenProvider(Arc<dyn Fn() -> TokenFuture + Send + Sync>);
+
+impl TokenProvider {
+    /// Wraps an async function returning the token (`None`: send none).
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        TokenProvider(Arc::new(move || Box::pin(f())))
+    }
+
+    /// The token for the next attempt.
+    pub(crate) async fn token(&self) -> Option<String> {
+        (self.0)().await
+    }
+}
+
+impl std::fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenProvider")
+    }
+}
+
 /// Options of [`LiveClient::connect`](super::LiveClient::connect).
 ///
 /// Its `Debug` output hides the token and header values (they are
@@ -47,6 +79,9 @@ impl Default for ReconnectPolicy {
 pub struct LiveOptions {
     /// Sent as `Authorization: Bearer <token>` on every handshake.
     pub token: Option<String>,
+    /// Asked for the token before every attempt; takes precedence over
+    /// `token`.
+    pub token_provider: Option<TokenProvider>,
     /// Extra headers for every handshake (cookies, `Origin`, custom auth).
     pub headers: HeaderMap,
     /// Reconnect delays.
@@ -75,6 +110,7 @@ impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
             token: None,
+            token_provider: None,
             headers: HeaderMap::new(),
             reconnect: ReconnectPolicy::default(),
             event_buffer: 1024,
@@ -90,6 +126,7 @@ impl std::fmt::Debug for LiveOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveOptions")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_provider", &self.token_provider)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("reconnect", &self.reconnect)
             .field("event_buffer", &self.event_buffer)
@@ -105,6 +142,16 @@ impl LiveOptions {
     /// Sets the bearer token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Sets a function asked for the token before every attempt.
+    pub fn token_provider<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        self.token_provider = Some(TokenProvider::new(f));
         self
     }
 
