@@ -393,10 +393,13 @@ fn apply(st: &mut State, scope: &str, m: &Value) -> Value {
             }
             None => {
                 sc.kv.remove(&key);
-                json!({"op": "delete", "key": key})
+                // The same change shape as sync-core's KvApp, so a replica
+                // running that app can follow this server.
+                json!({"op": "del", "key": key})
             }
         };
-        let change = json!({"cursor": sc.next, "scope": scope, "time": 0, "data": data});
+        // RFC 3339, as go-mizu's time.Time (and sync-core's Timestamp) writes it.
+        let change = json!({"cursor": sc.next, "scope": scope, "time": "1970-01-01T00:00:00Z", "data": data});
         sc.log.push((sc.next, no, change.clone()));
         changes.push(change);
     }

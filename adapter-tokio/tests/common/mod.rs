@@ -1,0 +1,202 @@
+//! Helpers shared by the client tests: the reference server (in-process or
+//! on its own runtime so it can be killed and restarted on the same port),
+//! and an event recorder whose waits are guarded against hangs.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use adapter_tokio::client::{LiveClient, LiveEvent, LiveEvents, LiveOptions, Message};
+use serde_json::{Value, json};
+use testkit::profile::Profile;
+use testkit::reference::{self, Reference};
+
+/// Hang guard for any single wait (never a pass/fail timing).
+pub const GUARD: Duration = Duration::from_secs(30);
+
+/// Awaits `f` or panics with `what` after [`GUARD`].
+pub async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(GUARD, f)
+        .await
+        .unwrap_or_else(|_| panic!("hang guard: {what}"))
+}
+
+/// A reference server on the test's own runtime, on a free loopback port.
+pub async fn reference() -> Reference {
+    reference::serve(Profile::conformance(), "127.0.0.1:0", None)
+        .await
+        .expect("bind loopback")
+}
+
+/// A reference server on a runtime of its own thread: stopping it drops the
+/// runtime, which ends every session and closes every socket, as a crash would.
+pub struct ServerThread {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Serves on `addr` (`127.0.0.1:0` for a free port), keeping sync state in
+    /// the JSON file `db` if given, so a restart finds it again.
+    pub fn start(addr: &str, db: Option<PathBuf>) -> ServerThread {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let addr = addr.to_owned();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            rt.block_on(async move {
+                // The port was just released by the previous instance: retry
+                // briefly if the OS still holds it.
+                let mut tries = 0;
+                let server = loop {
+                    match reference::serve(Profile::conformance(), &addr, db.clone()).await {
+                        Ok(s) => break s,
+                        Err(e) if tries < 100 => {
+                            tries += 1;
+                            eprintln!("bind {addr}: {e}; retrying");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("bind {addr}: {e}"),
+                    }
+                };
+                ready_tx.send(server.addr()).expect("report address");
+                let _ = stop_rx.await;
+                drop(server);
+            });
+            drop(rt);
+        });
+        let addr = ready_rx.recv_timeout(GUARD).expect("server started");
+        ServerThread {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Stops the server and waits until its runtime is gone.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            guard(
+                "server thread ends",
+                tokio::task::spawn_blocking(move || thread.join()),
+            )
+            .await
+            .expect("join")
+            .expect("server thread panicked");
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Options for tests: a token, a fixed seed and short reconnect delays.
+pub fn options(token: &str) -> LiveOptions {
+    LiveOptions::default()
+        .token(token)
+        .seed(7)
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// A live client's events, with everything seen kept for later assertions.
+pub struct Recorder {
+    events: LiveEvents,
+    pub seen: Vec<LiveEvent>,
+    barriers: u64,
+}
+
+impl Recorder {
+    pub fn new(events: LiveEvents) -> Self {
+        Recorder {
+            events,
+            seen: Vec::new(),
+            barriers: 0,
+        }
+    }
+
+    /// Reads events until `pick` returns something.
+    pub async fn until<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&LiveEvent) -> Option<T>,
+    ) -> T {
+        let seen = &mut self.seen;
+        let events = &mut self.events;
+        guard(what, async {
+            loop {
+                let ev = events.recv().await.expect("event stream ended");
+                let picked = pick(&ev);
+                seen.push(ev);
+                if let Some(t) = picked {
+                    return t;
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next message on `topic`.
+    pub async fn message_on(&mut self, topic: &str) -> Value {
+        self.until(&format!("message on {topic}"), |ev| match ev {
+            LiveEvent::Message(Message { topic: t, data }) if t == topic => Some(data.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Round trip through the server: sends an application message and waits
+    /// for its echo, so every frame sent before it has been handled.
+    pub async fn barrier(&mut self, live: &LiveClient) {
+        self.barriers += 1;
+        let n = self.barriers;
+        guard("barrier send", live.send("barrier", json!(n)))
+            .await
+            .expect("send barrier");
+        let want = json!({"topic": "barrier", "data": n});
+        self.until("barrier echo", |ev| match ev {
+            LiveEvent::Message(m) if m.topic == "echo" && m.data == want => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+
+    /// Messages seen so far, as (topic, data).
+    pub fn messages(&self) -> Vec<(String, Value)> {
+        self.seen
+            .iter()
+            .filter_map(|ev| match ev {
+                LiveEvent::Message(m) => Some((m.topic.clone(), m.data.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Connects and waits for the first connection.
+pub async fn connect(url: &str, token: &str) -> (LiveClient, Recorder) {
+    let (live, events) = LiveClient::connect(url, options(token)).expect("connect");
+    let mut rec = Recorder::new(events);
+    rec.until("connected", |ev| {
+        matches!(ev, LiveEvent::Connected).then_some(())
+    })
+    .await;
+    (live, rec)
+}
