@@ -1,10 +1,11 @@
 //! Black-box test kit for live + sync servers: the conformance suite, the crash-test
 //! driver and the load generator.
 //!
-//! Owns: clients that speak the wire protocols over real sockets, and the
-//! expectations a server must meet. It must never link a server or a core: every
-//! check goes through a socket, so one suite judges any adapter (tokio, smol, ...)
-//! the same way.
+//! Owns: clients that speak the wire protocols over real sockets, the
+//! expectations a server must meet, and a small [`reference`] server that proves
+//! those expectations can be met. It must never link the project's cores or
+//! adapters: every check goes through a socket, so one suite judges any adapter
+//! (tokio, smol, ...) the same way.
 //!
 //! # Wiring an adapter
 //!
@@ -124,5 +125,6 @@ pub mod crash;
 pub mod http_client;
 pub mod loadgen;
 pub mod profile;
+pub mod reference;
 pub mod sync_client;
 pub mod ws_client;

@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Load generator for live + sync servers (run beside the server on loopback).
 #[derive(Debug, Clone, Parser, PartialEq)]
-#[command(name = "loadgen", version, about)]
+#[command(name = "loadgen", version, long_about = None)]
 pub struct Cli {
     /// Server origin: `http://HOST:PORT` (the WebSocket URL is derived from it).
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]

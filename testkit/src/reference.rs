@@ -1,13 +1,17 @@
-//! A deliberately small in-memory server that implements the conformance profile.
+//! A deliberately small reference server implementing the conformance profile.
 //!
-//! It exists to check the suite itself: every case must be satisfiable, and the
-//! suite's clients must cope with a real socket peer (handshake refusals, early
-//! closes, a client that stops reading). It is not a product and takes every
-//! shortcut a product must not (one global lock, no durability, no heartbeats).
+//! It exists to check the kit itself: every conformance case must be satisfiable,
+//! the clients must cope with a real socket peer (handshake refusals, early closes,
+//! a client that stops reading), and the crash driver and load generator need
+//! something to run against. It is not the project's server and takes every
+//! shortcut a product must not: one global lock, no heartbeats, and durability by
+//! rewriting one JSON file (fsync, then rename) before each push is answered.
+//! Adapter authors may read it as an executable statement of the profile.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,9 +22,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use testkit::conformance::{BoxFuture, ServerUnderTest};
-use testkit::profile::{self, Profile};
+
+use crate::conformance::{BoxFuture, ServerUnderTest};
+use crate::profile::{self, Profile};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -38,7 +44,7 @@ struct Session {
     kill: mpsc::UnboundedSender<()>,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Scope {
     log: Vec<(u64, u64, Value)>, // (cursor, mutation number, change)
     trimmed_before: u64,
@@ -46,24 +52,65 @@ struct Scope {
     next: u64,
 }
 
+/// Everything a restart must find again.
+#[derive(Default, Serialize, Deserialize)]
+struct Durable {
+    scopes: BTreeMap<String, Scope>,
+    seqs: BTreeMap<String, (u64, BTreeMap<u64, Value>)>,
+    ids: BTreeMap<String, Value>,
+    mutation_no: u64,
+}
+
 #[derive(Default)]
 struct State {
     sessions: HashMap<u64, Session>,
     topics: BTreeMap<String, BTreeMap<u64, ()>>,
-    scopes: BTreeMap<String, Scope>,
-    seqs: HashMap<String, (u64, HashMap<u64, Value>)>,
-    ids: HashMap<String, Value>,
-    mutation_no: u64,
+    d: Durable,
 }
 
 struct Shared {
     profile: Profile,
     state: Mutex<State>,
     next_session: AtomicU64,
+    db: Option<PathBuf>,
 }
 
-/// A running reference server.
-pub(crate) struct Reference {
+impl Shared {
+    /// Writes the durable state (temp file, fsync, rename) before anything that
+    /// depends on it is answered.
+    fn persist(&self, d: &Durable) {
+        let Some(path) = &self.db else { return };
+        let tmp = path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(
+                &mut f,
+                &serde_json::to_vec(d).map_err(std::io::Error::other)?,
+            )?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        if let Err(e) = write() {
+            // Without durability the reference must not answer at all.
+            eprintln!(
+                "reference server: cannot persist to {}: {e}",
+                path.display()
+            );
+            std::process::abort();
+        }
+    }
+}
+
+fn load(path: &Path) -> std::io::Result<Durable> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Durable::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A running reference server; dropping it stops accepting connections.
+pub struct Reference {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
@@ -85,22 +132,47 @@ impl ServerUnderTest for Reference {
     fn trim<'a>(&'a self, scope: &'a str, before: u64) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let mut st = self.shared.state.lock().unwrap();
-            let sc = st.scopes.entry(scope.to_owned()).or_default();
+            let sc = st.d.scopes.entry(scope.to_owned()).or_default();
             sc.log.retain(|(c, _, _)| *c >= before);
             sc.trimmed_before = sc.trimmed_before.max(before);
+            self.shared.persist(&st.d);
             Ok(())
         })
     }
 }
 
-/// Starts a reference server with `profile`.
-pub(crate) async fn start(profile: Profile) -> Box<dyn ServerUnderTest> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// Starts an in-memory reference server on a free loopback port: the start
+/// function for [`conformance_suite!`](crate::conformance_suite).
+pub async fn start(profile: Profile) -> Box<dyn ServerUnderTest> {
+    Box::new(
+        serve(profile, "127.0.0.1:0", None)
+            .await
+            .expect("bind a loopback port"),
+    )
+}
+
+/// Serves `profile` on `addr`, keeping its sync state in the JSON file `db` (if
+/// given, loaded at start) and answering nothing before it is written there.
+pub async fn serve(
+    profile: Profile,
+    addr: &str,
+    db: Option<PathBuf>,
+) -> std::io::Result<Reference> {
+    let durable = match &db {
+        Some(p) => load(p)?,
+        None => Durable::default(),
+    };
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let state = Mutex::new(State {
+        d: durable,
+        ..State::default()
+    });
     let shared = Arc::new(Shared {
         profile,
-        state: Mutex::default(),
+        state,
         next_session: AtomicU64::new(1),
+        db,
     });
     let s = shared.clone();
     let task = tokio::spawn(async move {
@@ -121,7 +193,14 @@ pub(crate) async fn start(profile: Profile) -> Box<dyn ServerUnderTest> {
             });
         }
     });
-    Box::new(Reference { addr, shared, task })
+    Ok(Reference { addr, shared, task })
+}
+
+impl Reference {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
 }
 
 fn reply(status: u16, body: Value) -> Resp {
@@ -215,10 +294,10 @@ fn sync_op(s: &Shared, user: &str, op: &str, body: &Value) -> (u16, Value) {
                 return err(403, "forbidden", "scope not allowed");
             }
             let st = s.state.lock().unwrap();
-            let (data, cursor) = st
-                .scopes
-                .get(scope)
-                .map_or((json!({}), 0), |sc| (json!(sc.kv), sc.next));
+            let (data, cursor) =
+                st.d.scopes
+                    .get(scope)
+                    .map_or((json!({}), 0), |sc| (json!(sc.kv), sc.next));
             (200, json!({"data": data, "cursor": cursor}))
         }
         _ => err(404, "not_found", "unknown op"),
@@ -248,7 +327,7 @@ fn push(s: &Shared, user: &str, body: &Value) -> (u16, Value) {
             let scope = m["scope"].as_str().unwrap_or("_default").to_owned();
             let id = m["id"].as_str().unwrap_or_default().to_owned();
             if let (Some(client), Some(seq)) = (m["client_id"].as_str(), m["seq"].as_u64()) {
-                let (last, stored) = st.seqs.get(client).cloned().unwrap_or_default();
+                let (last, stored) = st.d.seqs.get(client).cloned().unwrap_or_default();
                 if seq <= last {
                     results.push(stored.get(&seq).cloned().unwrap_or(json!({"ok": false})));
                     continue;
@@ -258,24 +337,25 @@ fn push(s: &Shared, user: &str, body: &Value) -> (u16, Value) {
                     continue;
                 }
                 let r = apply(&mut st, &scope, m);
-                let e = st.seqs.entry(client.to_owned()).or_default();
+                let e = st.d.seqs.entry(client.to_owned()).or_default();
                 e.0 = seq;
                 e.1.insert(seq, r.clone());
                 if r["ok"] == true {
                     pokes.insert(scope, r["cursor"].as_u64().unwrap_or(0));
                 }
                 results.push(r);
-            } else if let Some(r) = st.ids.get(&id) {
+            } else if let Some(r) = st.d.ids.get(&id) {
                 results.push(r.clone());
             } else {
                 let r = apply(&mut st, &scope, m);
-                st.ids.insert(id, r.clone());
+                st.d.ids.insert(id, r.clone());
                 if r["ok"] == true {
                     pokes.insert(scope, r["cursor"].as_u64().unwrap_or(0));
                 }
                 results.push(r);
             }
         }
+        s.persist(&st.d);
     }
     for (scope, cursor) in pokes {
         publish(s, &format!("sync:{scope}"), &json!({"cursor": cursor}));
@@ -284,6 +364,7 @@ fn push(s: &Shared, user: &str, body: &Value) -> (u16, Value) {
 }
 
 fn apply(st: &mut State, scope: &str, m: &Value) -> Value {
+    let st = &mut st.d;
     let entries: Vec<(String, Option<Value>)> = match m["name"].as_str().unwrap_or_default() {
         "put" => vec![(
             m["args"]["key"].as_str().unwrap_or_default().to_owned(),
@@ -351,7 +432,7 @@ fn pull(s: &Shared, user: &str, body: &Value) -> (u16, Value) {
         });
     let st = s.state.lock().unwrap();
     let empty = Scope::default();
-    let sc = st.scopes.get(scope).unwrap_or(&empty);
+    let sc = st.d.scopes.get(scope).unwrap_or(&empty);
     if sc.trimmed_before > 0 && cursor + 1 < sc.trimmed_before {
         return err(410, "cursor_too_old", "cursor trimmed");
     }
