@@ -38,6 +38,9 @@ pub struct ConnectOptions {
     /// `SO_RCVBUF` for the socket, to make a client that stops reading look slow
     /// to the server sooner.
     pub recv_buffer: Option<u32>,
+    /// tungstenite's read buffer per connection (its default is 128 KiB, far too
+    /// much for thousands of load connections).
+    pub read_buffer_size: Option<usize>,
 }
 
 impl ConnectOptions {
@@ -138,7 +141,10 @@ impl WsClient {
                 .await
                 .map_err(|e| ConnectError::Other(format!("connect {addr}: {e}")))?;
             let _ = stream.set_nodelay(true);
-            let config = WebSocketConfig::default();
+            let mut config = WebSocketConfig::default();
+            if let Some(n) = opts.read_buffer_size {
+                config = config.read_buffer_size(n);
+            }
             match tokio_tungstenite::client_async_with_config(req, stream, Some(config)).await {
                 Ok((ws, _resp)) => Ok(WsClient { ws, barrier_seq: 0 }),
                 Err(tungstenite::Error::Http(resp)) => Err(ConnectError::Refused {

@@ -30,10 +30,12 @@ pub enum LoadError {
     Task(String),
 }
 
-/// Connection options carrying `--token` as a bearer token.
+/// Connection options for load connections: `--token` as a bearer token and a
+/// small read buffer, so ten thousand connections fit in the generator's memory.
 pub fn token_opts(cli: &args::Cli) -> ConnectOptions {
     ConnectOptions {
         token: cli.token.clone().map(|t| (t, TokenPlacement::Header)),
+        read_buffer_size: Some(8 * 1024),
         ..Default::default()
     }
 }
