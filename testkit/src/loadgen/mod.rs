@@ -3,6 +3,27 @@
 //!
 //! One tokio runtime drives every connection; each connection's task keeps its
 //! own latency histogram, merged at the end, so the hot path shares no lock.
+//! Nothing here asserts a figure: it measures and prints.
+//!
+//! ```text
+//! # fan-out: 1000 subscribers on one topic, 500 publishes/s for 10 s
+//! cargo run --release -p testkit --bin loadgen -- fanout --subscribers 1000 --topics 1 --publishers 1 --rate 500 --duration 10
+//! # overload: 2000 publishes/s offered (watch "closed as slow" and server RSS)
+//! cargo run --release -p testkit --bin loadgen -- fanout --subscribers 1000 --publishers 4 --rate 2000 --duration 10
+//! # sync: 32 clients, one mutation per request over keep-alive, then pull
+//! cargo run --release -p testkit --bin loadgen -- sync --clients 32 --duration 10 --scope load
+//! # idle: 10 000 connections held 30 s, server RSS delta per connection
+//! ulimit -n 65536; cargo run --release -p testkit --bin loadgen -- idle --connections 10000 --hold 30 --server-pid $(pgrep -n adapter-tokio)
+//! ```
+//!
+//! Global flags: `--url http://HOST:PORT` (default `http://127.0.0.1:8080`),
+//! `--ws-path` (`/ws`), `--sync-prefix` (`/_sync`), `--token T` (sent as
+//! `Authorization: Bearer T` on every connection and request). Fan-out latency is
+//! measured from the publisher's send to the subscriber's receipt on one
+//! monotonic clock; deliveries per second count from the first publish to the
+//! last delivery. Fan-out waits `--settle` seconds after subscribing (the server
+//! sends no subscribe confirmation) and reads `--drain` seconds after the last
+//! publish.
 
 pub mod args;
 pub mod fanout;
