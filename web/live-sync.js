@@ -961,6 +961,7 @@ export class SyncClient extends Emitter {
       this._pollAt = now + this._currentPollInterval();
     }
     if (this._retryAt > now) return this._arm();
+    /** @type {"push" | "pull" | "snapshot"} */
     let what;
     let body;
     let count = 0;
