@@ -5,8 +5,8 @@
 # never a skip.
 #
 # Server under test (see e2e/lib/server.mjs):
-#   E2E_SERVER_CMD='path/to/server --addr 127.0.0.1:{port} --db {db}'  any command
-#   E2E_SERVER=real        target/release/adapter-tokio (built here)
+#   E2E_SERVER_CMD='path/to/server --addr 127.0.0.1:{port} --db {db} --static {web}'
+#   E2E_SERVER=real        target/release/adapter-tokio --static web/ (built here)
 #   E2E_SERVER=reference   testkit's reference server behind e2e/lib/front.mjs
 # Default: real when the workspace has the adapter-tokio binary, else reference.
 set -euo pipefail

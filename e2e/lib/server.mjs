@@ -2,10 +2,12 @@
 // and can SIGKILL and restart it on the same port and store.
 //
 // Which server:
-// - `E2E_SERVER_CMD`: a command template run with `sh -c`; `{port}`, `{addr}`
-//   and `{db}` are replaced. The server must serve the demo at `/` itself.
+// - `E2E_SERVER_CMD`: a command template run with `sh -c`; `{port}`, `{addr}`,
+//   `{db}` and `{web}` (the absolute path of web/) are replaced. The server
+//   must serve the demo at `/` itself.
 // - otherwise `E2E_SERVER=real` (the default when the binary exists): the
-//   real binary `target/release/adapter-tokio --addr 127.0.0.1:PORT --db FILE`;
+//   real binary `target/release/adapter-tokio --addr 127.0.0.1:PORT --db FILE
+//   --static WEB_DIR` (no authentication configured: anonymous access);
 // - `E2E_SERVER=reference` (the default while the real binary does not exist):
 //   the testkit's reference server, behind the front in front.mjs.
 import { spawn } from "node:child_process";
@@ -92,11 +94,12 @@ export class ServerUnderTest {
       cmd = "sh";
       const line = process.env.E2E_SERVER_CMD.replaceAll("{port}", String(this.port))
         .replaceAll("{addr}", addr)
-        .replaceAll("{db}", this.db);
+        .replaceAll("{db}", this.db)
+        .replaceAll("{web}", webDir);
       args = ["-c", `exec ${line}`];
     } else if (this.kind === "real") {
       cmd = realBinary;
-      args = ["--addr", addr, "--db", this.db];
+      args = ["--addr", addr, "--db", this.db, "--static", webDir];
     } else {
       if (!fs.existsSync(referenceBinary)) {
         throw new Error(`${referenceBinary} missing: cargo build -p testkit --bin reference-server`);
