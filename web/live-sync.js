@@ -564,7 +564,8 @@ async function claimClient(scope, records) {
     new Promise((resolve) => {
       let release;
       const held = new Promise((r) => (release = r));
-      const opts = waitMs > 0 ? { signal: AbortSignal.timeout(waitMs) } : { ifAvailable: true };
+      const canWait = waitMs > 0 && typeof AbortSignal !== "undefined" && typeof AbortSignal.timeout === "function";
+      const opts = canWait ? { signal: AbortSignal.timeout(waitMs) } : { ifAvailable: true };
       locks
         .request("live-sync\u0000" + scope + "\u0000" + id, opts, (lock) => {
           if (!lock) {
@@ -935,6 +936,18 @@ export class SyncClient extends Emitter {
       const onOnline = () => this.pullNow();
       globalThis.addEventListener("online", onOnline);
       this._unsubs.push(() => globalThis.removeEventListener("online", onOnline));
+    }
+    const doc = globalThis.document;
+    if (doc && doc.addEventListener) {
+      // A tab coming back from the background may have slept through pokes.
+      const onVisible = () => {
+        if (doc.visibilityState === "visible") {
+          this._needPull = true;
+          this._pump();
+        }
+      };
+      doc.addEventListener("visibilitychange", onVisible);
+      this._unsubs.push(() => doc.removeEventListener("visibilitychange", onVisible));
     }
     this._emitStatus();
     this._pump();
