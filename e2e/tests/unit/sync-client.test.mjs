@@ -71,8 +71,11 @@ test("a 410 cursor_too_old resets the replica from a snapshot, keeping pending m
   server.trim(6);
   const resets = [];
   server.intercept = () => "network"; // offline until the mutation is queued
-  const c = await client(server);
+  // A long backoff: no retry of its own until pullNow(), so the order of
+  // requests does not depend on how fast this machine is.
+  const c = await client(server, { backoffBase: 60000, backoffMax: 60000 });
   c.on("reset", (e) => resets.push(e.cursor));
+  await until(() => c.status.lastError !== null, 2000, "the first pull to fail");
   await c.mutate("put", { key: "mine", value: true });
   server.intercept = () => undefined;
   c.pullNow();
@@ -132,10 +135,14 @@ test("server changes are rebased under pending mutations without flicker", async
   const server = new FakeServer();
   server.putFrom("other", "k", "theirs");
   server.putFrom("other", "other", 1);
-  const c = await client(server, { pullLimit: 1 });
+  server.intercept = () => "network"; // nothing pulled before our write
+  const c = await client(server, { pullLimit: 1, backoffBase: 60000, backoffMax: 60000 });
+  await until(() => c.status.lastError !== null, 2000, "the first pull to fail");
   const seen = [];
   c.on("change", (s) => seen.push(s.k));
   await c.mutate("put", { key: "k", value: "mine" });
+  server.intercept = () => undefined;
+  c.pullNow();
   await c.whenSettled(2000);
   // Pages confirm "theirs" before our later write; the shown value never goes back.
   assert.ok(seen.length > 1);
