@@ -86,3 +86,27 @@ test("a closed tab's unsent mutations are adopted by the next tab", async () => 
   assert.equal(puts.length, 1);
   await context.close();
 });
+
+test("a reload in the same task as the mutation still keeps it", async () => {
+  const context = await browser.newContext();
+  const page = await openTodo(context, server.baseUrl);
+  await waitSettled(page);
+  await blockPushes(page);
+  const base = await page.evaluate(() => window.todoApp.sync.pendingCount);
+  for (let i = 1; i <= 3; i++) {
+    await page.evaluate((i) => {
+      window.todoApp.sync.mutate("put", { key: `todo/zz-reload-${i}/title`, value: `reloaded ${i}` });
+      location.reload();
+    }, i).catch((e) => {
+      // The reload may tear the page down before evaluate() hears back.
+      if (!/context was destroyed|navigat/i.test(e.message)) throw e;
+    });
+    await page.waitForFunction((n) => window.todoApp?.sync.pendingCount === n, base + i);
+  }
+  await page.unroute("**/_sync/push");
+  await page.evaluate(() => window.todoApp.sync.pullNow());
+  await waitSettled(page);
+  const puts = (await server.allChanges("shared")).filter((c) => /^reloaded /.test(String(c.data.value)));
+  assert.deepEqual(puts.map((c) => c.data.value), ["reloaded 1", "reloaded 2", "reloaded 3"]);
+  await context.close();
+});
