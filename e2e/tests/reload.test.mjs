@@ -54,6 +54,7 @@ test("a reload keeps unsent mutations and sends them once afterwards", async () 
     seq: window.todoApp.sync.lastSeq,
   }));
   assert.deepEqual(afterReload, before, "the tab continues the same client and sequence");
+  assert.equal(await page.evaluate(() => window.todoApp.sync.storage.kind), "indexedDB");
   await waitForTitles(watcher, ["sent before"]);
 
   await page.unroute("**/_sync/push");

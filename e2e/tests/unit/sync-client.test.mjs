@@ -227,3 +227,32 @@ test("with the socket down the client polls on the fallback interval", async () 
   server.putFrom("other", "later", 1);
   await until(() => c.state.later === 1, 2000, "a fallback poll");
 });
+
+test("localStorage records round-trip and are listed per scope", async () => {
+  const { LocalStorageStorage } = await import("../../../web/live-sync.js");
+  const items = new Map();
+  const ls = {
+    get length() {
+      return items.size;
+    },
+    key: (i) => [...items.keys()][i] ?? null,
+    getItem: (k) => items.get(k) ?? null,
+    setItem: (k, v) => items.set(k, String(v)),
+    removeItem: (k) => items.delete(k),
+  };
+  ls.setItem("unrelated", "x");
+  ls.setItem("live-sync\u0000broken", "{not json");
+  const storage = new LocalStorageStorage(ls);
+  const server = new FakeServer();
+  server.intercept = () => "network";
+  const c = await client(server, { storage });
+  await c.mutate("put", { key: "a", value: 1 });
+  const [record] = await storage.list("s");
+  assert.equal(record.clientId, c.clientId);
+  assert.equal(record.lastSeq, 1);
+  assert.deepEqual(record.pending.map((p) => p.mutation.args), [{ key: "a", value: 1 }]);
+  assert.deepEqual(await storage.list("other"), []);
+  await storage.remove(record.key);
+  assert.deepEqual(await storage.list("s"), []);
+  assert.equal(ls.getItem("unrelated"), "x");
+});
