@@ -1140,8 +1140,9 @@ export class SyncClient extends Emitter {
       expect++;
     }
     for (const c of resp.changes) absorbChange(this._confirmed, c.data);
-    const next = typeof resp.next_cursor === "number" ? resp.next_cursor : 0;
-    this._cursor = Math.max(this._cursor, next, expect - 1);
+    // Trust the changes, not `next_cursor`: the cursor never moves past data
+    // this replica has absorbed.
+    this._cursor = expect - 1;
     this._needPull = resp.has_more === true;
     const moved = resp.changes.length > 0;
     const dropped = this._dropConfirmed(typeof resp.client_seq === "number" ? resp.client_seq : null);
