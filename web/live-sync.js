@@ -154,7 +154,24 @@ export class LiveClient extends Emitter {
     this._onOnline = () => {
       if (this.state === "reconnecting") this._reconnectNow();
     };
-    if (globalThis.addEventListener) globalThis.addEventListener("online", this._onOnline);
+    // A socket can outlive the network by minutes (nothing tells the browser
+    // the path is gone); when the browser knows it is offline, believe it.
+    this._onOffline = () => {
+      const ws = this._ws;
+      if (!ws || this._closed) return;
+      this._ws = null;
+      try {
+        ws.close(1000, "offline");
+      } catch (e) {
+        // Already closing.
+      }
+      this._emit("close", { code: 1006, reason: "offline" });
+      this._scheduleReconnect();
+    };
+    if (globalThis.addEventListener) {
+      globalThis.addEventListener("online", this._onOnline);
+      globalThis.addEventListener("offline", this._onOffline);
+    }
     if (options.autoConnect !== false) this.connect();
   }
 

@@ -40,6 +40,7 @@ test("offline edits are kept, sent once on return, and both pages converge", asy
   await waitSettled(a);
 
   await ca.setOffline(true);
+  await a.waitForSelector('#connection[data-state="offline"]');
   await addTodo(a, "offline one");
   await addTodo(a, "offline two");
   await renameTodo(a, "offline one", "offline one, renamed");
@@ -55,6 +56,7 @@ test("offline edits are kept, sent once on return, and both pages converge", asy
   assert.equal(await shownPending(a), 4, "nothing can be confirmed while offline");
 
   await ca.setOffline(false);
+  await a.waitForSelector('#connection[data-state="online"]');
   const all = ["added while a was away", "before the outage", "offline one, renamed", "offline two"];
   await waitForTitles(a, all, 15000);
   await waitForTitles(b, all, 15000);
