@@ -67,7 +67,7 @@ function render(state) {
       del.type = "button";
       del.textContent = "×";
       del.setAttribute("aria-label", `Delete ${t.title}`);
-      del.addEventListener("click", () => removeTodo(t.id, state));
+      del.addEventListener("click", () => removeTodo(t.id));
       li.append(box, title, edit, del);
       return li;
     }),
@@ -107,9 +107,9 @@ function startEdit(li, todo) {
   input.select();
 }
 
-function removeTodo(id, state) {
+function removeTodo(id) {
   sync.mutate("delete", { key: `todo/${id}/title` });
-  if (`todo/${id}/done` in state) sync.mutate("delete", { key: `todo/${id}/done` });
+  if (`todo/${id}/done` in sync.state) sync.mutate("delete", { key: `todo/${id}/done` });
 }
 
 $("new-todo").addEventListener("submit", (e) => {
