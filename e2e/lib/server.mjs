@@ -1,0 +1,170 @@
+// Starts the server under test on a free loopback port with a fresh store,
+// and can SIGKILL and restart it on the same port and store.
+//
+// Which server:
+// - `E2E_SERVER_CMD`: a command template run with `sh -c`; `{port}`, `{addr}`,
+//   `{db}` and `{web}` (the absolute path of web/) are replaced. The server
+//   must serve the demo at `/` itself.
+// - otherwise `E2E_SERVER=real` (the default when the binary exists): the
+//   real binary `target/release/adapter-tokio --addr 127.0.0.1:PORT --db FILE
+//   --static WEB_DIR` (no authentication configured: anonymous access);
+// - `E2E_SERVER=reference` (the default while the real binary does not exist):
+//   the testkit's reference server, behind the front in front.mjs.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { startFront } from "./front.mjs";
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const webDir = path.join(repoRoot, "web");
+export const realBinary = path.join(repoRoot, "target/release/adapter-tokio");
+export const referenceBinary =
+  process.env.E2E_REFERENCE_BIN || path.join(repoRoot, "target/debug/reference-server");
+
+/** Which kind of server the tests run against: "command", "real" or "reference". */
+export function serverKind() {
+  if (process.env.E2E_SERVER_CMD) return "command";
+  const want = process.env.E2E_SERVER || (fs.existsSync(realBinary) ? "real" : "reference");
+  if (want !== "real" && want !== "reference") throw new Error(`E2E_SERVER=${want}: use real or reference`);
+  return want;
+}
+
+/** A free TCP port on the loopback interface. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+async function waitForPort(port, child, log, timeoutMs = 30000) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`server exited early (${child.exitCode ?? child.signalCode}):\n${log()}`);
+    }
+    if (await canConnect(port)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`server did not listen on ${port} within ${timeoutMs} ms:\n${log()}`);
+}
+
+/**
+ * A server under test. `baseUrl` stays the same across `kill()` + `start()`.
+ */
+export class ServerUnderTest {
+  constructor() {
+    this.kind = serverKind();
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "live-sync-e2e-"));
+    this.db = path.join(this.dir, this.kind === "reference" ? "state.json" : "sync.db");
+    this.child = null;
+    this.front = null;
+    this.output = "";
+  }
+
+  /** Starts (or restarts) the server and waits until it accepts connections. */
+  async start() {
+    if (!this.port) {
+      this.port = await freePort();
+      this.backendPort = this.kind === "reference" ? await freePort() : this.port;
+      this.baseUrl = `http://127.0.0.1:${this.port}`;
+    }
+    const addr = `127.0.0.1:${this.backendPort}`;
+    let cmd;
+    let args;
+    if (this.kind === "command") {
+      cmd = "sh";
+      const line = process.env.E2E_SERVER_CMD.replaceAll("{port}", String(this.port))
+        .replaceAll("{addr}", addr)
+        .replaceAll("{db}", this.db)
+        .replaceAll("{web}", webDir);
+      args = ["-c", `exec ${line}`];
+    } else if (this.kind === "real") {
+      cmd = realBinary;
+      args = ["--addr", addr, "--db", this.db, "--static", webDir];
+    } else {
+      if (!fs.existsSync(referenceBinary)) {
+        throw new Error(`${referenceBinary} missing: cargo build -p testkit --bin reference-server`);
+      }
+      cmd = referenceBinary;
+      args = ["--addr", addr, "--db", this.db];
+    }
+    this.child = spawn(cmd, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+    const keep = (b) => {
+      this.output = (this.output + b.toString()).slice(-20000);
+    };
+    this.child.stdout.on("data", keep);
+    this.child.stderr.on("data", keep);
+    await waitForPort(this.backendPort, this.child, () => this.output);
+    if (this.kind === "reference" && !this.front) {
+      this.front = await startFront({ port: this.port, backendPort: this.backendPort, webDir });
+    }
+    return this;
+  }
+
+  /** SIGKILLs the server process (no graceful shutdown) and waits for its exit. */
+  async kill() {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+  }
+
+  /** Sync HTTP call from the test itself (bypasses the browser). */
+  async sync(op, body) {
+    const res = await fetch(`${this.baseUrl}/_sync/${op}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const json = await res.json();
+    if (res.status !== 200) throw new Error(`${op}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  }
+
+  /** Every change of `scope`'s log, following pagination. */
+  async allChanges(scope) {
+    const changes = [];
+    let cursor = 0;
+    for (;;) {
+      const page = await this.sync("pull", { scope, cursor, limit: 1000 });
+      changes.push(...page.changes);
+      cursor = page.next_cursor;
+      if (!page.has_more) return changes;
+    }
+  }
+
+  /** Stops everything and removes the store. */
+  async stop() {
+    await this.kill();
+    if (this.front) await this.front.closeAll();
+    this.front = null;
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Starts a fresh server. */
+export async function startServer() {
+  const s = new ServerUnderTest();
+  await s.start();
+  return s;
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# End-to-end tests of the todo demo in a real browser (Debian's Chromium,
+# driven by playwright-core from e2e/package-lock.json). Installs what they
+# need, builds the server, runs them. Anything that cannot run is a failure,
+# never a skip.
+#
+# Server under test (see e2e/lib/server.mjs):
+#   E2E_SERVER_CMD='path/to/server --addr 127.0.0.1:{port} --db {db} --static {web}'
+#   E2E_SERVER=real        target/release/adapter-tokio --static web/ (built here)
+#   E2E_SERVER=reference   testkit's reference server behind e2e/lib/front.mjs
+# Default: real when the workspace has the adapter-tokio binary, else reference.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'e2e: %s\n' "$*"; }
+
+# --- Chromium from Debian's packages (never a browser download) ---------------
+if [ ! -x /usr/bin/chromium ]; then
+    say "installing chromium"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y chromium; then
+        apt-get update
+        apt-get install -y chromium
+    fi
+fi
+/usr/bin/chromium --version
+
+# --- Node and the locked node modules ----------------------------------------
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    say "installing nodejs and npm"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y nodejs npm; then
+        apt-get update
+        apt-get install -y nodejs npm
+    fi
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 18 ]; then
+    say "node $(node --version) is too old (need 18 or later)" >&2
+    exit 1
+fi
+(cd e2e && npm ci --no-audit --no-fund)
+
+# --- The server under test ----------------------------------------------------
+has_real_binary() {
+    cargo metadata --no-deps --format-version 1 2>/dev/null |
+        node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
+            const m=JSON.parse(s);
+            const ok=m.packages.some(p=>p.name==="adapter-tokio"&&p.targets.some(t=>t.kind.includes("bin")&&t.name==="adapter-tokio"));
+            process.exit(ok?0:1)})'
+}
+if [ -n "${E2E_SERVER_CMD:-}" ]; then
+    say "server: E2E_SERVER_CMD=$E2E_SERVER_CMD"
+else
+    if [ -z "${E2E_SERVER:-}" ]; then
+        if has_real_binary; then E2E_SERVER=real; else E2E_SERVER=reference; fi
+    fi
+    export E2E_SERVER
+    case "$E2E_SERVER" in
+    real)
+        say "server: building target/release/adapter-tokio"
+        cargo build --release -p adapter-tokio --bin adapter-tokio
+        ;;
+    reference)
+        say "server: the adapter-tokio binary does not exist yet; using testkit's reference server"
+        cargo build -p testkit --bin reference-server
+        ;;
+    *)
+        say "E2E_SERVER=$E2E_SERVER: use real or reference" >&2
+        exit 1
+        ;;
+    esac
+fi
+
+# --- Run ----------------------------------------------------------------------
+concurrency=()
+if node --help | grep -q -- '--test-concurrency'; then
+    # One file at a time: several Chromiums on two cores would only add noise.
+    concurrency=(--test-concurrency=1)
+fi
+cd e2e
+node --test "${concurrency[@]}" tests/
