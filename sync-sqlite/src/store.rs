@@ -120,17 +120,19 @@ impl SqliteStore {
             }
         }
         {
+            // A plain range on the primary key: an `OR` here would make
+            // SQLite walk every stored sequence of the client.
             let mut prune = tx.prepare_cached(
-                "DELETE FROM clients WHERE scope = ?1 AND client_id = ?2 AND (seq < ?3 OR seq = ?4)",
+                "DELETE FROM clients WHERE scope = ?1 AND client_id = ?2 AND seq < ?3",
             )?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO clients (scope, client_id, seq, keep_from, result)
+                "INSERT OR REPLACE INTO clients (scope, client_id, seq, keep_from, result)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for c in &batch.clients {
                 let seq = int("seq", c.seq)?;
                 let keep_from = int("keep_from", c.keep_from)?;
-                prune.execute(params![c.scope, c.client_id, keep_from, seq])?;
+                prune.execute(params![c.scope, c.client_id, keep_from])?;
                 insert.execute(params![
                     c.scope,
                     c.client_id,
