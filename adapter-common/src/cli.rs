@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// Serve static files from this directory.
     #[arg(long = "static", env = "LIVE_SYNC_STATIC", value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
+    /// Do not serve the bundled browser client and todo demo.
+    #[arg(long, env = "LIVE_SYNC_NO_WEB")]
+    pub no_web: bool,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "LIVE_SYNC_LOG", default_value = "info")]
     pub log_level: tracing::Level,
@@ -114,6 +117,7 @@ impl ServeArgs {
             ws_path: self.ws_path.clone(),
             sync_prefix: self.sync_prefix.trim_end_matches('/').to_owned(),
             static_dir: self.static_dir.clone(),
+            builtin_web: !self.no_web,
             origins: if self.origins.is_empty() {
                 OriginPolicy::Any
             } else {

@@ -29,6 +29,10 @@ pub struct ServerConfig {
     pub origins: OriginPolicy,
     /// Serve files from this directory for paths no other route takes.
     pub static_dir: Option<PathBuf>,
+    /// Serve the bundled browser client (`/live-sync.js`, `/live-sync.d.ts`)
+    /// and the todo demo (`/`) for paths the static directory does not have.
+    /// Off by default for embedders; the server binaries turn it on.
+    pub builtin_web: bool,
     /// tungstenite read buffer per connection, in bytes. tungstenite's default
     /// is 128 KiB, far too much for many mostly idle connections. Default 4 KiB.
     pub ws_read_buffer: usize,
@@ -56,6 +60,7 @@ impl Default for ServerConfig {
             engine: EngineConfig::default(),
             origins: OriginPolicy::Any,
             static_dir: None,
+            builtin_web: false,
             ws_read_buffer: 4 * 1024,
             ws_write_buffer: 8 * 1024,
             close_grace: Duration::from_secs(2),

@@ -120,6 +120,31 @@ async fn metrics_count_what_happened_and_static_files_are_served() {
 }
 
 #[tokio::test]
+async fn the_stock_binary_serves_the_browser_client_and_the_demo() {
+    let srv = start(&["--memory"]).await;
+    let mut http = HttpConn::new(&format!("http://{}", srv.addr)).unwrap();
+    let page = http.request(Method::GET, "/", &[], "").await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("todo.js"), "{}", page.text());
+    let client = http
+        .request(Method::GET, "/live-sync.js", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(client.status, 200);
+    assert_eq!(
+        client.headers[http::header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8",
+        "browsers refuse module scripts of any other type"
+    );
+    drop(srv);
+
+    let srv = start(&["--memory", "--no-web"]).await;
+    let mut http = HttpConn::new(&format!("http://{}", srv.addr)).unwrap();
+    let page = http.request(Method::GET, "/", &[], "").await.unwrap();
+    assert_eq!(page.status, 404);
+}
+
+#[tokio::test]
 async fn sigterm_closes_sessions_with_1001_and_exits_cleanly() {
     let mut srv = start(&["--memory"]).await;
     let mut ws = WsClient::connect_as(&format!("ws://{}/ws", srv.addr), "anyone").await;

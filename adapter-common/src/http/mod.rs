@@ -16,6 +16,7 @@
 //!   else 404.
 
 pub mod body;
+pub mod builtin_web;
 pub mod io;
 pub mod static_files;
 
@@ -236,31 +237,36 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
 
     async fn static_file(&self, method: &Method, path: &str) -> HttpResponse {
         let not_found = || json(StatusCode::NOT_FOUND, "not_found", "no such route");
-        let Some(root) = &self.inner.config.static_dir else {
-            return not_found();
-        };
         if method != Method::GET && method != Method::HEAD {
             return not_found();
         }
-        let Some(file) = static_files::resolve(root, path) else {
-            return not_found();
+        let respond = |kind: &'static str, content: Bytes| {
+            let body = if method == Method::HEAD {
+                Bytes::new()
+            } else {
+                content
+            };
+            text(StatusCode::OK, kind, body)
         };
-        let kind = static_files::content_type(&file);
-        match self
-            .inner
-            .rt
-            .spawn_blocking(move || static_files::read(&file))
-            .await
+        let config = &self.inner.config;
+        if let Some(file) = config
+            .static_dir
+            .as_ref()
+            .and_then(|root| static_files::resolve(root, path))
         {
-            Some(Ok(content)) => {
-                let body = if method == Method::HEAD {
-                    Bytes::new()
-                } else {
-                    Bytes::from(content)
-                };
-                text(StatusCode::OK, kind, body)
+            let kind = static_files::content_type(&file);
+            if let Some(Ok(content)) = self
+                .inner
+                .rt
+                .spawn_blocking(move || static_files::read(&file))
+                .await
+            {
+                return respond(kind, Bytes::from(content));
             }
-            _ => not_found(),
+        }
+        match builtin_web::lookup(path).filter(|_| config.builtin_web) {
+            Some((kind, content)) => respond(kind, Bytes::from_static(content)),
+            None => not_found(),
         }
     }
 }
