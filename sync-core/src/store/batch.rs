@@ -1,0 +1,129 @@
+//! What one Ready hands to the store: every record that must become durable
+//! together, and what a store hands back at start.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::protocol::{Change, MutationResult, Timestamp};
+
+/// One change in the log together with its mutation boundary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The change (its `scope` and `cursor` are the primary key).
+    pub change: Change,
+    /// Cursor of the last change written by the same mutation. A pull page
+    /// ends only where `change.cursor == group_end`, so one mutation's changes
+    /// are never split.
+    pub group_end: u64,
+}
+
+/// The stored outcome of one sequenced mutation: `(scope, client_id, seq)` is the key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// Scope the sequence belongs to (client sequences are per scope).
+    pub scope: String,
+    /// The client.
+    pub client_id: String,
+    /// The sequence number; the client's last applied sequence is the highest.
+    pub seq: u64,
+    /// The result returned to the client and replayed on retries.
+    pub result: MutationResult,
+    /// Results of this client with a lower sequence than this may be dropped
+    /// by the store; the engine never asks for them again.
+    pub keep_from: u64,
+}
+
+/// The stored outcome of one mutation deduplicated by id (no `client_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdRecord {
+    /// Scope of the mutation.
+    pub scope: String,
+    /// The mutation id.
+    pub id: String,
+    /// The result returned and replayed.
+    pub result: MutationResult,
+    /// When it was recorded; it expires after the engine's retention window.
+    pub time: Timestamp,
+}
+
+/// An id record leaving the retention window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdExpiry {
+    /// Scope of the record.
+    pub scope: String,
+    /// The mutation id.
+    pub id: String,
+}
+
+/// A log trim: drop every change of `scope` with cursor `< before` and keep the
+/// state as of cursor `before - 1` as the scope's base. A trim whose `before`
+/// is not greater than the stored base's `before` must be ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trim {
+    /// The scope.
+    pub scope: String,
+    /// First cursor kept.
+    pub before: u64,
+    /// [`crate::App::snapshot`] of the scope at cursor `before - 1`; recovery
+    /// restores it and replays the remaining log on top.
+    pub base: Value,
+}
+
+/// Everything one Ready asks the store to make durable, atomically: all of it
+/// or none of it. Apply in this order: trims, changes, client records, id
+/// records, expiries (a record in the same batch never conflicts with another).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Batch {
+    /// New log entries, in cursor order within each scope.
+    pub changes: Vec<LogEntry>,
+    /// Client sequence records (insert; a later seq supersedes earlier ones).
+    pub clients: Vec<ClientRecord>,
+    /// Mutation-id records (insert).
+    pub ids: Vec<IdRecord>,
+    /// Id records to delete.
+    pub expired_ids: Vec<IdExpiry>,
+    /// Log trims.
+    pub trims: Vec<Trim>,
+}
+
+impl Batch {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+            && self.clients.is_empty()
+            && self.ids.is_empty()
+            && self.expired_ids.is_empty()
+            && self.trims.is_empty()
+    }
+}
+
+/// The durable contents of one scope, as [`crate::Store::load`] returns them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ScopeRecords {
+    /// The scope.
+    pub scope: String,
+    /// The latest trim's base, if the scope was ever trimmed.
+    pub base: Option<TrimBase>,
+    /// Log entries after the base, in cursor order.
+    pub changes: Vec<LogEntry>,
+    /// Retained client records (at least the highest seq of each client).
+    pub clients: Vec<ClientRecord>,
+    /// Live id records.
+    pub ids: Vec<IdRecord>,
+}
+
+/// A scope's state base left by a trim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrimBase {
+    /// First cursor kept in the log (the base is the state at `before - 1`).
+    pub before: u64,
+    /// The snapshot value at `before - 1`.
+    pub base: Value,
+}
+
+/// Everything a store holds, for [`crate::Engine::recover`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Recovered {
+    /// One entry per scope that has any record.
+    pub scopes: Vec<ScopeRecords>,
+}

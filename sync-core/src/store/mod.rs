@@ -1,0 +1,51 @@
+//! The persistence contract: what a driver's store must do with a [`Batch`],
+//! and the in-memory implementation.
+
+mod batch;
+mod memory;
+
+pub use batch::{
+    Batch, ClientRecord, IdExpiry, IdRecord, LogEntry, Recovered, ScopeRecords, Trim, TrimBase,
+};
+pub use memory::{InjectedFailure, MemoryStore};
+
+/// A durable home for the engine's records, implemented by drivers (memory,
+/// SQLite, PostgreSQL). Synchronous on purpose: async drivers run it on a
+/// blocking thread.
+///
+/// Contract:
+/// - [`Store::persist`] writes the whole batch atomically or not at all, and
+///   returns only once it is durable. On `Err`, nothing of it may become
+///   visible later; if the outcome is unknown (connection lost mid-commit),
+///   the driver must restart the engine from [`Store::load`] rather than
+///   report a failure.
+/// - [`Store::load`] returns every scope's records as last persisted.
+/// - [`Store::load_scope`] returns one scope's records (`Ok(None)` if it has
+///   none); it lets a future shared-database driver reload a single scope
+///   (see [`crate::Engine::reload_scope`]).
+///
+/// A relational layout that satisfies it (one transaction per batch):
+/// - `changes(scope, cursor, group_end, time, data)`, key `(scope, cursor)`;
+/// - `client_results(scope, client_id, seq, result)`, key
+///   `(scope, client_id, seq)`; after inserting a record, delete that
+///   client's rows with `seq < keep_from`;
+/// - `id_results(scope, id, result, time)`, key `(scope, id)`; delete on
+///   `expired_ids`;
+/// - `trim_bases(scope, before, base)`, key `scope`; on a trim with a greater
+///   `before` than the stored one, replace the row and delete `changes` with
+///   `cursor < before`; ignore it otherwise.
+///
+/// Results, data and bases are JSON (every record type is serde).
+pub trait Store {
+    /// The store's failure.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Makes `batch` durable, atomically.
+    fn persist(&mut self, batch: &Batch) -> Result<(), Self::Error>;
+
+    /// Everything stored, for recovery at start.
+    fn load(&mut self) -> Result<Recovered, Self::Error>;
+
+    /// One scope's records.
+    fn load_scope(&mut self, scope: &str) -> Result<Option<ScopeRecords>, Self::Error>;
+}
