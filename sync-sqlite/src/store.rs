@@ -1,0 +1,283 @@
+//! [`SqliteStore`]: one connection, one transaction per batch.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sync_core::store::{ClientRecord, IdRecord, LogEntry, ScopeRecords, TrimBase};
+use sync_core::{Batch, Change, Recovered, Store, Timestamp};
+
+use crate::codec::{from_json, int, to_json, uint};
+use crate::{Error, schema};
+
+/// How hard a commit tries to survive a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `synchronous=FULL`: every commit is fsynced before `persist` returns, so
+    /// an acknowledged push survives a power loss. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives the process being killed, but
+    /// the last commits may be lost if the machine loses power.
+    Normal,
+}
+
+/// A [`Store`] in one SQLite file, in WAL mode.
+///
+/// Every [`Store::persist`] is one `BEGIN IMMEDIATE ... COMMIT`, so a batch is
+/// written whole or not at all, and a crash at any point leaves the file at the
+/// previous batch. The engine gathers concurrent pushes into one batch, so the
+/// fsync cost is shared by all of them (group commit).
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema
+    /// up to date.
+    pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, Error> {
+        Self::with_connection(Connection::open(path)?, durability)
+    }
+
+    /// A private in-memory database: the same code path as a file, for tests.
+    pub fn open_in_memory() -> Result<Self, Error> {
+        Self::with_connection(Connection::open_in_memory()?, Durability::Full)
+    }
+
+    fn with_connection(mut conn: Connection, durability: Durability) -> Result<Self, Error> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // `journal_mode` answers with the mode in force (in-memory databases
+        // stay "memory"), so it is read, not just set.
+        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        schema::migrate(&mut conn)?;
+        Ok(Self { conn })
+    }
+
+    /// The highest cursor stored for `scope` (0 when its log is empty and it
+    /// was never trimmed). For operators and tests.
+    pub fn head(&self, scope: &str) -> Result<u64, Error> {
+        let log: Option<i64> = self.conn.query_row(
+            "SELECT MAX(cursor) FROM changes WHERE scope = ?1",
+            [scope],
+            |r| r.get(0),
+        )?;
+        let base: Option<i64> = self
+            .conn
+            .query_row("SELECT before FROM bases WHERE scope = ?1", [scope], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let log = log.map(|c| uint("cursor", c)).transpose()?.unwrap_or(0);
+        let base = base.map(|b| uint("before", b)).transpose()?.unwrap_or(1);
+        Ok(log.max(base.saturating_sub(1)))
+    }
+
+    fn write(&mut self, batch: &Batch) -> Result<(), Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for t in &batch.trims {
+            let stored: Option<i64> = tx
+                .query_row(
+                    "SELECT before FROM bases WHERE scope = ?1",
+                    [&t.scope],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let before = int("before", t.before)?;
+            if stored.is_some_and(|b| b >= before) {
+                continue;
+            }
+            tx.prepare_cached("DELETE FROM changes WHERE scope = ?1 AND cursor < ?2")?
+                .execute(params![t.scope, before])?;
+            tx.prepare_cached(
+                "INSERT INTO bases (scope, before, base) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (scope) DO UPDATE SET before = excluded.before, base = excluded.base",
+            )?
+            .execute(params![t.scope, before, to_json(&t.base)])?;
+        }
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO changes (scope, cursor, group_end, time, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for e in &batch.changes {
+                let c = &e.change;
+                insert.execute(params![
+                    c.scope,
+                    int("cursor", c.cursor)?,
+                    int("group_end", e.group_end)?,
+                    int("time", c.time.as_millis())?,
+                    to_json(&c.data),
+                ])?;
+            }
+        }
+        {
+            let mut prune = tx.prepare_cached(
+                "DELETE FROM clients WHERE scope = ?1 AND client_id = ?2 AND (seq < ?3 OR seq = ?4)",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO clients (scope, client_id, seq, keep_from, result)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for c in &batch.clients {
+                let seq = int("seq", c.seq)?;
+                let keep_from = int("keep_from", c.keep_from)?;
+                prune.execute(params![c.scope, c.client_id, keep_from, seq])?;
+                insert.execute(params![
+                    c.scope,
+                    c.client_id,
+                    seq,
+                    keep_from,
+                    to_json(&c.result)
+                ])?;
+            }
+        }
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO ids (scope, id, time, result) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (scope, id) DO UPDATE SET time = excluded.time, result = excluded.result",
+            )?;
+            for r in &batch.ids {
+                upsert.execute(params![
+                    r.scope,
+                    r.id,
+                    int("time", r.time.as_millis())?,
+                    to_json(&r.result)
+                ])?;
+            }
+            let mut delete = tx.prepare_cached("DELETE FROM ids WHERE scope = ?1 AND id = ?2")?;
+            for x in &batch.expired_ids {
+                delete.execute(params![x.scope, x.id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Reads every table in key order, restricted to one scope when `only` is
+    /// given, and groups the rows by scope.
+    fn read(&self, only: Option<&str>) -> Result<BTreeMap<String, ScopeRecords>, Error> {
+        let mut scopes: BTreeMap<String, ScopeRecords> = BTreeMap::new();
+        let filter = |sql: &str| match only {
+            Some(_) => sql.replace("{where}", "WHERE scope = ?1"),
+            None => sql.replace("{where}", "WHERE ?1 IS NULL"),
+        };
+        let scope_entry = |scopes: &mut BTreeMap<String, ScopeRecords>, scope: &str| {
+            if !scopes.contains_key(scope) {
+                scopes.insert(
+                    scope.to_owned(),
+                    ScopeRecords {
+                        scope: scope.to_owned(),
+                        ..ScopeRecords::default()
+                    },
+                );
+            }
+        };
+
+        let mut stmt = self.conn.prepare(&filter(
+            "SELECT scope, before, base FROM bases {where} ORDER BY scope",
+        ))?;
+        let mut rows = stmt.query([only])?;
+        while let Some(row) = rows.next()? {
+            let scope: String = row.get(0)?;
+            let base = TrimBase {
+                before: uint("before", row.get(1)?)?,
+                base: from_json("bases", "base", &row.get::<_, String>(2)?)?,
+            };
+            scope_entry(&mut scopes, &scope);
+            scopes.get_mut(&scope).expect("inserted").base = Some(base);
+        }
+
+        let mut stmt = self.conn.prepare(&filter(
+            "SELECT scope, cursor, group_end, time, data FROM changes {where} ORDER BY scope, cursor",
+        ))?;
+        let mut rows = stmt.query([only])?;
+        while let Some(row) = rows.next()? {
+            let scope: String = row.get(0)?;
+            let entry = LogEntry {
+                change: Change {
+                    cursor: uint("cursor", row.get(1)?)?,
+                    scope: scope.clone(),
+                    time: Timestamp::from_millis(uint("time", row.get(3)?)?),
+                    data: from_json("changes", "data", &row.get::<_, String>(4)?)?,
+                },
+                group_end: uint("group_end", row.get(2)?)?,
+            };
+            scope_entry(&mut scopes, &scope);
+            scopes
+                .get_mut(&scope)
+                .expect("inserted")
+                .changes
+                .push(entry);
+        }
+
+        let mut stmt = self.conn.prepare(&filter(
+            "SELECT scope, client_id, seq, keep_from, result FROM clients {where}
+             ORDER BY scope, client_id, seq",
+        ))?;
+        let mut rows = stmt.query([only])?;
+        while let Some(row) = rows.next()? {
+            let scope: String = row.get(0)?;
+            let record = ClientRecord {
+                scope: scope.clone(),
+                client_id: row.get(1)?,
+                seq: uint("seq", row.get(2)?)?,
+                keep_from: uint("keep_from", row.get(3)?)?,
+                result: from_json("clients", "result", &row.get::<_, String>(4)?)?,
+            };
+            scope_entry(&mut scopes, &scope);
+            scopes
+                .get_mut(&scope)
+                .expect("inserted")
+                .clients
+                .push(record);
+        }
+
+        let mut stmt = self.conn.prepare(&filter(
+            "SELECT scope, id, time, result FROM ids {where} ORDER BY scope, id",
+        ))?;
+        let mut rows = stmt.query([only])?;
+        while let Some(row) = rows.next()? {
+            let scope: String = row.get(0)?;
+            let record = IdRecord {
+                scope: scope.clone(),
+                id: row.get(1)?,
+                time: Timestamp::from_millis(uint("time", row.get(2)?)?),
+                result: from_json("ids", "result", &row.get::<_, String>(3)?)?,
+            };
+            scope_entry(&mut scopes, &scope);
+            scopes.get_mut(&scope).expect("inserted").ids.push(record);
+        }
+        Ok(scopes)
+    }
+}
+
+impl Store for SqliteStore {
+    type Error = Error;
+
+    fn persist(&mut self, batch: &Batch) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // On any error the transaction is dropped, which rolls it back.
+        self.write(batch)
+    }
+
+    fn load(&mut self) -> Result<Recovered, Error> {
+        Ok(Recovered {
+            scopes: self.read(None)?.into_values().collect(),
+        })
+    }
+
+    fn load_scope(&mut self, scope: &str) -> Result<Option<ScopeRecords>, Error> {
+        Ok(self.read(Some(scope))?.remove(scope))
+    }
+}
