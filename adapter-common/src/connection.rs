@@ -4,10 +4,10 @@
 //!
 //! One task per connection runs two halves side by side:
 //! - the reader turns every frame into a hub input, in order;
-//! - the writer waits for the first queued item, then drains everything else
-//!   already queued with `feed` (no flush per frame), flushes once, and
-//!   reports the flushed messages and bytes to the hub, which is how the hub
-//!   knows each session's true queue depth. No timer sits in the write path:
+//! - the writer waits for queued items, takes everything queued at once,
+//!   writes it with `feed` (no flush per frame), flushes once, and reports
+//!   the flushed messages and bytes to the hub (through the flush board, see
+//!   `outbox.rs`), which is how the hub knows each session's true queue depth. No timer sits in the write path:
 //!   a frame is written as soon as the writer is free.
 //!
 //! When the hub closes the session, the writer writes the close frame and
@@ -15,6 +15,8 @@
 //! finish the close handshake (or, for a slow consumer whose socket does not
 //! drain, to take its last frames) before the socket is dropped.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::CloseFrame;
@@ -27,11 +29,8 @@ use live_core::{Frame, OutFrame, SessionId};
 
 use crate::actor::{Conn, Outbound};
 use crate::handle::ServerHandle;
+use crate::outbox::Outbox;
 use crate::runtime::Runtime;
-
-/// Most frames fed before one flush; bounds the time between flush reports
-/// when a session's queue never runs dry.
-const MAX_FRAMES_PER_FLUSH: usize = 256;
 
 /// Serves one upgraded WebSocket for a session authenticated as `user`, until
 /// it ends.
@@ -41,10 +40,12 @@ where
     U: Send + 'static,
     W: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin,
 {
-    let (out, out_rx) = async_channel::unbounded();
-    let (kill, kill_rx) = async_channel::bounded(1);
+    let outbox = Arc::new(Outbox::default());
+    let conn = Conn {
+        outbox: outbox.clone(),
+    };
     let mut ws = ws;
-    let Ok(id) = server.open(user, Conn { out, kill }).await else {
+    let Ok(id) = server.open(user, conn).await else {
         let close = CloseFrame {
             code: CloseCode::Away,
             reason: "server stopped".into(),
@@ -54,13 +55,13 @@ where
     };
     let (sink, stream) = ws.split();
     let work = join(
-        write_loop(sink, out_rx, &server, id),
+        write_loop(sink, &outbox, &server, id),
         read_loop(stream, &server, id),
     );
     let deadline = async {
-        // Ends at once when the hub forgot the session without closing it
-        // (transport gone), else when it closed it; then the grace period.
-        let _ = kill_rx.recv().await;
+        // When the hub closed the session or forgot it (transport gone),
+        // the grace period starts.
+        outbox.ending().await;
         rt.sleep_until(rt.now() + close_grace).await;
     };
     select(std::pin::pin!(work), std::pin::pin!(deadline)).await;
@@ -98,20 +99,16 @@ where
     server.transport_closed(id).await;
 }
 
-async fn write_loop<U, K>(
-    mut sink: K,
-    queue: async_channel::Receiver<Outbound>,
-    server: &ServerHandle<U>,
-    id: SessionId,
-) where
+async fn write_loop<U, K>(mut sink: K, outbox: &Outbox, server: &ServerHandle<U>, id: SessionId)
+where
     U: Send + 'static,
     K: Sink<Message, Error = WsError> + Unpin,
 {
-    while let Ok(first) = queue.recv().await {
+    let mut batch = VecDeque::new();
+    while outbox.take_all(&mut batch).await {
         let (mut messages, mut bytes) = (0, 0);
         let mut close = None;
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
+        while let Some(item) = batch.pop_front() {
             match item {
                 Outbound::Frame(frame) => {
                     messages += 1;
@@ -128,11 +125,9 @@ async fn write_loop<U, K>(
                         code: CloseCode::from(code),
                         reason: reason.into(),
                     });
+                    batch.clear();
                     break;
                 }
-            }
-            if messages < MAX_FRAMES_PER_FLUSH {
-                next = queue.try_recv().ok();
             }
         }
         if sink.flush().await.is_err() {
@@ -140,7 +135,7 @@ async fn write_loop<U, K>(
             return;
         }
         if messages > 0 {
-            server.flushed(id, messages, bytes).await;
+            server.flushed(id, messages, bytes);
         }
         if let Some(close) = close {
             // An error here means the peer closed first; either way we are done.
