@@ -17,8 +17,8 @@ fn main() -> ExitCode {
     let args = ServeArgs::parse();
     args.init_logging();
     let rt = SmolRuntime::new();
-    // One worker per core besides this thread, which runs the accept loop
-    // and takes tasks too.
+    // One worker per core runs every task; this thread runs only the accept
+    // loop (as the tokio server's main thread does).
     let workers = match ExecutorThreads::per_core(&rt) {
         Ok(workers) => workers,
         Err(e) => {
@@ -26,7 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = smol::block_on(rt.executor().run(run(rt.clone(), args)));
+    let result = smol::block_on(run(rt.clone(), args));
     drop(workers);
     match result {
         Ok(()) => ExitCode::SUCCESS,
