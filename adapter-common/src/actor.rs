@@ -80,8 +80,12 @@ pub(crate) enum Input<U> {
     TransportClosed {
         id: SessionId,
     },
-    TooBig {
+    /// The WebSocket library refused what the peer sent (too big, invalid
+    /// UTF-8, broken framing) before the hub could see it.
+    PeerFault {
         id: SessionId,
+        code: u16,
+        reason: &'static str,
     },
     Hub(HubCall<U>),
     Sync {
@@ -263,10 +267,8 @@ where
             }
             Input::Frame { id, frame } => self.hub.handle_frame(now, id, frame),
             Input::TransportClosed { id } => self.hub.handle_transport_closed(now, id),
-            Input::TooBig { id } => {
-                let _ = self
-                    .hub
-                    .close(id, live_core::codes::TOO_BIG, "message too big");
+            Input::PeerFault { id, code, reason } => {
+                let _ = self.hub.close(id, code, reason);
             }
             Input::Hub(call) => call(now, &mut self.hub),
             Input::Sync { request, reply } => {

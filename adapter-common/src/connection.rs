@@ -19,13 +19,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::error::ProtocolError;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use bytes::Bytes;
 use futures_util::future::{join, select};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use live_core::{Frame, OutFrame, SessionId};
+use live_core::{Frame, OutFrame, SessionId, codes};
 
 use crate::actor::{Conn, Outbound};
 use crate::handle::ServerHandle;
@@ -82,15 +83,19 @@ where
                 Frame::Close(c.map(|c| (u16::from(c.code), c.reason.as_str().to_owned())))
             }
             Ok(Message::Frame(_)) => continue,
-            Err(WsError::Capacity(_)) => {
-                // Over the read limit: the hub closes with 1009. Keep reading
-                // (and discarding) so the peer can read our close frame instead
-                // of having it destroyed by a reset.
-                server.too_big(id).await;
+            Err(e) => {
+                // tungstenite refused the input before the hub saw it (a
+                // message over the read limit, text that is not UTF-8, broken
+                // framing): close with the code the hub would have used. Keep
+                // reading (and discarding) so the peer can read our close frame
+                // instead of having it destroyed by a reset.
+                let Some((code, reason)) = peer_fault(&e) else {
+                    break;
+                };
+                server.peer_fault(id, code, reason).await;
                 while let Some(Ok(_)) = stream.next().await {}
                 return;
             }
-            Err(_) => break,
         };
         if server.frame(id, frame).await.is_err() {
             return;
@@ -145,6 +150,19 @@ where
     }
 }
 
+/// The close code and reason for a read error that is the peer's fault;
+/// `None` for a transport that simply ended.
+fn peer_fault(e: &WsError) -> Option<(u16, &'static str)> {
+    match e {
+        WsError::Capacity(_) => Some((codes::TOO_BIG, "message too big")),
+        WsError::Utf8(_) => Some((codes::INVALID_PAYLOAD, "invalid utf-8")),
+        // A peer that vanished is not a protocol fault: the transport ended.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some((codes::PROTOCOL_ERROR, "protocol error")),
+        _ => None,
+    }
+}
+
 /// The tungstenite message for a hub frame. Pongs are answered by tungstenite
 /// itself, so the hub's copy is only accounted, not written.
 fn to_message(frame: OutFrame) -> Option<Message> {
@@ -152,5 +170,38 @@ fn to_message(frame: OutFrame) -> Option<Message> {
         OutFrame::Text(b) => Utf8Bytes::try_from(b).ok().map(Message::Text),
         OutFrame::Ping(b) => Some(Message::Ping(b)),
         OutFrame::Pong(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_tungstenite::tungstenite::error::CapacityError;
+
+    #[test]
+    fn peer_faults_map_to_the_hubs_close_codes_and_a_vanished_peer_to_none() {
+        let too_big = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 10,
+            max_size: 5,
+        });
+        assert_eq!(peer_fault(&too_big), Some((1009, "message too big")));
+        assert_eq!(
+            peer_fault(&WsError::Utf8("bad".into())),
+            Some((1007, "invalid utf-8"))
+        );
+        let masked = WsError::Protocol(ProtocolError::UnmaskedFrameFromClient);
+        assert_eq!(peer_fault(&masked), Some((1002, "protocol error")));
+        let reset = WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake);
+        assert_eq!(peer_fault(&reset), None);
+        assert_eq!(peer_fault(&WsError::ConnectionClosed), None);
+    }
+
+    #[test]
+    fn hub_frames_become_tungstenite_messages_and_pongs_are_left_to_tungstenite() {
+        let text = to_message(OutFrame::Text(Bytes::from_static(b"{}")));
+        assert_eq!(text, Some(Message::text("{}")));
+        let ping = to_message(OutFrame::Ping(Bytes::new()));
+        assert_eq!(ping, Some(Message::Ping(Bytes::new())));
+        assert_eq!(to_message(OutFrame::Pong(Bytes::new())), None);
     }
 }

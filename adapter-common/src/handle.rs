@@ -187,7 +187,7 @@ impl<U: Send + 'static> ServerHandle<U> {
         let _ = self.send_input(Input::TransportClosed { id }).await;
     }
 
-    pub(crate) async fn too_big(&self, id: SessionId) {
-        let _ = self.send_input(Input::TooBig { id }).await;
+    pub(crate) async fn peer_fault(&self, id: SessionId, code: u16, reason: &'static str) {
+        let _ = self.send_input(Input::PeerFault { id, code, reason }).await;
     }
 }
