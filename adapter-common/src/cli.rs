@@ -12,6 +12,9 @@ use sync_core::MemoryStore;
 use sync_sqlite::{Durability, SqliteStore};
 
 use crate::config::ServerConfig;
+use crate::hooks::OpenHooks;
+use crate::runtime::Runtime;
+use crate::server::Server;
 use crate::store::AnyStore;
 
 /// How hard SQLite syncs a commit.
@@ -150,6 +153,53 @@ impl ServeArgs {
         } else {
             format!("sqlite {}", self.db.display())
         }
+    }
+}
+
+/// Why a server binary could not start.
+pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
+
+impl ServeArgs {
+    /// Sends log lines at `--log-level` and above to stderr. Call once, first.
+    pub fn init_logging(&self) {
+        tracing_subscriber::fmt()
+            .with_max_level(self.log_level)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+
+    /// The server both binaries run: opens the chosen store on a blocking
+    /// thread of `rt`, then starts the built-in key-value app with every
+    /// client allowed ([`OpenHooks`]) and these flags' configuration.
+    pub async fn start_server<R: Runtime>(
+        &self,
+        rt: R,
+    ) -> Result<Server<R, OpenHooks>, StartupError> {
+        let opening = self.clone();
+        let store = rt
+            .spawn_blocking(move || opening.open_store())
+            .await
+            .ok_or("opening the store panicked")??;
+        let server = Server::start(
+            rt,
+            self.server_config(),
+            OpenHooks,
+            sync_core::KvApp::new(),
+            store,
+        )
+        .await?;
+        Ok(server)
+    }
+
+    /// The start-up log line: where the server listens and what it serves.
+    pub fn log_listening(&self, addr: SocketAddr) {
+        tracing::info!(
+            %addr,
+            store = %self.store_description(),
+            "listening: WebSocket {}, sync {}/{{push,pull,snapshot}}",
+            self.ws_path,
+            self.sync_prefix
+        );
     }
 }
 

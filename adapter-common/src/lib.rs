@@ -17,8 +17,12 @@
 //!   `/healthz`, `/metrics`, static files, capped body reads;
 //! - the application hooks ([`Hooks`]), the [`ServerHandle`] for server-side
 //!   publish/send/close/subscribe/trim, graceful shutdown;
+//! - the accept loop ([`accept`]) over any stream of accepted connections,
+//!   with graceful shutdown;
 //! - configuration ([`ServerConfig`]) and the command-line flags both server
-//!   binaries accept ([`cli`]).
+//!   binaries accept ([`cli`]);
+//! - with feature `test-support`, the conformance profile's server
+//!   (`conformance`) that every adapter's conformance test runs.
 //!
 //! # What it must never do
 //!
@@ -30,16 +34,20 @@
 //! # What an adapter implements
 //!
 //! 1. [`Runtime`] for its executor;
-//! 2. an accept loop: bind, accept, serve each connection with hyper's
-//!    `server::conn::http1` (upgrades enabled) and [`http::Service`], stop on
-//!    shutdown and call [`Server::shutdown`];
+//! 2. an accept loop: bind, then hand the listener as a stream of accepted
+//!    connections (hyper IO objects) to [`accept::serve_incoming`], which
+//!    serves each with hyper's HTTP/1 (upgrades enabled) and shuts down
+//!    gracefully;
 //! 3. its binary: parse [`cli::ServeArgs`], open the store with
 //!    [`cli::ServeArgs::open_store`] on a blocking thread, [`Server::start`],
 //!    run the accept loop.
 
+pub mod accept;
 mod actor;
 pub mod cli;
 mod config;
+#[cfg(feature = "test-support")]
+pub mod conformance;
 pub mod connection;
 mod handle;
 mod hooks;

@@ -8,17 +8,13 @@
 
 use std::process::ExitCode;
 
-use adapter_common::cli::ServeArgs;
-use adapter_common::{OpenHooks, Server};
+use adapter_common::cli::{ServeArgs, StartupError};
 use adapter_tokio::{TokioRuntime, serve, shutdown_signal};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let args = ServeArgs::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        .init();
+    args.init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,25 +34,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let opening = args.clone();
-    let store = tokio::task::spawn_blocking(move || opening.open_store()).await??;
+async fn run(args: ServeArgs) -> Result<(), StartupError> {
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    let server = Server::start(
-        TokioRuntime::current(),
-        args.server_config(),
-        OpenHooks,
-        sync_core::KvApp::new(),
-        store,
-    )
-    .await?;
-    tracing::info!(
-        addr = %listener.local_addr()?,
-        store = %args.store_description(),
-        "listening: WebSocket {}, sync {}/{{push,pull,snapshot}}",
-        args.ws_path,
-        args.sync_prefix
-    );
+    let server = args.start_server(TokioRuntime::current()).await?;
+    args.log_listening(listener.local_addr()?);
     serve(listener, server, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -1,20 +1,15 @@
-//! The accept loop: the one piece of serving that is tokio-specific besides
-//! the runtime itself.
+//! The accept loop on tokio's `TcpListener`: the listener becomes a stream of
+//! connections in hyper's IO shape (`TokioIo`), served by adapter-common's
+//! shared loop.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use adapter_common::accept::serve_incoming;
 use adapter_common::{Hooks, Server};
-use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::TokioRuntime;
-
-/// How long shutdown waits for HTTP exchanges in flight and for WebSocket
-/// close handshakes before returning anyway.
-const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves `server` on `listener` until `shutdown` resolves, then shuts down
 /// gracefully: stops accepting, closes every WebSocket session with 1001,
@@ -26,56 +21,12 @@ pub async fn serve<H: Hooks>(
     server: Server<TokioRuntime, H>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let service = server.service();
-    // Tells every HTTP connection to finish its exchange in flight and stop.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    // One clone per connection task: the strong count says how many are left.
-    let tracker = Arc::new(());
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of descriptors or a connection reset before accept:
-                    // keep serving the others.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let connection = http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service.clone())
-            .with_upgrades();
-        let mut stopping = stopping.clone();
-        let tracked = tracker.clone();
-        tokio::spawn(async move {
-            let _tracked = tracked;
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+    let incoming = futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, peer)| {
+            let _ = stream.set_nodelay(true);
+            (TokioIo::new(stream), peer)
         });
-    }
-    drop(listener);
-    tracing::info!("stopped accepting; closing sessions and finishing committed work");
-    server.shutdown().await;
-    let _ = stop.send(true);
-    let started = Instant::now();
-    while (Arc::strong_count(&tracker) > 1 || service.open_websockets() > 0)
-        && started.elapsed() < DRAIN_GRACE
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
+        Some((accepted, listener))
+    });
+    serve_incoming(incoming, server, shutdown).await
 }

@@ -37,7 +37,8 @@
 //!
 //! `cargo test -p adapter-tokio --test conformance` then runs one named test per
 //! case (see [`conformance::CASES`]). The crash test is one more test calling
-//! [`crash::run`]. Nothing in this crate's own `cargo test` needs a server.
+//! [`crash::run`]; the stock binary's end-to-end scenarios are
+//! [`server_binary_suite!`]. Nothing in this crate's own `cargo test` needs a server.
 //!
 //! # The conformance profile
 //!
@@ -129,5 +130,6 @@ pub mod http_client;
 pub mod loadgen;
 pub mod profile;
 pub mod reference;
+pub mod server_binary;
 pub mod sync_client;
 pub mod ws_client;

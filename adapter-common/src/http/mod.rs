@@ -86,6 +86,11 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
         }
     }
 
+    /// The runtime the service spawns its WebSocket sessions on.
+    pub fn runtime(&self) -> &R {
+        &self.inner.rt
+    }
+
     /// How many upgraded WebSocket connections are still being served. An
     /// accept loop shutting down waits (a bounded time) for this to reach 0,
     /// so close frames reach their peers before the process exits.

@@ -1,0 +1,32 @@
+//! The accept loop on smol's `TcpListener`: the listener becomes a stream of
+//! connections in hyper's IO shape (smol-hyper's `FuturesIo`), served by
+//! adapter-common's shared loop.
+
+use std::future::Future;
+
+use adapter_common::accept::serve_incoming;
+use adapter_common::{Hooks, Server};
+use smol::net::TcpListener;
+use smol_hyper::rt::FuturesIo;
+
+use crate::SmolRuntime;
+
+/// Serves `server` on `listener` until `shutdown` resolves, then shuts down
+/// gracefully: stops accepting, closes every WebSocket session with 1001,
+/// persists and answers every push already accepted, lets HTTP exchanges in
+/// flight finish, and waits (at most a few seconds) for close frames to be
+/// written. Returns once all of that is done.
+pub async fn serve<H: Hooks>(
+    listener: TcpListener,
+    server: Server<SmolRuntime, H>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let incoming = futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, peer)| {
+            let _ = stream.set_nodelay(true);
+            (FuturesIo::new(stream), peer)
+        });
+        Some((accepted, listener))
+    });
+    serve_incoming(incoming, server, shutdown).await
+}
