@@ -77,8 +77,12 @@ pub(crate) enum Input<U> {
     TransportClosed {
         id: SessionId,
     },
-    TooBig {
+    /// The transport refused a frame (over the read limit, or a text frame
+    /// that is not UTF-8): the hub closes the session with `code`.
+    Refused {
         id: SessionId,
+        code: u16,
+        reason: &'static str,
     },
     Hub(HubCall<U>),
     Sync {
@@ -252,10 +256,8 @@ where
                 }
             }
             Input::TransportClosed { id } => self.hub.handle_transport_closed(now, id),
-            Input::TooBig { id } => {
-                let _ = self
-                    .hub
-                    .close(id, live_core::codes::TOO_BIG, "message too big");
+            Input::Refused { id, code, reason } => {
+                let _ = self.hub.close(id, code, reason);
             }
             Input::Hub(call) => call(now, &mut self.hub),
             Input::Sync { request, reply } => {

@@ -23,7 +23,7 @@ use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use bytes::Bytes;
 use futures_util::future::{join, select};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use live_core::{Frame, OutFrame, SessionId};
+use live_core::{Frame, OutFrame, SessionId, codes};
 
 use crate::actor::{Conn, Outbound};
 use crate::handle::ServerHandle;
@@ -81,11 +81,17 @@ where
                 Frame::Close(c.map(|c| (u16::from(c.code), c.reason.as_str().to_owned())))
             }
             Ok(Message::Frame(_)) => continue,
-            Err(WsError::Capacity(_)) => {
-                // Over the read limit: the hub closes with 1009. Keep reading
-                // (and discarding) so the peer can read our close frame instead
-                // of having it destroyed by a reset.
-                server.too_big(id).await;
+            Err(e @ (WsError::Capacity(_) | WsError::Utf8(_))) => {
+                // tungstenite refused the frame before the hub saw it: over the
+                // read limit (1009) or a text frame that is not UTF-8 (1007).
+                // The hub closes with that code; keep reading (and discarding)
+                // so the peer can read our close frame instead of having it
+                // destroyed by a reset.
+                let (code, reason) = match e {
+                    WsError::Capacity(_) => (codes::TOO_BIG, "message too big"),
+                    _ => (codes::INVALID_PAYLOAD, "text frame is not UTF-8"),
+                };
+                server.refused(id, code, reason).await;
                 while let Some(Ok(_)) = stream.next().await {}
                 return;
             }

@@ -190,7 +190,8 @@ impl<U: Send + 'static> ServerHandle<U> {
         let _ = self.send_input(Input::TransportClosed { id }).await;
     }
 
-    pub(crate) async fn too_big(&self, id: SessionId) {
-        let _ = self.send_input(Input::TooBig { id }).await;
+    /// The transport refused a frame of `id`; the hub closes it with `code`.
+    pub(crate) async fn refused(&self, id: SessionId, code: u16, reason: &'static str) {
+        let _ = self.send_input(Input::Refused { id, code, reason }).await;
     }
 }
