@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use adapter_common::{Hooks, Server};
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::TokioRuntime;
@@ -48,6 +48,8 @@ pub async fn serve<H: Hooks>(
         };
         let _ = stream.set_nodelay(true);
         let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(service.config().header_read_timeout)
             .serve_connection(TokioIo::new(stream), service.clone())
             .with_upgrades();
         let mut stopping = stopping.clone();
