@@ -12,8 +12,11 @@ pub mod live_hub;
 pub mod sync_request;
 pub mod sync_sim;
 
+/// A target: runs one input, panics on a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target by its cargo-fuzz name, for the corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("live_decode", live_decode::run),
     ("live_hub", live_hub::run),
     ("sync_request", sync_request::run),

@@ -74,7 +74,10 @@ pub fn run(data: &[u8]) {
     while let Some(event) = hub.poll_event() {
         if let Event::Message { id, topic, data } = event {
             assert_eq!(id, sender);
-            assert!(whole, "a command's parts never become an application message");
+            assert!(
+                whole,
+                "a command's parts never become an application message"
+            );
             check_message(&sent, &topic, &data);
         }
     }
@@ -85,7 +88,9 @@ pub fn run(data: &[u8]) {
 /// carry a string code and message.
 fn check_sent(text: &[u8]) {
     let v: Value = serde_json::from_slice(text).expect("sent frames are JSON");
-    let topic = v["topic"].as_str().expect("sent frames have a string topic");
+    let topic = v["topic"]
+        .as_str()
+        .expect("sent frames have a string topic");
     if topic == "error" {
         assert!(v["data"]["code"].is_string(), "{v}");
         assert!(v["data"]["message"].is_string(), "{v}");

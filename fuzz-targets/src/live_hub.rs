@@ -25,25 +25,69 @@ use live_core::{
 #[derive(Debug, Clone, Arbitrary)]
 #[allow(missing_docs)]
 pub enum Op {
-    Open { pre_authenticated: bool },
-    Auth { s: u8, ok: bool },
-    Subscribe { s: u8, t: u8 },
-    Unsubscribe { s: u8, t: u8 },
-    Publish { s: u8, t: u8, size: u8 },
-    ServerPublish { t: u8, size: u8 },
-    ServerClose { s: u8 },
-    Flush { s: u8, n: u8 },
-    Ping { s: u8 },
-    Pong { s: u8 },
-    Garbage { s: u8 },
-    PeerClose { s: u8 },
-    TransportClosed { s: u8 },
-    Answer { allow: bool },
-    Advance { ms: u16 },
+    Open {
+        pre_authenticated: bool,
+    },
+    Auth {
+        s: u8,
+        ok: bool,
+    },
+    Subscribe {
+        s: u8,
+        t: u8,
+    },
+    Unsubscribe {
+        s: u8,
+        t: u8,
+    },
+    Publish {
+        s: u8,
+        t: u8,
+        size: u8,
+    },
+    ServerPublish {
+        t: u8,
+        size: u8,
+    },
+    ServerClose {
+        s: u8,
+    },
+    Flush {
+        s: u8,
+        n: u8,
+    },
+    Ping {
+        s: u8,
+    },
+    Pong {
+        s: u8,
+    },
+    Garbage {
+        s: u8,
+    },
+    PeerClose {
+        s: u8,
+    },
+    TransportClosed {
+        s: u8,
+    },
+    Answer {
+        allow: bool,
+    },
+    Advance {
+        ms: u16,
+    },
     /// `n` subscribes to distinct topics in a row.
-    Storm { s: u8, n: u8 },
+    Storm {
+        s: u8,
+        n: u8,
+    },
     /// A frame of any content.
-    Raw { s: u8, binary: bool, bytes: Vec<u8> },
+    Raw {
+        s: u8,
+        binary: bool,
+        bytes: Vec<u8>,
+    },
 }
 
 /// Runs one input; panics on a broken rule.
@@ -175,7 +219,11 @@ impl Checked {
             }
             Op::Auth { s, ok } => {
                 if let Some(id) = self.target(*s) {
-                    let answer = if *ok { Ok(1) } else { Err(Rejection::new("no")) };
+                    let answer = if *ok {
+                        Ok(1)
+                    } else {
+                        Err(Rejection::new("no"))
+                    };
                     let _ = self.hub.handle_auth(now, id, answer);
                 }
             }
@@ -200,7 +248,9 @@ impl Checked {
             Op::ServerPublish { t, size } => {
                 let topic = self.topic(*t);
                 let data = format!("\"{}\"", "y".repeat(usize::from(*size)));
-                self.hub.publish(&topic, data.as_bytes()).expect("valid JSON");
+                self.hub
+                    .publish(&topic, data.as_bytes())
+                    .expect("valid JSON");
             }
             Op::ServerClose { s } => {
                 if let Some(id) = self.target(*s) {
@@ -247,7 +297,14 @@ impl Checked {
             }
             Op::Raw { s, binary, bytes } => {
                 let b = Bytes::copy_from_slice(bytes);
-                self.text(*s, if *binary { Frame::Binary(b) } else { Frame::Text(b) });
+                self.text(
+                    *s,
+                    if *binary {
+                        Frame::Binary(b)
+                    } else {
+                        Frame::Text(b)
+                    },
+                );
             }
         }
     }
@@ -306,10 +363,7 @@ impl Checked {
             let want = members.get(t).copied().unwrap_or(0);
             assert_eq!(self.hub.subscriber_count(t), want, "subscribers of {t}");
         }
-        assert_eq!(
-            self.hub.session_count(),
-            self.ids.len() - self.closed.len()
-        );
+        assert_eq!(self.hub.session_count(), self.ids.len() - self.closed.len());
     }
 }
 

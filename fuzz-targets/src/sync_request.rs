@@ -40,10 +40,11 @@ enum Path {
 const WALL: Timestamp = Timestamp(1_795_328_895_000);
 
 fn limits() -> Limits {
-    let mut l = Limits::default();
-    l.max_body_bytes = 2048;
-    l.max_push_batch = 8;
-    l
+    Limits {
+        max_body_bytes: 2048,
+        max_push_batch: 8,
+        ..Limits::default()
+    }
 }
 
 /// Runs one input; panics on a broken rule.
