@@ -206,7 +206,8 @@ async fn a_client_that_never_reads_is_closed_as_slow_and_its_queue_dropped() {
         loop {
             let v = next_json(&mut healthy).await;
             if v["data"] == json!("end") {
-                return received;
+                // Handed back, so the healthy session stays open.
+                return (received, healthy);
             }
             received += 1;
             let _ = got.send(received);
@@ -223,10 +224,14 @@ async fn a_client_that_never_reads_is_closed_as_slow_and_its_queue_dropped() {
     server.handle.publish("feed", "\"end\"").await.unwrap();
     // The healthy subscriber got every message, the stalled one is gone with its
     // queue, and its socket task ended.
-    assert_eq!(reader.await.unwrap(), published);
-    let m = server.metrics().await;
-    assert_eq!(m.live.slow_consumer_closes, 1);
-    assert_eq!((m.live.sessions, m.live.subscriptions), (1, 1));
+    let (received, _healthy) = reader.await.unwrap();
+    assert_eq!(received, published);
+    server
+        .wait_for("only the healthy session left", |m| {
+            (m.live.sessions, m.live.subscriptions) == (1, 1)
+        })
+        .await;
+    assert_eq!(server.metrics().await.live.slow_consumer_closes, 1);
     let service = server.service.clone();
     tokio::time::timeout(GUARD, async {
         while service.open_websockets() > 1 {
