@@ -17,6 +17,7 @@ use hyper::server::conn::http1;
 use crate::hooks::Hooks;
 use crate::runtime::Runtime;
 use crate::server::Server;
+use crate::timer::RuntimeTimer;
 
 /// How long shutdown waits for HTTP exchanges in flight and for WebSocket
 /// close handshakes before returning anyway.
@@ -74,6 +75,8 @@ where
                 Either::Left((None, _)) | Either::Right(_) => break,
             };
             let connection = http1::Builder::new()
+                .timer(RuntimeTimer(rt.clone()))
+                .header_read_timeout(service.config().header_read_timeout)
                 .serve_connection(stream, service.clone())
                 .with_upgrades();
             rt.spawn(serve_connection(

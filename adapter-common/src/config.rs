@@ -43,6 +43,12 @@ pub struct ServerConfig {
     /// a slow consumer to take its last frames) before its socket is dropped.
     /// Default 2 s.
     pub close_grace: Duration,
+    /// How long a connection may take to send a complete request head (the
+    /// request line and headers, the WebSocket handshake included); a peer
+    /// that opens a connection and sends a partial head is dropped after it,
+    /// instead of holding a socket and a task forever. It also ends idle
+    /// keep-alive connections. Default 10 s.
+    pub header_read_timeout: Duration,
     /// Capacity of the hub actor's inbox; a full inbox makes readers wait,
     /// which pushes back on the sockets. Default 16 384.
     pub inbox_capacity: usize,
@@ -64,6 +70,7 @@ impl Default for ServerConfig {
             ws_read_buffer: 4 * 1024,
             ws_write_buffer: 8 * 1024,
             close_grace: Duration::from_secs(2),
+            header_read_timeout: Duration::from_secs(10),
             inbox_capacity: 16 * 1024,
             seed: None,
         }

@@ -57,6 +57,7 @@ mod outbox;
 mod runtime;
 mod server;
 mod store;
+pub mod timer;
 
 pub use config::ServerConfig;
 pub use handle::{ServerError, ServerHandle};

@@ -84,6 +84,8 @@ mod id;
 mod metrics;
 mod output;
 mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use authenticate::Rejection;
 pub use authorize::{

@@ -56,6 +56,8 @@ pub mod engine;
 pub mod handler;
 pub mod protocol;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use app::{App, AppError, AppErrorKind, KvApp, KvState};
 pub use client::{ClientRequest, Replica, ReplicaConfig, ReplicaError, ReplicaEvent, TimerReason};

@@ -100,6 +100,12 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The configuration the server was started with (an accept loop reads
+    /// its connection settings, such as the header read timeout, from it).
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
     /// Answers one request.
     pub async fn handle<B>(&self, request: Request<B>) -> HttpResponse
     where

@@ -2,37 +2,14 @@
 //! a store, and `drain()` so tests read as transcripts.
 #![allow(dead_code, unreachable_pub)]
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sync_core::{
     App, Engine, EngineConfig, KvApp, Mutation, Output, Ready, RequestId, Store, Timestamp,
 };
 
-/// A key-value app with an `incr {"key"}` mutator (not idempotent, so double
-/// application shows) and a `fail {"transient": bool}` mutator.
+/// The test application (see `sync_core::testing::app`).
 pub fn app() -> KvApp {
-    KvApp::new()
-        .with("incr", |state, m| {
-            let key = KvApp::key_arg(m)?;
-            let n = state.get(key).and_then(Value::as_i64).unwrap_or(0);
-            Ok(vec![KvApp::put_change(key, json!(n + 1))])
-        })
-        .with("fail", |_, m| {
-            if m.args.as_ref().and_then(|a| a.get("transient")) == Some(&json!(true)) {
-                Err(sync_core::AppError::transient("backend down"))
-            } else {
-                Err(sync_core::AppError::permanent(
-                    sync_core::ErrorCode::Conflict,
-                    "refused",
-                ))
-            }
-        })
-        .with("pair", |_, m| {
-            let key = KvApp::key_arg(m)?;
-            Ok(vec![
-                KvApp::put_change(&format!("{key}/a"), json!(1)),
-                KvApp::put_change(&format!("{key}/b"), json!(2)),
-            ])
-        })
+    sync_core::testing::app()
 }
 
 pub fn engine() -> Engine<KvApp> {

@@ -1,0 +1,653 @@
+//! The reference model of the hub: an operation list drives the hub and a small
+//! reference model side by side; after every step what each session received must
+//! match the model exactly.
+//!
+//! The reference model is written for clarity, not speed: plain vectors and
+//! sets, one function per input. It mirrors the documented rules (envelope
+//! encoding, holding messages while blocked, queue bounds, timers), not the hub's
+//! data structures. Asynchronous authorization questions are answered by inputs
+//! only (their timeout is off here): a timed-out question releases held messages
+//! into other sessions' queues in an order that depends on timer bookkeeping, and
+//! that rule is covered by the transcript tests instead.
+
+//!
+//! Shared by the property test (`tests/model.rs`, operations from proptest) and the
+//! fuzz target (operations decoded from arbitrary bytes), so both check exactly
+//! the same rules.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::{
+    Action, AuthorizeTicket, Event, Frame, Hub, HubConfig, OutFrame, Rejection, SessionId,
+};
+use bytes::Bytes;
+
+/// Fails the run with a message when the condition does not hold.
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+    ($cond:expr) => {
+        if !$cond {
+            return Err(format!("assertion failed: {}", stringify!($cond)));
+        }
+    };
+}
+
+/// Fails the run with both values when they differ.
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr, $($fmt:tt)+) => {{
+        let (l, r) = (&$left, &$right);
+        if l != r {
+            return Err(format!("{}: {:?} != {:?}", format!($($fmt)+), l, r));
+        }
+    }};
+    ($left:expr, $right:expr) => {{
+        let (l, r) = (&$left, &$right);
+        if l != r {
+            return Err(format!("{} != {}: {:?} != {:?}", stringify!($left), stringify!($right), l, r));
+        }
+    }};
+}
+
+/// The topics operations name by index; the last one needs authorization.
+pub const TOPICS: [&str; 3] = ["a", "b", "sync:x"];
+const MAX_MSGS: usize = 4;
+const MAX_BYTES: usize = 150;
+const MAX_TOPICS: usize = 2;
+const MAX_HELD: usize = 3;
+const PING: Duration = Duration::from_secs(10);
+const IDLE: Duration = Duration::from_secs(35);
+const AUTH: Duration = Duration::from_secs(5);
+
+/// One input to the hub (and the model). Session indexes wrap around every
+/// session ever opened, so any index is valid once one session exists; topic
+/// indexes are taken modulo [`TOPICS`].
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub enum Op {
+    Open { pre_authenticated: bool },
+    Auth { s: usize, ok: bool },
+    Subscribe { s: usize, t: usize },
+    Unsubscribe { s: usize, t: usize },
+    Publish { s: usize, t: usize, size: usize },
+    ServerPublish { t: usize, size: usize },
+    ServerClose { s: usize },
+    Flush { s: usize, n: usize },
+    Ping { s: usize },
+    Pong { s: usize },
+    Garbage { s: usize },
+    PeerClose { s: usize },
+    TransportClosed { s: usize },
+    Answer { allow: bool },
+    Advance { ms: u64 },
+}
+
+impl Op {
+    /// The same operation with its numbers brought into the model's ranges.
+    fn normalised(&self) -> Op {
+        let t = |t: &usize| t % TOPICS.len();
+        let size = |n: &usize| n % 200;
+        match self {
+            Op::Subscribe { s, t: i } => Op::Subscribe { s: *s, t: t(i) },
+            Op::Unsubscribe { s, t: i } => Op::Unsubscribe { s: *s, t: t(i) },
+            Op::Publish { s, t: i, size: n } => Op::Publish {
+                s: *s,
+                t: t(i),
+                size: size(n),
+            },
+            Op::ServerPublish { t: i, size: n } => Op::ServerPublish {
+                t: t(i),
+                size: size(n),
+            },
+            Op::Advance { ms } => Op::Advance { ms: ms % 60_000 },
+            other => other.clone(),
+        }
+    }
+}
+
+fn config() -> HubConfig {
+    let mut c = HubConfig::default();
+    c.limits.max_queued_messages = MAX_MSGS;
+    c.limits.max_queued_bytes = MAX_BYTES;
+    c.limits.max_topics_per_session = MAX_TOPICS;
+    c.limits.max_pending_inbound = MAX_HELD;
+    c.timers.ping_interval = Some(PING);
+    c.timers.idle_timeout = Some(IDLE);
+    c.timers.auth_timeout = Some(AUTH);
+    c.timers.authorize_timeout = None;
+    c
+}
+
+/// A client message as the model sees it.
+#[derive(Debug, Clone)]
+enum Msg {
+    Subscribe(usize),
+    Unsubscribe(usize),
+    Publish(usize, usize),
+    Garbage,
+}
+
+impl Msg {
+    fn wire(&self) -> String {
+        match self {
+            Msg::Subscribe(t) => format!(
+                r#"{{"topic":"subscribe","data":{{"topic":"{}"}}}}"#,
+                TOPICS[*t]
+            ),
+            Msg::Unsubscribe(t) => {
+                format!(
+                    r#"{{"topic":"unsubscribe","data":{{"topic":"{}"}}}}"#,
+                    TOPICS[*t]
+                )
+            }
+            Msg::Publish(t, size) => format!(
+                r#"{{"topic":"publish","data":{{"topic":"{}","data":{}}}}}"#,
+                TOPICS[*t],
+                data(*size)
+            ),
+            Msg::Garbage => "{not json".to_owned(),
+        }
+    }
+}
+
+fn data(size: usize) -> String {
+    format!("\"{}\"", "x".repeat(size))
+}
+
+fn envelope(topic: &str, data: &str) -> String {
+    format!(r#"{{"topic":"{topic}","data":{data}}}"#)
+}
+
+fn error(code: &str, message: &str) -> String {
+    envelope(
+        "error",
+        &format!(r#"{{"code":"{code}","message":"{message}"}}"#),
+    )
+}
+
+/// What a session receives, as the model predicts and the hub renders it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Out {
+    Text(String),
+    Ping,
+    Pong,
+    Close(u16),
+}
+
+impl Out {
+    fn len(&self) -> usize {
+        match self {
+            Out::Text(s) => s.len(),
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MSession {
+    id: SessionId,
+    open: bool,
+    authenticating: Option<Instant>,
+    topics: BTreeSet<usize>,
+    queue: VecDeque<usize>,
+    held: VecDeque<Msg>,
+    pending: Option<(u64, usize)>,
+    last_received: Instant,
+    next_ping: Option<Instant>,
+    received: Vec<Out>,
+    close_code: Option<u16>,
+}
+
+#[derive(Debug)]
+struct Model {
+    now: Instant,
+    sessions: Vec<MSession>,
+    /// Questions asked, in order: (question number, session index, topic index).
+    questions: VecDeque<(u64, usize, usize)>,
+    next_question: u64,
+}
+
+impl Model {
+    /// The session an op's index names: any session ever opened, closed ones
+    /// included (inputs for them must be ignored).
+    fn target(&self, s: usize) -> Option<(usize, SessionId)> {
+        if self.sessions.is_empty() {
+            return None;
+        }
+        let i = s % self.sessions.len();
+        Some((i, self.sessions[i].id))
+    }
+
+    fn open(&mut self, id: SessionId, pre: bool) {
+        self.sessions.push(MSession {
+            id,
+            open: true,
+            authenticating: (!pre).then(|| self.now + AUTH),
+            topics: BTreeSet::new(),
+            queue: VecDeque::new(),
+            held: VecDeque::new(),
+            pending: None,
+            last_received: self.now,
+            next_ping: pre.then(|| self.now + PING),
+            received: Vec::new(),
+            close_code: None,
+        });
+    }
+
+    fn close(&mut self, i: usize, code: Option<u16>, reported: u16) {
+        let s = &mut self.sessions[i];
+        s.open = false;
+        s.topics.clear();
+        s.held.clear();
+        s.pending = None;
+        s.queue.clear();
+        s.close_code = Some(reported);
+        if let Some(code) = code {
+            s.received.push(Out::Close(code));
+        }
+    }
+
+    fn enqueue(&mut self, i: usize, out: Out) {
+        let s = &mut self.sessions[i];
+        let bytes: usize = s.queue.iter().sum();
+        if s.queue.len() >= MAX_MSGS || (!s.queue.is_empty() && bytes + out.len() > MAX_BYTES) {
+            self.close(i, Some(4008), 4008);
+            return;
+        }
+        s.queue.push_back(out.len());
+        s.received.push(out);
+    }
+
+    fn fan_out(&mut self, t: usize, size: usize) {
+        let frame = envelope(TOPICS[t], &data(size));
+        let subs: Vec<usize> = (0..self.sessions.len())
+            .filter(|&i| self.sessions[i].open && self.sessions[i].topics.contains(&t))
+            .collect();
+        for i in subs {
+            self.enqueue(i, Out::Text(frame.clone()));
+        }
+    }
+
+    fn arrive(&mut self, i: usize, msg: Msg) {
+        let s = &mut self.sessions[i];
+        if !s.open {
+            return;
+        }
+        s.last_received = self.now;
+        if s.authenticating.is_some() || s.pending.is_some() {
+            if s.held.len() >= MAX_HELD {
+                self.close(i, Some(1008), 1008);
+            } else {
+                s.held.push_back(msg);
+            }
+            return;
+        }
+        self.process(i, msg);
+    }
+
+    fn process(&mut self, i: usize, msg: Msg) {
+        match msg {
+            Msg::Garbage => self.enqueue(
+                i,
+                Out::Text(error("bad_json", "message is not a JSON object")),
+            ),
+            Msg::Subscribe(t) => {
+                if self.sessions[i].topics.contains(&t) {
+                    return;
+                }
+                if TOPICS[t].starts_with("sync:") {
+                    let q = self.next_question;
+                    self.next_question += 1;
+                    self.sessions[i].pending = Some((q, t));
+                    self.questions.push_back((q, i, t));
+                } else {
+                    self.apply_subscribe(i, t);
+                }
+            }
+            Msg::Unsubscribe(t) => {
+                self.sessions[i].topics.remove(&t);
+            }
+            Msg::Publish(t, size) => {
+                if TOPICS[t].starts_with("sync:") {
+                    self.enqueue(
+                        i,
+                        Out::Text(error(
+                            "forbidden",
+                            &format!("clients may not publish on sync topic {}", TOPICS[t]),
+                        )),
+                    );
+                } else {
+                    self.fan_out(t, size);
+                }
+            }
+        }
+    }
+
+    fn apply_subscribe(&mut self, i: usize, t: usize) {
+        if self.sessions[i].topics.contains(&t) {
+            return;
+        }
+        if self.sessions[i].topics.len() >= MAX_TOPICS {
+            self.enqueue(
+                i,
+                Out::Text(error(
+                    "too_many_topics",
+                    &format!(
+                        "too many topics for this session; not subscribed to {}",
+                        TOPICS[t]
+                    ),
+                )),
+            );
+            return;
+        }
+        self.sessions[i].topics.insert(t);
+    }
+
+    fn process_held(&mut self, i: usize) {
+        loop {
+            let s = &mut self.sessions[i];
+            if !s.open || s.authenticating.is_some() || s.pending.is_some() {
+                return;
+            }
+            let Some(msg) = s.held.pop_front() else {
+                return;
+            };
+            self.process(i, msg);
+        }
+    }
+
+    fn auth(&mut self, i: usize, ok: bool) {
+        let s = &mut self.sessions[i];
+        if !s.open || s.authenticating.is_none() {
+            return;
+        }
+        if ok {
+            s.authenticating = None;
+            s.next_ping = Some(self.now + PING);
+            self.process_held(i);
+        } else {
+            self.close(i, Some(1008), 1008);
+        }
+    }
+
+    fn answer(&mut self, q: u64, i: usize, t: usize, allow: bool) {
+        if !self.sessions[i].open || self.sessions[i].pending.map(|p| p.0) != Some(q) {
+            return;
+        }
+        self.sessions[i].pending = None;
+        if allow {
+            self.apply_subscribe(i, t);
+        } else {
+            self.enqueue(
+                i,
+                Out::Text(error(
+                    "forbidden",
+                    &format!("not allowed to subscribe to {}", TOPICS[t]),
+                )),
+            );
+        }
+        self.process_held(i);
+    }
+
+    fn timeout(&mut self) {
+        for i in 0..self.sessions.len() {
+            let s = &mut self.sessions[i];
+            if !s.open {
+                continue;
+            }
+            if s.authenticating.is_some_and(|d| d <= self.now) {
+                self.close(i, Some(1008), 1008);
+            } else if s.last_received + IDLE <= self.now {
+                self.close(i, Some(4000), 4000);
+            } else if s.next_ping.is_some_and(|p| p <= self.now) {
+                s.next_ping = Some(self.now + PING);
+                self.enqueue(i, Out::Ping);
+            }
+        }
+    }
+}
+
+/// The system under test plus what an adapter would remember.
+struct Driver {
+    hub: Hub<u32>,
+    now: Instant,
+    received: BTreeMap<SessionId, Vec<Out>>,
+    outstanding: BTreeMap<SessionId, VecDeque<usize>>,
+    closed_events: BTreeMap<SessionId, Vec<u16>>,
+    /// Authorize tickets asked by the hub, in order: (ticket, session, topic).
+    tickets: VecDeque<(AuthorizeTicket, SessionId, String)>,
+    authenticate_events: Vec<SessionId>,
+}
+
+impl Driver {
+    fn collect(&mut self) {
+        while let Some(a) = self.hub.poll_action() {
+            match a {
+                Action::Send { id, frame } => {
+                    self.outstanding
+                        .entry(id)
+                        .or_default()
+                        .push_back(frame.len());
+                    let out = match frame {
+                        OutFrame::Text(b) => Out::Text(String::from_utf8(b.to_vec()).unwrap()),
+                        OutFrame::Ping(_) => Out::Ping,
+                        OutFrame::Pong(_) => Out::Pong,
+                    };
+                    self.received.entry(id).or_default().push(out);
+                }
+                Action::Close { id, code, .. } => {
+                    self.outstanding.remove(&id);
+                    self.received.entry(id).or_default().push(Out::Close(code));
+                }
+            }
+        }
+        while let Some(e) = self.hub.poll_event() {
+            match e {
+                Event::Closed { id, reason, .. } => {
+                    self.outstanding.remove(&id);
+                    self.closed_events
+                        .entry(id)
+                        .or_default()
+                        .push(reason.code());
+                }
+                Event::Authorize {
+                    ticket, id, topic, ..
+                } => self.tickets.push_back((ticket, id, topic)),
+                Event::Authenticate { id } => self.authenticate_events.push(id),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    }
+}
+
+/// Runs `ops` against a fresh hub and the model; `Err` describes the first
+/// divergence. Inputs are normalised (topic indexes modulo [`TOPICS`], sizes and
+/// times bounded) so arbitrary values are accepted.
+pub fn run(ops: &[Op]) -> Result<(), String> {
+    let ops: Vec<Op> = ops.iter().map(Op::normalised).collect();
+    let start = Instant::now();
+    let mut d = Driver {
+        hub: Hub::new(config(), 11),
+        now: start,
+        received: BTreeMap::new(),
+        outstanding: BTreeMap::new(),
+        closed_events: BTreeMap::new(),
+        tickets: VecDeque::new(),
+        authenticate_events: Vec::new(),
+    };
+    let mut m = Model {
+        now: start,
+        sessions: Vec::new(),
+        questions: VecDeque::new(),
+        next_question: 0,
+    };
+    for (step, op) in ops.iter().enumerate() {
+        match op {
+            Op::Open { pre_authenticated } => {
+                let id = if *pre_authenticated {
+                    d.hub.handle_open_authenticated(d.now, 0)
+                } else {
+                    d.hub.handle_open(d.now)
+                };
+                m.open(id, *pre_authenticated);
+            }
+            Op::Auth { s, ok } => {
+                if let Some((i, id)) = m.target(*s) {
+                    let answer = if *ok {
+                        Ok(1)
+                    } else {
+                        Err(Rejection::new("no"))
+                    };
+                    let _ = d.hub.handle_auth(d.now, id, answer);
+                    m.auth(i, *ok);
+                }
+            }
+            Op::Subscribe { s, t } => client(&mut d, &mut m, *s, Msg::Subscribe(*t)),
+            Op::Unsubscribe { s, t } => client(&mut d, &mut m, *s, Msg::Unsubscribe(*t)),
+            Op::Publish { s, t, size } => client(&mut d, &mut m, *s, Msg::Publish(*t, *size)),
+            Op::Garbage { s } => client(&mut d, &mut m, *s, Msg::Garbage),
+            Op::ServerPublish { t, size } => {
+                d.hub.publish(TOPICS[*t], data(*size).as_bytes()).unwrap();
+                m.fan_out(*t, *size);
+            }
+            Op::ServerClose { s } => {
+                if let Some((i, id)) = m.target(*s) {
+                    let r = d.hub.close(id, 4100, "bye");
+                    ensure_eq!(r.is_ok(), m.sessions[i].open);
+                    if m.sessions[i].open {
+                        m.close(i, Some(4100), 4100);
+                    }
+                }
+            }
+            Op::Flush { s, n } => {
+                if let Some((i, id)) = m.target(*s) {
+                    let q = d.outstanding.entry(id).or_default();
+                    let k = (*n).min(q.len());
+                    let bytes: usize = q.drain(..k).sum();
+                    d.hub.handle_flushed(d.now, id, k, bytes).unwrap();
+                    let mq = &mut m.sessions[i].queue;
+                    let k = k.min(mq.len());
+                    mq.drain(..k);
+                }
+            }
+            Op::Ping { s } => {
+                if let Some((i, id)) = m.target(*s) {
+                    d.hub.handle_frame(d.now, id, Frame::Ping(Bytes::new()));
+                    if m.sessions[i].open {
+                        m.sessions[i].last_received = m.now;
+                        m.enqueue(i, Out::Pong);
+                    }
+                }
+            }
+            Op::Pong { s } => {
+                if let Some((i, id)) = m.target(*s) {
+                    d.hub.handle_frame(d.now, id, Frame::Pong(Bytes::new()));
+                    if m.sessions[i].open {
+                        m.sessions[i].last_received = m.now;
+                    }
+                }
+            }
+            Op::PeerClose { s } => {
+                if let Some((i, id)) = m.target(*s) {
+                    d.hub
+                        .handle_frame(d.now, id, Frame::Close(Some((1000, String::new()))));
+                    if m.sessions[i].open {
+                        m.close(i, Some(1000), 1000);
+                    }
+                }
+            }
+            Op::TransportClosed { s } => {
+                if let Some((i, id)) = m.target(*s) {
+                    d.hub.handle_transport_closed(d.now, id);
+                    if m.sessions[i].open {
+                        m.close(i, None, 1006);
+                    }
+                }
+            }
+            Op::Answer { allow } => {
+                if let Some((q, i, t)) = m.questions.pop_front() {
+                    let (ticket, id, topic) =
+                        d.tickets.pop_front().expect("hub asked fewer questions");
+                    ensure_eq!(id, m.sessions[i].id);
+                    ensure_eq!(topic.as_str(), TOPICS[t]);
+                    d.hub.handle_authorize(d.now, ticket, *allow);
+                    m.answer(q, i, t, *allow);
+                }
+            }
+            Op::Advance { ms } => {
+                d.now += Duration::from_millis(*ms);
+                m.now = d.now;
+                d.hub.handle_timeout(d.now);
+                m.timeout();
+                if let Some((at, _)) = d.hub.poll_timeout() {
+                    ensure!(at > d.now, "step {step}: deadline {at:?} not after now");
+                }
+            }
+        }
+        d.collect();
+        check(&d, &m, step)?;
+    }
+    Ok(())
+}
+
+fn client(d: &mut Driver, m: &mut Model, s: usize, msg: Msg) {
+    if let Some((i, id)) = m.target(s) {
+        d.hub
+            .handle_frame(d.now, id, Frame::Text(Bytes::from(msg.wire())));
+        m.arrive(i, msg);
+    }
+}
+
+fn check(d: &Driver, m: &Model, step: usize) -> Result<(), String> {
+    let empty = Vec::new();
+    for s in &m.sessions {
+        let got = d.received.get(&s.id).unwrap_or(&empty);
+        ensure_eq!(got, &s.received, "step {}: session {} received", step, s.id);
+        let closes = d.closed_events.get(&s.id).cloned().unwrap_or_default();
+        ensure_eq!(
+            closes,
+            s.close_code.into_iter().collect::<Vec<_>>(),
+            "step {}: closed events",
+            step
+        );
+        ensure_eq!(d.hub.contains(s.id), s.open);
+        if s.open {
+            let (msgs, bytes) = d.hub.queued(s.id).unwrap();
+            ensure_eq!(msgs, s.queue.len());
+            ensure_eq!(bytes, s.queue.iter().sum::<usize>());
+            ensure!(msgs <= MAX_MSGS);
+            ensure!(bytes <= MAX_BYTES || msgs == 1);
+            let topics: Vec<&str> = d.hub.topics_of(s.id).unwrap().collect();
+            let want: Vec<&str> = s
+                .topics
+                .iter()
+                .map(|&t| TOPICS[t])
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            ensure_eq!(topics, want);
+        } else {
+            ensure!(d.hub.queued(s.id).is_none());
+        }
+    }
+    for (t, name) in TOPICS.iter().enumerate() {
+        let want = m
+            .sessions
+            .iter()
+            .filter(|s| s.open && s.topics.contains(&t))
+            .count();
+        ensure_eq!(d.hub.subscriber_count(name), want);
+    }
+    let live_questions = m.questions.len();
+    ensure_eq!(
+        d.tickets.len(),
+        live_questions,
+        "step {}: questions asked",
+        step
+    );
+    Ok(())
+}
