@@ -32,6 +32,8 @@ impl Future for SyncSleep {
     }
 }
 
+impl hyper::rt::Sleep for SyncSleep {}
+
 impl<R: Runtime> hyper::rt::Timer for RuntimeTimer<R> {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
         self.sleep_until(self.0.now() + duration)
