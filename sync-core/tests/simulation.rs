@@ -46,6 +46,9 @@ impl Rng {
 }
 
 enum Msg {
+    /// A push from a client without `client_id` (deduplicated by id only);
+    /// its answer is not awaited.
+    RawPush(Mutation),
     Request {
         client: usize,
         epoch: u64,
@@ -81,6 +84,8 @@ struct Ledger {
     head: BTreeMap<String, u64>,
     incr_applied: BTreeMap<(String, String), i64>,
     scope_of: BTreeMap<String, String>,
+    /// Mutation ids recorded durably (id dedupe path).
+    ids: BTreeSet<String>,
     acked: BTreeMap<String, u64>,
 }
 
@@ -209,6 +214,22 @@ impl Sim {
         if self.faults && self.rng.chance(0.25) {
             let c = self.rng.below(self.clients.len() as u64) as usize;
             self.mutate(c);
+        }
+        if self.faults && self.rng.chance(0.03) {
+            // Id-only pushes, often repeated with the same id.
+            let id = format!("raw{}", self.rng.below(40));
+            let m = Mutation {
+                id,
+                scope: SCOPES[0].into(),
+                name: "incr".into(),
+                args: Some(json!({"key": "r"})),
+                client_id: None,
+                seq: None,
+            };
+            for _ in 0..1 + self.rng.below(2) {
+                let d = self.delay();
+                self.send(d, Msg::RawPush(m.clone()));
+            }
         }
         if !self.faults {
             return;
@@ -426,6 +447,15 @@ impl Sim {
             let msg = entry.remove();
             match msg {
                 Msg::Request { client, epoch, req } => self.serve(client, epoch, req),
+                Msg::RawPush(m) => {
+                    let wall = self.wall();
+                    let rid = self.next_rid;
+                    self.next_rid += 1;
+                    if let Some(e) = self.engine.as_mut() {
+                        e.handle_push(wall, RequestId(rid), vec![m]);
+                        self.route_outputs();
+                    }
+                }
                 Msg::Response {
                     client,
                     epoch,
@@ -655,7 +685,7 @@ impl Sim {
                 .as_object()
                 .unwrap()
                 .keys()
-                .filter(|k| k.starts_with('n'))
+                .filter(|k| k.starts_with('n') || *k == "r")
             {
                 assert!(incr_keys.contains(&(scope.to_string(), k.clone())));
             }
@@ -673,6 +703,15 @@ impl Ledger {
                 "durable cursors are dense per scope"
             );
             *head = e.change.cursor;
+        }
+        for r in &batch.ids {
+            assert!(self.ids.insert(r.id.clone()), "id {} applied twice", r.id);
+            if r.result.ok {
+                *self
+                    .incr_applied
+                    .entry((r.scope.clone(), "r".into()))
+                    .or_default() += 1;
+            }
         }
         for r in &batch.clients {
             let prev = self.seq.get(&r.client_id).copied().unwrap_or(0);

@@ -7,7 +7,7 @@ mod memory;
 pub use batch::{
     Batch, ClientRecord, IdExpiry, IdRecord, LogEntry, Recovered, ScopeRecords, Trim, TrimBase,
 };
-pub use memory::MemoryStore;
+pub use memory::{InjectedFailure, MemoryStore};
 
 /// A durable home for the engine's records, implemented by drivers (memory,
 /// SQLite, PostgreSQL). Synchronous on purpose: async drivers run it on a
