@@ -35,8 +35,10 @@ mod error;
 mod read;
 mod schema;
 mod store;
+mod watch;
 mod write;
 
 pub use error::Error;
 pub use schema::SCHEMA_VERSION;
 pub use store::{PgOptions, PgStore};
+pub use watch::Changed;

@@ -10,6 +10,7 @@ use sync_core::store::ScopeRecords;
 use sync_core::{Batch, Recovered, Store};
 use tokio_postgres::NoTls;
 
+use crate::watch::{self, Changed};
 use crate::{Error, read, schema, write};
 
 /// How a [`PgStore`] connects.
@@ -75,6 +76,12 @@ pub struct PgStore {
     /// Scope -> version as of this node's last load or write of it. A scope
     /// missing here is expected to be at version 0 (never written).
     versions: BTreeMap<String, i64>,
+    /// Kept for the listening connection of [`PgStore::watch`].
+    config: tokio_postgres::Config,
+    /// Channel of this deployment's change notices.
+    channel: String,
+    /// This store's name in its notices, so it can ignore its own.
+    node: String,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -112,7 +119,7 @@ impl PgStore {
             .build()
             .map_err(Error::Runtime)?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -134,6 +141,9 @@ impl PgStore {
             pool,
             timeout: options.timeout,
             versions: BTreeMap::new(),
+            config,
+            channel: watch::channel(options.schema.as_deref()),
+            node: node_name(),
         };
         let schema = options.schema.as_deref();
         store.run("migrating", async {
@@ -150,6 +160,22 @@ impl PgStore {
             let client = self.pool.get().await?;
             read::head(&client, scope).await
         })
+    }
+
+    /// Calls `on_change` (on the store's own thread) whenever another node
+    /// commits a batch touching a scope, and with [`Changed::Everything`]
+    /// after the listening connection was lost and is back. The driver
+    /// reloads those scopes before telling its own clients (a poke), so a
+    /// client never pulls from a node that has not seen the commit it was
+    /// poked about. Runs until the store is dropped.
+    pub fn watch(&self, on_change: impl Fn(Changed) + Send + Sync + 'static) {
+        let rt = self.rt.as_ref().expect("runtime present until drop");
+        rt.spawn(watch::listen(
+            self.config.clone(),
+            self.channel.clone(),
+            self.node.clone(),
+            Box::new(on_change),
+        ));
     }
 
     /// Runs `fut` on the store's runtime, bounded by the timeout.
@@ -189,7 +215,8 @@ impl Store for PgStore {
         }
         let bumped = self.run("persisting a batch", async {
             let mut client = self.pool.get().await?;
-            write::persist(&mut client, batch, &self.versions).await
+            let notice = (self.channel.as_str(), watch::payload_prefix(&self.node));
+            write::persist(&mut client, batch, &self.versions, notice).await
         })?;
         self.versions.extend(bumped);
         Ok(())
@@ -215,4 +242,27 @@ impl Store for PgStore {
         self.versions.extend(versions);
         Ok(scopes.remove(scope))
     }
+
+    fn stale_scopes(error: &Error) -> Vec<String> {
+        error.stale_scopes().to_vec()
+    }
+
+    fn is_unavailable(error: &Error) -> bool {
+        error.is_unavailable()
+    }
+}
+
+/// A name for this store in its change notices, unique among the nodes of a
+/// deployment: process id, creation time, and a counter.
+fn node_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

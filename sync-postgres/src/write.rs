@@ -15,6 +15,7 @@ pub(crate) async fn persist(
     client: &mut Client,
     batch: &Batch,
     known: &BTreeMap<String, i64>,
+    (channel, prefix): (&str, String),
 ) -> Result<Vec<(String, i64)>, Error> {
     let touched: Vec<String> = touched_scopes(batch).into_iter().collect();
     let tx = client.transaction().await?;
@@ -160,6 +161,12 @@ pub(crate) async fn persist(
     tx.execute(
         "UPDATE sync_scopes SET version = version + 1 WHERE scope = ANY($1)",
         &[&touched],
+    )
+    .await?;
+    // Delivered to listeners only once (and if) the transaction commits.
+    tx.execute(
+        "SELECT pg_notify($1, $2 || s) FROM UNNEST($3::text[]) AS s",
+        &[&channel, &prefix, &touched],
     )
     .await?;
     tx.commit().await?;

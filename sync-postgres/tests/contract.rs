@@ -268,3 +268,38 @@ fn an_unreachable_server_fails_fast_and_clearly() {
         PgStore::connect("postgres://postgres@127.0.0.1:1/test", options).expect_err("unreachable");
     assert!(err.is_unavailable(), "{err}");
 }
+
+#[test]
+fn a_node_hears_other_nodes_commits_but_not_its_own() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "watch");
+    let mut one = PgStore::connect(&url, schema.options()).expect("connect");
+    let mut two = PgStore::connect(&url, schema.options()).expect("connect");
+    let (tx, rx) = std::sync::mpsc::channel();
+    two.watch(move |changed| {
+        let _ = tx.send(changed);
+    });
+    // The listener connects in the background: write until it hears one.
+    let wait = std::time::Duration::from_secs(10);
+    let mut g2 = Gen::default();
+    two.load().expect("load");
+    two.persist(&g2.batch(&[Op::Changes(2, 1, 1)]))
+        .expect("own write");
+    let mut g1 = Gen::default();
+    let mut heard = None;
+    for _ in 0..20 {
+        one.load().expect("load");
+        g1.heads = [one.head("a").expect("head"), 0, 0];
+        one.persist(&g1.batch(&[Op::Changes(0, 1, 1)]))
+            .expect("write");
+        if let Ok(changed) = rx.recv_timeout(wait / 20) {
+            heard = Some(changed);
+            break;
+        }
+    }
+    assert_eq!(heard, Some(sync_postgres::Changed::Scope("a".into())));
+    // Its own write of scope "user:é" was never reported.
+    while let Ok(changed) = rx.try_recv() {
+        assert_eq!(changed, sync_postgres::Changed::Scope("a".into()));
+    }
+}
