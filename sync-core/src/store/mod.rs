@@ -61,6 +61,15 @@ pub trait Store {
         Vec::new()
     }
 
+    /// Tells the store that the records it last loaded for `scope` were not
+    /// taken by the engine (the scope had work in flight). A store shared by
+    /// several nodes must then treat its view of the scope as unknown, so the
+    /// next batch writing or verifying it is refused as stale and the driver
+    /// reloads it. A store that is the only writer ignores it (the default).
+    fn forget_scope(&mut self, scope: &str) {
+        let _ = scope;
+    }
+
     /// True when `error` means the store could not be reached (rather than
     /// refusing the batch): the answer is "unavailable, retry later", and
     /// the store is expected to recover by itself. Default: false.
