@@ -44,6 +44,10 @@ pub struct ServerConfig {
     pub inbox_capacity: usize,
     /// Seed of the hub's session-id generator. Default: from the clock at start.
     pub seed: Option<u64>,
+    /// The store is shared with other nodes (PostgreSQL): a push refused
+    /// because another node wrote its scope meanwhile is retried (up to a
+    /// few times) after reloading that scope, instead of failing. Default false.
+    pub shared_store: bool,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
             close_grace: Duration::from_secs(2),
             inbox_capacity: 16 * 1024,
             seed: None,
+            shared_store: false,
         }
     }
 }

@@ -38,6 +38,7 @@
 //!    run the accept loop.
 
 mod actor;
+pub mod backplane;
 pub mod cli;
 mod config;
 pub mod connection;
@@ -47,6 +48,7 @@ pub mod http;
 pub mod metrics;
 mod runtime;
 mod server;
+mod shared_store;
 mod store;
 
 pub use config::ServerConfig;

@@ -37,6 +37,7 @@
 //! [`Router`] (`server.service()`), a `tower::Service` and a hyper `Service`;
 //! see `examples/embed_axum.rs`.
 
+pub mod broker;
 mod runtime;
 mod serve;
 mod signal;

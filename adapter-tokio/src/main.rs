@@ -1,8 +1,9 @@
 //! The live + sync server on tokio: `cargo run --release -p adapter-tokio`.
 //!
 //! Listens on 127.0.0.1:8080 unless `--addr` says otherwise, keeps sync data
-//! in a SQLite file (`--db`, default `live-sync.db` in the working directory)
-//! or in memory (`--memory`). `--help` lists every flag and its environment
+//! in a SQLite file (`--db`, default `live-sync.db` in the working directory),
+//! in PostgreSQL shared with other nodes (`--db postgres://USER@HOST/DB`), or
+//! in memory (`--memory`). `--help` lists every flag and its environment
 //! variable. Everyone may connect: embed the library with your own hooks to
 //! authenticate.
 
@@ -41,6 +42,8 @@ fn main() -> ExitCode {
 async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let opening = args.clone();
     let store = tokio::task::spawn_blocking(move || opening.open_store()).await??;
+    // Subscribe to other nodes' commits before loading, so none falls between.
+    let changes = store.watch_changes();
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let server = Server::start(
         TokioRuntime::current(),
@@ -50,6 +53,13 @@ async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         store,
     )
     .await?;
+    if let Some(changes) = changes {
+        server.handle().follow_changes(changes);
+    }
+    if let Some(broker) = &args.broker {
+        adapter_tokio::broker::start(broker, server.handle().clone()).await?;
+        tracing::info!(%broker, "live fans out through the broker");
+    }
     tracing::info!(
         addr = %listener.local_addr()?,
         store = %args.store_description(),

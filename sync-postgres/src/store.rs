@@ -164,7 +164,8 @@ impl PgStore {
 
     /// Calls `on_change` (on the store's own thread) whenever another node
     /// commits a batch touching a scope, and with [`Changed::Everything`]
-    /// after the listening connection was lost and is back. The driver
+    /// each time the listening connection is up (at first, and after it was
+    /// lost), since commits made before may not have been heard. The driver
     /// reloads those scopes before telling its own clients (a poke), so a
     /// client never pulls from a node that has not seen the commit it was
     /// poked about. Runs until the store is dropped.
@@ -241,6 +242,11 @@ impl Store for PgStore {
         self.versions.remove(scope);
         self.versions.extend(versions);
         Ok(scopes.remove(scope))
+    }
+
+    fn forget_scope(&mut self, scope: &str) {
+        // No stored version is negative: the next batch on it is stale.
+        self.versions.insert(scope.to_owned(), -1);
     }
 
     fn stale_scopes(error: &Error) -> Vec<String> {

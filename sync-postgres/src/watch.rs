@@ -14,8 +14,8 @@ use tokio_postgres::{AsyncMessage, Config, NoTls};
 pub enum Changed {
     /// Another node committed a batch touching this scope.
     Scope(String),
-    /// The listening connection was lost and is back: notices sent meanwhile
-    /// are lost, so any scope may have changed.
+    /// The listening connection is up, for the first time or again after it
+    /// was lost: notices sent before are lost, so any scope may have changed.
     Everything,
 }
 
@@ -55,10 +55,13 @@ pub(crate) async fn listen(
                 });
                 match client.batch_execute(&format!("LISTEN \"{channel}\"")).await {
                     Ok(()) => {
+                        // Commits made before the listener was up (at start
+                        // or during an outage) were not heard.
                         if connected_before {
-                            on_change(Changed::Everything);
+                            tracing::info!(%channel, "listening again");
                         }
                         connected_before = true;
+                        on_change(Changed::Everything);
                         while let Some(payload) = rx.recv().await {
                             if payload.starts_with(&own) {
                                 continue;

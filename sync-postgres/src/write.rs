@@ -17,23 +17,28 @@ pub(crate) async fn persist(
     known: &BTreeMap<String, i64>,
     (channel, prefix): (&str, String),
 ) -> Result<Vec<(String, i64)>, Error> {
-    let touched: Vec<String> = touched_scopes(batch).into_iter().collect();
+    let written = touched_scopes(batch);
+    let mut locked = written.clone();
+    locked.extend(batch.verify.iter().cloned());
+    let locked: Vec<String> = locked.into_iter().collect();
+    let touched: Vec<String> = written.into_iter().collect();
     let tx = client.transaction().await?;
 
-    // Per-scope serialization: the version rows are locked in scope order
+    // Per-scope serialization: the version rows of the scopes written and of
+    // those only verified are locked in scope order
     // (the array is sorted), so concurrent batches of two nodes queue on
     // the scope instead of deadlocking.
     tx.execute(
         "INSERT INTO sync_scopes (scope, version)
          SELECT s, 0 FROM UNNEST($1::text[]) AS s ON CONFLICT (scope) DO NOTHING",
-        &[&touched],
+        &[&locked],
     )
     .await?;
     let rows = tx
         .query(
             "SELECT scope, version FROM sync_scopes WHERE scope = ANY($1)
              ORDER BY scope FOR UPDATE",
-            &[&touched],
+            &[&locked],
         )
         .await?;
     let mut stale = Vec::new();
@@ -43,7 +48,7 @@ pub(crate) async fn persist(
         let version: i64 = row.get(1);
         if known.get(&scope).copied().unwrap_or(0) != version {
             stale.push(scope);
-        } else {
+        } else if touched.contains(&scope) {
             bumped.push((scope, version + 1));
         }
     }
