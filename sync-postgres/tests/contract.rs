@@ -131,7 +131,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn loads_what_the_memory_store_loads(batches in prop::collection::vec(prop::collection::vec(op(), 0..6), 1..10)) {
+    fn postgres_loads_what_the_memory_store_loads(batches in prop::collection::vec(prop::collection::vec(op(), 0..6), 1..10)) {
         let Some(url) = postgres_url() else { return Ok(()) };
         let schema = Schema::fresh(&url, "contract");
         let mut memory = MemoryStore::new();
