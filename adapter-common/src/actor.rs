@@ -113,6 +113,12 @@ pub(crate) enum Input<U> {
     AttachBackplane {
         commands: async_channel::Sender<crate::backplane::BackplaneCommand>,
     },
+    /// A server-side publish: local subscribers and the backplane.
+    Publish {
+        topic: String,
+        data: Bytes,
+        reply: async_channel::Sender<Result<usize, live_core::HubError>>,
+    },
     /// A publish from another node, to deliver to local subscribers only.
     Remote {
         topic: String,
@@ -354,6 +360,15 @@ where
                     commands,
                     interest: Default::default(),
                 });
+            }
+            Input::Publish { topic, data, reply } => {
+                let result = self.hub.publish(&topic, &data);
+                if let (Ok(_), Some(b)) = (&result, &self.backplane)
+                    && !crate::backplane::is_local_only(&topic)
+                {
+                    b.send(crate::backplane::BackplaneCommand::Publish { topic, data });
+                }
+                let _ = reply.try_send(result);
             }
             Input::Remote { topic, data } => {
                 if let Err(e) = self.hub.publish(&topic, &data) {

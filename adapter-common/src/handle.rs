@@ -111,12 +111,18 @@ impl<U: Send + 'static> ServerHandle<U> {
     }
 
     /// Publishes `data` (one JSON value) on `topic` to every subscriber, any
-    /// topic including `sync:` ones. Returns how many sessions it was queued for.
+    /// topic including `sync:` ones, and through the broker backplane (if
+    /// any) to the other nodes' subscribers, `sync:` topics excepted. Returns
+    /// how many local sessions it was queued for.
     pub async fn publish(&self, topic: &str, data: impl Into<Bytes>) -> Result<usize, ServerError> {
-        let (topic, data) = (topic.to_owned(), data.into());
-        Ok(self
-            .call(move |_, hub| hub.publish(&topic, &data))
-            .await??)
+        let (tx, rx) = async_channel::bounded(1);
+        self.send_input(Input::Publish {
+            topic: topic.to_owned(),
+            data: data.into(),
+            reply: tx,
+        })
+        .await?;
+        Ok(rx.recv().await.map_err(|_| ServerError::Stopped)??)
     }
 
     /// Sends `{"topic":topic,"data":data}` to one session. Returns whether it
