@@ -38,6 +38,7 @@ use sync_core::{
 use crate::handle::{ServerError, ServerHandle};
 use crate::hooks::{Hooks, MessageCtx};
 use crate::metrics::{MetricsSnapshot, SyncMetrics};
+use crate::outbox::{FlushBoard, Outbox};
 use crate::runtime::Runtime;
 
 /// Inputs handled per turn before the outputs are pumped.
@@ -46,8 +47,15 @@ const INPUT_BATCH: usize = 512;
 /// What the actor keeps of one connection: where its frames go, and how to
 /// tell it to end even if its writer is stuck on a socket that does not drain.
 pub(crate) struct Conn {
-    pub(crate) out: async_channel::Sender<Outbound>,
-    pub(crate) kill: async_channel::Sender<()>,
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+impl Drop for Conn {
+    /// The actor forgot the session (closed, or the actor stopped): the
+    /// writer finishes what is queued and ends.
+    fn drop(&mut self) {
+        self.outbox.close();
+    }
 }
 
 /// One item for a connection's writer.
@@ -72,16 +80,15 @@ pub(crate) enum Input<U> {
         id: SessionId,
         frame: Frame,
     },
-    Flushed {
-        id: SessionId,
-        messages: usize,
-        bytes: usize,
-    },
     TransportClosed {
         id: SessionId,
     },
-    TooBig {
+    /// The WebSocket library refused what the peer sent (too big, invalid
+    /// UTF-8, broken framing) before the hub could see it.
+    PeerFault {
         id: SessionId,
+        code: u16,
+        reason: &'static str,
     },
     Hub(HubCall<U>),
     Sync {
@@ -222,6 +229,9 @@ pub(crate) struct Actor<R: Runtime, H: Hooks, P: App, S> {
     pub(crate) forget: Vec<String>,
     /// The broker backplane, once a link attached itself.
     pub(crate) backplane: Option<crate::backplane::Backplane>,
+    /// Flush reports posted by writers, and a spare vector to swap it with.
+    pub(crate) flushes: FlushBoard,
+    pub(crate) flushes_read: Vec<(SessionId, usize, usize)>,
 }
 
 impl<R, H, P, S> Actor<R, H, P, S>
@@ -248,6 +258,7 @@ where
                 }
             };
             let now = self.rt.now();
+            self.read_flushes(now);
             match woke {
                 Some(Ok(input)) => {
                     self.handle(now, input);
@@ -281,6 +292,19 @@ where
         }
     }
 
+    /// Hands the hub every flush report posted since the last turn.
+    fn read_flushes(&mut self, now: Instant) {
+        {
+            let mut board = self.flushes.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::swap(&mut *board, &mut self.flushes_read);
+        }
+        for (id, messages, bytes) in self.flushes_read.drain(..) {
+            if let Err(e) = self.hub.handle_flushed(now, id, messages, bytes) {
+                tracing::warn!(error = %e, "flush report refused");
+            }
+        }
+    }
+
     /// True (and the shutdown callers told) once a requested shutdown has
     /// nothing left to persist or answer.
     fn shutdown_complete(&mut self) -> bool {
@@ -301,20 +325,9 @@ where
                 let _ = reply.try_send(id);
             }
             Input::Frame { id, frame } => self.hub.handle_frame(now, id, frame),
-            Input::Flushed {
-                id,
-                messages,
-                bytes,
-            } => {
-                if let Err(e) = self.hub.handle_flushed(now, id, messages, bytes) {
-                    tracing::warn!(error = %e, "flush report refused");
-                }
-            }
             Input::TransportClosed { id } => self.hub.handle_transport_closed(now, id),
-            Input::TooBig { id } => {
-                let _ = self
-                    .hub
-                    .close(id, live_core::codes::TOO_BIG, "message too big");
+            Input::PeerFault { id, code, reason } => {
+                let _ = self.hub.close(id, code, reason);
             }
             Input::Hub(call) => call(now, &mut self.hub),
             Input::Sync { request, reply } => {
@@ -422,13 +435,13 @@ where
         match action {
             Action::Send { id, frame } => {
                 if let Some(conn) = self.conns.get(&id) {
-                    let _ = conn.out.try_send(Outbound::Frame(frame));
+                    conn.outbox.push(Outbound::Frame(frame));
                 }
             }
             Action::Close { id, code, reason } => {
                 if let Some(conn) = self.conns.get(&id) {
-                    let _ = conn.out.try_send(Outbound::Close { code, reason });
-                    let _ = conn.kill.try_send(());
+                    conn.outbox.push(Outbound::Close { code, reason });
+                    conn.outbox.kill();
                 }
             }
         }
@@ -491,7 +504,10 @@ where
         let (Some(user), Some(inbox)) = (self.hub.auth(id).cloned(), self.weak.upgrade()) else {
             return;
         };
-        let server = ServerHandle { inbox };
+        let server = ServerHandle {
+            inbox,
+            flushes: self.flushes.clone(),
+        };
         let mut ctx = MessageCtx {
             hub: &mut self.hub,
             server: &server,

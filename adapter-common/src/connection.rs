@@ -4,10 +4,10 @@
 //!
 //! One task per connection runs two halves side by side:
 //! - the reader turns every frame into a hub input, in order;
-//! - the writer waits for the first queued item, then drains everything else
-//!   already queued with `feed` (no flush per frame), flushes once, and
-//!   reports the flushed messages and bytes to the hub, which is how the hub
-//!   knows each session's true queue depth. No timer sits in the write path:
+//! - the writer waits for queued items, takes everything queued at once,
+//!   writes it with `feed` (no flush per frame), flushes once, and reports
+//!   the flushed messages and bytes to the hub (through the flush board, see
+//!   `outbox.rs`), which is how the hub knows each session's true queue depth. No timer sits in the write path:
 //!   a frame is written as soon as the writer is free.
 //!
 //! When the hub closes the session, the writer writes the close frame and
@@ -15,23 +15,23 @@
 //! finish the close handshake (or, for a slow consumer whose socket does not
 //! drain, to take its last frames) before the socket is dropped.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::error::ProtocolError;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use bytes::Bytes;
 use futures_util::future::{join, select};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use live_core::{Frame, OutFrame, SessionId};
+use live_core::{Frame, OutFrame, SessionId, codes};
 
 use crate::actor::{Conn, Outbound};
 use crate::handle::ServerHandle;
+use crate::outbox::Outbox;
 use crate::runtime::Runtime;
-
-/// Most frames fed before one flush; bounds the time between flush reports
-/// when a session's queue never runs dry.
-const MAX_FRAMES_PER_FLUSH: usize = 256;
 
 /// Serves one upgraded WebSocket for a session authenticated as `user`, until
 /// it ends.
@@ -41,10 +41,12 @@ where
     U: Send + 'static,
     W: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin,
 {
-    let (out, out_rx) = async_channel::unbounded();
-    let (kill, kill_rx) = async_channel::bounded(1);
+    let outbox = Arc::new(Outbox::default());
+    let conn = Conn {
+        outbox: outbox.clone(),
+    };
     let mut ws = ws;
-    let Ok(id) = server.open(user, Conn { out, kill }).await else {
+    let Ok(id) = server.open(user, conn).await else {
         let close = CloseFrame {
             code: CloseCode::Away,
             reason: "server stopped".into(),
@@ -54,13 +56,13 @@ where
     };
     let (sink, stream) = ws.split();
     let work = join(
-        write_loop(sink, out_rx, &server, id),
+        write_loop(sink, &outbox, &server, id),
         read_loop(stream, &server, id),
     );
     let deadline = async {
-        // Ends at once when the hub forgot the session without closing it
-        // (transport gone), else when it closed it; then the grace period.
-        let _ = kill_rx.recv().await;
+        // When the hub closed the session or forgot it (transport gone),
+        // the grace period starts.
+        outbox.ending().await;
         rt.sleep_until(rt.now() + close_grace).await;
     };
     select(std::pin::pin!(work), std::pin::pin!(deadline)).await;
@@ -81,15 +83,19 @@ where
                 Frame::Close(c.map(|c| (u16::from(c.code), c.reason.as_str().to_owned())))
             }
             Ok(Message::Frame(_)) => continue,
-            Err(WsError::Capacity(_)) => {
-                // Over the read limit: the hub closes with 1009. Keep reading
-                // (and discarding) so the peer can read our close frame instead
-                // of having it destroyed by a reset.
-                server.too_big(id).await;
+            Err(e) => {
+                // tungstenite refused the input before the hub saw it (a
+                // message over the read limit, text that is not UTF-8, broken
+                // framing): close with the code the hub would have used. Keep
+                // reading (and discarding) so the peer can read our close frame
+                // instead of having it destroyed by a reset.
+                let Some((code, reason)) = peer_fault(&e) else {
+                    break;
+                };
+                server.peer_fault(id, code, reason).await;
                 while let Some(Ok(_)) = stream.next().await {}
                 return;
             }
-            Err(_) => break,
         };
         if server.frame(id, frame).await.is_err() {
             return;
@@ -98,20 +104,16 @@ where
     server.transport_closed(id).await;
 }
 
-async fn write_loop<U, K>(
-    mut sink: K,
-    queue: async_channel::Receiver<Outbound>,
-    server: &ServerHandle<U>,
-    id: SessionId,
-) where
+async fn write_loop<U, K>(mut sink: K, outbox: &Outbox, server: &ServerHandle<U>, id: SessionId)
+where
     U: Send + 'static,
     K: Sink<Message, Error = WsError> + Unpin,
 {
-    while let Ok(first) = queue.recv().await {
+    let mut batch = VecDeque::new();
+    while outbox.take_all(&mut batch).await {
         let (mut messages, mut bytes) = (0, 0);
         let mut close = None;
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
+        while let Some(item) = batch.pop_front() {
             match item {
                 Outbound::Frame(frame) => {
                     messages += 1;
@@ -128,11 +130,9 @@ async fn write_loop<U, K>(
                         code: CloseCode::from(code),
                         reason: reason.into(),
                     });
+                    batch.clear();
                     break;
                 }
-            }
-            if messages < MAX_FRAMES_PER_FLUSH {
-                next = queue.try_recv().ok();
             }
         }
         if sink.flush().await.is_err() {
@@ -140,13 +140,26 @@ async fn write_loop<U, K>(
             return;
         }
         if messages > 0 {
-            server.flushed(id, messages, bytes).await;
+            server.flushed(id, messages, bytes);
         }
         if let Some(close) = close {
             // An error here means the peer closed first; either way we are done.
             let _ = sink.send(Message::Close(Some(close))).await;
             return;
         }
+    }
+}
+
+/// The close code and reason for a read error that is the peer's fault;
+/// `None` for a transport that simply ended.
+fn peer_fault(e: &WsError) -> Option<(u16, &'static str)> {
+    match e {
+        WsError::Capacity(_) => Some((codes::TOO_BIG, "message too big")),
+        WsError::Utf8(_) => Some((codes::INVALID_PAYLOAD, "invalid utf-8")),
+        // A peer that vanished is not a protocol fault: the transport ended.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some((codes::PROTOCOL_ERROR, "protocol error")),
+        _ => None,
     }
 }
 
@@ -157,5 +170,38 @@ fn to_message(frame: OutFrame) -> Option<Message> {
         OutFrame::Text(b) => Utf8Bytes::try_from(b).ok().map(Message::Text),
         OutFrame::Ping(b) => Some(Message::Ping(b)),
         OutFrame::Pong(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_tungstenite::tungstenite::error::CapacityError;
+
+    #[test]
+    fn peer_faults_map_to_the_hubs_close_codes_and_a_vanished_peer_to_none() {
+        let too_big = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 10,
+            max_size: 5,
+        });
+        assert_eq!(peer_fault(&too_big), Some((1009, "message too big")));
+        assert_eq!(
+            peer_fault(&WsError::Utf8("bad".into())),
+            Some((1007, "invalid utf-8"))
+        );
+        let masked = WsError::Protocol(ProtocolError::UnmaskedFrameFromClient);
+        assert_eq!(peer_fault(&masked), Some((1002, "protocol error")));
+        let reset = WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake);
+        assert_eq!(peer_fault(&reset), None);
+        assert_eq!(peer_fault(&WsError::ConnectionClosed), None);
+    }
+
+    #[test]
+    fn hub_frames_become_tungstenite_messages_and_pongs_are_left_to_tungstenite() {
+        let text = to_message(OutFrame::Text(Bytes::from_static(b"{}")));
+        assert_eq!(text, Some(Message::text("{}")));
+        let ping = to_message(OutFrame::Ping(Bytes::new()));
+        assert_eq!(ping, Some(Message::Ping(Bytes::new())));
+        assert_eq!(to_message(OutFrame::Pong(Bytes::new())), None);
     }
 }

@@ -9,6 +9,7 @@ use sync_core::{EngineError, SyncRequest};
 
 use crate::actor::{Conn, Input};
 use crate::metrics::MetricsSnapshot;
+use crate::outbox::{FlushBoard, post_flush};
 
 /// Why a call through a [`ServerHandle`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,12 +33,14 @@ pub enum ServerError {
 /// close, subscribe, trim, metrics and shutdown.
 pub struct ServerHandle<U> {
     pub(crate) inbox: async_channel::Sender<Input<U>>,
+    pub(crate) flushes: FlushBoard,
 }
 
 impl<U> Clone for ServerHandle<U> {
     fn clone(&self) -> Self {
         Self {
             inbox: self.inbox.clone(),
+            flushes: self.flushes.clone(),
         }
     }
 }
@@ -221,21 +224,15 @@ impl<U: Send + 'static> ServerHandle<U> {
         self.send_input(Input::Frame { id, frame }).await
     }
 
-    pub(crate) async fn flushed(&self, id: SessionId, messages: usize, bytes: usize) {
-        let _ = self
-            .send_input(Input::Flushed {
-                id,
-                messages,
-                bytes,
-            })
-            .await;
+    pub(crate) fn flushed(&self, id: SessionId, messages: usize, bytes: usize) {
+        post_flush(&self.flushes, id, messages, bytes);
     }
 
     pub(crate) async fn transport_closed(&self, id: SessionId) {
         let _ = self.send_input(Input::TransportClosed { id }).await;
     }
 
-    pub(crate) async fn too_big(&self, id: SessionId) {
-        let _ = self.send_input(Input::TooBig { id }).await;
+    pub(crate) async fn peer_fault(&self, id: SessionId, code: u16, reason: &'static str) {
+        let _ = self.send_input(Input::PeerFault { id, code, reason }).await;
     }
 }

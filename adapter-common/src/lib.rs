@@ -46,6 +46,7 @@ mod handle;
 mod hooks;
 pub mod http;
 pub mod metrics;
+mod outbox;
 mod runtime;
 mod server;
 mod shared_store;

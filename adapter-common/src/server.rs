@@ -14,6 +14,7 @@ use crate::handle::ServerHandle;
 use crate::hooks::Hooks;
 use crate::http::Service;
 use crate::metrics::SyncMetrics;
+use crate::outbox::FlushBoard;
 use crate::runtime::Runtime;
 
 /// Why a server could not start.
@@ -70,6 +71,7 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
         let seed = config.seed.unwrap_or_else(clock_seed);
         let hub = Hub::new(config.hub.clone(), seed).with_authorizer(HookAuthorizer(hooks.clone()));
         let (inbox, receiver) = async_channel::bounded(config.inbox_capacity.max(1));
+        let flushes = FlushBoard::default();
         let actor = Actor {
             rt: rt.clone(),
             hooks: hooks.clone(),
@@ -91,9 +93,11 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
             refresh: Default::default(),
             forget: Vec::new(),
             backplane: None,
+            flushes: flushes.clone(),
+            flushes_read: Vec::new(),
         };
         rt.spawn(actor.run(receiver));
-        let handle = ServerHandle { inbox };
+        let handle = ServerHandle { inbox, flushes };
         let service = Service::new(rt, hooks, Arc::new(config), handle.clone());
         Ok(Self { handle, service })
     }

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::Role;
 use bytes::Bytes;
+use futures_util::future::{Either, select};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::Full;
@@ -135,7 +136,7 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
             }
         };
         let (parts, body) = request.into_parts();
-        let user = match inner.hooks.authenticate(&parts).await {
+        let user = match self.authenticate(&parts).await {
             Ok(user) => user,
             Err(rejection) => return refused(&rejection),
         };
@@ -168,7 +169,7 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
     {
         let inner = &self.inner;
         let (parts, body) = request.into_parts();
-        let user = match inner.hooks.authenticate(&parts).await {
+        let user = match self.authenticate(&parts).await {
             Ok(user) => user,
             Err(rejection) => return refused(&rejection),
         };
@@ -212,6 +213,24 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
         match inner.server.sync(request).await {
             Ok(response) => sync_response(response),
             Err(_) => unavailable(),
+        }
+    }
+
+    /// [`Hooks::authenticate`] under the hub's auth deadline: a hook that
+    /// hangs (a lookup that never answers) refuses the request with 401
+    /// instead of holding it forever.
+    async fn authenticate(&self, parts: &http::request::Parts) -> Result<H::User, AuthRejection> {
+        let inner = &self.inner;
+        let auth = inner.hooks.authenticate(parts);
+        let Some(limit) = inner.config.hub.timers.auth_timeout else {
+            return auth.await;
+        };
+        let deadline = inner.rt.sleep_until(inner.rt.now() + limit);
+        match select(std::pin::pin!(auth), std::pin::pin!(deadline)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => Err(AuthRejection::unauthorized(
+                "authentication did not answer in time",
+            )),
         }
     }
 

@@ -1,0 +1,178 @@
+//! The hand-off between the hub actor and one connection's writer, and the
+//! board where writers post what they flushed.
+//!
+//! Why not a channel: fan-out puts one frame into every subscriber's queue,
+//! so this hand-off runs once per delivery. A general-purpose channel costs a
+//! lock-free queue node and a listener notification per item; an [`Outbox`]
+//! is a short mutex-guarded push onto a `VecDeque` and a wake-up only when
+//! the queue was empty (the writer is idle). The writer takes the whole
+//! queue at once, which is also what makes its batches large.
+//!
+//! Likewise flush reports: a writer posts `(session, messages, bytes)` on the
+//! shared [`FlushBoard`] instead of sending an actor input, and the actor
+//! reads the board at the start of every turn, before anything it does could
+//! depend on a queue's depth. The hub never acts on a depth that is older
+//! than the turn it is in, and a publish to a thousand sessions costs no
+//! thousand actor inputs.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
+use live_core::SessionId;
+
+use crate::actor::Outbound;
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Outbound>,
+    /// The actor forgot the connection: nothing more will come.
+    closed: bool,
+    /// The hub closed the session: the grace period starts.
+    killed: bool,
+}
+
+/// One connection's queue of frames to write, filled by the actor, emptied
+/// by the connection's writer.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    writer: AtomicWaker,
+    supervisor: AtomicWaker,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues an item; wakes the writer if it was idle.
+    pub(crate) fn push(&self, item: Outbound) {
+        let mut s = self.lock();
+        if s.closed {
+            return;
+        }
+        let was_empty = s.items.is_empty();
+        s.items.push_back(item);
+        drop(s);
+        if was_empty {
+            self.writer.wake();
+        }
+    }
+
+    /// The hub closed the session: the connection gets its grace period.
+    pub(crate) fn kill(&self) {
+        self.lock().killed = true;
+        self.supervisor.wake();
+    }
+
+    /// Nothing more will be queued; what is queued is still written.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.writer.wake();
+        self.supervisor.wake();
+    }
+
+    /// Waits for queued items and moves all of them into `into` (which must be
+    /// empty). Returns `false` once the outbox is closed and drained.
+    pub(crate) async fn take_all(&self, into: &mut VecDeque<Outbound>) -> bool {
+        poll_fn(|cx| {
+            self.writer.register(cx.waker());
+            let mut s = self.lock();
+            if !s.items.is_empty() {
+                std::mem::swap(&mut s.items, into);
+                return Poll::Ready(true);
+            }
+            if s.closed {
+                return Poll::Ready(false);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Resolves once the session was closed by the hub or forgotten by the
+    /// actor: from then on the connection only has its grace period left.
+    pub(crate) async fn ending(&self) {
+        poll_fn(|cx| {
+            self.supervisor.register(cx.waker());
+            let s = self.lock();
+            if s.killed || s.closed {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Flush reports posted by writers, read by the actor each turn.
+pub(crate) type FlushBoard = Arc<Mutex<Vec<(SessionId, usize, usize)>>>;
+
+/// Posts one flush report.
+pub(crate) fn post_flush(board: &FlushBoard, id: SessionId, messages: usize, bytes: usize) {
+    board
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((id, messages, bytes));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use live_core::OutFrame;
+
+    fn frame(n: u8) -> Outbound {
+        Outbound::Frame(OutFrame::Text(bytes::Bytes::from(vec![b'0' + n])))
+    }
+
+    #[test]
+    fn the_writer_takes_everything_queued_at_once_in_order() {
+        let outbox = Outbox::default();
+        for n in 0..3 {
+            outbox.push(frame(n));
+        }
+        let mut got = VecDeque::new();
+        assert_eq!(outbox.take_all(&mut got).now_or_never(), Some(true));
+        let payloads: Vec<_> = got
+            .iter()
+            .map(|o| match o {
+                Outbound::Frame(f) => f.payload().clone(),
+                Outbound::Close { .. } => panic!("no close queued"),
+            })
+            .collect();
+        assert_eq!(payloads, [&b"0"[..], b"1", b"2"]);
+        got.clear();
+        assert_eq!(
+            outbox.take_all(&mut got).now_or_never(),
+            None,
+            "empty: waits"
+        );
+    }
+
+    #[test]
+    fn closing_lets_the_writer_drain_then_stop_and_refuses_more() {
+        let outbox = Outbox::default();
+        outbox.push(frame(1));
+        outbox.close();
+        outbox.push(frame(2));
+        let mut got = VecDeque::new();
+        assert_eq!(outbox.take_all(&mut got).now_or_never(), Some(true));
+        assert_eq!(got.len(), 1);
+        got.clear();
+        assert_eq!(outbox.take_all(&mut got).now_or_never(), Some(false));
+        assert_eq!(outbox.ending().now_or_never(), Some(()));
+    }
+
+    #[test]
+    fn ending_waits_for_a_kill() {
+        let outbox = Outbox::default();
+        assert_eq!(outbox.ending().now_or_never(), None);
+        outbox.kill();
+        assert_eq!(outbox.ending().now_or_never(), Some(()));
+    }
+}
