@@ -30,7 +30,10 @@ use live_core::{
 };
 use serde_json::Value;
 use sync_core::handler::{WS_TOPIC, WsRequest, encode_ws_response, parse_ws_request};
-use sync_core::{App, Engine, Output, RequestId, Response, Store, SyncRequest, Timestamp};
+use sync_core::store::ScopeRecords;
+use sync_core::{
+    App, Engine, Mutation, Output, RequestId, Response, Store, SyncRequest, Timestamp,
+};
 
 use crate::handle::{ServerError, ServerHandle};
 use crate::hooks::{Hooks, MessageCtx};
@@ -102,13 +105,57 @@ pub(crate) enum Input<U> {
     },
     Persisted {
         number: u64,
-        result: Result<(), String>,
+        result: Result<(), Failure>,
         seconds: f64,
         changes: usize,
     },
     Shutdown {
         done: async_channel::Sender<()>,
     },
+    /// Another node committed to this scope (`None`: maybe to any scope).
+    Refresh {
+        scope: Option<String>,
+    },
+    /// A broker link attached itself: backplane commands go to it.
+    AttachBackplane {
+        commands: async_channel::Sender<crate::backplane::BackplaneCommand>,
+    },
+    /// A server-side publish: local subscribers and the backplane.
+    Publish {
+        topic: String,
+        data: Bytes,
+        reply: async_channel::Sender<Result<usize, live_core::HubError>>,
+    },
+    /// A publish from another node, to deliver to local subscribers only.
+    Remote {
+        topic: String,
+        data: Bytes,
+    },
+    /// Scopes reloaded from a shared store.
+    Refreshed {
+        loaded: Vec<ScopeRecords>,
+        error: Option<String>,
+    },
+}
+
+/// Why a batch was not persisted, and what the actor needs to recover.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    /// The store could not be reached: answer 503.
+    pub(crate) unavailable: bool,
+    /// Scopes another node changed, reloaded right after the refusal.
+    pub(crate) reloaded: Vec<ScopeRecords>,
+}
+
+impl Failure {
+    fn plain(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            unavailable: false,
+            reloaded: Vec::new(),
+        }
+    }
 }
 
 /// Who waits for a push answer.
@@ -170,6 +217,18 @@ pub(crate) struct Actor<R: Runtime, H: Hooks, P: App, S> {
     pub(crate) trims_batched: Vec<(u64, TrimReply)>,
     pub(crate) metrics: SyncMetrics,
     pub(crate) shutdown: Option<Vec<async_channel::Sender<()>>>,
+    /// The store is shared with other nodes (see `shared_store.rs`).
+    pub(crate) shared: bool,
+    /// Pushes in flight on a shared store, kept to push them again when
+    /// their batch is refused as stale: mutations and attempts so far.
+    pub(crate) retry: HashMap<RequestId, (Vec<Mutation>, u8)>,
+    /// Scopes to reload because other nodes committed to them.
+    pub(crate) refresh: crate::shared_store::Refresh,
+    /// Scopes whose reload the engine refused; the store is told before its
+    /// next job (see `shared_store.rs`).
+    pub(crate) forget: Vec<String>,
+    /// The broker backplane, once a link attached itself.
+    pub(crate) backplane: Option<crate::backplane::Backplane>,
     /// Flush reports posted by writers, and a spare vector to swap it with.
     pub(crate) flushes: FlushBoard,
     pub(crate) flushes_read: Vec<(SessionId, usize, usize)>,
@@ -308,6 +367,28 @@ where
                 self.hub.shutdown(now);
                 self.shutdown.get_or_insert_with(Vec::new).push(done);
             }
+            Input::Refresh { scope } => self.refresh.want(scope),
+            Input::AttachBackplane { commands } => {
+                self.backplane = Some(crate::backplane::Backplane {
+                    commands,
+                    interest: Default::default(),
+                });
+            }
+            Input::Publish { topic, data, reply } => {
+                let result = self.hub.publish(&topic, &data);
+                if let (Ok(_), Some(b)) = (&result, &self.backplane)
+                    && !crate::backplane::is_local_only(&topic)
+                {
+                    b.send(crate::backplane::BackplaneCommand::Publish { topic, data });
+                }
+                let _ = reply.try_send(result);
+            }
+            Input::Remote { topic, data } => {
+                if let Err(e) = self.hub.publish(&topic, &data) {
+                    tracing::warn!(error = %e, %topic, "publish from another node refused");
+                }
+            }
+            Input::Refreshed { loaded, error } => self.finish_refresh(loaded, error),
         }
     }
 
@@ -327,13 +408,20 @@ where
                 busy = true;
                 self.on_output(output);
             }
-            if self.persisting.is_none() && self.engine.has_ready() {
+            if self.persisting.is_none() && !self.refresh.running && self.refresh.wanted() {
+                busy = true;
+                self.start_refresh();
+            }
+            if self.persisting.is_none() && !self.refresh.running && self.engine.has_ready() {
                 busy = true;
                 self.start_persist();
             }
             if !busy {
                 break;
             }
+        }
+        if let Some(backplane) = &mut self.backplane {
+            backplane.flush();
         }
         if self.persisting.is_none() {
             // Trims that reached no batch changed nothing: they are done.
@@ -390,7 +478,24 @@ where
                 self.conns.remove(&id);
                 self.hooks.on_close(id, auth.as_ref(), &reason);
             }
-            // Sessions are opened authenticated, and backplane events are off.
+            Event::TopicActive { topic } => {
+                if let Some(b) = &mut self.backplane {
+                    b.interest.active(topic);
+                }
+            }
+            Event::TopicInactive { topic } => {
+                if let Some(b) = &mut self.backplane {
+                    b.interest.inactive(topic);
+                }
+            }
+            Event::Published { topic, data, .. } => {
+                if let Some(b) = &self.backplane
+                    && !crate::backplane::is_local_only(&topic)
+                {
+                    b.send(crate::backplane::BackplaneCommand::Publish { topic, data });
+                }
+            }
+            // Sessions are opened authenticated.
             _ => {}
         }
     }
@@ -456,6 +561,9 @@ where
         }
         self.next_request += 1;
         let request_id = RequestId(self.next_request);
+        if let (true, SyncRequest::Push(p)) = (self.shared, &request) {
+            self.retry.insert(request_id, (p.mutations.clone(), 0));
+        }
         let response = self
             .engine
             .handle_request(wall_clock(), request_id, request);
@@ -468,7 +576,7 @@ where
         }
     }
 
-    fn on_output(&mut self, output: Output) {
+    pub(crate) fn on_output(&mut self, output: Output) {
         if let Some((topic, data)) = output.poke_message() {
             self.metrics.pokes += 1;
             if let Err(e) = self.hub.publish(&topic, data.as_bytes()) {
@@ -484,6 +592,7 @@ where
             return;
         };
         self.count_response(&response);
+        self.retry.remove(&request_id);
         match self.waiters.remove(&request_id) {
             Some(Waiter::Http(reply)) => {
                 let _ = reply.try_send(response);
@@ -511,23 +620,48 @@ where
             return;
         }
         let Some(inbox) = self.weak.upgrade() else {
-            self.finish_persist(number, Err("server stopped".into()), 0.0, 0);
+            self.finish_persist(number, Err(Failure::plain("server stopped")), 0.0, 0);
             return;
         };
         self.persisting = Some(number);
         let changes = ready.persist.changes.len();
         let store = self.store.clone();
         let clock = self.rt.clone();
+        let forget = std::mem::take(&mut self.forget);
         let job = self.rt.spawn_blocking(move || {
             let started = clock.now();
             let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-            let result = store.persist(&ready.persist).map_err(|e| e.to_string());
+            for scope in &forget {
+                store.forget_scope(scope);
+            }
+            let result = store.persist(&ready.persist).map_err(|e| {
+                // Reload what another node changed while still holding the
+                // store, so no batch of ours slips in between.
+                let reloaded = S::stale_scopes(&e)
+                    .into_iter()
+                    .filter_map(|scope| match store.load_scope(&scope) {
+                        Ok(records) => Some(records.unwrap_or_else(|| ScopeRecords {
+                            scope,
+                            ..ScopeRecords::default()
+                        })),
+                        Err(e) => {
+                            tracing::warn!(error = %e, %scope, "reloading a stale scope failed");
+                            None
+                        }
+                    })
+                    .collect();
+                Failure {
+                    message: e.to_string(),
+                    unavailable: S::is_unavailable(&e),
+                    reloaded,
+                }
+            });
             (result, clock.now().duration_since(started).as_secs_f64())
         });
         self.rt.spawn(async move {
             let (result, seconds) = job
                 .await
-                .unwrap_or_else(|| (Err("store job panicked".into()), 0.0));
+                .unwrap_or_else(|| (Err(Failure::plain("store job panicked")), 0.0));
             let _ = inbox
                 .send(Input::Persisted {
                     number,
@@ -542,7 +676,7 @@ where
     fn finish_persist(
         &mut self,
         number: u64,
-        result: Result<(), String>,
+        result: Result<(), Failure>,
         seconds: f64,
         changes: usize,
     ) {
@@ -557,13 +691,16 @@ where
                 self.metrics.changes += changes as u64;
                 Ok(())
             }
-            Err(e) => {
-                tracing::error!(error = %e, batch = number, "persisting a batch failed");
-                self.metrics.persist_failures += 1;
-                if let Err(e) = self.engine.handle_persist_failed(number) {
-                    tracing::error!(error = %e, "persist failure refused");
+            Err(failure) => {
+                if failure.reloaded.is_empty() {
+                    tracing::error!(error = %failure.message, batch = number, "persisting a batch failed");
+                } else {
+                    tracing::info!(error = %failure.message, batch = number, "batch refused: another node wrote its scopes; reloaded, pushing again");
                 }
-                Err(ServerError::Store(e))
+                self.metrics.persist_failures += 1;
+                let message = failure.message.clone();
+                self.after_failed_batch(number, failure);
+                Err(ServerError::Store(message))
             }
         };
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.trims_batched)
@@ -577,7 +714,7 @@ where
 }
 
 /// Wall-clock time written into the changes a push creates.
-fn wall_clock() -> Timestamp {
+pub(crate) fn wall_clock() -> Timestamp {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

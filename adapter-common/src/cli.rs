@@ -9,13 +9,14 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use live_core::handshake::OriginPolicy;
 use sync_core::MemoryStore;
+use sync_postgres::{PgOptions, PgStore};
 use sync_sqlite::{Durability, SqliteStore};
 
 use crate::config::ServerConfig;
 use crate::hooks::OpenHooks;
 use crate::runtime::Runtime;
 use crate::server::Server;
-use crate::store::AnyStore;
+use crate::store::{AnyStore, AnyStoreError};
 
 /// How hard SQLite syncs a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,9 +37,15 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LIVE_SYNC_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// SQLite database file for sync data (created if missing).
+    /// Where sync data lives: a SQLite file (created if missing), or
+    /// `postgres://USER@HOST[:PORT]/DB` for PostgreSQL shared by several
+    /// server nodes.
     #[arg(long, env = "LIVE_SYNC_DB", default_value = "live-sync.db")]
     pub db: PathBuf,
+    /// Fan live publishes out to other server nodes through a broker:
+    /// `redis://HOST:PORT` or `nats://HOST:PORT`. None: this node alone.
+    #[arg(long, env = "LIVE_SYNC_BROKER")]
+    pub broker: Option<crate::backplane::BrokerUrl>,
     /// Keep sync data in memory only (lost on exit) instead of `--db`.
     #[arg(long, env = "LIVE_SYNC_MEMORY", conflicts_with = "db")]
     pub memory: bool,
@@ -104,6 +111,7 @@ impl ServeArgs {
     pub fn server_config(&self) -> ServerConfig {
         let mut hub = live_core::HubConfig::default();
         hub.limits.read_limit = self.read_limit;
+        hub.backplane_events = self.broker.is_some();
         hub.limits.max_queued_messages = self.max_queued_messages;
         hub.limits.max_queued_bytes = self.max_queued_bytes;
         hub.limits.max_topics_per_session = self.max_topics_per_session;
@@ -130,26 +138,44 @@ impl ServeArgs {
             sync_limits,
             ws_read_buffer: self.ws_read_buffer,
             ws_write_buffer: self.ws_write_buffer,
+            shared_store: self.postgres_url().is_some(),
             ..ServerConfig::default()
         }
     }
 
+    /// The PostgreSQL URL when `--db` names one.
+    pub fn postgres_url(&self) -> Option<&str> {
+        let db = self.db.to_str()?;
+        (db.starts_with("postgres://") || db.starts_with("postgresql://")).then_some(db)
+    }
+
     /// Opens the chosen store. Blocking: call it on a blocking thread.
-    pub fn open_store(&self) -> Result<AnyStore, sync_sqlite::Error> {
+    pub fn open_store(&self) -> Result<AnyStore, AnyStoreError> {
         if self.memory {
             return Ok(AnyStore::Memory(MemoryStore::new()));
+        }
+        if let Some(url) = self.postgres_url() {
+            return PgStore::connect(url, PgOptions::default())
+                .map(|s| AnyStore::Postgres(Box::new(s)))
+                .map_err(AnyStoreError::other);
         }
         let durability = match self.durability {
             DurabilityArg::Full => Durability::Full,
             DurabilityArg::Normal => Durability::Normal,
         };
-        SqliteStore::open(&self.db, durability).map(AnyStore::Sqlite)
+        SqliteStore::open(&self.db, durability)
+            .map(AnyStore::Sqlite)
+            .map_err(AnyStoreError::other)
     }
 
     /// Where sync data lives, for the start-up log line.
     pub fn store_description(&self) -> String {
         if self.memory {
             "memory (ephemeral)".into()
+        } else if let Some(url) = self.postgres_url() {
+            // Never log a password: keep what follows the credentials.
+            let host = url.rsplit_once('@').map_or(url, |(_, host)| host);
+            format!("postgres {host}")
         } else {
             format!("sqlite {}", self.db.display())
         }
@@ -180,6 +206,8 @@ impl ServeArgs {
             .spawn_blocking(move || opening.open_store())
             .await
             .ok_or("opening the store panicked")??;
+        // Subscribe to other nodes' commits before loading, so none falls between.
+        let changes = store.watch_changes();
         let server = Server::start(
             rt,
             self.server_config(),
@@ -188,6 +216,9 @@ impl ServeArgs {
             store,
         )
         .await?;
+        if let Some(changes) = changes {
+            server.handle().follow_changes(changes);
+        }
         Ok(server)
     }
 
@@ -271,6 +302,32 @@ mod tests {
         assert!(parse(&["--read-limit", "-1"]).is_err());
         assert!(parse(&["--durability", "sometimes"]).is_err());
         assert!(parse(&["--log-level", "loud"]).is_err());
+    }
+
+    #[test]
+    fn a_postgres_url_selects_the_shared_store() {
+        let a = parse(&["--db", "postgres://app:secret@db.example:5432/sync"]).unwrap();
+        assert_eq!(
+            a.postgres_url(),
+            Some("postgres://app:secret@db.example:5432/sync")
+        );
+        assert_eq!(a.store_description(), "postgres db.example:5432/sync");
+        assert!(a.server_config().shared_store);
+        let b = parse(&["--db", "local.db"]).unwrap();
+        assert_eq!(b.postgres_url(), None);
+        assert!(!b.server_config().shared_store);
+    }
+
+    #[test]
+    fn a_broker_turns_on_the_hubs_backplane_events() {
+        let a = parse(&["--broker", "nats://127.0.0.1:4222"]).unwrap();
+        assert!(matches!(
+            a.broker,
+            Some(crate::backplane::BrokerUrl::Nats(_))
+        ));
+        assert!(a.server_config().hub.backplane_events);
+        assert!(!parse(&[]).unwrap().server_config().hub.backplane_events);
+        assert!(parse(&["--broker", "amqp://x"]).is_err());
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct ServerConfig {
     pub inbox_capacity: usize,
     /// Seed of the hub's session-id generator. Default: from the clock at start.
     pub seed: Option<u64>,
+    /// The store is shared with other nodes (PostgreSQL): a push refused
+    /// because another node wrote its scope meanwhile is retried (up to a
+    /// few times) after reloading that scope, instead of failing. Default false.
+    pub shared_store: bool,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +77,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             inbox_capacity: 16 * 1024,
             seed: None,
+            shared_store: false,
         }
     }
 }

@@ -67,6 +67,45 @@ impl<U: Send + 'static> ServerHandle<U> {
         rx.recv().await.map_err(|_| ServerError::Stopped)
     }
 
+    /// Attaches a broker link: from now on the server sends it what the
+    /// backplane needs (batched topic interest, local clients' publishes) on
+    /// the returned receiver; the link delivers other nodes' publishes with
+    /// [`ServerHandle::deliver_remote`]. The hub must have been configured
+    /// with `backplane_events` (the `--broker` flag does it).
+    pub async fn attach_backplane(
+        &self,
+    ) -> Result<async_channel::Receiver<crate::backplane::BackplaneCommand>, ServerError> {
+        let (commands, receiver) = async_channel::bounded(64 * 1024);
+        self.send_input(Input::AttachBackplane { commands }).await?;
+        Ok(receiver)
+    }
+
+    /// Delivers a publish from another node to this node's subscribers of
+    /// `topic` (and to no broker).
+    pub async fn deliver_remote(&self, topic: String, data: Bytes) -> Result<(), ServerError> {
+        self.send_input(Input::Remote { topic, data }).await
+    }
+
+    /// Follows a shared store's change feed
+    /// ([`crate::AnyStore::watch_changes`]): each scope another node commits
+    /// to is reloaded, then poked to this node's subscribers. Runs on a
+    /// thread of its own until the feed or the server ends.
+    pub fn follow_changes(&self, changes: std::sync::mpsc::Receiver<Option<String>>) {
+        let inbox = self.inbox.clone();
+        let spawned = std::thread::Builder::new()
+            .name("store-changes".into())
+            .spawn(move || {
+                while let Ok(scope) = changes.recv() {
+                    if inbox.send_blocking(Input::Refresh { scope }).is_err() {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot follow the store's changes");
+        }
+    }
+
     pub(crate) async fn send_input(&self, input: Input<U>) -> Result<(), ServerError> {
         self.inbox
             .send(input)
@@ -75,12 +114,18 @@ impl<U: Send + 'static> ServerHandle<U> {
     }
 
     /// Publishes `data` (one JSON value) on `topic` to every subscriber, any
-    /// topic including `sync:` ones. Returns how many sessions it was queued for.
+    /// topic including `sync:` ones, and through the broker backplane (if
+    /// any) to the other nodes' subscribers, `sync:` topics excepted. Returns
+    /// how many local sessions it was queued for.
     pub async fn publish(&self, topic: &str, data: impl Into<Bytes>) -> Result<usize, ServerError> {
-        let (topic, data) = (topic.to_owned(), data.into());
-        Ok(self
-            .call(move |_, hub| hub.publish(&topic, &data))
-            .await??)
+        let (tx, rx) = async_channel::bounded(1);
+        self.send_input(Input::Publish {
+            topic: topic.to_owned(),
+            data: data.into(),
+            reply: tx,
+        })
+        .await?;
+        Ok(rx.recv().await.map_err(|_| ServerError::Stopped)??)
     }
 
     /// Sends `{"topic":topic,"data":data}` to one session. Returns whether it

@@ -44,6 +44,7 @@
 
 pub mod accept;
 mod actor;
+pub mod backplane;
 pub mod cli;
 mod config;
 #[cfg(feature = "test-support")]
@@ -56,6 +57,7 @@ pub mod metrics;
 mod outbox;
 mod runtime;
 mod server;
+mod shared_store;
 mod store;
 pub mod timer;
 

@@ -62,7 +62,11 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
             .await
             .ok_or_else(|| StartError::Store("loading panicked".into()))?
             .map_err(StartError::Store)?;
-        let engine = Engine::recover(app, config.engine.clone(), recovered)?;
+        let mut engine_config = config.engine.clone();
+        // Other nodes write too: a sequence gap may only mean this node has
+        // not seen their writes yet, so the store verifies it.
+        engine_config.verify_sequence_gaps |= config.shared_store;
+        let engine = Engine::recover(app, engine_config, recovered)?;
         let hooks = Arc::new(hooks);
         let seed = config.seed.unwrap_or_else(clock_seed);
         let hub = Hub::new(config.hub.clone(), seed).with_authorizer(HookAuthorizer(hooks.clone()));
@@ -84,6 +88,11 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
             trims_batched: Vec::new(),
             metrics: SyncMetrics::default(),
             shutdown: None,
+            shared: config.shared_store,
+            retry: HashMap::new(),
+            refresh: Default::default(),
+            forget: Vec::new(),
+            backplane: None,
             flushes: flushes.clone(),
             flushes_read: Vec::new(),
         };

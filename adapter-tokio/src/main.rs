@@ -1,8 +1,9 @@
 //! The live + sync server on tokio: `cargo run --release -p adapter-tokio`.
 //!
 //! Listens on 127.0.0.1:8080 unless `--addr` says otherwise, keeps sync data
-//! in a SQLite file (`--db`, default `live-sync.db` in the working directory)
-//! or in memory (`--memory`). `--help` lists every flag and its environment
+//! in a SQLite file (`--db`, default `live-sync.db` in the working directory),
+//! in PostgreSQL shared with other nodes (`--db postgres://USER@HOST/DB`), or
+//! in memory (`--memory`). `--help` lists every flag and its environment
 //! variable. Everyone may connect: embed the library with your own hooks to
 //! authenticate.
 
@@ -37,6 +38,10 @@ fn main() -> ExitCode {
 async fn run(args: ServeArgs) -> Result<(), StartupError> {
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let server = args.start_server(TokioRuntime::current()).await?;
+    if let Some(broker) = &args.broker {
+        adapter_tokio::broker::start(broker, server.handle().clone()).await?;
+        tracing::info!(%broker, "live fans out through the broker");
+    }
     args.log_listening(listener.local_addr()?);
     serve(listener, server, shutdown_signal()).await?;
     tracing::info!("stopped");

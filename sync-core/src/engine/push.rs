@@ -94,6 +94,14 @@ impl<A: App> Engine<A> {
         }
         let expected = last.saturating_add(1);
         if seq > expected {
+            if self.config.verify_sequence_gaps
+                && !self.open.batch.verify.iter().any(|v| v == scope)
+            {
+                // Touched: no reload may replace the view this answer was
+                // computed from before the batch has checked it.
+                self.open.batch.verify.push(scope.to_owned());
+                self.open.touched.insert(scope.to_owned());
+            }
             return MutationResult::failed(
                 ErrorCode::Conflict,
                 format!("sequence gap: expected seq {expected}, got {seq}"),

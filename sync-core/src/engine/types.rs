@@ -22,6 +22,15 @@ pub struct EngineConfig {
     pub id_retention_ms: u64,
     /// Pull page size used when a request asks for 0. Default 100.
     pub default_pull_limit: u64,
+    /// Set when other engines write the same store (several server nodes on
+    /// one database). An answer that depends on this engine's view being
+    /// current without writing anything, a sequence gap, is then held for
+    /// the next batch, which names the scope in [`crate::Batch::verify`]: a
+    /// shared store refuses the batch if another node wrote that scope, the
+    /// driver reloads it and pushes again, and the client's mutation is
+    /// applied instead of refused. Default false (the engine is the only
+    /// writer; a gap is answered at once).
+    pub verify_sequence_gaps: bool,
 }
 
 impl Default for EngineConfig {
@@ -30,6 +39,7 @@ impl Default for EngineConfig {
             client_results_kept: 1024,
             id_retention_ms: 24 * 3600 * 1000,
             default_pull_limit: 100,
+            verify_sequence_gaps: false,
         }
     }
 }

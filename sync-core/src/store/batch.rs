@@ -84,6 +84,13 @@ pub struct Batch {
     pub expired_ids: Vec<IdExpiry>,
     /// Log trims.
     pub trims: Vec<Trim>,
+    /// Scopes this batch writes nothing to but whose answers assumed the
+    /// engine's view of them is current (see
+    /// [`crate::EngineConfig::verify_sequence_gaps`]). A store shared by
+    /// several writers checks them like the scopes it writes; a store that is
+    /// the only writer ignores them.
+    #[serde(default)]
+    pub verify: Vec<String>,
 }
 
 impl Batch {
@@ -94,6 +101,7 @@ impl Batch {
             && self.ids.is_empty()
             && self.expired_ids.is_empty()
             && self.trims.is_empty()
+            && self.verify.is_empty()
     }
 }
 

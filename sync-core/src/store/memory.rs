@@ -134,3 +134,25 @@ impl Store for MemoryStore {
         Ok(self.records(scope))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_only_writer_reports_no_stale_scope_and_is_always_reachable() {
+        let mut store = MemoryStore::new();
+        store.fail_next(1);
+        let err = store
+            .persist(&Batch {
+                expired_ids: vec![crate::store::IdExpiry {
+                    scope: "a".into(),
+                    id: "m".into(),
+                }],
+                ..Batch::default()
+            })
+            .expect_err("injected");
+        assert!(MemoryStore::stale_scopes(&err).is_empty());
+        assert!(!MemoryStore::is_unavailable(&err));
+    }
+}

@@ -48,4 +48,33 @@ pub trait Store {
 
     /// One scope's records.
     fn load_scope(&mut self, scope: &str) -> Result<Option<ScopeRecords>, Self::Error>;
+
+    /// The scopes another writer changed since this store last loaded or
+    /// wrote them, when that is why `persist` refused a batch (nothing of it
+    /// was written). A store shared by several nodes reports them; the
+    /// driver then calls [`crate::Engine::handle_persist_failed`], reloads
+    /// each scope ([`Store::load_scope`], [`crate::Engine::reload_scope`])
+    /// and may push the refused mutations again. A store that is the only
+    /// writer never reports any (the default).
+    fn stale_scopes(error: &Self::Error) -> Vec<String> {
+        let _ = error;
+        Vec::new()
+    }
+
+    /// Tells the store that the records it last loaded for `scope` were not
+    /// taken by the engine (the scope had work in flight). A store shared by
+    /// several nodes must then treat its view of the scope as unknown, so the
+    /// next batch writing or verifying it is refused as stale and the driver
+    /// reloads it. A store that is the only writer ignores it (the default).
+    fn forget_scope(&mut self, scope: &str) {
+        let _ = scope;
+    }
+
+    /// True when `error` means the store could not be reached (rather than
+    /// refusing the batch): the answer is "unavailable, retry later", and
+    /// the store is expected to recover by itself. Default: false.
+    fn is_unavailable(error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
 }

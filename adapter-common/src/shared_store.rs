@@ -1,0 +1,188 @@
+//! What the hub actor does differently when its store is shared with other
+//! nodes (PostgreSQL): the engine assumes it is the only writer, so
+//!
+//! - a batch the store refuses as stale (another node wrote one of its
+//!   scopes) is rolled back, the scopes are reloaded (already done by the
+//!   persist job, under the store's lock), and the refused pushes are pushed
+//!   again, a few times at most, instead of failing; the store's per-scope
+//!   version check makes this sound: nothing is written from a stale view;
+//! - when another node commits to a scope, the scope is reloaded *before*
+//!   its poke goes to this node's subscribers, so a client never pulls from
+//!   a node that has not seen what it was poked about. Reloads run only while
+//!   no batch is being persisted, so they never race one;
+//! - a store that cannot be reached fails pushes at once with 503
+//!   `unavailable` (nothing applied, retry), not with a hang.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use sync_core::store::ScopeRecords;
+use sync_core::{App, Output, RequestId, Response, Store};
+
+use crate::actor::{Actor, Failure, Input};
+use crate::hooks::Hooks;
+use crate::runtime::Runtime;
+
+/// How often one push is pushed again after stale refusals.
+const MAX_RETRIES: u8 = 8;
+
+/// Scopes waiting to be reloaded.
+#[derive(Debug, Default)]
+pub(crate) struct Refresh {
+    pending: BTreeSet<String>,
+    /// Every scope (the change feed was interrupted).
+    all: bool,
+    /// A reload job is running.
+    pub(crate) running: bool,
+}
+
+impl Refresh {
+    pub(crate) fn want(&mut self, scope: Option<String>) {
+        match scope {
+            Some(scope) => {
+                self.pending.insert(scope);
+            }
+            None => self.all = true,
+        }
+    }
+
+    pub(crate) fn wanted(&self) -> bool {
+        self.all || !self.pending.is_empty()
+    }
+}
+
+/// The answer to a push whose store could not be reached.
+fn unavailable(message: &str) -> Response {
+    let body = serde_json::json!({
+        "code": "unavailable",
+        "error": format!("storage unavailable ({message}); nothing was applied, retry"),
+    });
+    Response {
+        status: 503,
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+impl<R, H, P, S> Actor<R, H, P, S>
+where
+    R: Runtime,
+    H: Hooks,
+    P: App + Send + 'static,
+    P::State: Send,
+    S: Store + Send + 'static,
+{
+    /// Rolls back a failed batch and answers or re-pushes its pushes.
+    pub(crate) fn after_failed_batch(&mut self, number: u64, failure: Failure) {
+        if let Err(e) = self.engine.handle_persist_failed(number) {
+            tracing::error!(error = %e, "persist failure refused");
+            return;
+        }
+        let stale = !failure.reloaded.is_empty();
+        let mut again: Vec<RequestId> = Vec::new();
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                Output::Response { request_id, .. }
+                    if stale
+                        && self
+                            .retry
+                            .get(&request_id)
+                            .is_some_and(|(_, n)| *n < MAX_RETRIES) =>
+                {
+                    again.push(request_id);
+                }
+                Output::Response { request_id, .. } if failure.unavailable => {
+                    self.on_output(Output::Response {
+                        request_id,
+                        response: unavailable(&failure.message),
+                    });
+                }
+                other => self.on_output(other),
+            }
+        }
+        for records in &failure.reloaded {
+            if let Err(e) = self.engine.reload_scope(records) {
+                tracing::error!(error = %e, scope = %records.scope, "reloading a stale scope refused");
+            }
+        }
+        // Pushed again in their original order, under their original ids, so
+        // their waiters get the new answers.
+        for request_id in again {
+            if let Some((mutations, attempts)) = self.retry.get_mut(&request_id) {
+                *attempts += 1;
+                let mutations = mutations.clone();
+                self.engine
+                    .handle_push(crate::actor::wall_clock(), request_id, mutations);
+            }
+        }
+    }
+
+    /// Reloads the wanted scopes on a blocking thread.
+    pub(crate) fn start_refresh(&mut self) {
+        let forget = std::mem::take(&mut self.forget);
+        let mut scopes = std::mem::take(&mut self.refresh.pending);
+        if std::mem::take(&mut self.refresh.all) {
+            scopes.extend(self.engine.scopes().map(str::to_owned));
+        }
+        let Some(inbox) = self.weak.upgrade() else {
+            return;
+        };
+        self.refresh.running = true;
+        let store = self.store.clone();
+        let job = self.rt.spawn_blocking(move || {
+            let mut store = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for scope in &forget {
+                store.forget_scope(scope);
+            }
+            let mut loaded = Vec::with_capacity(scopes.len());
+            for scope in scopes {
+                match store.load_scope(&scope) {
+                    Ok(records) => loaded.push(records.unwrap_or_else(|| ScopeRecords {
+                        scope,
+                        ..ScopeRecords::default()
+                    })),
+                    Err(e) => return (loaded, Some(e.to_string())),
+                }
+            }
+            (loaded, None)
+        });
+        self.rt.spawn(async move {
+            let (loaded, error) = job
+                .await
+                .unwrap_or_else(|| (Vec::new(), Some("reload job panicked".into())));
+            let _ = inbox.send(Input::Refreshed { loaded, error }).await;
+        });
+    }
+
+    /// Installs reloaded scopes and pokes this node's subscribers of those
+    /// that moved. A scope with local work in flight is skipped: its own
+    /// batch will be refused as stale and reload it.
+    pub(crate) fn finish_refresh(&mut self, loaded: Vec<ScopeRecords>, error: Option<String>) {
+        self.refresh.running = false;
+        if let Some(e) = error {
+            tracing::warn!(error = %e, "reloading scopes changed elsewhere failed");
+        }
+        for records in loaded {
+            let before = self.engine.durable_head(&records.scope);
+            match self.engine.reload_scope(&records) {
+                Ok(()) => {
+                    let cursor = self.engine.durable_head(&records.scope);
+                    if cursor != before {
+                        self.on_output(Output::Poke {
+                            scope: records.scope,
+                            cursor,
+                        });
+                    }
+                }
+                Err(e) => {
+                    // The store now believes we saw these records: make it
+                    // refuse our next batch on the scope instead, which
+                    // reloads it.
+                    tracing::debug!(error = %e, "scope busy, not reloaded");
+                    self.forget.push(records.scope);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The NATS link: one client (echo off), one subscription per active topic on
+//! subject `live.<hex of the topic>` (topics may hold characters subjects may
+//! not). The client reconnects and restores its subscriptions by itself; the
+//! link logs the loss and the gap.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use adapter_common::backplane::{BackplaneCommand, encode_message};
+use futures_util::StreamExt;
+
+use super::Link;
+
+fn subject(topic: &str) -> String {
+    let mut s = String::with_capacity(5 + topic.len() * 2);
+    s.push_str("live.");
+    for b in topic.as_bytes() {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+pub(super) async fn run<U: Send + 'static>(
+    url: String,
+    link: Link<U>,
+    commands: async_channel::Receiver<BackplaneCommand>,
+) {
+    let link = Arc::new(link);
+    let lost: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let events = lost.clone();
+    let options = async_nats::ConnectOptions::new()
+        .no_echo()
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            let lost = events.clone();
+            async move {
+                let mut lost = lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match event {
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("broker (nats) connection lost");
+                        lost.get_or_insert_with(Instant::now);
+                    }
+                    async_nats::Event::Connected => {
+                        if let Some(since) = lost.take() {
+                            tracing::warn!(
+                                gap_ms = since.elapsed().as_millis() as u64,
+                                "broker (nats) connection back; subscriptions restored; messages published during the gap were lost"
+                            );
+                        }
+                    }
+                    other => tracing::debug!(event = %other, "broker (nats)"),
+                }
+            }
+        });
+    let client = match options.connect(url.as_str()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, %url, "broker (nats) refused; live stays on this node");
+            return;
+        }
+    };
+    let mut subscriptions: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
+    while let Ok(command) = commands.recv().await {
+        match command {
+            BackplaneCommand::Interest {
+                subscribe,
+                unsubscribe,
+            } => {
+                for topic in &unsubscribe {
+                    if let Some(task) = subscriptions.remove(topic) {
+                        task.abort();
+                    }
+                }
+                for topic in subscribe {
+                    match client.subscribe(subject(&topic)).await {
+                        Ok(mut sub) => {
+                            let (link, topic2) = (link.clone(), topic.clone());
+                            let task = tokio::spawn(async move {
+                                while let Some(m) = sub.next().await {
+                                    link.deliver(topic2.clone(), &m.payload).await;
+                                }
+                            });
+                            subscriptions.insert(topic, task.abort_handle());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, %topic, "broker (nats) subscribe failed")
+                        }
+                    }
+                }
+            }
+            BackplaneCommand::Publish { topic, data } => {
+                let payload = encode_message(&link.node, &data);
+                if let Err(e) = client.publish(subject(&topic), payload.into()).await {
+                    tracing::warn!(error = %e, %topic, "broker (nats) publish failed");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_topic_makes_a_valid_subject() {
+        assert_eq!(subject("a.b c*>"), "live.612e6220632a3e");
+        assert_eq!(subject(""), "live.");
+    }
+}

@@ -1,0 +1,120 @@
+//! The Redis pub/sub link: one multiplexed connection for publishing, one
+//! pub/sub connection whose channels follow the node's active topics
+//! (channel `live:<topic>`).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use adapter_common::backplane::{BackplaneCommand, encode_message};
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+
+use super::{Link, apply_interest};
+
+const PREFIX: &str = "live:";
+
+fn channel(topic: &str) -> String {
+    format!("{PREFIX}{topic}")
+}
+
+pub(super) async fn run<U: Send + 'static>(
+    client: redis::Client,
+    link: Link<U>,
+    commands: async_channel::Receiver<BackplaneCommand>,
+) {
+    let mut topics: BTreeSet<String> = BTreeSet::new();
+    // Since when the broker is unreachable, and how many of our publishes
+    // could not be sent meanwhile.
+    let mut lost: Option<(Instant, u64)> = None;
+    loop {
+        let connected = async {
+            let publisher = client.get_multiplexed_async_connection().await?;
+            let pubsub = client.get_async_pubsub().await?;
+            Ok::<_, redis::RedisError>((publisher, pubsub))
+        }
+        .await;
+        let (mut publisher, pubsub) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                let (_, dropped) = lost.get_or_insert_with(|| {
+                    tracing::warn!(error = %e, "broker (redis) unreachable; retrying");
+                    (Instant::now(), 0)
+                });
+                // Keep following the actor while waiting.
+                let wait = tokio::time::sleep(Duration::from_millis(500));
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        () = &mut wait => break,
+                        command = commands.recv() => match command {
+                            Err(_) => return,
+                            Ok(c @ BackplaneCommand::Interest { .. }) => apply_interest(&mut topics, &c),
+                            Ok(_) => *dropped += 1,
+                        },
+                    }
+                }
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        if !topics.is_empty() {
+            let all: Vec<String> = topics.iter().map(|t| channel(t)).collect();
+            if let Err(e) = sink.subscribe(all).await {
+                tracing::warn!(error = %e, "resubscribing failed; reconnecting");
+                lost.get_or_insert((Instant::now(), 0));
+                continue;
+            }
+        }
+        if let Some((since, dropped)) = lost.take() {
+            tracing::warn!(
+                gap_ms = since.elapsed().as_millis() as u64,
+                resubscribed = topics.len(),
+                unsent_publishes = dropped,
+                "broker (redis) connection back; topics resubscribed; messages published during the gap were lost"
+            );
+        }
+        let mut dropped = 0;
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let Ok(command) = command else { return };
+                    let sent = match &command {
+                        BackplaneCommand::Interest { subscribe, unsubscribe } => {
+                            let mut r = Ok(());
+                            if !subscribe.is_empty() {
+                                r = sink.subscribe(subscribe.iter().map(|t| channel(t)).collect::<Vec<_>>()).await;
+                            }
+                            if r.is_ok() && !unsubscribe.is_empty() {
+                                r = sink.unsubscribe(unsubscribe.iter().map(|t| channel(t)).collect::<Vec<_>>()).await;
+                            }
+                            r
+                        }
+                        BackplaneCommand::Publish { topic, data } => {
+                            let payload = encode_message(&link.node, data);
+                            let r = publisher.publish::<_, _, ()>(channel(topic), payload).await;
+                            if r.is_err() {
+                                dropped += 1;
+                            }
+                            r
+                        }
+                        _ => Ok(()),
+                    };
+                    apply_interest(&mut topics, &command);
+                    if let Err(e) = sent {
+                        tracing::warn!(error = %e, "broker (redis) connection lost");
+                        break;
+                    }
+                }
+                message = stream.next() => {
+                    let Some(message) = message else {
+                        tracing::warn!("broker (redis) connection lost");
+                        break;
+                    };
+                    let Some(topic) = message.get_channel_name().strip_prefix(PREFIX) else { continue };
+                    link.deliver(topic.to_owned(), message.get_payload_bytes()).await;
+                }
+            }
+        }
+        lost = Some((Instant::now(), dropped));
+    }
+}

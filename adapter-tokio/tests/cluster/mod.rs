@@ -1,0 +1,215 @@
+//! Helpers for tests with several server processes and real services.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Method;
+use testkit::http_client::HttpConn;
+use tokio::process::{Child, Command};
+
+/// The PostgreSQL to test against (`TEST_POSTGRES_URL`, of the form
+/// `postgres://USER@HOST[:PORT]/DB`), or `None` after saying so.
+pub fn postgres_url() -> Option<String> {
+    service_url("TEST_POSTGRES_URL")
+}
+
+/// A service URL from `var`, or `None` after saying so; a failure instead
+/// when `TEST_SERVICES_REQUIRED=1`.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("TEST_SERVICES_REQUIRED").as_deref() != Ok("1"),
+                "TEST_SERVICES_REQUIRED=1 but {var} is not set"
+            );
+            eprintln!("{var} not set: skipping a test that needs the service");
+            None
+        }
+    }
+}
+
+/// One server process; SIGKILLed when dropped. Its log lines (stderr) are
+/// collected in `log`.
+pub struct Node {
+    pub child: Child,
+    pub addr: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+async fn free_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl Node {
+    /// Starts the server binary on a free port with `--db db` (none when
+    /// empty) and extra `args`, and waits until `/healthz` answers.
+    pub async fn start_with(db: &str, args: &[&str]) -> Node {
+        let addr = format!("127.0.0.1:{}", free_port().await);
+        let child = Command::new(env!("CARGO_BIN_EXE_adapter-tokio"))
+            .args(["--addr", &addr, "--log-level", "warn"])
+            .args(if db.is_empty() {
+                vec![]
+            } else {
+                vec!["--db", db]
+            })
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the server");
+        let mut child = child;
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = log.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                eprintln!("[node] {line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
+        for _ in 0..600 {
+            if let Ok(mut conn) = HttpConn::new(&format!("http://{addr}")) {
+                if let Ok(r) = conn.request(Method::GET, "/healthz", &[], "").await {
+                    assert_eq!(r.status, 200);
+                    return Node { child, addr, log };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not answer /healthz");
+    }
+
+    pub async fn start(db: &str) -> Node {
+        Node::start_with(db, &[]).await
+    }
+
+    /// True once a log line contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub async fn kill(&mut self) {
+        self.child.start_kill().expect("kill");
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A schema of its own for one test in the shared database (dropped first),
+/// so tests running in parallel never see each other's rows.
+pub struct PgSchema {
+    base: String,
+    pub name: String,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl PgSchema {
+    pub async fn fresh(base: &str, tag: &str) -> PgSchema {
+        let name = format!(
+            "c_{tag}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+            .await
+            .expect("connect to postgres");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+            ))
+            .await
+            .expect("create schema");
+        PgSchema {
+            base: base.to_owned(),
+            name,
+        }
+    }
+
+    /// The URL whose connections use this schema.
+    pub fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
+    }
+
+    /// [`PgSchema::url`] with the host and port replaced by `addr`.
+    pub fn url_via(&self, addr: &str) -> String {
+        let url = self.url();
+        let (scheme_user, rest) = url.split_once('@').expect("USER@HOST in the URL");
+        let path = &rest[rest.find('/').expect("/DB in the URL")..];
+        format!("{scheme_user}@{addr}{path}")
+    }
+}
+
+/// A TCP forwarder that can cut every connection through it and refuse new
+/// ones, to take a service away from one node without stopping it for
+/// everyone else on the machine.
+pub struct TcpProxy {
+    pub addr: String,
+    down: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: &str) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let down = Arc::new(AtomicBool::new(false));
+        let live: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let target = target.to_owned();
+        let (d, l) = (down.clone(), live.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if d.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                l.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        TcpProxy {
+            addr,
+            down,
+            live,
+            accept,
+        }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for task in self.live.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Forwards again.
+    pub fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}

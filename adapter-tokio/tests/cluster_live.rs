@@ -1,0 +1,185 @@
+//! live across three server processes sharing a broker (Redis, then NATS):
+//! subscribers spread over the nodes receive every publish made on any node
+//! exactly once, in each publisher's order; a node whose broker connection
+//! drops resubscribes when it returns, logs the gap, and is served again.
+//!
+//! Needs `TEST_REDIS_URL` / `TEST_NATS_URL` (`.ci/run` sets them after
+//! checking the services); without them the tests say so and check nothing,
+//! unless `TEST_SERVICES_REQUIRED=1` makes that a failure.
+
+mod cluster;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cluster::{Node, TcpProxy, service_url};
+use serde_json::{Value, json};
+use testkit::ws_client::{Incoming, WsClient};
+
+async fn subscriber(node: &Node, topic: &str) -> WsClient {
+    let mut ws = WsClient::connect_as(&format!("ws://{}/ws", node.addr), "s").await;
+    ws.subscribe(topic).await;
+    round_trip(&mut ws).await;
+    ws
+}
+
+/// A `_sync` pull over the WebSocket and its answer: everything the session
+/// sent before (a subscribe) has been handled when it arrives.
+async fn round_trip(ws: &mut WsClient) {
+    ws.send(&json!({"topic":"_sync","data":{"rid":1,"op":"pull","body":{"scope":"s"}}}))
+        .await;
+    let (reply, _) = ws.recv_topic("_sync").await;
+    assert_eq!(reply["data"]["status"], json!(200), "{reply}");
+}
+
+/// Publishes probes from `publisher` until every subscriber got one: the
+/// nodes' broker subscriptions are in place. Returns nothing left unread of
+/// the probes (each subscriber reads up to its first probe; later probes are
+/// skipped by the `probe` marker).
+async fn wait_until_connected(publisher: &mut WsClient, subs: &mut [WsClient], topic: &str) {
+    for s in subs.iter_mut() {
+        let mut got = false;
+        for attempt in 0..100 {
+            publisher.publish(topic, json!({"probe": attempt})).await;
+            if let Ok(Incoming::Message(_)) =
+                tokio::time::timeout(Duration::from_millis(100), s.recv()).await
+            {
+                got = true;
+                break;
+            }
+        }
+        assert!(got, "a subscriber never heard the probes");
+    }
+}
+
+/// Reads `topic` messages until `ends` end markers arrived; returns the
+/// non-probe data in arrival order.
+async fn read_until_ends(ws: &mut WsClient, topic: &str, ends: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    let mut seen_ends = 0;
+    while seen_ends < ends {
+        let (m, _) = ws.recv_topic(topic).await;
+        let data = m["data"].clone();
+        if data.get("probe").is_some() {
+            continue;
+        }
+        if data.get("end").is_some() {
+            seen_ends += 1;
+            continue;
+        }
+        got.push(data);
+    }
+    got
+}
+
+async fn fan_out_across_three_nodes(broker: &str) {
+    let args = ["--memory", "--broker", broker];
+    let nodes = [
+        Node::start_with("", &args).await,
+        Node::start_with("", &args).await,
+        Node::start_with("", &args).await,
+    ];
+    let topic = "room";
+    let mut subs = Vec::new();
+    for node in &nodes {
+        subs.push(subscriber(node, topic).await);
+        subs.push(subscriber(node, topic).await);
+    }
+    let mut publishers = Vec::new();
+    for node in &nodes {
+        publishers.push(WsClient::connect_as(&format!("ws://{}/ws", node.addr), "p").await);
+    }
+    for p in publishers.iter_mut() {
+        wait_until_connected(p, &mut subs, topic).await;
+    }
+    let per = 30;
+    for i in 0..per {
+        for (n, p) in publishers.iter_mut().enumerate() {
+            p.publish(topic, json!({"from": n, "i": i})).await;
+        }
+    }
+    for p in publishers.iter_mut() {
+        p.publish(topic, json!({"end": true})).await;
+    }
+    for s in subs.iter_mut() {
+        let got = read_until_ends(s, topic, publishers.len()).await;
+        let mut by_publisher: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for d in &got {
+            by_publisher
+                .entry(d["from"].as_u64().unwrap())
+                .or_default()
+                .push(d["i"].as_u64().unwrap());
+        }
+        assert_eq!(
+            got.len(),
+            3 * per as usize,
+            "every publish once: {by_publisher:?}"
+        );
+        for (from, seq) in &by_publisher {
+            assert_eq!(
+                seq,
+                &(0..per).collect::<Vec<u64>>(),
+                "publisher {from} in order, once each"
+            );
+        }
+    }
+}
+
+async fn resubscribes_after_the_broker_connection_returns(target: &str, scheme: &str) {
+    let proxy = TcpProxy::start(target).await;
+    let broker = format!("{scheme}://{}", proxy.addr);
+    let direct = format!("{scheme}://{target}");
+    let cut_off = Node::start_with("", &["--memory", "--broker", &broker]).await;
+    let other = Node::start_with("", &["--memory", "--broker", &direct]).await;
+    let mut subs = vec![subscriber(&cut_off, "news").await];
+    let mut publisher = WsClient::connect_as(&format!("ws://{}/ws", other.addr), "p").await;
+    wait_until_connected(&mut publisher, &mut subs, "news").await;
+
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore();
+    // Served again once resubscribed.
+    wait_until_connected(&mut publisher, &mut subs, "news").await;
+    for _ in 0..100 {
+        if cut_off.logged("connection back") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cut_off.logged("connection lost"), "the drop is logged");
+    assert!(cut_off.logged("connection back"), "the gap is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_fans_out_every_publish_once_across_three_nodes() {
+    let Some(url) = service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    fan_out_across_three_nodes(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_fans_out_every_publish_once_across_three_nodes() {
+    let Some(url) = service_url("TEST_NATS_URL") else {
+        return;
+    };
+    fan_out_across_three_nodes(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_link_resubscribes_after_a_drop() {
+    let Some(url) = service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    let target = url.trim_start_matches("redis://").trim_end_matches('/');
+    resubscribes_after_the_broker_connection_returns(target, "redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_link_resubscribes_after_a_drop() {
+    let Some(url) = service_url("TEST_NATS_URL") else {
+        return;
+    };
+    let target = url.trim_start_matches("nats://").trim_end_matches('/');
+    resubscribes_after_the_broker_connection_returns(target, "nats").await;
+}

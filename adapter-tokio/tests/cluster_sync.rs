@@ -1,0 +1,232 @@
+//! Sync across several server processes sharing one PostgreSQL database:
+//! concurrent pushes from clients on different nodes keep the log dense and
+//! apply every mutation once, pokes reach subscribers on every node only
+//! after that node can serve the change, a SIGKILLed node's clients converge
+//! on another node, and a lost database connection fails pushes with 503 at
+//! once and recovers when it returns.
+//!
+//! Needs `TEST_POSTGRES_URL` (`.ci/run` sets it after checking PostgreSQL);
+//! without it the tests say so and check nothing, unless
+//! `TEST_SERVICES_REQUIRED=1` makes that a failure.
+
+mod cluster;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cluster::{Node, PgSchema, TcpProxy, postgres_url};
+use serde_json::{Value, json};
+use testkit::sync_client::{SyncHttp, push_body, put, with_client};
+use testkit::ws_client::WsClient;
+
+/// Pushes one sequenced mutation until it is acknowledged (a 503 or 500 is
+/// retried with the same sequence, as a client would). Returns the result.
+async fn push_until_ok(sync: &mut SyncHttp, client: &str, seq: u64, scope: &str) -> Value {
+    let m = with_client(
+        put(
+            &format!("{client}:{seq}"),
+            scope,
+            &format!("{client}-{seq}"),
+            json!(seq),
+        ),
+        client,
+        seq,
+    );
+    for _ in 0..200 {
+        match sync.push(&push_body(std::slice::from_ref(&m))).await {
+            Ok(r) if r.status == 200 => {
+                let result = r.json()["results"][0].clone();
+                assert_eq!(result["ok"], json!(true), "{result}");
+                return result;
+            }
+            Ok(r) => assert!(
+                r.status == 503 || r.status == 500,
+                "unexpected {}: {}",
+                r.status,
+                r.text()
+            ),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{client}:{seq} never acknowledged");
+}
+
+/// Every change of `scope` on the node at `addr`, checked dense from 1.
+async fn dense_log(addr: &str, scope: &str) -> Vec<Value> {
+    let mut sync = SyncHttp::new(&format!("http://{addr}"), "/_sync", None).unwrap();
+    let changes = sync.pull_all(scope, 0).await.expect("pull");
+    let cursors: Vec<u64> = changes
+        .iter()
+        .map(|c| c["cursor"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        cursors,
+        (1..=changes.len() as u64).collect::<Vec<_>>(),
+        "cursors dense from 1 with no duplicate"
+    );
+    changes
+}
+
+async fn snapshot_cursor(addr: &str, scope: &str) -> u64 {
+    let mut sync = SyncHttp::new(&format!("http://{addr}"), "/_sync", None).unwrap();
+    let r = sync.snapshot(scope).await.unwrap();
+    r.json()["cursor"].as_u64().unwrap_or(0)
+}
+
+/// A `_sync` pull over the WebSocket and its answer: everything the session
+/// sent before (a subscribe) has been handled when it arrives.
+async fn round_trip(ws: &mut WsClient) {
+    ws.send(&json!({"topic":"_sync","data":{"rid":1,"op":"pull","body":{"scope":"s"}}}))
+        .await;
+    let (reply, _) = ws.recv_topic("_sync").await;
+    assert_eq!(reply["data"]["status"], json!(200), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_three_nodes_pushing_one_scope_stay_dense_exactly_once_and_converge() {
+    let Some(url) = postgres_url() else { return };
+    let schema = PgSchema::fresh(&url, "three").await;
+    let nodes = [
+        Node::start(&schema.url()).await,
+        Node::start(&schema.url()).await,
+        Node::start(&schema.url()).await,
+    ];
+    // A subscriber on node 2 hears pokes of pushes made on node 0.
+    let mut watcher = WsClient::connect_as(&format!("ws://{}/ws", nodes[2].addr), "w").await;
+    watcher.subscribe("sync:shared").await;
+    round_trip(&mut watcher).await;
+
+    let per_client = 12u64;
+    let mut tasks = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for c in 0..2 {
+            let addr = node.addr.clone();
+            let client = format!("n{i}c{c}");
+            tasks.push(tokio::spawn(async move {
+                let mut sync = SyncHttp::new(&format!("http://{addr}"), "/_sync", None).unwrap();
+                let mut results = Vec::new();
+                for seq in 1..=per_client {
+                    results.push(push_until_ok(&mut sync, &client, seq, "shared").await);
+                }
+                (client, results)
+            }));
+        }
+    }
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        acknowledged.push(t.await.unwrap());
+    }
+    let total = 6 * per_client;
+
+    // A poke seen on node 2 means node 2 serves what it announces.
+    let (poke, _) = watcher.recv_topic("sync:shared").await;
+    let poked = poke["data"]["cursor"].as_u64().unwrap();
+    assert!(snapshot_cursor(&nodes[2].addr, "shared").await >= poked);
+
+    // Every node converges on the same dense log with each mutation once.
+    for node in &nodes {
+        let mut cursor = 0;
+        for _ in 0..200 {
+            cursor = snapshot_cursor(&node.addr, "shared").await;
+            if cursor == total {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(cursor, total, "node {} converged", node.addr);
+        let log = dense_log(&node.addr, "shared").await;
+        let keys: BTreeSet<String> = log
+            .iter()
+            .map(|c| c["data"]["key"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(keys.len() as u64, total, "every mutation applied once");
+    }
+    // Acknowledged cursors are distinct and each names its own change.
+    let log = dense_log(&nodes[0].addr, "shared").await;
+    let mut seen = BTreeSet::new();
+    for (client, results) in &acknowledged {
+        for (i, r) in results.iter().enumerate() {
+            let cursor = r["cursor"].as_u64().unwrap();
+            assert!(seen.insert(cursor), "cursor {cursor} acknowledged twice");
+            let key = format!("{client}-{}", i + 1);
+            assert_eq!(log[cursor as usize - 1]["data"]["key"], json!(key));
+        }
+    }
+    // A retry on another node replays the original answer.
+    let mut other = SyncHttp::new(&format!("http://{}", nodes[1].addr), "/_sync", None).unwrap();
+    let replay = push_until_ok(&mut other, "n0c0", 3, "shared").await;
+    assert_eq!(replay, acknowledged[0].1[2]);
+    assert_eq!(snapshot_cursor(&nodes[1].addr, "shared").await, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_killed_node_move_to_another_and_nothing_acknowledged_is_lost() {
+    let Some(url) = postgres_url() else { return };
+    let schema = PgSchema::fresh(&url, "kill").await;
+    let mut doomed = Node::start(&schema.url()).await;
+    let survivor = Node::start(&schema.url()).await;
+
+    let mut acked: Vec<(u64, Value)> = Vec::new();
+    let mut sync = SyncHttp::new(&format!("http://{}", doomed.addr), "/_sync", None).unwrap();
+    for seq in 1..=10 {
+        acked.push((seq, push_until_ok(&mut sync, "mover", seq, "docs").await));
+    }
+    // Seq 11 is in flight when the node dies: its outcome is unknown.
+    let m = with_client(put("mover:11", "docs", "mover-11", json!(11)), "mover", 11);
+    let body = push_body(&[m]);
+    let in_flight = tokio::spawn(async move { sync.push(&body).await.map(|r| r.status) });
+    doomed.kill().await;
+    let _ = in_flight.await;
+
+    let mut moved = SyncHttp::new(&format!("http://{}", survivor.addr), "/_sync", None).unwrap();
+    for seq in 11..=15 {
+        acked.push((seq, push_until_ok(&mut moved, "mover", seq, "docs").await));
+    }
+    // Retries of acknowledged pushes replay their answers.
+    for (seq, result) in &acked[..10] {
+        assert_eq!(
+            &push_until_ok(&mut moved, "mover", *seq, "docs").await,
+            result
+        );
+    }
+    let log = dense_log(&survivor.addr, "docs").await;
+    assert_eq!(
+        log.len(),
+        15,
+        "seq 11 applied once, whether or not it landed before the kill"
+    );
+    let keys: BTreeSet<&str> = log
+        .iter()
+        .map(|c| c["data"]["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 15);
+
+    // The killed node restarts from PostgreSQL.
+    let again = Node::start(&schema.url()).await;
+    assert_eq!(snapshot_cursor(&again.addr, "docs").await, 15);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns() {
+    let Some(url) = postgres_url() else { return };
+    let schema = PgSchema::fresh(&url, "outage").await;
+    let proxy = TcpProxy::start("127.0.0.1:5432").await;
+    let node = Node::start(&schema.url_via(&proxy.addr)).await;
+    let mut sync = SyncHttp::new(&format!("http://{}", node.addr), "/_sync", None).unwrap();
+    push_until_ok(&mut sync, "c", 1, "docs").await;
+
+    proxy.cut();
+    let m = with_client(put("c:2", "docs", "c-2", json!(2)), "c", 2);
+    let r = sync
+        .push(&push_body(&[m]))
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["code"], json!("unavailable"), "{}", r.text());
+
+    proxy.restore();
+    let result = push_until_ok(&mut sync, "c", 2, "docs").await;
+    assert_eq!(result["cursor"], json!(2));
+    assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
+}

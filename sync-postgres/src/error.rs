@@ -1,0 +1,107 @@
+//! What can go wrong when storing or loading.
+
+use std::time::Duration;
+
+/// A failure of the PostgreSQL store. Any error from
+/// [`crate::PgStore`]'s `persist` means its transaction did not commit, or
+/// (connection lost during `COMMIT`) that the outcome is unknown; in both
+/// cases the scope versions this node holds are left as they were, so a
+/// batch that did commit after all makes the next write of those scopes fail
+/// with [`Error::Stale`] and the driver reloads them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// PostgreSQL refused a statement or the connection broke.
+    #[error("postgres: {}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be had from the pool (server down, refused, ...).
+    #[error("postgres unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// An operation took longer than the configured timeout.
+    #[error("postgres did not answer {what} within {after:?}")]
+    Timeout {
+        /// The operation.
+        what: &'static str,
+        /// The timeout.
+        after: Duration,
+    },
+    /// Another node wrote these scopes since this node last loaded or wrote
+    /// them; nothing was written. Reload them and retry.
+    #[error("scopes changed by another node: {scopes:?}")]
+    Stale {
+        /// The scopes to reload, sorted.
+        scopes: Vec<String>,
+    },
+    /// The URL or options could not be used.
+    #[error("invalid postgres configuration: {0}")]
+    Config(String),
+    /// The store's runtime could not be started.
+    #[error("cannot start the store's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A stored JSON column could not be decoded: the database was changed by
+    /// something other than this crate.
+    #[error("stored JSON in {table}.{column} is invalid: {source}")]
+    Json {
+        /// Table of the bad value.
+        table: &'static str,
+        /// Column of the bad value.
+        column: &'static str,
+        /// The decoding error.
+        source: serde_json::Error,
+    },
+    /// A number does not fit PostgreSQL's signed 64-bit integers.
+    #[error("{what} {value} is too large to store")]
+    OutOfRange {
+        /// Which field.
+        what: &'static str,
+        /// The value.
+        value: u64,
+    },
+    /// A stored integer is negative where only non-negative values are written.
+    #[error("stored {what} {value} is negative")]
+    Negative {
+        /// Which field.
+        what: &'static str,
+        /// The value.
+        value: i64,
+    },
+    /// The database was written by a newer version of this crate.
+    #[error("database schema version {found} is newer than this build understands ({supported})")]
+    SchemaTooNew {
+        /// Version in the database.
+        found: i32,
+        /// Highest version this build knows.
+        supported: i32,
+    },
+}
+
+impl Error {
+    /// True when the database could not be reached (rather than refusing
+    /// what was sent): the HTTP layer answers such failures with 503 and the
+    /// store recovers by itself once PostgreSQL is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Pool(_) | Error::Timeout { .. } => true,
+            Error::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
+            _ => false,
+        }
+    }
+
+    /// The scopes another node changed, when that is why a batch was refused.
+    pub fn stale_scopes(&self) -> &[String] {
+        match self {
+            Error::Stale { scopes } => scopes,
+            _ => &[],
+        }
+    }
+}
+
+/// tokio-postgres says only "db error" or "error connecting to server": name
+/// the server's message or the cause too.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{}: {}", db.code().code(), db.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
+}

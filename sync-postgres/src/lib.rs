@@ -1,0 +1,44 @@
+//! A durable [`sync_core::Store`] on PostgreSQL, shared by several server
+//! nodes.
+//!
+//! Owns: the relational layout of the sync log, client sequence records,
+//! mutation-id records and trim bases in PostgreSQL; the guarantee that one
+//! [`sync_core::Batch`] is one transaction; and the per-scope version check
+//! that lets several nodes write the same database safely: every batch locks
+//! the rows of the scopes it touches and is refused with
+//! [`Error::Stale`] when another node wrote one of them since this node last
+//! loaded or wrote it. The driver then reloads those scopes
+//! ([`sync_core::Store::load_scope`], [`sync_core::Engine::reload_scope`]) and
+//! the clients retry; so two nodes can never write the same cursor twice,
+//! leave a gap, or apply one client's sequence twice.
+//!
+//! It must never decide protocol questions (which cursor comes next, whether
+//! a mutation is a replay): those belong to `sync-core`.
+//!
+//! The store is synchronous, like every [`sync_core::Store`]: it owns a small
+//! tokio runtime (one worker thread) for the asynchronous client and its
+//! pool, and blocks the calling thread. Drivers already run stores on a
+//! blocking thread, so a batch costs one hop, and the same store serves any
+//! adapter runtime. Do not call it from inside an async task.
+//!
+//! ```no_run
+//! use sync_core::Store;
+//! use sync_postgres::{PgOptions, PgStore};
+//!
+//! let mut store = PgStore::connect("postgres://postgres@127.0.0.1/test", PgOptions::default())?;
+//! let recovered = store.load()?; // hand to `sync_core::Engine::recover`
+//! # Ok::<(), sync_postgres::Error>(())
+//! ```
+
+mod codec;
+mod error;
+mod read;
+mod schema;
+mod store;
+mod watch;
+mod write;
+
+pub use error::Error;
+pub use schema::SCHEMA_VERSION;
+pub use store::{PgOptions, PgStore};
+pub use watch::Changed;

@@ -1,0 +1,148 @@
+//! Loading records back, grouped by scope, with the scopes' versions read in
+//! the same snapshot.
+
+use std::collections::BTreeMap;
+
+use sync_core::store::{ClientRecord, IdRecord, LogEntry, ScopeRecords, TrimBase};
+use sync_core::{Change, Timestamp};
+use tokio_postgres::Client;
+
+use crate::Error;
+use crate::codec::{from_json, uint};
+
+/// Records and versions of every scope, or of `only`.
+pub(crate) type Loaded = (BTreeMap<String, ScopeRecords>, BTreeMap<String, i64>);
+
+fn entry<'a>(scopes: &'a mut BTreeMap<String, ScopeRecords>, scope: &str) -> &'a mut ScopeRecords {
+    scopes
+        .entry(scope.to_owned())
+        .or_insert_with(|| ScopeRecords {
+            scope: scope.to_owned(),
+            ..ScopeRecords::default()
+        })
+}
+
+/// Reads every table in key order in one repeatable-read snapshot, so the
+/// versions match the records exactly.
+pub(crate) async fn load(client: &mut Client, only: Option<&str>) -> Result<Loaded, Error> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let filter = "($1::text IS NULL OR scope = $1)";
+    let mut scopes: BTreeMap<String, ScopeRecords> = BTreeMap::new();
+    let mut versions = BTreeMap::new();
+
+    for row in tx
+        .query(
+            &format!("SELECT scope, version FROM sync_scopes WHERE {filter}"),
+            &[&only],
+        )
+        .await?
+    {
+        versions.insert(row.get::<_, String>(0), row.get::<_, i64>(1));
+    }
+
+    for row in tx
+        .query(
+            &format!("SELECT scope, before, base FROM sync_bases WHERE {filter} ORDER BY scope"),
+            &[&only],
+        )
+        .await?
+    {
+        let scope: String = row.get(0);
+        entry(&mut scopes, &scope).base = Some(TrimBase {
+            before: uint("before", row.get(1))?,
+            base: from_json("sync_bases", "base", row.get(2))?,
+        });
+    }
+
+    for row in tx
+        .query(
+            &format!(
+                "SELECT scope, cursor, group_end, time, data FROM sync_changes
+                 WHERE {filter} ORDER BY scope, cursor"
+            ),
+            &[&only],
+        )
+        .await?
+    {
+        let scope: String = row.get(0);
+        let e = LogEntry {
+            change: Change {
+                cursor: uint("cursor", row.get(1))?,
+                scope: scope.clone(),
+                time: Timestamp::from_millis(uint("time", row.get(3))?),
+                data: from_json("sync_changes", "data", row.get(4))?,
+            },
+            group_end: uint("group_end", row.get(2))?,
+        };
+        entry(&mut scopes, &scope).changes.push(e);
+    }
+
+    for row in tx
+        .query(
+            &format!(
+                "SELECT scope, client_id, seq, keep_from, result FROM sync_clients
+                 WHERE {filter} ORDER BY scope, client_id, seq"
+            ),
+            &[&only],
+        )
+        .await?
+    {
+        let scope: String = row.get(0);
+        let r = ClientRecord {
+            scope: scope.clone(),
+            client_id: row.get(1),
+            seq: uint("seq", row.get(2))?,
+            keep_from: uint("keep_from", row.get(3))?,
+            result: from_json("sync_clients", "result", row.get(4))?,
+        };
+        entry(&mut scopes, &scope).clients.push(r);
+    }
+
+    for row in tx
+        .query(
+            &format!(
+                "SELECT scope, id, time, result FROM sync_ids WHERE {filter} ORDER BY scope, id"
+            ),
+            &[&only],
+        )
+        .await?
+    {
+        let scope: String = row.get(0);
+        let r = IdRecord {
+            scope: scope.clone(),
+            id: row.get(1),
+            time: Timestamp::from_millis(uint("time", row.get(2))?),
+            result: from_json("sync_ids", "result", row.get(3))?,
+        };
+        entry(&mut scopes, &scope).ids.push(r);
+    }
+    tx.commit().await?;
+    Ok((scopes, versions))
+}
+
+/// The highest cursor of `scope`, counting a trim base's.
+pub(crate) async fn head(client: &Client, scope: &str) -> Result<u64, Error> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT MAX(cursor) FROM sync_changes WHERE scope = $1),
+                    (SELECT before FROM sync_bases WHERE scope = $1)",
+            &[&scope],
+        )
+        .await?;
+    let log = row
+        .get::<_, Option<i64>>(0)
+        .map(|c| uint("cursor", c))
+        .transpose()?
+        .unwrap_or(0);
+    let base = row
+        .get::<_, Option<i64>>(1)
+        .map(|b| uint("before", b))
+        .transpose()?
+        .unwrap_or(1);
+    Ok(log.max(base.saturating_sub(1)))
+}

@@ -1,0 +1,101 @@
+//! The versioned schema. Table `sync_schema` holds the version; connecting
+//! applies the missing migrations in one transaction under an advisory lock,
+//! so nodes starting together migrate once.
+
+use tokio_postgres::Client;
+
+use crate::Error;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Advisory lock key serializing migrations ("syncpg" in ASCII).
+const MIGRATION_LOCK: i64 = 0x73_79_6e_63_70_67;
+
+/// Migration `i` brings the database from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the log, client sequences, mutation ids, trim bases, and one
+    // version row per scope that every batch locks and bumps.
+    "CREATE TABLE sync_changes (
+         scope     TEXT   NOT NULL,
+         cursor    BIGINT NOT NULL,
+         group_end BIGINT NOT NULL,
+         time      BIGINT NOT NULL,
+         data      TEXT   NOT NULL,
+         PRIMARY KEY (scope, cursor)
+     );
+     CREATE TABLE sync_clients (
+         scope     TEXT   NOT NULL,
+         client_id TEXT   NOT NULL,
+         seq       BIGINT NOT NULL,
+         keep_from BIGINT NOT NULL,
+         result    TEXT   NOT NULL,
+         PRIMARY KEY (scope, client_id, seq)
+     );
+     CREATE TABLE sync_ids (
+         scope  TEXT   NOT NULL,
+         id     TEXT   NOT NULL,
+         time   BIGINT NOT NULL,
+         result TEXT   NOT NULL,
+         PRIMARY KEY (scope, id)
+     );
+     CREATE TABLE sync_bases (
+         scope  TEXT   NOT NULL PRIMARY KEY,
+         before BIGINT NOT NULL,
+         base   TEXT   NOT NULL
+     );
+     CREATE TABLE sync_scopes (
+         scope   TEXT   NOT NULL PRIMARY KEY,
+         version BIGINT NOT NULL
+     );",
+];
+
+/// Brings the database to [`SCHEMA_VERSION`], refusing one from a newer build.
+/// `schema`, when given, is created first (the connection's `search_path`
+/// points at it).
+pub(crate) async fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), Error> {
+    if let Some(schema) = schema {
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await?;
+    }
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS sync_schema (version INT NOT NULL)")
+        .await?;
+    let found: i32 = tx
+        .query_opt("SELECT version FROM sync_schema", &[])
+        .await?
+        .map_or(0, |r| r.get(0));
+    if found > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for sql in &MIGRATIONS[found as usize..] {
+        tx.batch_execute(sql).await?;
+    }
+    tx.execute("DELETE FROM sync_schema", &[]).await?;
+    tx.execute(
+        "INSERT INTO sync_schema (version) VALUES ($1)",
+        &[&SCHEMA_VERSION],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_migration_per_version() {
+        assert_eq!(MIGRATIONS.len() as i32, SCHEMA_VERSION);
+    }
+}

@@ -1,0 +1,274 @@
+//! [`PgStore`]: a pool of connections driven by the store's own small
+//! runtime, and the scope versions this node has seen.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sync_core::store::ScopeRecords;
+use sync_core::{Batch, Recovered, Store};
+use tokio_postgres::NoTls;
+
+use crate::watch::{self, Changed};
+use crate::{Error, read, schema, write};
+
+/// How a [`PgStore`] connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PgOptions {
+    /// Connections kept in the pool. Default 4.
+    pub pool_size: usize,
+    /// Longest wait for connecting, for a connection from the pool, and for
+    /// each whole operation (a batch, a load). Past it the operation fails
+    /// with [`Error::Timeout`] instead of hanging. Default 5 s.
+    pub timeout: Duration,
+    /// A PostgreSQL schema to keep the tables in (created if missing), for
+    /// several independent deployments or tests in one database. Letters,
+    /// digits and `_` only. Default: none (the server's `search_path`).
+    pub schema: Option<String>,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool_size: 4,
+            timeout: Duration::from_secs(5),
+            schema: None,
+        }
+    }
+}
+
+impl PgOptions {
+    /// Options with the tables in `schema`.
+    pub fn in_schema(schema: impl Into<String>) -> Self {
+        PgOptions {
+            schema: Some(schema.into()),
+            ..PgOptions::default()
+        }
+    }
+
+    /// The same options with another timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The same options with another pool size.
+    pub fn with_pool_size(mut self, pool_size: usize) -> Self {
+        self.pool_size = pool_size;
+        self
+    }
+}
+
+/// A [`Store`] in PostgreSQL, safe to share between several nodes.
+///
+/// Every [`Store::persist`] is one transaction that first locks the version
+/// row of each scope the batch touches (in scope order, so two nodes never
+/// deadlock), checks each version against the one this store last loaded or
+/// wrote, writes the batch, and bumps the versions. A node that missed
+/// another node's commit gets [`Error::Stale`] and writes nothing.
+pub struct PgStore {
+    /// Taken out only in `Drop`, to shut it down without blocking.
+    rt: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    timeout: Duration,
+    /// Scope -> version as of this node's last load or write of it. A scope
+    /// missing here is expected to be at version 0 (never written).
+    versions: BTreeMap<String, i64>,
+    /// Kept for the listening connection of [`PgStore::watch`].
+    config: tokio_postgres::Config,
+    /// Channel of this deployment's change notices.
+    channel: String,
+    /// This store's name in its notices, so it can ignore its own.
+    node: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("timeout", &self.timeout)
+            .field("scopes_known", &self.versions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://USER@HOST[:PORT]/DB`), brings the schema
+    /// up to date and returns the store. Fails within `options.timeout` when
+    /// the server cannot be reached.
+    pub fn connect(url: &str, options: PgOptions) -> Result<Self, Error> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e| Error::Config(format!("{e}")))?;
+        if let Some(schema) = &options.schema {
+            if schema.is_empty()
+                || !schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(Error::Config(format!("schema name {schema:?}")));
+            }
+            config.options(format!("-c search_path={schema}"));
+        }
+        config.connect_timeout(options.timeout);
+        config.application_name("sync-postgres");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sync-postgres")
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _guard = rt.enter();
+            Pool::builder(manager)
+                .max_size(options.pool_size.max(1))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(options.timeout))
+                .create_timeout(Some(options.timeout))
+                .recycle_timeout(Some(options.timeout))
+                .build()
+                .map_err(|e| Error::Config(e.to_string()))?
+        };
+        let store = PgStore {
+            rt: Some(rt),
+            pool,
+            timeout: options.timeout,
+            versions: BTreeMap::new(),
+            config,
+            channel: watch::channel(options.schema.as_deref()),
+            node: node_name(),
+        };
+        let schema = options.schema.as_deref();
+        store.run("migrating", async {
+            let mut client = store.pool.get().await?;
+            schema::migrate(&mut client, schema).await
+        })?;
+        Ok(store)
+    }
+
+    /// The highest cursor stored for `scope` (0 when its log is empty and it
+    /// was never trimmed). For operators and tests.
+    pub fn head(&self, scope: &str) -> Result<u64, Error> {
+        self.run("reading a head", async {
+            let client = self.pool.get().await?;
+            read::head(&client, scope).await
+        })
+    }
+
+    /// Calls `on_change` (on the store's own thread) whenever another node
+    /// commits a batch touching a scope, and with [`Changed::Everything`]
+    /// each time the listening connection is up (at first, and after it was
+    /// lost), since commits made before may not have been heard. The driver
+    /// reloads those scopes before telling its own clients (a poke), so a
+    /// client never pulls from a node that has not seen the commit it was
+    /// poked about. Runs until the store is dropped.
+    pub fn watch(&self, on_change: impl Fn(Changed) + Send + Sync + 'static) {
+        let rt = self.rt.as_ref().expect("runtime present until drop");
+        rt.spawn(watch::listen(
+            self.config.clone(),
+            self.channel.clone(),
+            self.node.clone(),
+            Box::new(on_change),
+        ));
+    }
+
+    /// Runs `fut` on the store's runtime, bounded by the timeout.
+    fn run<T>(
+        &self,
+        what: &'static str,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let rt = self.rt.as_ref().expect("runtime present until drop");
+        rt.block_on(async {
+            tokio::time::timeout(self.timeout, fut)
+                .await
+                .map_err(|_| Error::Timeout {
+                    what,
+                    after: self.timeout,
+                })?
+        })
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside an async task (where
+        // a driver may drop its store): let it wind down in the background.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Store for PgStore {
+    type Error = Error;
+
+    fn persist(&mut self, batch: &Batch) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let bumped = self.run("persisting a batch", async {
+            let mut client = self.pool.get().await?;
+            let notice = (self.channel.as_str(), watch::payload_prefix(&self.node));
+            write::persist(&mut client, batch, &self.versions, notice).await
+        })?;
+        self.versions.extend(bumped);
+        Ok(())
+    }
+
+    fn load(&mut self) -> Result<Recovered, Error> {
+        let (scopes, versions) = self.run("loading", async {
+            let mut client = self.pool.get().await?;
+            read::load(&mut client, None).await
+        })?;
+        self.versions = versions;
+        Ok(Recovered {
+            scopes: scopes.into_values().collect(),
+        })
+    }
+
+    fn load_scope(&mut self, scope: &str) -> Result<Option<ScopeRecords>, Error> {
+        let (mut scopes, versions) = self.run("loading a scope", async {
+            let mut client = self.pool.get().await?;
+            read::load(&mut client, Some(scope)).await
+        })?;
+        self.versions.remove(scope);
+        self.versions.extend(versions);
+        Ok(scopes.remove(scope))
+    }
+
+    fn forget_scope(&mut self, scope: &str) {
+        // No stored version is negative: the next batch on it is stale.
+        self.versions.insert(scope.to_owned(), -1);
+    }
+
+    fn stale_scopes(error: &Error) -> Vec<String> {
+        error.stale_scopes().to_vec()
+    }
+
+    fn is_unavailable(error: &Error) -> bool {
+        error.is_unavailable()
+    }
+}
+
+/// A name for this store in its change notices, unique among the nodes of a
+/// deployment: process id, creation time, and a counter.
+fn node_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

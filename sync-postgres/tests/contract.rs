@@ -1,0 +1,314 @@
+//! The PostgreSQL store keeps the same contract as sync-core's `MemoryStore`,
+//! the reference implementation: after any sequence of batches both load the
+//! same records, and a refused batch leaves nothing behind.
+
+mod common;
+
+use common::{Schema, postgres_url};
+use proptest::prelude::*;
+use serde_json::json;
+use sync_core::store::{ClientRecord, IdExpiry, IdRecord, LogEntry, ScopeRecords, Trim};
+use sync_core::{Batch, Change, MemoryStore, MutationResult, Recovered, Store, Timestamp};
+use sync_postgres::PgStore;
+
+const SCOPES: [&str; 3] = ["a", "b", "user:é"];
+const CLIENTS: [&str; 2] = ["c1", "c2"];
+
+fn result(cursor: u64, ok: bool) -> MutationResult {
+    let v = if ok {
+        json!({"ok": true, "cursor": cursor})
+    } else {
+        json!({"ok": false, "error": "refused", "code": "conflict"})
+    };
+    serde_json::from_value(v).expect("result json")
+}
+
+/// One abstract step, made concrete (dense cursors, increasing sequences,
+/// trims no further than the durable head) by [`Gen`], as the engine would.
+#[derive(Debug, Clone)]
+enum Op {
+    Changes(usize, u64, u64),
+    Client(usize, usize, u64, bool),
+    Id(usize, u8),
+    Expire(usize, u8),
+    Trim(usize, u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let s = 0..SCOPES.len();
+    prop_oneof![
+        (s.clone(), 1..5u64, 1..3u64).prop_map(|(s, n, m)| Op::Changes(s, n, m)),
+        (s.clone(), 0..CLIENTS.len(), 0..3u64, any::<bool>())
+            .prop_map(|(s, c, k, ok)| Op::Client(s, c, k, ok)),
+        (s.clone(), 0..6u8).prop_map(|(s, id)| Op::Id(s, id)),
+        (s.clone(), 0..6u8).prop_map(|(s, id)| Op::Expire(s, id)),
+        (s, 0..4u64).prop_map(|(s, back)| Op::Trim(s, back)),
+    ]
+}
+
+#[derive(Default)]
+struct Gen {
+    heads: [u64; 3],
+    durable: [u64; 3],
+    seqs: [[u64; 2]; 3],
+    time: u64,
+}
+
+impl Gen {
+    fn batch(&mut self, ops: &[Op]) -> Batch {
+        self.durable = self.heads;
+        let mut b = Batch::default();
+        for op in ops {
+            self.time += 1;
+            let time = Timestamp::from_millis(1_700_000_000_000 + self.time);
+            match *op {
+                Op::Changes(s, count, mutations) => {
+                    let per = count.div_ceil(mutations);
+                    let first = self.heads[s] + 1;
+                    let last = self.heads[s] + count;
+                    for i in 0..count {
+                        let cursor = first + i;
+                        b.changes.push(LogEntry {
+                            change: Change {
+                                cursor,
+                                scope: SCOPES[s].to_owned(),
+                                time,
+                                data: json!({"op": "put", "key": format!("k{cursor}"), "value": [cursor, 1.5, "x\u{0}"]}),
+                            },
+                            group_end: (first + (i / per + 1) * per - 1).min(last),
+                        });
+                    }
+                    self.heads[s] = last;
+                }
+                Op::Client(s, c, keep_back, ok) => {
+                    self.seqs[s][c] += 1;
+                    let seq = self.seqs[s][c];
+                    b.clients.push(ClientRecord {
+                        scope: SCOPES[s].to_owned(),
+                        client_id: CLIENTS[c].to_owned(),
+                        seq,
+                        result: result(self.heads[s], ok),
+                        keep_from: seq.saturating_sub(keep_back).max(1),
+                    });
+                }
+                Op::Id(s, id) => b.ids.push(IdRecord {
+                    scope: SCOPES[s].to_owned(),
+                    id: format!("m{id}"),
+                    result: result(self.heads[s], true),
+                    time,
+                }),
+                Op::Expire(s, id) => b.expired_ids.push(IdExpiry {
+                    scope: SCOPES[s].to_owned(),
+                    id: format!("m{id}"),
+                }),
+                Op::Trim(s, back) => b.trims.push(Trim {
+                    scope: SCOPES[s].to_owned(),
+                    before: (self.durable[s] + 1).saturating_sub(back).max(1),
+                    base: json!({"trimmed_at": self.durable[s]}),
+                }),
+            }
+        }
+        b
+    }
+}
+
+/// Stores may order one scope's records differently and may keep an empty
+/// scope or not; neither changes what the engine recovers.
+fn normalize(mut r: Recovered) -> Vec<ScopeRecords> {
+    r.scopes.retain(|s| {
+        s.base.is_some() || !s.changes.is_empty() || !s.clients.is_empty() || !s.ids.is_empty()
+    });
+    for s in &mut r.scopes {
+        s.clients
+            .sort_by(|a, b| (&a.client_id, a.seq).cmp(&(&b.client_id, b.seq)));
+        s.ids.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    r.scopes.sort_by(|a, b| a.scope.cmp(&b.scope));
+    r.scopes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn postgres_loads_what_the_memory_store_loads(batches in prop::collection::vec(prop::collection::vec(op(), 0..6), 1..10)) {
+        let Some(url) = postgres_url() else { return Ok(()) };
+        let schema = Schema::fresh(&url, "contract");
+        let mut memory = MemoryStore::new();
+        let mut pg = PgStore::connect(&url, schema.options()).expect("connect");
+        let mut generator = Gen::default();
+        for ops in &batches {
+            let batch = generator.batch(ops);
+            memory.persist(&batch).expect("memory persist");
+            pg.persist(&batch).expect("postgres persist");
+        }
+        let expected = normalize(memory.load().expect("memory load"));
+        // A second store (another node) loads the same.
+        let mut other = PgStore::connect(&url, schema.options()).expect("connect");
+        prop_assert_eq!(&normalize(other.load().expect("load")), &expected);
+        for scope in SCOPES {
+            let want = expected.iter().find(|s| s.scope == scope).cloned();
+            let got = pg.load_scope(scope).expect("load scope")
+                .and_then(|s| normalize(Recovered { scopes: vec![s] }).pop());
+            prop_assert_eq!(got, want);
+        }
+    }
+}
+
+#[test]
+fn a_refused_batch_leaves_nothing_behind() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "refused");
+    let mut store = PgStore::connect(&url, schema.options()).expect("connect");
+    let mut generator = Gen::default();
+    let first = generator.batch(&[Op::Changes(0, 3, 1)]);
+    store.persist(&first).expect("first batch");
+    let before = store.load().expect("load");
+
+    // A trim, an id and a client record around a cursor already stored.
+    let mut bad = generator.batch(&[Op::Trim(0, 2), Op::Id(1, 1), Op::Client(1, 0, 0, true)]);
+    bad.changes.push(first.changes[2].clone());
+    let err = store
+        .persist(&bad)
+        .expect_err("a duplicate cursor is refused");
+    assert!(!err.is_unavailable(), "{err}");
+    assert_eq!(store.load().expect("load"), before);
+
+    let next = generator.batch(&[Op::Changes(0, 1, 1)]);
+    store.persist(&next).expect("the store keeps working");
+    assert_eq!(store.head("a").expect("head"), 4);
+    assert_eq!(store.head("never").expect("head"), 0);
+}
+
+#[test]
+fn a_store_that_missed_another_nodes_write_is_refused_until_it_reloads() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "stale");
+    let mut one = PgStore::connect(&url, schema.options()).expect("connect");
+    let mut two = PgStore::connect(&url, schema.options()).expect("connect");
+    one.load().expect("load");
+    two.load().expect("load");
+    let mut g1 = Gen::default();
+    let mut g2 = Gen::default();
+    one.persist(&g1.batch(&[Op::Changes(0, 2, 1)]))
+        .expect("first writer");
+    // Node two still believes scope "a" is empty: its batch would reuse
+    // cursors 1 and 2.
+    let err = two
+        .persist(&g2.batch(&[Op::Changes(0, 1, 1), Op::Changes(1, 1, 1)]))
+        .expect_err("stale");
+    assert_eq!(err.stale_scopes(), ["a".to_owned()]);
+    assert!(!err.is_unavailable());
+    // Nothing of it was written, not even the scope it was current on.
+    assert_eq!(two.head("b").expect("head"), 0);
+
+    let reloaded = two.load_scope("a").expect("reload").expect("records");
+    assert_eq!(reloaded.changes.len(), 2);
+    let mut g2 = Gen {
+        heads: [2, 0, 0],
+        ..Gen::default()
+    };
+    two.persist(&g2.batch(&[Op::Changes(0, 1, 1)]))
+        .expect("current again");
+    assert_eq!(two.head("a").expect("head"), 3);
+    // A scope the engine did not take the reload of is stale again.
+    two.forget_scope("a");
+    let err = two
+        .persist(&g2.batch(&[Op::Changes(0, 1, 1)]))
+        .expect_err("forgotten");
+    assert_eq!(err.stale_scopes(), ["a".to_owned()]);
+    // Now node one is the stale one.
+    let err = one
+        .persist(&g1.batch(&[Op::Changes(0, 1, 1)]))
+        .expect_err("stale");
+    assert_eq!(err.stale_scopes(), ["a".to_owned()]);
+}
+
+#[test]
+fn refuses_a_database_from_a_newer_schema() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "future");
+    drop(PgStore::connect(&url, schema.options()).expect("connect"));
+    schema.sql(&format!(
+        "UPDATE \"{{schema}}\".sync_schema SET version = {}",
+        sync_postgres::SCHEMA_VERSION + 1
+    ));
+    let err = PgStore::connect(&url, schema.options()).expect_err("must refuse");
+    assert!(
+        matches!(err, sync_postgres::Error::SchemaTooNew { found, .. } if found == sync_postgres::SCHEMA_VERSION + 1),
+        "{err}"
+    );
+}
+
+#[test]
+fn refuses_numbers_postgres_cannot_hold() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "range");
+    let mut store = PgStore::connect(&url, schema.options()).expect("connect");
+    let batch = Batch {
+        changes: vec![LogEntry {
+            change: Change {
+                cursor: u64::MAX,
+                scope: "a".into(),
+                time: Timestamp::from_millis(0),
+                data: json!(null),
+            },
+            group_end: u64::MAX,
+        }],
+        ..Batch::default()
+    };
+    let err = store.persist(&batch).expect_err("out of range");
+    assert!(
+        matches!(err, sync_postgres::Error::OutOfRange { what: "cursor", .. }),
+        "{err}"
+    );
+    assert!(store.load().expect("load").scopes.is_empty());
+}
+
+#[test]
+fn an_unreachable_server_fails_fast_and_clearly() {
+    // Nothing listens on port 1: connecting is refused at once.
+    let options =
+        sync_postgres::PgOptions::default().with_timeout(std::time::Duration::from_secs(2));
+    let err =
+        PgStore::connect("postgres://postgres@127.0.0.1:1/test", options).expect_err("unreachable");
+    assert!(err.is_unavailable(), "{err}");
+}
+
+#[test]
+fn a_node_hears_other_nodes_commits_but_not_its_own() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "watch");
+    let mut one = PgStore::connect(&url, schema.options()).expect("connect");
+    let mut two = PgStore::connect(&url, schema.options()).expect("connect");
+    let (tx, rx) = std::sync::mpsc::channel();
+    two.watch(move |changed| {
+        let _ = tx.send(changed);
+    });
+    // The listener connects in the background: write until it hears one.
+    let wait = std::time::Duration::from_secs(10);
+    let mut g2 = Gen::default();
+    two.load().expect("load");
+    two.persist(&g2.batch(&[Op::Changes(2, 1, 1)]))
+        .expect("own write");
+    let mut g1 = Gen::default();
+    let mut heard = None;
+    for _ in 0..20 {
+        one.load().expect("load");
+        g1.heads = [one.head("a").expect("head"), 0, 0];
+        one.persist(&g1.batch(&[Op::Changes(0, 1, 1)]))
+            .expect("write");
+        match rx.recv_timeout(wait / 20) {
+            Ok(sync_postgres::Changed::Everything) | Err(_) => {}
+            Ok(changed) => {
+                heard = Some(changed);
+                break;
+            }
+        }
+    }
+    assert_eq!(heard, Some(sync_postgres::Changed::Scope("a".into())));
+    // Its own write of scope "user:é" was never reported.
+    while let Ok(changed) = rx.try_recv() {
+        assert_ne!(changed, sync_postgres::Changed::Scope("user:é".into()));
+    }
+}

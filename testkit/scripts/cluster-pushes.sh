@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Durable pushes on PostgreSQL through NODES server processes (32 clients in
+# all, fresh schema per run); prints the summed mutations/s and failures.
+# usage: testkit/scripts/cluster-pushes.sh NODES [--scope-per-client]
+set -u
+N=$1; shift; EXTRA="$*"; BIN=${BIN:-target/release}
+S=bench_$$
+psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S" >/dev/null
+URL="postgres://postgres@127.0.0.1/test?options=-c%20search_path%3D$S"
+pids=()
+for i in $(seq 1 $N); do
+  $BIN/adapter-tokio --addr 127.0.0.1:$((18900+i)) --db "$URL" --log-level error & pids+=($!)
+done
+sleep 1.5
+outs=()
+for i in $(seq 1 $N); do
+  $BIN/loadgen --url http://127.0.0.1:$((18900+i)) sync --clients $((32/N)) --duration 6 --no-pull --scope load $EXTRA > ${TMPDIR:-/tmp}/push.$i.out 2>&1 & outs+=($!)
+done
+wait "${outs[@]}"; kill "${pids[@]}"; wait 2>/dev/null
+total=0; fail=0
+for i in $(seq 1 $N); do
+  d=$(grep -o 'mutations/s: [0-9]*' ${TMPDIR:-/tmp}/push.$i.out | awk '{print $2}'); total=$((total+${d:-0}))
+  f=$(grep -o '[0-9]* failed' ${TMPDIR:-/tmp}/push.$i.out | awk '{print $1}'); fail=$((fail+${f:-0}))
+done
+psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $S CASCADE" >/dev/null
+echo "nodes=$N $EXTRA mutations/s=$total failed=$fail"
