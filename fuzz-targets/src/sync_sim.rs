@@ -14,5 +14,5 @@ use sync_core::testing::simulation::{Decisions, Sim};
 pub fn run(data: &[u8]) {
     // Every step reads a handful of choices; more input, more steps.
     let steps = 20 + data.len().min(4096) / 8;
-    Sim::new(Decisions::from_bytes(data)).run(steps);
+    Sim::new(Decisions::from_bytes(data), std::time::Instant::now()).run(steps);
 }

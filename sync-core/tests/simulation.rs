@@ -11,7 +11,7 @@ use sync_core::SnapshotRequest;
 use sync_core::testing::simulation::{Counters, Decisions, SCOPES, Sim};
 
 fn run_seed(seed: u64) {
-    let mut sim = Sim::new(Decisions::seeded(seed));
+    let mut sim = Sim::new(Decisions::seeded(seed), std::time::Instant::now());
     let steps = 300 + (seed % 5) as usize * 40;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run(steps)));
     if let Err(e) = result {
@@ -45,7 +45,7 @@ fn simulation_seeds() {
 #[test]
 fn same_seed_same_run() {
     let fingerprint = |seed| {
-        let mut sim = Sim::new(Decisions::seeded(seed));
+        let mut sim = Sim::new(Decisions::seeded(seed), std::time::Instant::now());
         sim.run(200);
         let e = sim.engine.as_ref().unwrap();
         (
@@ -66,7 +66,7 @@ fn same_seed_same_run() {
 fn the_faults_are_exercised() {
     let mut total = Counters::default();
     for seed in 1000..1020 {
-        let mut sim = Sim::new(Decisions::seeded(seed));
+        let mut sim = Sim::new(Decisions::seeded(seed), std::time::Instant::now());
         sim.run(400);
         let c = &sim.counters;
         total.crashes += c.crashes;

@@ -181,9 +181,10 @@ fn new_engine(store: &mut MemoryStore) -> Engine<KvApp> {
 }
 
 impl Sim {
-    /// A simulation of 2 to 4 clients whose choices come from `rng`.
-    pub fn new(mut rng: Decisions) -> Self {
-        let base = Instant::now();
+    /// A simulation of 2 to 4 clients whose choices come from `rng`, with
+    /// simulated time starting at `base` (the core never reads a clock: the
+    /// caller passes any instant, and the run only moves forward from it).
+    pub fn new(mut rng: Decisions, base: Instant) -> Self {
         let mut store = MemoryStore::new();
         let n = 2 + rng.below(3) as usize;
         let clients: Vec<Client> = (0..n)
