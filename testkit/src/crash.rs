@@ -418,6 +418,23 @@ pub fn run_blocking(cfg: CrashConfig) -> Result<CrashReport, CrashError> {
         .block_on(run(cfg))
 }
 
+/// The crash test every adapter runs against its server binary `exe`: SQLite
+/// in a fresh directory, the default clients and kills, then every
+/// acknowledged mutation must be in the log exactly once. Panics with the
+/// driver's report when anything is off.
+pub fn assert_binary_loses_nothing(exe: &str) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cfg = CrashConfig::new(exe, dir.path().join("crash.db"));
+    cfg.args = vec!["--log-level".into(), "warn".into()];
+    let report = run_blocking(cfg.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        report.acknowledged,
+        cfg.clients as u64 * cfg.mutations_per_client
+    );
+    assert_eq!(report.log_len as u64, report.acknowledged);
+    assert!(report.kills >= cfg.kills, "{report:?}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
