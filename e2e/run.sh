@@ -7,6 +7,7 @@
 # Server under test (see e2e/lib/server.mjs):
 #   E2E_SERVER_CMD='path/to/server --addr 127.0.0.1:{port} --db {db} --static {web}'
 #   E2E_SERVER=real        target/release/adapter-tokio --static web/ (built here)
+#   E2E_PROFILE=debug      ... the debug build instead (CI: `cargo test` built it)
 #   E2E_SERVER=reference   testkit's reference server behind e2e/lib/front.mjs
 # Default: real when the workspace has the adapter-tokio binary, else reference.
 set -euo pipefail
@@ -58,8 +59,17 @@ else
     export E2E_SERVER
     case "$E2E_SERVER" in
     real)
-        say "server: building target/release/adapter-tokio"
-        cargo build --release -p adapter-tokio --bin adapter-tokio
+        profile=${E2E_PROFILE:-release}
+        export E2E_PROFILE=$profile
+        say "server: building target/$profile/adapter-tokio"
+        case "$profile" in
+        release) cargo build --release -p adapter-tokio --bin adapter-tokio ;;
+        debug) cargo build -p adapter-tokio --bin adapter-tokio ;;
+        *)
+            say "E2E_PROFILE=$profile: use release or debug" >&2
+            exit 1
+            ;;
+        esac
         ;;
     reference)
         say "server: the adapter-tokio binary does not exist yet; using testkit's reference server"

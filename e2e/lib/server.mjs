@@ -6,7 +6,7 @@
 //   `{db}` and `{web}` (the absolute path of web/) are replaced. The server
 //   must serve the demo at `/` itself.
 // - otherwise `E2E_SERVER=real` (the default when the binary exists): the
-//   real binary `target/release/adapter-tokio --addr 127.0.0.1:PORT --db FILE
+//   real binary `target/$E2E_PROFILE/adapter-tokio --addr 127.0.0.1:PORT --db FILE
 //   --static WEB_DIR` (no authentication configured: anonymous access);
 // - `E2E_SERVER=reference` (the default while the real binary does not exist):
 //   the testkit's reference server, behind the front in front.mjs.
@@ -20,7 +20,9 @@ import { startFront } from "./front.mjs";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const webDir = path.join(repoRoot, "web");
-export const realBinary = path.join(repoRoot, "target/release/adapter-tokio");
+/** Cargo profile of the real binary: `release` unless `E2E_PROFILE` says `debug`. */
+export const realProfile = process.env.E2E_PROFILE || "release";
+export const realBinary = path.join(repoRoot, "target", realProfile, "adapter-tokio");
 export const referenceBinary =
   process.env.E2E_REFERENCE_BIN || path.join(repoRoot, "target/debug/reference-server");
 
