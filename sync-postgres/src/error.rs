@@ -38,33 +38,10 @@ pub enum Error {
     /// The store's runtime could not be started.
     #[error("cannot start the store's runtime: {0}")]
     Runtime(#[source] std::io::Error),
-    /// A stored JSON column could not be decoded: the database was changed by
-    /// something other than this crate.
-    #[error("stored JSON in {table}.{column} is invalid: {source}")]
-    Json {
-        /// Table of the bad value.
-        table: &'static str,
-        /// Column of the bad value.
-        column: &'static str,
-        /// The decoding error.
-        source: serde_json::Error,
-    },
-    /// A number does not fit PostgreSQL's signed 64-bit integers.
-    #[error("{what} {value} is too large to store")]
-    OutOfRange {
-        /// Which field.
-        what: &'static str,
-        /// The value.
-        value: u64,
-    },
-    /// A stored integer is negative where only non-negative values are written.
-    #[error("stored {what} {value} is negative")]
-    Negative {
-        /// Which field.
-        what: &'static str,
-        /// The value.
-        value: i64,
-    },
+    /// A record could not be encoded into a column, or a stored column
+    /// could not be decoded (bad JSON, a number out of range).
+    #[error(transparent)]
+    Column(#[from] sync_core::store::columns::ColumnError),
     /// The database was written by a newer version of this crate.
     #[error("database schema version {found} is newer than this build understands ({supported})")]
     SchemaTooNew {

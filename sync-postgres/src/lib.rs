@@ -30,7 +30,6 @@
 //! # Ok::<(), sync_postgres::Error>(())
 //! ```
 
-mod codec;
 mod error;
 mod read;
 mod schema;

@@ -8,7 +8,7 @@ use sync_core::{Change, Timestamp};
 use tokio_postgres::Client;
 
 use crate::Error;
-use crate::codec::{from_json, uint};
+use sync_core::store::columns::{from_json, uint};
 
 /// Records and versions of every scope, or of `only`.
 pub(crate) type Loaded = (BTreeMap<String, ScopeRecords>, BTreeMap<String, i64>);

@@ -7,7 +7,7 @@ use sync_core::Batch;
 use tokio_postgres::Client;
 
 use crate::Error;
-use crate::codec::{int, to_json};
+use sync_core::store::columns::{int, to_json};
 
 /// Writes `batch` if every scope it touches is still at the version in
 /// `known` (0 when absent); returns the scopes' new versions.

@@ -19,7 +19,6 @@
 //! # Ok::<(), sync_sqlite::Error>(())
 //! ```
 
-mod codec;
 mod error;
 mod schema;
 mod store;

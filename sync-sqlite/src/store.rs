@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sync_core::store::{ClientRecord, IdRecord, LogEntry, ScopeRecords, TrimBase};
 use sync_core::{Batch, Change, Recovered, Store, Timestamp};
 
-use crate::codec::{from_json, int, to_json, uint};
 use crate::{Error, schema};
+use sync_core::store::columns::{from_json, int, to_json, uint};
 
 /// How hard a commit tries to survive a power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -313,7 +313,13 @@ fn refuses_numbers_sqlite_cannot_hold() {
     };
     let err = store.persist(&batch).expect_err("out of range");
     assert!(
-        matches!(err, sync_sqlite::Error::OutOfRange { what: "cursor", .. }),
+        matches!(
+            err,
+            sync_sqlite::Error::Column(sync_core::store::columns::ColumnError::OutOfRange {
+                what: "cursor",
+                ..
+            })
+        ),
         "{err}"
     );
     assert!(store.load().expect("load").scopes.is_empty());

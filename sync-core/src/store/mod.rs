@@ -2,6 +2,7 @@
 //! and the in-memory implementation.
 
 mod batch;
+pub mod columns;
 mod memory;
 
 pub use batch::{
