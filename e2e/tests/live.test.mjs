@@ -1,22 +1,11 @@
 // The live half of the browser client against the server: topic pub/sub
 // between pages, and resubscription after the server comes back.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
-import { launchBrowser, openTodo, waitLive } from "../lib/browser.mjs";
+import { useServerAndBrowser } from "../lib/fixture.mjs";
+import { openTodo, waitLive } from "../lib/browser.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 /** Makes `page` collect every message on `topic` into window.got[topic]. */
 async function listen(page, topic) {
@@ -48,6 +37,7 @@ async function subscribed(page, topic) {
 }
 
 test("pages publish to each other's topics and resubscribe after a server restart", async () => {
+  const { server, browser } = env;
   const a = await openTodo(await browser.newContext(), server.baseUrl);
   const b = await openTodo(await browser.newContext(), server.baseUrl);
   await listen(b, "chat");

@@ -1,12 +1,10 @@
 // A page goes offline, edits, comes back: both pages converge and every
 // mutation is in the server's log exactly once.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
+import { openTwoProfiles, useServerAndBrowser } from "../lib/fixture.mjs";
 import {
   addTodo,
-  launchBrowser,
-  openTodo,
   renameTodo,
   shownPending,
   shownTitles,
@@ -16,24 +14,11 @@ import {
   waitSettled,
 } from "../lib/browser.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 test("offline edits are kept, sent once on return, and both pages converge", async () => {
-  const ca = await browser.newContext();
-  const cb = await browser.newContext();
-  const a = await openTodo(ca, server.baseUrl);
-  const b = await openTodo(cb, server.baseUrl);
+  const { server } = env;
+  const { ca, cb, a, b } = await openTwoProfiles(env);
 
   await addTodo(a, "before the outage");
   await waitForTitles(b, ["before the outage"]);

@@ -1,23 +1,19 @@
 // Unsent mutations survive a reload (and a closed tab): the queue, client id
 // and sequence are in IndexedDB, and the next document of the tab continues
 // the same client.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
-import { addTodo, launchBrowser, openTodo, shownPending, toggleTodo, waitForTitles, waitSettled } from "../lib/browser.mjs";
+import { useServerAndBrowser } from "../lib/fixture.mjs";
+import {
+  addTodo,
+  openTodo,
+  shownPending,
+  toggleTodo,
+  waitForTitles,
+  waitSettled,
+} from "../lib/browser.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 /** Makes every push of `page` fail, as if the server were unreachable for it. */
 async function blockPushes(page) {
@@ -25,6 +21,7 @@ async function blockPushes(page) {
 }
 
 test("a reload keeps unsent mutations and sends them once afterwards", async () => {
+  const { server, browser } = env;
   const context = await browser.newContext();
   const other = await browser.newContext();
   const watcher = await openTodo(other, server.baseUrl);
@@ -69,6 +66,7 @@ test("a reload keeps unsent mutations and sends them once afterwards", async () 
 });
 
 test("a closed tab's unsent mutations are adopted by the next tab", async () => {
+  const { server, browser } = env;
   const context = await browser.newContext();
   const first = await openTodo(context, server.baseUrl);
   await waitForTitles(first, ["sent before", "unsent one", "unsent two"]);
@@ -89,6 +87,7 @@ test("a closed tab's unsent mutations are adopted by the next tab", async () => 
 });
 
 test("a reload in the same task as the mutation still keeps it", async () => {
+  const { server, browser } = env;
   const context = await browser.newContext();
   const page = await openTodo(context, server.baseUrl);
   await waitSettled(page);

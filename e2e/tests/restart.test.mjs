@@ -3,29 +3,16 @@
 //
 // Needs a durable store behind the server: the real binary's SQLite file
 // (`--db`), or the reference server's JSON file when run with E2E_SERVER=reference.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
-import { addTodo, launchBrowser, openTodo, shownPending, waitForTitles, waitLive, waitSettled } from "../lib/browser.mjs";
+import { openTwoProfiles, useServerAndBrowser } from "../lib/fixture.mjs";
+import { addTodo, shownPending, waitForTitles, waitLive, waitSettled } from "../lib/browser.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 test("after a server crash and restart pages reconnect, converge and lose nothing acknowledged", async () => {
-  const ca = await browser.newContext();
-  const cb = await browser.newContext();
-  const a = await openTodo(ca, server.baseUrl);
-  const b = await openTodo(cb, server.baseUrl);
+  const { server } = env;
+  const { ca, cb, a, b } = await openTwoProfiles(env);
 
   await addTodo(a, "acknowledged one");
   await addTodo(b, "acknowledged two");

@@ -1,25 +1,15 @@
 // A screenshot of the demo in use, saved as e2e/artifacts/todo.png.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
+import { useServerAndBrowser } from "../lib/fixture.mjs";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer } from "../lib/server.mjs";
-import { addTodo, artifactsDir, launchBrowser, openTodo, toggleTodo, waitSettled } from "../lib/browser.mjs";
+import { addTodo, artifactsDir, openTodo, toggleTodo, waitSettled } from "../lib/browser.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 test("the demo renders and a screenshot is saved", async () => {
+  const { server, browser } = env;
   const context = await browser.newContext({ viewport: { width: 900, height: 640 } });
   const page = await openTodo(context, server.baseUrl);
   assert.equal(await page.textContent("#empty"), "Nothing to do. Add a todo above; every open tab sees it at once.");

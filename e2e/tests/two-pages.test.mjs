@@ -1,12 +1,11 @@
 // Two pages see each other's edits at once, without reload: the live poke
 // makes the other page pull. The 1 s deadline is part of the requirement.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
+import { openTwoProfiles, useServerAndBrowser } from "../lib/fixture.mjs";
 import {
   addTodo,
   deleteTodo,
-  launchBrowser,
   openTodo,
   renameTodo,
   shownTodos,
@@ -14,20 +13,10 @@ import {
   waitForTitles,
 } from "../lib/browser.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 test("a todo added in one tab appears in another tab within 1 s", async () => {
+  const { server, browser } = env;
   const context = await browser.newContext();
   const a = await openTodo(context, server.baseUrl);
   const b = await openTodo(context, server.baseUrl);
@@ -43,10 +32,7 @@ test("a todo added in one tab appears in another tab within 1 s", async () => {
 });
 
 test("rename, toggle and delete reach a page of another browser profile within 1 s", async () => {
-  const ca = await browser.newContext();
-  const cb = await browser.newContext();
-  const a = await openTodo(ca, server.baseUrl);
-  const b = await openTodo(cb, server.baseUrl);
+  const { ca, cb, a, b } = await openTwoProfiles(env);
   await waitForTitles(a, ["buy milk", "walk the dog"]);
   await waitForTitles(b, ["buy milk", "walk the dog"]);
 
