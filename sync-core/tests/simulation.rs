@@ -70,6 +70,7 @@ fn the_faults_are_exercised() {
         sim.run(400);
         let c = &sim.counters;
         total.crashes += c.crashes;
+        total.unacknowledged_commits += c.unacknowledged_commits;
         total.persist_failures += c.persist_failures;
         total.trims += c.trims;
         total.resets += c.resets;
@@ -82,4 +83,5 @@ fn the_faults_are_exercised() {
     assert!(total.crashes > 0 && total.persist_failures > 0 && total.trims > 0);
     assert!(total.resets > 0 && total.duplicates > 0 && total.lost_responses > 0);
     assert!(total.partitions > 0 && total.mutations > 1000);
+    assert!(total.unacknowledged_commits > 0);
 }

@@ -161,6 +161,9 @@ pub struct Counters {
     pub mutations: u64,
     #[allow(missing_docs)]
     pub crashes: u64,
+    /// Crashes that came after a batch was written but before it was
+    /// acknowledged.
+    pub unacknowledged_commits: u64,
     #[allow(missing_docs)]
     pub persist_failures: u64,
     #[allow(missing_docs)]
@@ -293,7 +296,19 @@ impl Sim {
             self.log("server crash".into());
             self.counters.crashes += 1;
             self.engine = None;
-            self.persisting = None;
+            // The batch being written may have reached the store before the
+            // crash, never acknowledged (the commit landed, the answer did not).
+            if let Some((_, ready)) = self.persisting.take()
+                && self.rng.chance(0.5)
+                && self.store.persist(&ready.persist).is_ok()
+            {
+                self.ledger.apply(&ready.persist, &self.created);
+                self.counters.unacknowledged_commits += 1;
+                self.log(format!(
+                    "batch {} durable, never acknowledged",
+                    ready.number
+                ));
+            }
             self.routes.clear();
             self.server_down_until = self.now_ms + 50 + self.rng.below(1500);
         }
