@@ -64,7 +64,10 @@ else
         say "server: building target/$profile/adapter-tokio"
         case "$profile" in
         release) cargo build --release -p adapter-tokio --bin adapter-tokio ;;
-        debug) cargo build -p adapter-tokio --bin adapter-tokio ;;
+        # The workspace's test build (a no-op after `cargo test --workspace`):
+        # `cargo build -p adapter-tokio` alone would resolve other features and
+        # compile every dependency a second time.
+        debug) cargo test --workspace --no-run ;;
         *)
             say "E2E_PROFILE=$profile: use release or debug" >&2
             exit 1
