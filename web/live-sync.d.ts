@@ -174,6 +174,12 @@ export interface SyncOptions {
   token?: Token;
   /** Default: the best available. */
   storage?: ReplicaStorage | "memory" | "localStorage" | "indexedDB";
+  /**
+   * Where `mutate()` writes each mutation synchronously until the storage
+   * record holds it (default: `localStorage` when the storage is IndexedDB,
+   * whose writes a reload can cut short; `null` for none).
+   */
+  journal?: Storage | null;
   /** Local mutators beside the built-in `put` and `delete`. */
   mutators?: Record<string, Mutator>;
   /** Most mutations per push (default 100). */

@@ -535,6 +535,66 @@ export async function openDefaultStorage() {
 // ---------------------------------------------------------------------------
 
 /**
+ * A write-ahead journal of one client's mutations in a synchronous
+ * `Storage` (localStorage). IndexedDB writes are asynchronous: a reload or a
+ * closed tab right after `mutate()` can tear the page down before the
+ * record's transaction commits. The journal is written before `mutate()`
+ * returns, read back when the client is opened again, and trimmed once the
+ * record holds the mutations. Failures (quota, disabled storage) are
+ * ignored: the record write still runs.
+ */
+class MutationJournal {
+  /**
+   * @param {Storage} ls
+   * @param {string} scope
+   * @param {string} clientId
+   */
+  constructor(ls, scope, clientId) {
+    this._ls = ls;
+    this._key = "live-sync-journal\u0000" + scope + "\u0000" + clientId;
+  }
+  /** @returns {Mutation[]} */
+  read() {
+    try {
+      const all = JSON.parse(this._ls.getItem(this._key) || "[]");
+      return Array.isArray(all) ? all : [];
+    } catch (e) {
+      return [];
+    }
+  }
+  /** @param {Mutation} mutation */
+  append(mutation) {
+    try {
+      const all = this.read();
+      all.push(mutation);
+      this._ls.setItem(this._key, JSON.stringify(all));
+    } catch (e) {
+      // See the class comment.
+    }
+  }
+  /** Forgets the mutations up to `seq` (the record holds them). */
+  trimThrough(seq) {
+    try {
+      const rest = this.read().filter((m) => m && m.seq > seq);
+      if (rest.length) this._ls.setItem(this._key, JSON.stringify(rest));
+      else this._ls.removeItem(this._key);
+    } catch (e) {
+      // See the class comment.
+    }
+  }
+}
+
+/** The journal's default store: localStorage when the record store is IndexedDB. */
+function defaultJournalStore(storage) {
+  if (storage.kind !== "indexedDB") return null;
+  try {
+    return globalThis.localStorage || null;
+  } catch (e) {
+    return null;
+  }
+}
+
+/**
  * Picks the replica record this tab continues, or null for a fresh client.
  *
  * Every tab is its own client (its own `client_id` and sequence), since two
@@ -568,7 +628,9 @@ async function claimClient(scope, records) {
   const byId = new Map(records.map((r) => [r.clientId, r]));
   if (!locks) {
     const record = remembered ? byId.get(remembered) || null : null;
-    const clientId = record ? record.clientId : randomId();
+    // The remembered client even without a record: its first record write
+    // may have been cut short (its mutations are in the journal).
+    const clientId = record ? record.clientId : remembered || randomId();
     remember(clientId);
     return { record, clientId, release: () => {} };
   }
@@ -644,6 +706,9 @@ async function claimClient(scope, records) {
  * @property {string | (() => string | undefined)} [token] sent as `Authorization: Bearer`.
  * @property {ReplicaStorage | "memory" | "localStorage" | "indexedDB"} [storage]
  *   default: the best available.
+ * @property {Storage | null} [journal] where `mutate()` writes each mutation
+ *   synchronously until the storage record holds it (default: `localStorage`
+ *   when the storage is IndexedDB, whose writes a reload can cut short).
  * @property {Record<string, Mutator>} [mutators] local mutators beside `put` and `delete`.
  * @property {number} [pushBatch] most mutations per push (default 100).
  * @property {number} [pullLimit] pull page size (default 100).
@@ -786,7 +851,20 @@ export class SyncClient extends Emitter {
     this._saveChain = Promise.resolve();
     this._saveQueued = false;
     this._unsubs = [];
+    const journalStore = options.journal === undefined ? defaultJournalStore(storage) : options.journal;
+    /** @type {MutationJournal | null} */
+    this._journal = journalStore ? new MutationJournal(journalStore, scope, this.clientId) : null;
+    // Mutations the journal holds beyond the record, in sequence order.
+    let recovered = false;
+    for (const m of this._journal ? this._journal.read() : []) {
+      if (m && m.client_id === this.clientId && m.seq === this._nextSeq) {
+        this._pending.push({ mutation: m, ackedAt: null });
+        this._nextSeq++;
+        recovered = true;
+      }
+    }
     this._rebase(false);
+    if (recovered) this._save();
   }
 
   // ---- getters ----
@@ -866,6 +944,7 @@ export class SyncClient extends Emitter {
     this._optimistic = next;
     this._nextSeq++;
     this._pending.push({ mutation, ackedAt: null });
+    if (this._journal) this._journal.append(mutation);
     const saved = this._save();
     this._emit("change", this._optimistic);
     this._emitStatus();
@@ -1243,7 +1322,9 @@ export class SyncClient extends Emitter {
           savedAt: Date.now(),
         };
         // Clone now: later changes must not leak into a write in progress.
-        return this.storage.put(JSON.parse(JSON.stringify(record)));
+        return this.storage.put(JSON.parse(JSON.stringify(record))).then(() => {
+          if (this._journal) this._journal.trimThrough(record.lastSeq);
+        });
       })
       .catch((e) => {
         this._lastError = "local storage: " + ((e && e.message) || e);

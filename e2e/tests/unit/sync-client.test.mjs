@@ -184,6 +184,68 @@ test("the queue, client id and sequence survive a restart of the client", async 
   );
 });
 
+/** A `Storage` of strings in a Map (localStorage / sessionStorage). */
+function memoryWebStorage() {
+  const items = new Map();
+  return {
+    items,
+    get length() {
+      return items.size;
+    },
+    key: (i) => [...items.keys()][i] ?? null,
+    getItem: (k) => items.get(k) ?? null,
+    setItem: (k, v) => items.set(k, String(v)),
+    removeItem: (k) => items.delete(k),
+  };
+}
+
+test("mutations whose record write never lands come back from the journal", async () => {
+  globalThis.sessionStorage = memoryWebStorage();
+  const journal = memoryWebStorage();
+  const server = new FakeServer();
+  server.intercept = () => "network";
+  // Record writes that never commit, as when a reload tears the page down
+  // before an IndexedDB transaction completes.
+  const cut = { kind: "indexedDB", list: async () => [], put: () => new Promise(() => {}), remove: async () => {} };
+  const first = await client(server, { storage: cut, journal });
+  first.mutate("put", { key: "a", value: 1 });
+  first.mutate("put", { key: "b", value: 2 });
+  open.splice(open.indexOf(first), 1);
+  first._closed = true;
+  clearTimeout(first._timer);
+
+  server.intercept = () => undefined;
+  const storage = new MemoryStorage();
+  const second = await client(server, { storage, journal });
+  assert.equal(second.clientId, first.clientId, "the tab continues its client");
+  assert.equal(second.pendingCount, 2);
+  assert.deepEqual(second.state, { a: 1, b: 2 });
+  await second.whenSettled(2000);
+  assert.deepEqual(server.kv, { a: 1, b: 2 });
+  assert.equal(server.log.length, 2, "each applied once");
+  // The record now holds them: the journal is empty again.
+  await second.flush();
+  assert.equal(journal.items.size, 0);
+  const [record] = await storage.list("s");
+  assert.equal(record.lastSeq, 2);
+});
+
+test("the journal is trimmed as records land and skips what the record holds", async () => {
+  globalThis.sessionStorage = memoryWebStorage();
+  const journal = memoryWebStorage();
+  const server = new FakeServer();
+  server.intercept = () => "network";
+  const storage = new MemoryStorage();
+  const first = await client(server, { storage, journal });
+  await first.mutate("put", { key: "a", value: 1 });
+  assert.equal(journal.items.size, 0, "the record holds it: nothing left in the journal");
+  await first.close();
+  open.splice(open.indexOf(first), 1);
+  const second = await client(server, { storage, journal });
+  assert.equal(second.pendingCount, 1, "not doubled by the journal");
+  assert.equal(second.lastSeq, 1);
+});
+
 test("a poke on sync:<scope> makes the client pull", async () => {
   FakeWebSocket.instances = [];
   const server = new FakeServer();
