@@ -292,16 +292,7 @@ test("with the socket down the client polls on the fallback interval", async () 
 
 test("localStorage records round-trip and are listed per scope", async () => {
   const { LocalStorageStorage } = await import("../../../web/live-sync.js");
-  const items = new Map();
-  const ls = {
-    get length() {
-      return items.size;
-    },
-    key: (i) => [...items.keys()][i] ?? null,
-    getItem: (k) => items.get(k) ?? null,
-    setItem: (k, v) => items.set(k, String(v)),
-    removeItem: (k) => items.delete(k),
-  };
+  const ls = memoryWebStorage();
   ls.setItem("unrelated", "x");
   ls.setItem("live-sync\u0000broken", "{not json");
   const storage = new LocalStorageStorage(ls);
