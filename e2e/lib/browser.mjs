@@ -42,8 +42,18 @@ export async function openTodo(context, baseUrl, { waitLive = true } = {}) {
   return page;
 }
 
+/**
+ * `waitForFunction` options that check on a timer. Playwright's default
+ * checks in requestAnimationFrame callbacks, which Chromium throttles or
+ * stops for a page that is not in front: with two pages open, a wait on the
+ * one behind could time out with the condition long true.
+ */
+export function polled(timeout) {
+  return timeout === undefined ? { polling: 20 } : { polling: 20, timeout };
+}
+
 async function waitLive_(page, timeout = 10000) {
-  await page.waitForFunction(() => window.todoApp.live.state === "open", null, { timeout });
+  await page.waitForFunction(() => window.todoApp.live.state === "open", null, polled(timeout));
 }
 export { waitLive_ as waitLive };
 
@@ -68,6 +78,7 @@ export async function shownTitles(page) {
 /** Waits until the page shows exactly `titles` (any order), within `timeout` ms. */
 export async function waitForTitles(page, titles, timeout = 10000) {
   const want = [...titles].sort();
+  const started = Date.now();
   await page
     .waitForFunction(
       (want) => {
@@ -75,10 +86,16 @@ export async function waitForTitles(page, titles, timeout = 10000) {
         return JSON.stringify(got) === JSON.stringify(want);
       },
       want,
-      { timeout },
+      polled(timeout),
     )
     .catch(async (e) => {
-      throw new Error(`${e.message}\nwanted ${JSON.stringify(want)}, shown ${JSON.stringify(await shownTitles(page))}`);
+      // What the page's sync client was doing, to tell a slow commit from a
+      // missed poke.
+      const status = await page.evaluate(() => window.todoApp?.sync.status).catch(() => undefined);
+      throw new Error(
+        `${e.message}\nwanted ${JSON.stringify(want)}, shown ${JSON.stringify(await shownTitles(page))}, ` +
+          `sync status ${JSON.stringify(status)} after ${Date.now() - started} ms`,
+      );
     });
 }
 

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { useServerAndBrowser } from "../lib/fixture.mjs";
-import { openTodo, waitLive } from "../lib/browser.mjs";
+import { openTodo, polled, waitLive } from "../lib/browser.mjs";
 
 const env = useServerAndBrowser();
 
@@ -20,7 +20,7 @@ async function waitGot(page, topic, want, timeout = 5000) {
   await page.waitForFunction(
     ({ topic, want }) => JSON.stringify(window.got[topic]) === JSON.stringify(want),
     { topic, want },
-    { timeout },
+    polled(timeout),
   );
 }
 
@@ -32,7 +32,7 @@ async function waitGot(page, topic, want, timeout = 5000) {
 async function subscribed(page, topic) {
   const probe = `probe-${Math.random()}`;
   await page.evaluate(({ topic, probe }) => window.todoApp.live.publish(topic, probe), { topic, probe });
-  await page.waitForFunction(({ topic, probe }) => window.got[topic].includes(probe), { topic, probe });
+  await page.waitForFunction(({ topic, probe }) => window.got[topic].includes(probe), { topic, probe }, polled());
   await page.evaluate((topic) => (window.got[topic] = []), topic);
 }
 
@@ -63,7 +63,7 @@ test("pages publish to each other's topics and resubscribe after a server restar
 
   await listen(b, "news");
   await server.kill();
-  await b.waitForFunction(() => window.todoApp.live.state !== "open");
+  await b.waitForFunction(() => window.todoApp.live.state !== "open", null, polled());
   assert.equal(await a.evaluate(() => window.todoApp.live.publish("news", "lost")), false);
   await server.start();
   await waitLive(a, 20000);

@@ -7,6 +7,7 @@ import { useServerAndBrowser } from "../lib/fixture.mjs";
 import {
   addTodo,
   openTodo,
+  polled,
   shownPending,
   toggleTodo,
   waitForTitles,
@@ -101,7 +102,7 @@ test("a reload in the same task as the mutation still keeps it", async () => {
       // The reload may tear the page down before evaluate() hears back.
       if (!/context was destroyed|navigat/i.test(e.message)) throw e;
     });
-    await page.waitForFunction((n) => window.todoApp?.sync.pendingCount === n, base + i);
+    await page.waitForFunction((n) => window.todoApp?.sync.pendingCount === n, base + i, polled());
   }
   await page.unroute("**/_sync/push");
   await page.evaluate(() => window.todoApp.sync.pullNow());

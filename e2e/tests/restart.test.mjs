@@ -6,7 +6,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { openTwoProfiles, useServerAndBrowser } from "../lib/fixture.mjs";
-import { addTodo, shownPending, waitForTitles, waitLive, waitSettled } from "../lib/browser.mjs";
+import {
+  addTodo,
+  polled,
+  shownPending,
+  waitForTitles,
+  waitLive,
+  waitSettled,
+} from "../lib/browser.mjs";
 
 const env = useServerAndBrowser();
 
@@ -22,7 +29,7 @@ test("after a server crash and restart pages reconnect, converge and lose nothin
 
   await server.kill();
   for (const p of [a, b]) {
-    await p.waitForFunction(() => window.todoApp.live.state !== "open", null, { timeout: 5000 });
+    await p.waitForFunction(() => window.todoApp.live.state !== "open", null, polled(5000));
     await p.waitForSelector('#connection[data-state="offline"]');
   }
   await addTodo(a, "made during the outage");

@@ -7,6 +7,7 @@ import {
   addTodo,
   deleteTodo,
   openTodo,
+  polled,
   renameTodo,
   shownTodos,
   toggleTodo,
@@ -43,7 +44,7 @@ test("rename, toggle and delete reach a page of another browser profile within 1
   await a.waitForFunction(
     () => document.querySelector("#todos li.todo.done .title")?.textContent === "walk the dog",
     null,
-    { timeout: 1000 },
+    polled(1000),
   );
 
   await deleteTodo(a, "buy oat milk");
