@@ -21,7 +21,7 @@ import { startFront } from "./front.mjs";
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const webDir = path.join(repoRoot, "web");
 /** Cargo profile of the real binary: `release` unless `E2E_PROFILE` says `debug`. */
-export const realProfile = process.env.E2E_PROFILE || "release";
+const realProfile = process.env.E2E_PROFILE || "release";
 export const realBinary = path.join(repoRoot, "target", realProfile, "adapter-tokio");
 export const referenceBinary =
   process.env.E2E_REFERENCE_BIN || path.join(repoRoot, "target/debug/reference-server");

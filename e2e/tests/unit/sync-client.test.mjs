@@ -151,12 +151,7 @@ test("server changes are rebased under pending mutations without flicker", async
 });
 
 test("the queue, client id and sequence survive a restart of the client", async () => {
-  const store = new Map();
-  globalThis.sessionStorage = {
-    getItem: (k) => store.get(k) ?? null,
-    setItem: (k, v) => store.set(k, String(v)),
-    removeItem: (k) => store.delete(k),
-  };
+  globalThis.sessionStorage = memoryWebStorage();
   const server = new FakeServer();
   const storage = new MemoryStorage();
   server.intercept = (op) => (op === "push" ? "network" : undefined);
