@@ -18,18 +18,19 @@ struct Workload {
 impl Workload {
     fn batch(&mut self, n: usize) -> Batch {
         let mut batch = Batch::default();
-        for i in 0..n {
+        for _ in 0..n {
             self.cursor += 1;
-            let client = i % self.seqs.len();
+            let client = self.cursor as usize % self.seqs.len();
             self.seqs[client] += 1;
             let seq = self.seqs[client];
+            let change = Change {
+                cursor: self.cursor,
+                scope: "load".into(),
+                time: Timestamp::from_millis(1_795_328_895_000),
+                data: json!({"op": "put", "key": format!("k{}", self.cursor), "value": {"n": self.cursor}}),
+            };
             batch.changes.push(LogEntry {
-                change: Change {
-                    cursor: self.cursor,
-                    scope: "load".into(),
-                    time: Timestamp::from_millis(1_795_328_895_000),
-                    data: json!({"op": "put", "key": format!("k{}", self.cursor), "value": {"n": self.cursor}}),
-                },
+                change: change.clone(),
                 group_end: self.cursor,
             });
             batch.clients.push(ClientRecord {
@@ -37,7 +38,9 @@ impl Workload {
                 client_id: format!("client-{client}"),
                 seq,
                 result: serde_json::from_value::<MutationResult>(
-                    json!({"ok": true, "cursor": self.cursor}),
+                    // As the engine records it: the result carries the
+                    // mutation's changes.
+                    json!({"ok": true, "cursor": self.cursor, "changes": [change]}),
                 )
                 .expect("result"),
                 keep_from: seq.saturating_sub(1023).max(1),
@@ -58,8 +61,9 @@ fn persist(c: &mut Criterion) {
                 cursor: 0,
                 seqs: vec![0; 32],
             };
-            // A log that is not empty, as in a running server.
-            for _ in 0..200 {
+            // A log that is not empty, as in a running server, and clients
+            // past the 1024 results kept, so records are pruned as they go.
+            for _ in 0..400 {
                 store.persist(&work.batch(100)).expect("warm");
             }
             group.throughput(Throughput::Elements(n as u64));

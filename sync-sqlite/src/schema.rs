@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use crate::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration `i` brings the file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -40,6 +40,15 @@ const MIGRATIONS: &[&str] = &[
          before INTEGER NOT NULL,
          base   TEXT    NOT NULL
      ) WITHOUT ROWID;",
+    // 1 -> 2: a client's sequence record rides on the row of its mutation's
+    // last change (NULL on every other row), so a commit appends to the log
+    // instead of touching one page of `clients` per client. `clients` keeps
+    // the records of mutations that wrote no change, and those moved out of
+    // the log by a trim.
+    "ALTER TABLE changes ADD COLUMN client_id TEXT;
+     ALTER TABLE changes ADD COLUMN seq INTEGER;
+     ALTER TABLE changes ADD COLUMN keep_from INTEGER;
+     ALTER TABLE changes ADD COLUMN result TEXT;",
 ];
 
 /// Brings `conn` to [`SCHEMA_VERSION`], refusing files from a newer build.
@@ -70,5 +79,39 @@ mod tests {
     #[test]
     fn one_migration_per_version() {
         assert_eq!(MIGRATIONS.len() as i64, SCHEMA_VERSION);
+    }
+
+    /// A file written by version 1 keeps its rows and gains the columns
+    /// that carry client records on the log.
+    #[test]
+    fn upgrades_a_version_1_file() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO changes VALUES ('a', 1, 1, 5, '{}');
+             INSERT INTO clients VALUES ('a', 'c', 1, 1, '{\"ok\":true}');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let old: (i64, Option<String>) = conn
+            .query_row("SELECT cursor, client_id FROM changes", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(old, (1, None));
+        conn.execute(
+            "INSERT INTO changes VALUES ('a', 2, 2, 6, '{}', 'c', 2, 1, '{}')",
+            [],
+        )
+        .unwrap();
+        let clients: i64 = conn
+            .query_row("SELECT COUNT(*) FROM clients", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(clients, 1);
     }
 }

@@ -29,6 +29,13 @@ pub enum Durability {
 /// written whole or not at all, and a crash at any point leaves the file at the
 /// previous batch. The engine gathers concurrent pushes into one batch, so the
 /// fsync cost is shared by all of them (group commit).
+///
+/// What a commit writes is kept to few pages, since each costs a WAL frame
+/// to write, checksum, fsync and later checkpoint: a client's sequence
+/// record rides on its mutation's last change row (appended to the log)
+/// rather than going to the `clients` table, which would dirty one page
+/// per client in the batch. `clients` holds only the records of mutations
+/// that wrote no change and those a trim moved out of the log.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
@@ -95,6 +102,21 @@ impl SqliteStore {
             if stored.is_some_and(|b| b >= before) {
                 continue;
             }
+            // The client records riding on the rows about to go move to
+            // `clients` (a client's last sequence must outlive the log),
+            // then each client's rows below its newest `keep_from` go.
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO clients (scope, client_id, seq, keep_from, result)
+                 SELECT scope, client_id, seq, keep_from, result FROM changes
+                 WHERE scope = ?1 AND cursor < ?2 AND client_id IS NOT NULL",
+            )?
+            .execute(params![t.scope, before])?;
+            tx.prepare_cached(
+                "DELETE FROM clients WHERE scope = ?1 AND seq < (
+                     SELECT MAX(k.keep_from) FROM clients k
+                     WHERE k.scope = clients.scope AND k.client_id = clients.client_id)",
+            )?
+            .execute(params![t.scope])?;
             tx.prepare_cached("DELETE FROM changes WHERE scope = ?1 AND cursor < ?2")?
                 .execute(params![t.scope, before])?;
             tx.prepare_cached(
@@ -103,19 +125,30 @@ impl SqliteStore {
             )?
             .execute(params![t.scope, before, to_json(&t.base)])?;
         }
+        let mut riding = riders(batch);
+        let mut rode = vec![false; batch.clients.len()];
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO changes (scope, cursor, group_end, time, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO changes (scope, cursor, group_end, time, data,
+                                      client_id, seq, keep_from, result)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for e in &batch.changes {
                 let c = &e.change;
+                let rider = riding.remove(&(c.scope.as_str(), c.cursor)).map(|i| {
+                    rode[i] = true;
+                    &batch.clients[i]
+                });
                 insert.execute(params![
                     c.scope,
                     int("cursor", c.cursor)?,
                     int("group_end", e.group_end)?,
                     int("time", c.time.as_millis())?,
                     to_json(&c.data),
+                    rider.map(|r| &r.client_id),
+                    rider.map(|r| int("seq", r.seq)).transpose()?,
+                    rider.map(|r| int("keep_from", r.keep_from)).transpose()?,
+                    rider.map(|r| to_json(&r.result)),
                 ])?;
             }
         }
@@ -129,7 +162,8 @@ impl SqliteStore {
                 "INSERT OR REPLACE INTO clients (scope, client_id, seq, keep_from, result)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for c in &batch.clients {
+            let loose = batch.clients.iter().zip(&rode).filter(|(_, rode)| !**rode);
+            for (c, _) in loose {
                 let seq = int("seq", c.seq)?;
                 let keep_from = int("keep_from", c.keep_from)?;
                 prune.execute(params![c.scope, c.client_id, keep_from])?;
@@ -199,7 +233,8 @@ impl SqliteStore {
         }
 
         let mut stmt = self.conn.prepare(&filter(
-            "SELECT scope, cursor, group_end, time, data FROM changes {where} ORDER BY scope, cursor",
+            "SELECT scope, cursor, group_end, time, data, client_id, seq, keep_from, result
+             FROM changes {where} ORDER BY scope, cursor",
         ))?;
         let mut rows = stmt.query([only])?;
         while let Some(row) = rows.next()? {
@@ -213,12 +248,20 @@ impl SqliteStore {
                 },
                 group_end: uint("group_end", row.get(2)?)?,
             };
+            let rider = match row.get::<_, Option<String>>(5)? {
+                Some(client_id) => Some(ClientRecord {
+                    scope: scope.clone(),
+                    client_id,
+                    seq: uint("seq", row.get(6)?)?,
+                    keep_from: uint("keep_from", row.get(7)?)?,
+                    result: from_json("changes", "result", &row.get::<_, String>(8)?)?,
+                }),
+                None => None,
+            };
             scope_entry(&mut scopes, &scope);
-            scopes
-                .get_mut(&scope)
-                .expect("inserted")
-                .changes
-                .push(entry);
+            let records = scopes.get_mut(&scope).expect("inserted");
+            records.changes.push(entry);
+            records.clients.extend(rider);
         }
 
         let mut stmt = self.conn.prepare(&filter(
@@ -241,6 +284,9 @@ impl SqliteStore {
                 .expect("inserted")
                 .clients
                 .push(record);
+        }
+        for records in scopes.values_mut() {
+            settle_clients(&mut records.clients);
         }
 
         let mut stmt = self.conn.prepare(&filter(
@@ -282,4 +328,45 @@ impl Store for SqliteStore {
     fn load_scope(&mut self, scope: &str) -> Result<Option<ScopeRecords>, Error> {
         Ok(self.read(Some(scope))?.remove(scope))
     }
+}
+
+/// The client records that can ride on a change row of `batch`: those whose
+/// result carries changes, keyed by the scope and cursor of the last one (the
+/// mutation's last change), as indexes into `batch.clients`. A record whose
+/// change is not in the batch stays loose and goes to `clients`.
+fn riders(batch: &Batch) -> BTreeMap<(&str, u64), usize> {
+    let mut riding = BTreeMap::new();
+    for (i, c) in batch.clients.iter().enumerate() {
+        if let Some(last) = c.result.changes.last()
+            && last.scope == c.scope
+        {
+            riding.entry((c.scope.as_str(), last.cursor)).or_insert(i);
+        }
+    }
+    riding
+}
+
+/// Puts the client records read from the log and from `clients` in order
+/// (by client, then sequence; a sequence stored twice keeps its `clients`
+/// row, read last) and drops what a prune on insert would have deleted: a
+/// row below the `keep_from` of its own or any later record of its client.
+fn settle_clients(clients: &mut Vec<ClientRecord>) {
+    // Stable: of two rows for one sequence, the one read last stays last.
+    clients.sort_by(|a, b| (&a.client_id, a.seq).cmp(&(&b.client_id, b.seq)));
+    let mut keep = vec![true; clients.len()];
+    let mut floor = 0;
+    for i in (0..clients.len()).rev() {
+        let next = clients.get(i + 1);
+        let c = &clients[i];
+        if next.is_none_or(|n| n.client_id != c.client_id) {
+            floor = 0;
+        } else if next.is_some_and(|n| n.seq == c.seq) {
+            keep[i] = false;
+            continue;
+        }
+        floor = floor.max(c.keep_from);
+        keep[i] = c.seq >= floor;
+    }
+    let mut keep = keep.into_iter();
+    clients.retain(|_| keep.next().unwrap_or(true));
 }

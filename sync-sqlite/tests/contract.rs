@@ -35,6 +35,14 @@ enum Op {
         keep_back: u64,
         ok: bool,
     },
+    /// A mutation of `client` that wrote `count` changes; its record's
+    /// result carries them, as the engine's does.
+    Sequenced {
+        scope: usize,
+        client: usize,
+        keep_back: u64,
+        count: usize,
+    },
     Id {
         scope: usize,
         id: u8,
@@ -62,6 +70,14 @@ fn op() -> impl Strategy<Value = Op> {
                 client,
                 keep_back,
                 ok
+            }
+        ),
+        (0..SCOPES.len(), 0..CLIENTS.len(), 0..3u64, 1..3usize).prop_map(
+            |(scope, client, keep_back, count)| Op::Sequenced {
+                scope,
+                client,
+                keep_back,
+                count
             }
         ),
         (0..SCOPES.len(), 0..6u8).prop_map(|(scope, id)| Op::Id { scope, id }),
@@ -124,6 +140,42 @@ impl Gen {
                         client_id: CLIENTS[client].to_owned(),
                         seq,
                         result: result(self.heads[scope], ok),
+                        keep_from: seq.saturating_sub(keep_back).max(1),
+                    });
+                }
+                Op::Sequenced {
+                    scope,
+                    client,
+                    keep_back,
+                    count,
+                } => {
+                    let first = self.heads[scope] + 1;
+                    let last = self.heads[scope] + count as u64;
+                    let mut changes = Vec::new();
+                    for cursor in first..=last {
+                        let change = Change {
+                            cursor,
+                            scope: SCOPES[scope].to_owned(),
+                            time: Timestamp::from_millis(1_700_000_000_000 + self.time),
+                            data: json!({"op": "put", "key": format!("s{cursor}"), "value": cursor}),
+                        };
+                        b.changes.push(LogEntry {
+                            change: change.clone(),
+                            group_end: last,
+                        });
+                        changes.push(change);
+                    }
+                    self.heads[scope] = last;
+                    self.seqs[scope][client] += 1;
+                    let seq = self.seqs[scope][client];
+                    b.clients.push(ClientRecord {
+                        scope: SCOPES[scope].to_owned(),
+                        client_id: CLIENTS[client].to_owned(),
+                        seq,
+                        result: serde_json::from_value(
+                            json!({"ok": true, "cursor": last, "changes": changes}),
+                        )
+                        .expect("result json"),
                         keep_from: seq.saturating_sub(keep_back).max(1),
                     });
                 }
@@ -323,4 +375,44 @@ fn refuses_numbers_sqlite_cannot_hold() {
         "{err}"
     );
     assert!(store.load().expect("load").scopes.is_empty());
+}
+
+/// A mutation's client record is stored on its last change's row; trimming
+/// that row away must keep the record (the client's sequence outlives the
+/// log), across reopening the file.
+#[test]
+fn client_records_outlive_the_trim_of_their_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sync.db");
+    let mut generator = Gen::default();
+    let sequenced = |client| Op::Sequenced {
+        scope: 0,
+        client,
+        keep_back: 1,
+        count: 2,
+    };
+    let mut memory = MemoryStore::new();
+    {
+        let mut store = SqliteStore::open(&path, Durability::Full).expect("open");
+        for ops in [
+            vec![sequenced(0), sequenced(1), sequenced(0)],
+            vec![sequenced(0), Op::Trim { scope: 0, back: 0 }],
+            vec![Op::Trim { scope: 0, back: 0 }],
+        ] {
+            let batch = generator.batch(&ops);
+            memory.persist(&batch).expect("memory persist");
+            store.persist(&batch).expect("sqlite persist");
+        }
+    }
+    let mut store = SqliteStore::open(&path, Durability::Full).expect("reopen");
+    let loaded = normalize(store.load().expect("load"));
+    assert_eq!(loaded, normalize(memory.load().expect("memory load")));
+    let a = loaded.iter().find(|s| s.scope == "a").expect("scope a");
+    assert!(a.changes.is_empty(), "the log was trimmed: {:?}", a.changes);
+    let kept: Vec<(&str, u64)> = a
+        .clients
+        .iter()
+        .map(|c| (c.client_id.as_str(), c.seq))
+        .collect();
+    assert_eq!(kept, [("c1", 2), ("c1", 3), ("c2", 1)]);
 }

@@ -37,6 +37,11 @@ pub use memory::{InjectedFailure, MemoryStore};
 ///   `cursor < before`; ignore it otherwise.
 ///
 /// Results, data and bases are JSON (every record type is serde).
+///
+/// A store may lay records out differently as long as it loads the same:
+/// sync-sqlite keeps a client record whose result carries changes on the row
+/// of its last change, so a commit appends to the log instead of touching a
+/// page per client, and applies the `keep_from` prune when loading.
 pub trait Store {
     /// The store's failure.
     type Error: std::error::Error + Send + Sync + 'static;
