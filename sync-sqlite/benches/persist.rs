@@ -1,11 +1,13 @@
 //! What one group commit costs: a batch of `n` one-change mutations, each
 //! with its client sequence record, as the engine hands it to the store.
 //!
+//! And what a trim of a long log costs.
+//!
 //! `cargo bench -p sync-sqlite --bench persist`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
-use sync_core::store::{ClientRecord, LogEntry};
+use sync_core::store::{ClientRecord, LogEntry, Trim};
 use sync_core::{Batch, Change, MutationResult, Store, Timestamp};
 use sync_sqlite::{Durability, SqliteStore};
 
@@ -79,9 +81,55 @@ fn persist(c: &mut Criterion) {
     group.finish();
 }
 
+/// A trim of the whole log: the client records riding on its rows move to
+/// the `clients` table (only those a prune keeps), then the rows go.
+fn trim(c: &mut Criterion) {
+    let mut group = c.benchmark_group("trim");
+    group.sample_size(10);
+    for mutations in [10_000u64, 60_000] {
+        group.throughput(Throughput::Elements(mutations));
+        group.bench_with_input(
+            BenchmarkId::new("whole_log", mutations),
+            &mutations,
+            |b, &mutations| {
+                b.iter_batched(
+                    || {
+                        let dir = tempfile::tempdir().expect("tempdir");
+                        let mut store =
+                            SqliteStore::open(dir.path().join("bench.db"), Durability::Normal)
+                                .expect("open");
+                        let mut work = Workload {
+                            cursor: 0,
+                            seqs: vec![0; 32],
+                        };
+                        for _ in 0..mutations / 100 {
+                            store.persist(&work.batch(100)).expect("fill");
+                        }
+                        let trim = Batch {
+                            trims: vec![Trim {
+                                scope: "load".into(),
+                                before: work.cursor + 1,
+                                base: json!({}),
+                            }],
+                            ..Batch::default()
+                        };
+                        (dir, store, trim)
+                    },
+                    |(dir, mut store, trim)| {
+                        store.persist(&trim).expect("trim");
+                        (dir, store)
+                    },
+                    criterion::BatchSize::PerIteration,
+                )
+            },
+        );
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = persist
+    targets = persist, trim
 }
 criterion_main!(benches);

@@ -102,21 +102,7 @@ impl SqliteStore {
             if stored.is_some_and(|b| b >= before) {
                 continue;
             }
-            // The client records riding on the rows about to go move to
-            // `clients` (a client's last sequence must outlive the log),
-            // then each client's rows below its newest `keep_from` go.
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO clients (scope, client_id, seq, keep_from, result)
-                 SELECT scope, client_id, seq, keep_from, result FROM changes
-                 WHERE scope = ?1 AND cursor < ?2 AND client_id IS NOT NULL",
-            )?
-            .execute(params![t.scope, before])?;
-            tx.prepare_cached(
-                "DELETE FROM clients WHERE scope = ?1 AND seq < (
-                     SELECT MAX(k.keep_from) FROM clients k
-                     WHERE k.scope = clients.scope AND k.client_id = clients.client_id)",
-            )?
-            .execute(params![t.scope])?;
+            move_riders(&tx, &t.scope, before)?;
             tx.prepare_cached("DELETE FROM changes WHERE scope = ?1 AND cursor < ?2")?
                 .execute(params![t.scope, before])?;
             tx.prepare_cached(
@@ -328,6 +314,54 @@ impl Store for SqliteStore {
     fn load_scope(&mut self, scope: &str) -> Result<Option<ScopeRecords>, Error> {
         Ok(self.read(Some(scope))?.remove(scope))
     }
+}
+
+/// Before a trim deletes the log below `before`: the client records riding
+/// on those rows move to `clients` (a client's last sequence must outlive
+/// the log). Only what a prune would keep moves: per client, the rows at or
+/// above the highest `keep_from` among its moving records; that floor also
+/// prunes the client's older rows already in `clients`. Two passes over the
+/// trimmed range and one key-range delete per client, so a trim of a long
+/// log stays linear.
+fn move_riders(tx: &rusqlite::Transaction<'_>, scope: &str, before: i64) -> Result<(), Error> {
+    let mut floors: BTreeMap<String, i64> = BTreeMap::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT client_id, MAX(keep_from) FROM changes
+             WHERE scope = ?1 AND cursor < ?2 AND client_id IS NOT NULL GROUP BY client_id",
+        )?;
+        let mut rows = stmt.query(params![scope, before])?;
+        while let Some(row) = rows.next()? {
+            floors.insert(row.get(0)?, row.get(1)?);
+        }
+    }
+    if floors.is_empty() {
+        return Ok(());
+    }
+    let mut read = tx.prepare_cached(
+        "SELECT client_id, seq, keep_from, result FROM changes
+         WHERE scope = ?1 AND cursor < ?2 AND client_id IS NOT NULL",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO clients (scope, client_id, seq, keep_from, result)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut rows = read.query(params![scope, before])?;
+    while let Some(row) = rows.next()? {
+        let client_id: String = row.get(0)?;
+        let seq: i64 = row.get(1)?;
+        if floors.get(&client_id).is_some_and(|&floor| seq >= floor) {
+            let keep_from: i64 = row.get(2)?;
+            let result: String = row.get(3)?;
+            insert.execute(params![scope, client_id, seq, keep_from, result])?;
+        }
+    }
+    let mut prune =
+        tx.prepare_cached("DELETE FROM clients WHERE scope = ?1 AND client_id = ?2 AND seq < ?3")?;
+    for (client_id, floor) in &floors {
+        prune.execute(params![scope, client_id, floor])?;
+    }
+    Ok(())
 }
 
 /// The client records that can ride on a change row of `batch`: those whose
