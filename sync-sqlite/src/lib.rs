@@ -20,8 +20,10 @@
 //! ```
 
 mod error;
+mod read;
 mod schema;
 mod store;
+mod write;
 
 pub use error::Error;
 pub use schema::SCHEMA_VERSION;
