@@ -20,17 +20,6 @@ pub(crate) fn read(
         Some(_) => sql.replace("{where}", "WHERE scope = ?1"),
         None => sql.replace("{where}", "WHERE ?1 IS NULL"),
     };
-    let scope_entry = |scopes: &mut BTreeMap<String, ScopeRecords>, scope: &str| {
-        if !scopes.contains_key(scope) {
-            scopes.insert(
-                scope.to_owned(),
-                ScopeRecords {
-                    scope: scope.to_owned(),
-                    ..ScopeRecords::default()
-                },
-            );
-        }
-    };
 
     let mut stmt = conn.prepare(&filter(
         "SELECT scope, before, base FROM bases {where} ORDER BY scope",
@@ -42,8 +31,7 @@ pub(crate) fn read(
             before: uint("before", row.get(1)?)?,
             base: from_json("bases", "base", &row.get::<_, String>(2)?)?,
         };
-        scope_entry(&mut scopes, &scope);
-        scopes.get_mut(&scope).expect("inserted").base = Some(base);
+        records_of(&mut scopes, scope).base = Some(base);
     }
 
     let mut stmt = conn.prepare(&filter(
@@ -72,8 +60,7 @@ pub(crate) fn read(
             }),
             None => None,
         };
-        scope_entry(&mut scopes, &scope);
-        let records = scopes.get_mut(&scope).expect("inserted");
+        let records = records_of(&mut scopes, scope);
         records.changes.push(entry);
         records.clients.extend(rider);
     }
@@ -92,12 +79,7 @@ pub(crate) fn read(
             keep_from: uint("keep_from", row.get(3)?)?,
             result: from_json("clients", "result", &row.get::<_, String>(4)?)?,
         };
-        scope_entry(&mut scopes, &scope);
-        scopes
-            .get_mut(&scope)
-            .expect("inserted")
-            .clients
-            .push(record);
+        records_of(&mut scopes, scope).clients.push(record);
     }
     for records in scopes.values_mut() {
         settle_clients(&mut records.clients);
@@ -115,10 +97,19 @@ pub(crate) fn read(
             time: Timestamp::from_millis(uint("time", row.get(2)?)?),
             result: from_json("ids", "result", &row.get::<_, String>(3)?)?,
         };
-        scope_entry(&mut scopes, &scope);
-        scopes.get_mut(&scope).expect("inserted").ids.push(record);
+        records_of(&mut scopes, scope).ids.push(record);
     }
     Ok(scopes)
+}
+
+/// The records of `scope`, created empty the first time it is seen.
+fn records_of(scopes: &mut BTreeMap<String, ScopeRecords>, scope: String) -> &mut ScopeRecords {
+    scopes
+        .entry(scope)
+        .or_insert_with_key(|scope| ScopeRecords {
+            scope: scope.clone(),
+            ..ScopeRecords::default()
+        })
 }
 
 /// Puts the client records read from the log and from `clients` in order

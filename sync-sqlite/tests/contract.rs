@@ -98,6 +98,26 @@ struct Gen {
 }
 
 impl Gen {
+    /// The next sequence record of `client` in `scope`, keeping `keep_back`
+    /// earlier results.
+    fn client_record(
+        &mut self,
+        scope: usize,
+        client: usize,
+        keep_back: u64,
+        result: MutationResult,
+    ) -> ClientRecord {
+        self.seqs[scope][client] += 1;
+        let seq = self.seqs[scope][client];
+        ClientRecord {
+            scope: SCOPES[scope].to_owned(),
+            client_id: CLIENTS[client].to_owned(),
+            seq,
+            result,
+            keep_from: seq.saturating_sub(keep_back).max(1),
+        }
+    }
+
     fn batch(&mut self, ops: &[Op]) -> Batch {
         self.durable = self.heads;
         let mut b = Batch::default();
@@ -133,15 +153,9 @@ impl Gen {
                     keep_back,
                     ok,
                 } => {
-                    self.seqs[scope][client] += 1;
-                    let seq = self.seqs[scope][client];
-                    b.clients.push(ClientRecord {
-                        scope: SCOPES[scope].to_owned(),
-                        client_id: CLIENTS[client].to_owned(),
-                        seq,
-                        result: result(self.heads[scope], ok),
-                        keep_from: seq.saturating_sub(keep_back).max(1),
-                    });
+                    let record =
+                        self.client_record(scope, client, keep_back, result(self.heads[scope], ok));
+                    b.clients.push(record);
                 }
                 Op::Sequenced {
                     scope,
@@ -166,18 +180,12 @@ impl Gen {
                         changes.push(change);
                     }
                     self.heads[scope] = last;
-                    self.seqs[scope][client] += 1;
-                    let seq = self.seqs[scope][client];
-                    b.clients.push(ClientRecord {
-                        scope: SCOPES[scope].to_owned(),
-                        client_id: CLIENTS[client].to_owned(),
-                        seq,
-                        result: serde_json::from_value(
-                            json!({"ok": true, "cursor": last, "changes": changes}),
-                        )
-                        .expect("result json"),
-                        keep_from: seq.saturating_sub(keep_back).max(1),
-                    });
+                    let applied = serde_json::from_value(
+                        json!({"ok": true, "cursor": last, "changes": changes}),
+                    )
+                    .expect("result json");
+                    let record = self.client_record(scope, client, keep_back, applied);
+                    b.clients.push(record);
                 }
                 Op::Id { scope, id } => b.ids.push(IdRecord {
                     scope: SCOPES[scope].to_owned(),
