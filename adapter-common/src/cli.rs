@@ -98,8 +98,9 @@ pub struct ServeArgs {
     /// Seconds of silence after which a session is closed (0: off).
     #[arg(long, env = "LIVE_SYNC_IDLE_TIMEOUT", default_value_t = 60)]
     pub idle_timeout: u64,
-    /// tungstenite read buffer per connection, in bytes.
-    #[arg(long, env = "LIVE_SYNC_WS_READ_BUFFER", default_value_t = 4096)]
+    /// tungstenite read buffer per connection, in bytes (about that much
+    /// memory per connection; larger frames take more reads).
+    #[arg(long, env = "LIVE_SYNC_WS_READ_BUFFER", default_value_t = 2048)]
     pub ws_read_buffer: usize,
     /// tungstenite write buffer target per connection, in bytes.
     #[arg(long, env = "LIVE_SYNC_WS_WRITE_BUFFER", default_value_t = 8192)]
@@ -254,6 +255,10 @@ mod tests {
         assert_eq!(c.sync_prefix, "/_sync");
         assert_eq!(c.hub.limits.read_limit, 4 * 1024 * 1024);
         assert!(matches!(c.origins, OriginPolicy::Any));
+        // The binary's buffer defaults are the library's.
+        let library = crate::ServerConfig::default();
+        assert_eq!(c.ws_read_buffer, library.ws_read_buffer);
+        assert_eq!(c.ws_write_buffer, library.ws_write_buffer);
     }
 
     #[test]

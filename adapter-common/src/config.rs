@@ -34,7 +34,9 @@ pub struct ServerConfig {
     /// Off by default for embedders; the server binaries turn it on.
     pub builtin_web: bool,
     /// tungstenite read buffer per connection, in bytes. tungstenite's default
-    /// is 128 KiB, far too much for many mostly idle connections. Default 4 KiB.
+    /// is 128 KiB, far too much for many mostly idle connections. Each KiB
+    /// here is about a KiB of memory per connection; larger frames still
+    /// arrive whole (the buffer grows for them), in more reads. Default 2 KiB.
     pub ws_read_buffer: usize,
     /// tungstenite write buffer target per connection: frames gather up to
     /// this size before being written; a flush writes the rest. Default 8 KiB.
@@ -71,7 +73,7 @@ impl Default for ServerConfig {
             origins: OriginPolicy::Any,
             static_dir: None,
             builtin_web: false,
-            ws_read_buffer: 4 * 1024,
+            ws_read_buffer: 2 * 1024,
             ws_write_buffer: 8 * 1024,
             close_grace: Duration::from_secs(2),
             header_read_timeout: Duration::from_secs(10),
