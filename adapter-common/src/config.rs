@@ -51,6 +51,13 @@ pub struct ServerConfig {
     /// instead of holding a socket and a task forever. It also ends idle
     /// keep-alive connections. Default 10 s.
     pub header_read_timeout: Duration,
+    /// How much of a sync request body refused as too large (413) is still
+    /// read and thrown away, so that a client in the middle of sending it
+    /// can finish and read the answer instead of a broken pipe. A body that
+    /// declares more than this, or sends more, or takes longer than
+    /// `header_read_timeout`, is cut off and its connection closed.
+    /// Default 16 MiB.
+    pub oversize_discard_bytes: usize,
     /// Capacity of the hub actor's inbox; a full inbox makes readers wait,
     /// which pushes back on the sockets. Default 16 384.
     pub inbox_capacity: usize,
@@ -77,6 +84,7 @@ impl Default for ServerConfig {
             ws_write_buffer: 8 * 1024,
             close_grace: Duration::from_secs(2),
             header_read_timeout: Duration::from_secs(10),
+            oversize_discard_bytes: 16 * 1024 * 1024,
             inbox_capacity: 16 * 1024,
             seed: None,
             shared_store: false,

@@ -129,6 +129,7 @@ pub mod crash;
 pub mod http_client;
 pub mod loadgen;
 pub mod profile;
+pub mod raw_http;
 pub mod reference;
 pub mod server_binary;
 pub mod sync_client;

@@ -233,13 +233,26 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         Err(_) => return reply(401, json!({"code": "unauthorized", "error": "no token"})),
     };
     let get = req.method() == http::Method::GET;
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    if body.len() > s.profile.http_body_limit {
+    let declared: Option<usize> = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let mut incoming = req.into_body();
+    let mut body = Vec::new();
+    let mut over = declared.is_some_and(|n| n > s.profile.http_body_limit);
+    while !over {
+        let Some(Ok(frame)) = incoming.frame().await else {
+            break;
+        };
+        if let Some(data) = frame.data_ref() {
+            body.extend_from_slice(data);
+        }
+        over = body.len() > s.profile.http_body_limit;
+    }
+    if over {
+        // Answer now; read the rest beside the answer so the client can
+        // finish sending and read it on a connection that stays usable.
+        tokio::spawn(async move { while let Some(Ok(_)) = incoming.frame().await {} });
         return reply(
             413,
             json!({"code": "payload_too_large", "error": "body too large"}),

@@ -189,9 +189,11 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
         let bytes = if parts.method == Method::GET {
             Bytes::new()
         } else {
-            match body::read_limited(&parts.headers, body, limits.max_body_bytes).await {
+            let mut body = Box::pin(body);
+            match body::read_limited(&parts.headers, &mut body, limits.max_body_bytes).await {
                 Ok(bytes) => bytes,
                 Err(e @ BodyError::TooLarge { .. }) => {
+                    self.discard_beside_answer(&parts.headers, body);
                     return sync_response(sync_core::Response::error(
                         ErrorCode::PayloadTooLarge,
                         e.to_string(),
@@ -226,6 +228,32 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
             Ok(response) => sync_response(response),
             Err(_) => unavailable(),
         }
+    }
+
+    /// Reads the rest of a refused body in the background while the 413 goes
+    /// out, within [`ServerConfig::oversize_discard_bytes`] and
+    /// [`ServerConfig::header_read_timeout`]; past either the body is dropped
+    /// and hyper closes the connection.
+    fn discard_beside_answer<B>(&self, headers: &http::HeaderMap, body: Pin<Box<B>>)
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+    {
+        let config = &self.inner.config;
+        let bound = config.oversize_discard_bytes;
+        if !body::worth_discarding(headers, bound) {
+            return;
+        }
+        let rt = &self.inner.rt;
+        let deadline = rt.sleep_until(rt.now() + config.header_read_timeout);
+        rt.spawn(async move {
+            let discard = std::pin::pin!(body::discard(body, bound));
+            match select(discard, std::pin::pin!(deadline)).await {
+                Either::Left((outcome, _)) => {
+                    tracing::debug!(?outcome, "discarded an oversize body");
+                }
+                Either::Right(_) => tracing::debug!("gave up discarding an oversize body"),
+            }
+        });
     }
 
     /// [`Hooks::authenticate`] under the hub's auth deadline: a hook that

@@ -126,6 +126,7 @@ cases! { $;
     sync_cases::sync_permanent_error_is_recorded_and_replayed,
     sync_cases::sync_bad_bodies_are_400_invalid_mutation,
     sync_cases::sync_oversize_body_is_413,
+    sync_cases::sync_oversize_body_is_discarded_and_the_connection_kept,
     sync_cases::sync_auth_missing_or_denied_token_is_401,
     sync_cases::sync_scope_not_allowed_is_403,
     sync_cases::sync_poke_follows_push,

@@ -5,6 +5,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use super::{Ctx, assert_error_body};
+use crate::raw_http::RawConn;
 use crate::sync_client::{
     SyncHttp, delete, kv_lookup, mentions, push_body, put, put_many, with_client,
 };
@@ -493,6 +494,99 @@ pub(super) async fn sync_oversize_body_is_413(cx: &Ctx<'_>) {
     let mut h = cx.http(Some("alice"));
     let page = pull_ok(&mut h, s, 0, None).await;
     assert_eq!(cursors(&page), Vec::<u64>::new());
+}
+
+/// A client still sending an oversize body gets its 413 and can finish: the
+/// server reads the rest and throws it away instead of closing the connection
+/// under the client (which would see a broken pipe, not the answer). Checked by
+/// reading the 413 before the body is finished, then finishing it and sending
+/// a second request on the same connection: once with `Content-Length`, once
+/// chunked.
+pub(super) async fn sync_oversize_body_is_discarded_and_the_connection_kept(cx: &Ctx<'_>) {
+    let authority = cx
+        .server
+        .http_base()
+        .trim_start_matches("http://")
+        .to_owned();
+    let prefix = cx.profile.sync_prefix;
+    let limit = cx.profile.http_body_limit;
+    let second = format!(
+        "GET {prefix}/pull?scope=user%3Aalice&cursor=0 HTTP/1.1\r\nHost: {authority}\r\n\
+         Authorization: Bearer alice\r\n\r\n"
+    );
+    let filler = vec![b'z'; 64 * 1024];
+    for chunked in [false, true] {
+        let what = if chunked { "chunked" } else { "declared" };
+        let mut conn = RawConn::connect(&authority).await.expect("connect");
+        let length = if chunked {
+            "Transfer-Encoding: chunked".to_owned()
+        } else {
+            format!("Content-Length: {}", 2 * limit)
+        };
+        let head = format!(
+            "POST {prefix}/push HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer alice\r\n\
+             Content-Type: application/json\r\n{length}\r\n\r\n"
+        );
+        conn.write(head.as_bytes()).await.expect("request head");
+        let mut sent = 0;
+        let send = async |conn: &mut RawConn, n: usize| {
+            if chunked {
+                conn.write(format!("{n:x}\r\n").as_bytes()).await?;
+                conn.write(&filler[..n]).await?;
+                conn.write(b"\r\n").await
+            } else {
+                conn.write(&filler[..n]).await
+            }
+        };
+        if chunked {
+            // Past the limit, so the server has a reason to answer early.
+            while sent <= limit {
+                send(&mut conn, filler.len())
+                    .await
+                    .expect("body over the limit");
+                sent += filler.len();
+            }
+        }
+        let r = conn
+            .read_response()
+            .await
+            .expect("the 413 before the body ended");
+        assert_eq!(
+            r.status,
+            413,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON error body");
+        assert_error_body(&body, "payload_too_large", what);
+        while sent < 2 * limit {
+            let n = filler.len().min(2 * limit - sent);
+            send(&mut conn, n)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: the rest of the body after the 413: {e}"));
+            sent += n;
+        }
+        if chunked {
+            conn.write(b"0\r\n\r\n").await.expect("last chunk");
+        }
+        conn.write(second.as_bytes()).await.expect("second request");
+        let r = conn
+            .read_response()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: answer on the same connection: {e}"));
+        assert_eq!(
+            r.status,
+            200,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let page: serde_json::Value = serde_json::from_slice(&r.body).expect("pull JSON");
+        assert_eq!(
+            page["changes"],
+            json!([]),
+            "{what}: the oversize push applied"
+        );
+    }
 }
 
 /// No token or `deny` gets 401 on every sync endpoint.
