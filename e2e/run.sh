@@ -6,10 +6,8 @@
 #
 # Server under test (see e2e/lib/server.mjs):
 #   E2E_SERVER_CMD='path/to/server --addr 127.0.0.1:{port} --db {db} --static {web}'
-#   E2E_SERVER=real        target/release/adapter-tokio --static web/ (built here)
+#   default                target/release/adapter-tokio --static web/ (built here)
 #   E2E_PROFILE=debug      ... the debug build instead (CI: `cargo test` built it)
-#   E2E_SERVER=reference   testkit's reference server behind e2e/lib/front.mjs
-# Default: real when the workspace has the adapter-tokio binary, else reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,46 +41,27 @@ fi
 (cd e2e && npm ci --no-audit --no-fund)
 
 # --- The server under test ----------------------------------------------------
-has_real_binary() {
-    cargo metadata --no-deps --format-version 1 2>/dev/null |
-        node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
-            const m=JSON.parse(s);
-            const ok=m.packages.some(p=>p.name==="adapter-tokio"&&p.targets.some(t=>t.kind.includes("bin")&&t.name==="adapter-tokio"));
-            process.exit(ok?0:1)})'
-}
 if [ -n "${E2E_SERVER_CMD:-}" ]; then
     say "server: E2E_SERVER_CMD=$E2E_SERVER_CMD"
 else
-    if [ -z "${E2E_SERVER:-}" ]; then
-        if has_real_binary; then E2E_SERVER=real; else E2E_SERVER=reference; fi
-    fi
-    export E2E_SERVER
-    case "$E2E_SERVER" in
-    real)
-        profile=${E2E_PROFILE:-release}
-        export E2E_PROFILE=$profile
-        say "server: building target/$profile/adapter-tokio"
-        case "$profile" in
-        release) cargo build --release -p adapter-tokio --bin adapter-tokio ;;
-        # The workspace's test build (a no-op after `cargo test --workspace`):
-        # `cargo build -p adapter-tokio` alone would resolve other features and
-        # compile every dependency a second time.
-        debug) cargo test --workspace --no-run ;;
-        *)
-            say "E2E_PROFILE=$profile: use release or debug" >&2
-            exit 1
-            ;;
-        esac
-        ;;
-    reference)
-        say "server: the adapter-tokio binary does not exist yet; using testkit's reference server"
-        cargo build -p testkit --bin reference-server
-        ;;
+    profile=${E2E_PROFILE:-release}
+    export E2E_PROFILE=$profile
+    say "server: building target/$profile/adapter-tokio"
+    case "$profile" in
+    release) cargo build --release -p adapter-tokio --bin adapter-tokio ;;
+    # The workspace's test build (a no-op after `cargo test --workspace`):
+    # `cargo build -p adapter-tokio` alone would resolve other features and
+    # compile every dependency a second time.
+    debug) cargo test --workspace --no-run ;;
     *)
-        say "E2E_SERVER=$E2E_SERVER: use real or reference" >&2
+        say "E2E_PROFILE=$profile: use release or debug" >&2
         exit 1
         ;;
     esac
+    if [ ! -x "target/$profile/adapter-tokio" ]; then
+        say "target/$profile/adapter-tokio was not built" >&2
+        exit 1
+    fi
 fi
 
 # --- Run ----------------------------------------------------------------------

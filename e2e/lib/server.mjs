@@ -5,33 +5,25 @@
 // - `E2E_SERVER_CMD`: a command template run with `sh -c`; `{port}`, `{addr}`,
 //   `{db}` and `{web}` (the absolute path of web/) are replaced. The server
 //   must serve the demo at `/` itself.
-// - otherwise `E2E_SERVER=real` (the default when the binary exists): the
-//   real binary `target/$E2E_PROFILE/adapter-tokio --addr 127.0.0.1:PORT --db FILE
-//   --static WEB_DIR` (no authentication configured: anonymous access);
-// - `E2E_SERVER=reference` (the default while the real binary does not exist):
-//   the testkit's reference server, behind the front in front.mjs.
+// - otherwise the server binary `target/$E2E_PROFILE/adapter-tokio --addr
+//   127.0.0.1:PORT --db FILE --static WEB_DIR` (no authentication configured:
+//   anonymous access). A missing binary is an error, never a fallback.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startFront } from "./front.mjs";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const webDir = path.join(repoRoot, "web");
 /** Cargo profile of the real binary: `release` unless `E2E_PROFILE` says `debug`. */
 const realProfile = process.env.E2E_PROFILE || "release";
 export const realBinary = path.join(repoRoot, "target", realProfile, "adapter-tokio");
-export const referenceBinary =
-  process.env.E2E_REFERENCE_BIN || path.join(repoRoot, "target/debug/reference-server");
 
-/** Which kind of server the tests run against: "command", "real" or "reference". */
+/** Which kind of server the tests run against: "command" or "real". */
 export function serverKind() {
-  if (process.env.E2E_SERVER_CMD) return "command";
-  const want = process.env.E2E_SERVER || (fs.existsSync(realBinary) ? "real" : "reference");
-  if (want !== "real" && want !== "reference") throw new Error(`E2E_SERVER=${want}: use real or reference`);
-  return want;
+  return process.env.E2E_SERVER_CMD ? "command" : "real";
 }
 
 /** A free TCP port on the loopback interface. */
@@ -76,9 +68,8 @@ export class ServerUnderTest {
   constructor() {
     this.kind = serverKind();
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "live-sync-e2e-"));
-    this.db = path.join(this.dir, this.kind === "reference" ? "state.json" : "sync.db");
+    this.db = path.join(this.dir, "sync.db");
     this.child = null;
-    this.front = null;
     this.output = "";
   }
 
@@ -86,10 +77,9 @@ export class ServerUnderTest {
   async start() {
     if (!this.port) {
       this.port = await freePort();
-      this.backendPort = this.kind === "reference" ? await freePort() : this.port;
       this.baseUrl = `http://127.0.0.1:${this.port}`;
     }
-    const addr = `127.0.0.1:${this.backendPort}`;
+    const addr = `127.0.0.1:${this.port}`;
     let cmd;
     let args;
     if (this.kind === "command") {
@@ -99,15 +89,13 @@ export class ServerUnderTest {
         .replaceAll("{db}", this.db)
         .replaceAll("{web}", webDir);
       args = ["-c", `exec ${line}`];
-    } else if (this.kind === "real") {
+    } else {
+      if (!fs.existsSync(realBinary)) {
+        const build = realProfile === "release" ? "cargo build --release -p adapter-tokio" : "cargo test --workspace --no-run";
+        throw new Error(`${realBinary} missing: ${build} (or run bash e2e/run.sh, which builds it)`);
+      }
       cmd = realBinary;
       args = ["--addr", addr, "--db", this.db, "--static", webDir];
-    } else {
-      if (!fs.existsSync(referenceBinary)) {
-        throw new Error(`${referenceBinary} missing: cargo build -p testkit --bin reference-server`);
-      }
-      cmd = referenceBinary;
-      args = ["--addr", addr, "--db", this.db];
     }
     this.child = spawn(cmd, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
     const keep = (b) => {
@@ -115,10 +103,7 @@ export class ServerUnderTest {
     };
     this.child.stdout.on("data", keep);
     this.child.stderr.on("data", keep);
-    await waitForPort(this.backendPort, this.child, () => this.output);
-    if (this.kind === "reference" && !this.front) {
-      this.front = await startFront({ port: this.port, backendPort: this.backendPort, webDir });
-    }
+    await waitForPort(this.port, this.child, () => this.output);
     return this;
   }
 
@@ -158,8 +143,6 @@ export class ServerUnderTest {
   /** Stops everything and removes the store. */
   async stop() {
     await this.kill();
-    if (this.front) await this.front.closeAll();
-    this.front = null;
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -1,8 +1,7 @@
 // The server is SIGKILLed and restarted on the same port and store: pages
 // reconnect by themselves, converge, and nothing acknowledged is lost.
 //
-// Needs a durable store behind the server: the real binary's SQLite file
-// (`--db`), or the reference server's JSON file when run with E2E_SERVER=reference.
+// Needs a durable store behind the server: its SQLite file (`--db`).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { openTwoProfiles, useServerAndBrowser } from "../lib/fixture.mjs";

@@ -22,6 +22,16 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
+    /// The body as JSON (`Value::Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
+    /// The body as text, for assertion messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The value of header `name` (lower-case), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
