@@ -30,7 +30,7 @@ use live_core::{
 };
 use serde_json::Value;
 use sync_core::handler::{WS_TOPIC, WsRequest, encode_ws_response, parse_ws_request};
-use sync_core::store::ScopeRecords;
+use sync_core::store::{ScopeUpdate, refresh_scope};
 use sync_core::{
     App, Engine, Mutation, Output, RequestId, Response, Store, SyncRequest, Timestamp,
 };
@@ -133,7 +133,7 @@ pub(crate) enum Input<U> {
     },
     /// Scopes reloaded from a shared store.
     Refreshed {
-        loaded: Vec<ScopeRecords>,
+        loaded: Vec<ScopeUpdate>,
         error: Option<String>,
     },
 }
@@ -145,7 +145,7 @@ pub(crate) struct Failure {
     /// The store could not be reached: answer 503.
     pub(crate) unavailable: bool,
     /// Scopes another node changed, reloaded right after the refusal.
-    pub(crate) reloaded: Vec<ScopeRecords>,
+    pub(crate) reloaded: Vec<ScopeUpdate>,
 }
 
 impl Failure {
@@ -628,6 +628,10 @@ where
         let store = self.store.clone();
         let clock = self.rt.clone();
         let forget = std::mem::take(&mut self.forget);
+        // Where the engine's durable records of each scope the batch locks
+        // end (they do not move while it is outstanding), so a scope refused
+        // as stale is read from there on.
+        let marks = crate::shared_store::marks(&self.engine, &ready.persist);
         let job = self.rt.spawn_blocking(move || {
             let started = clock.now();
             let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
@@ -639,14 +643,14 @@ where
                 // store, so no batch of ours slips in between.
                 let reloaded = S::stale_scopes(&e)
                     .into_iter()
-                    .filter_map(|scope| match store.load_scope(&scope) {
-                        Ok(records) => Some(records.unwrap_or_else(|| ScopeRecords {
-                            scope,
-                            ..ScopeRecords::default()
-                        })),
-                        Err(e) => {
-                            tracing::warn!(error = %e, %scope, "reloading a stale scope failed");
-                            None
+                    .filter_map(|scope| {
+                        let held = marks.get(&scope).copied().flatten();
+                        match refresh_scope(&mut *store, &scope, held) {
+                            Ok(update) => Some(update),
+                            Err(e) => {
+                                tracing::warn!(error = %e, %scope, "reloading a stale scope failed");
+                                None
+                            }
                         }
                     })
                     .collect();

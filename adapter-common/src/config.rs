@@ -65,7 +65,9 @@ pub struct ServerConfig {
     pub seed: Option<u64>,
     /// The store is shared with other nodes (PostgreSQL): a push refused
     /// because another node wrote its scope meanwhile is retried (up to a
-    /// few times) after reloading that scope, instead of failing. Default false.
+    /// few times) after reloading that scope, instead of failing; when every
+    /// attempt was refused it is answered 503 `unavailable` (nothing was
+    /// applied, retry). Default false.
     pub shared_store: bool,
 }
 

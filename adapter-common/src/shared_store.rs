@@ -4,20 +4,25 @@
 //! - a batch the store refuses as stale (another node wrote one of its
 //!   scopes) is rolled back, the scopes are reloaded (already done by the
 //!   persist job, under the store's lock), and the refused pushes are pushed
-//!   again, a few times at most, instead of failing; the store's per-scope
+//!   again, a few times at most, instead of failing (then 503
+//!   `unavailable`: nothing was applied, retry); the store's per-scope
 //!   version check makes this sound: nothing is written from a stale view;
 //! - when another node commits to a scope, the scope is reloaded *before*
 //!   its poke goes to this node's subscribers, so a client never pulls from
 //!   a node that has not seen what it was poked about. Reloads run only while
 //!   no batch is being persisted, so they never race one;
+//! - both reloads read only what was written after the records the engine
+//!   holds ([`refresh_scope`], [`Engine::apply_scope_update`]), so their cost
+//!   follows what other nodes wrote, not the length of the log; a scope is
+//!   read whole only when that cannot be applied (another node trimmed it);
 //! - a store that cannot be reached fails pushes at once with 503
 //!   `unavailable` (nothing applied, retry), not with a hang.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use sync_core::store::ScopeRecords;
-use sync_core::{App, Output, RequestId, Response, Store};
+use sync_core::store::{ScopeMark, ScopeUpdate, refresh_scope};
+use sync_core::{App, Batch, Engine, Output, RequestId, Response, Store};
 
 use crate::actor::{Actor, Failure, Input};
 use crate::hooks::Hooks;
@@ -63,6 +68,43 @@ fn unavailable(message: &str) -> Response {
     }
 }
 
+/// The answer to a push refused as stale on every attempt: other nodes kept
+/// winning the scope. Nothing was applied, so a retry is right.
+fn contended() -> Response {
+    let body = serde_json::json!({
+        "code": "unavailable",
+        "error": "other nodes kept writing this scope; nothing was applied, retry",
+    });
+    Response {
+        status: 503,
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+/// Where the engine's durable records end for every scope `batch` writes or
+/// verifies: the scopes a store may refuse it for.
+pub(crate) fn marks<P: App>(
+    engine: &Engine<P>,
+    batch: &Batch,
+) -> BTreeMap<String, Option<ScopeMark>> {
+    let scopes = batch
+        .changes
+        .iter()
+        .map(|e| &e.change.scope)
+        .chain(batch.clients.iter().map(|c| &c.scope))
+        .chain(batch.ids.iter().map(|r| &r.scope))
+        .chain(batch.expired_ids.iter().map(|x| &x.scope))
+        .chain(batch.trims.iter().map(|t| &t.scope))
+        .chain(&batch.verify);
+    let mut marks = BTreeMap::new();
+    for scope in scopes {
+        if !marks.contains_key(scope) {
+            marks.insert(scope.clone(), engine.scope_mark(scope));
+        }
+    }
+    marks
+}
+
 impl<R, H, P, S> Actor<R, H, P, S>
 where
     R: Runtime,
@@ -90,6 +132,14 @@ where
                 {
                     again.push(request_id);
                 }
+                Output::Response { request_id, .. }
+                    if stale && self.retry.contains_key(&request_id) =>
+                {
+                    self.on_output(Output::Response {
+                        request_id,
+                        response: contended(),
+                    });
+                }
                 Output::Response { request_id, .. } if failure.unavailable => {
                     self.on_output(Output::Response {
                         request_id,
@@ -99,9 +149,12 @@ where
                 other => self.on_output(other),
             }
         }
-        for records in &failure.reloaded {
-            if let Err(e) = self.engine.reload_scope(records) {
-                tracing::error!(error = %e, scope = %records.scope, "reloading a stale scope refused");
+        for update in &failure.reloaded {
+            if let Err(e) = self.engine.apply_scope_update(update) {
+                // The store believes we took these records: make it refuse
+                // our next batch on the scope, which reloads it whole.
+                tracing::error!(error = %e, scope = %update.scope(), "reloading a stale scope refused");
+                self.forget.push(update.scope().to_owned());
             }
         }
         // Pushed again in their original order, under their original ids, so
@@ -127,6 +180,15 @@ where
             return;
         };
         self.refresh.running = true;
+        // No batch is outstanding while a refresh runs, so these marks hold
+        // until its records are applied.
+        let scopes: Vec<(String, Option<ScopeMark>)> = scopes
+            .into_iter()
+            .map(|scope| {
+                let held = self.engine.scope_mark(&scope);
+                (scope, held)
+            })
+            .collect();
         let store = self.store.clone();
         let job = self.rt.spawn_blocking(move || {
             let mut store = store
@@ -136,12 +198,9 @@ where
                 store.forget_scope(scope);
             }
             let mut loaded = Vec::with_capacity(scopes.len());
-            for scope in scopes {
-                match store.load_scope(&scope) {
-                    Ok(records) => loaded.push(records.unwrap_or_else(|| ScopeRecords {
-                        scope,
-                        ..ScopeRecords::default()
-                    })),
+            for (scope, held) in scopes {
+                match refresh_scope(&mut *store, &scope, held) {
+                    Ok(update) => loaded.push(update),
                     Err(e) => return (loaded, Some(e.to_string())),
                 }
             }
@@ -158,21 +217,19 @@ where
     /// Installs reloaded scopes and pokes this node's subscribers of those
     /// that moved. A scope with local work in flight is skipped: its own
     /// batch will be refused as stale and reload it.
-    pub(crate) fn finish_refresh(&mut self, loaded: Vec<ScopeRecords>, error: Option<String>) {
+    pub(crate) fn finish_refresh(&mut self, loaded: Vec<ScopeUpdate>, error: Option<String>) {
         self.refresh.running = false;
         if let Some(e) = error {
             tracing::warn!(error = %e, "reloading scopes changed elsewhere failed");
         }
-        for records in loaded {
-            let before = self.engine.durable_head(&records.scope);
-            match self.engine.reload_scope(&records) {
+        for update in loaded {
+            let scope = update.scope().to_owned();
+            let before = self.engine.durable_head(&scope);
+            match self.engine.apply_scope_update(&update) {
                 Ok(()) => {
-                    let cursor = self.engine.durable_head(&records.scope);
+                    let cursor = self.engine.durable_head(&scope);
                     if cursor != before {
-                        self.on_output(Output::Poke {
-                            scope: records.scope,
-                            cursor,
-                        });
+                        self.on_output(Output::Poke { scope, cursor });
                     }
                 }
                 Err(e) => {
@@ -180,7 +237,7 @@ where
                     // refuse our next batch on the scope instead, which
                     // reloads it.
                     tracing::debug!(error = %e, "scope busy, not reloaded");
-                    self.forget.push(records.scope);
+                    self.forget.push(scope);
                 }
             }
         }

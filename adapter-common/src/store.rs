@@ -2,7 +2,7 @@
 //! PostgreSQL shared by several nodes, or memory), behind one type so the
 //! actor is instantiated once.
 
-use sync_core::store::ScopeRecords;
+use sync_core::store::{ScopeMark, ScopeRecords, ScopeUpdate};
 use sync_core::{Batch, MemoryStore, Recovered, Store};
 use sync_postgres::PgStore;
 use sync_sqlite::SqliteStore;
@@ -103,6 +103,24 @@ impl Store for AnyStore {
             AnyStore::Postgres(s) => s.load_scope(scope).map_err(AnyStoreError::new::<PgStore>),
             AnyStore::Memory(s) => s
                 .load_scope(scope)
+                .map_err(AnyStoreError::new::<MemoryStore>),
+        }
+    }
+
+    fn load_scope_since(
+        &mut self,
+        scope: &str,
+        held: ScopeMark,
+    ) -> Result<ScopeUpdate, AnyStoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s
+                .load_scope_since(scope, held)
+                .map_err(AnyStoreError::new::<SqliteStore>),
+            AnyStore::Postgres(s) => s
+                .load_scope_since(scope, held)
+                .map_err(AnyStoreError::new::<PgStore>),
+            AnyStore::Memory(s) => s
+                .load_scope_since(scope, held)
                 .map_err(AnyStoreError::new::<MemoryStore>),
         }
     }

@@ -7,9 +7,10 @@
 //! that lets several nodes write the same database safely: every batch locks
 //! the rows of the scopes it touches and is refused with
 //! [`Error::Stale`] when another node wrote one of them since this node last
-//! loaded or wrote it. The driver then reloads those scopes
-//! ([`sync_core::Store::load_scope`], [`sync_core::Engine::reload_scope`]) and
-//! the clients retry; so two nodes can never write the same cursor twice,
+//! loaded or wrote it. The driver then reloads those scopes, reading only
+//! what was written after the version it holds
+//! ([`sync_core::store::refresh_scope`],
+//! [`sync_core::Engine::apply_scope_update`]), and the clients retry; so two nodes can never write the same cursor twice,
 //! leave a gap, or apply one client's sequence twice.
 //!
 //! It must never decide protocol questions (which cursor comes next, whether
@@ -30,6 +31,7 @@
 //! # Ok::<(), sync_postgres::Error>(())
 //! ```
 
+mod delta;
 mod error;
 mod read;
 mod schema;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sync_core::store::{ClientRecord, IdRecord, LogEntry, ScopeRecords, TrimBase};
 use sync_core::{Change, Timestamp};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row};
 
 use crate::Error;
 use sync_core::store::columns::{from_json, uint};
@@ -69,17 +69,8 @@ pub(crate) async fn load(client: &mut Client, only: Option<&str>) -> Result<Load
         )
         .await?
     {
-        let scope: String = row.get(0);
-        let e = LogEntry {
-            change: Change {
-                cursor: uint("cursor", row.get(1))?,
-                scope: scope.clone(),
-                time: Timestamp::from_millis(uint("time", row.get(3))?),
-                data: from_json("sync_changes", "data", row.get(4))?,
-            },
-            group_end: uint("group_end", row.get(2))?,
-        };
-        entry(&mut scopes, &scope).changes.push(e);
+        let e = change_row(&row)?;
+        entry(&mut scopes, &e.change.scope).changes.push(e);
     }
 
     for row in tx
@@ -92,15 +83,8 @@ pub(crate) async fn load(client: &mut Client, only: Option<&str>) -> Result<Load
         )
         .await?
     {
-        let scope: String = row.get(0);
-        let r = ClientRecord {
-            scope: scope.clone(),
-            client_id: row.get(1),
-            seq: uint("seq", row.get(2))?,
-            keep_from: uint("keep_from", row.get(3))?,
-            result: from_json("sync_clients", "result", row.get(4))?,
-        };
-        entry(&mut scopes, &scope).clients.push(r);
+        let r = client_row(&row)?;
+        entry(&mut scopes, &r.scope).clients.push(r);
     }
 
     for row in tx
@@ -112,17 +96,45 @@ pub(crate) async fn load(client: &mut Client, only: Option<&str>) -> Result<Load
         )
         .await?
     {
-        let scope: String = row.get(0);
-        let r = IdRecord {
-            scope: scope.clone(),
-            id: row.get(1),
-            time: Timestamp::from_millis(uint("time", row.get(2))?),
-            result: from_json("sync_ids", "result", row.get(3))?,
-        };
-        entry(&mut scopes, &scope).ids.push(r);
+        let r = id_row(&row)?;
+        entry(&mut scopes, &r.scope).ids.push(r);
     }
     tx.commit().await?;
     Ok((scopes, versions))
+}
+
+/// A `sync_changes` row selected as `scope, cursor, group_end, time, data`.
+pub(crate) fn change_row(row: &Row) -> Result<LogEntry, Error> {
+    Ok(LogEntry {
+        change: Change {
+            cursor: uint("cursor", row.get(1))?,
+            scope: row.get(0),
+            time: Timestamp::from_millis(uint("time", row.get(3))?),
+            data: from_json("sync_changes", "data", row.get(4))?,
+        },
+        group_end: uint("group_end", row.get(2))?,
+    })
+}
+
+/// A `sync_clients` row selected as `scope, client_id, seq, keep_from, result`.
+pub(crate) fn client_row(row: &Row) -> Result<ClientRecord, Error> {
+    Ok(ClientRecord {
+        scope: row.get(0),
+        client_id: row.get(1),
+        seq: uint("seq", row.get(2))?,
+        keep_from: uint("keep_from", row.get(3))?,
+        result: from_json("sync_clients", "result", row.get(4))?,
+    })
+}
+
+/// A `sync_ids` row selected as `scope, id, time, result`.
+pub(crate) fn id_row(row: &Row) -> Result<IdRecord, Error> {
+    Ok(IdRecord {
+        scope: row.get(0),
+        id: row.get(1),
+        time: Timestamp::from_millis(uint("time", row.get(2))?),
+        result: from_json("sync_ids", "result", row.get(3))?,
+    })
 }
 
 /// The highest cursor of `scope`, counting a trim base's.

@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 use crate::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Advisory lock key serializing migrations ("syncpg" in ASCII).
 const MIGRATION_LOCK: i64 = 0x73_79_6e_63_70_67;
@@ -48,6 +48,18 @@ const MIGRATIONS: &[&str] = &[
          scope   TEXT   NOT NULL PRIMARY KEY,
          version BIGINT NOT NULL
      );",
+    // 1 -> 2: every client and id row carries the scope version its batch
+    // set, and each scope the version of the last batch that expired id
+    // records, so a node can read only what was written after the version
+    // it holds (an incremental reload). Rows written before carry 0: older
+    // than any version a node of this schema can hold, so a node that loaded
+    // them never reads them again. Nodes of schema 1 must be stopped first:
+    // their rows would carry 0 too and be missed by deltas.
+    "ALTER TABLE sync_clients ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE sync_ids ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE sync_scopes ADD COLUMN ids_expired BIGINT NOT NULL DEFAULT 0;
+     CREATE INDEX sync_clients_by_version ON sync_clients (scope, version);
+     CREATE INDEX sync_ids_by_version ON sync_ids (scope, version);",
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`], refusing one from a newer build.

@@ -6,12 +6,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use sync_core::store::ScopeRecords;
+use sync_core::store::{ScopeMark, ScopeRecords, ScopeUpdate};
 use sync_core::{Batch, Recovered, Store};
 use tokio_postgres::NoTls;
 
 use crate::watch::{self, Changed};
-use crate::{Error, read, schema, write};
+use crate::{Error, delta, read, schema, write};
 
 /// How a [`PgStore`] connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +242,31 @@ impl Store for PgStore {
         self.versions.remove(scope);
         self.versions.extend(versions);
         Ok(scopes.remove(scope))
+    }
+
+    /// Reads only rows stamped with a later version than the one this node
+    /// holds of `scope`, and changes after `held.head`; loads the scope
+    /// whole when this node holds no version of it (never loaded, or
+    /// forgotten because the engine did not take a load).
+    fn load_scope_since(&mut self, scope: &str, held: ScopeMark) -> Result<ScopeUpdate, Error> {
+        let known = self.versions.get(scope).copied().filter(|v| *v >= 0);
+        let read = match known {
+            Some(known) => self.run("reading a scope's delta", async {
+                let mut client = self.pool.get().await?;
+                delta::load_since(&mut client, scope, known, held).await
+            })?,
+            None => None,
+        };
+        match read {
+            Some((delta, version)) => {
+                self.versions.insert(scope.to_owned(), version);
+                Ok(ScopeUpdate::Delta(delta))
+            }
+            None => Ok(ScopeUpdate::Full(
+                self.load_scope(scope)?
+                    .unwrap_or_else(|| ScopeRecords::empty(scope)),
+            )),
+        }
     }
 
     fn forget_scope(&mut self, scope: &str) {

@@ -1,5 +1,6 @@
 //! One batch, one transaction: lock and check the touched scopes' versions,
-//! write every record with one statement per table, bump the versions.
+//! write every record with one statement per table (client and id rows
+//! stamped with their scope's new version), bump the versions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,6 +57,10 @@ pub(crate) async fn persist(
         tx.rollback().await?;
         return Err(Error::Stale { scopes: stale });
     }
+    // What each written row is stamped with, so a delta read after a
+    // version finds it (see delta.rs).
+    let stamp: BTreeMap<&str, i64> = bumped.iter().map(|(s, v)| (s.as_str(), *v)).collect();
+    let stamp_of = |scope: &str| stamp.get(scope).copied().unwrap_or(0);
 
     for t in &batch.trims {
         let before = int("before", t.before)?;
@@ -103,20 +108,30 @@ pub(crate) async fn persist(
     }
 
     if !batch.clients.is_empty() {
-        let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut cols = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
         for c in &batch.clients {
             cols.0.push(c.scope.as_str());
             cols.1.push(c.client_id.as_str());
             cols.2.push(int("seq", c.seq)?);
             cols.3.push(int("keep_from", c.keep_from)?);
             cols.4.push(to_json(&c.result));
+            cols.5.push(stamp_of(&c.scope));
         }
         tx.execute(
-            "INSERT INTO sync_clients (scope, client_id, seq, keep_from, result)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[])
+            "INSERT INTO sync_clients (scope, client_id, seq, keep_from, result, version)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[],
+                                  $6::int8[])
              ON CONFLICT (scope, client_id, seq)
-             DO UPDATE SET keep_from = excluded.keep_from, result = excluded.result",
-            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4],
+             DO UPDATE SET keep_from = excluded.keep_from, result = excluded.result,
+                           version = excluded.version",
+            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5],
         )
         .await?;
         // A record never prunes a higher sequence than its own, so pruning
@@ -137,23 +152,26 @@ pub(crate) async fn persist(
         for r in &batch.ids {
             last.insert((r.scope.as_str(), r.id.as_str()), r);
         }
-        let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for r in last.values() {
             cols.0.push(r.scope.as_str());
             cols.1.push(r.id.as_str());
             cols.2.push(int("time", r.time.as_millis())?);
             cols.3.push(to_json(&r.result));
+            cols.4.push(stamp_of(&r.scope));
         }
         tx.execute(
-            "INSERT INTO sync_ids (scope, id, time, result)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[])
-             ON CONFLICT (scope, id) DO UPDATE SET time = excluded.time, result = excluded.result",
-            &[&cols.0, &cols.1, &cols.2, &cols.3],
+            "INSERT INTO sync_ids (scope, id, time, result, version)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
+             ON CONFLICT (scope, id) DO UPDATE SET time = excluded.time, result = excluded.result,
+                                                   version = excluded.version",
+            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4],
         )
         .await?;
     }
+    let mut expiring: Vec<&str> = batch.expired_ids.iter().map(|x| x.scope.as_str()).collect();
     if !batch.expired_ids.is_empty() {
-        let scopes: Vec<&str> = batch.expired_ids.iter().map(|x| x.scope.as_str()).collect();
+        let scopes = expiring.clone();
         let ids: Vec<&str> = batch.expired_ids.iter().map(|x| x.id.as_str()).collect();
         tx.execute(
             "DELETE FROM sync_ids i USING UNNEST($1::text[], $2::text[]) AS k(scope, id)
@@ -163,9 +181,16 @@ pub(crate) async fn persist(
         .await?;
     }
 
+    // A deleted row cannot be found by its version: a scope whose id
+    // records expired is marked, and a delta read across the mark lists all
+    // of them.
+    expiring.sort_unstable();
+    expiring.dedup();
     tx.execute(
-        "UPDATE sync_scopes SET version = version + 1 WHERE scope = ANY($1)",
-        &[&touched],
+        "UPDATE sync_scopes SET version = version + 1,
+             ids_expired = CASE WHEN scope = ANY($2) THEN version + 1 ELSE ids_expired END
+         WHERE scope = ANY($1)",
+        &[&touched, &expiring],
     )
     .await?;
     // Delivered to listeners only once (and if) the transaction commits.

@@ -1,5 +1,5 @@
-//! Commands that change a scope outside of pushes: log trims and reloading a
-//! scope from the store.
+//! Commands that change a scope outside of pushes: log trims and rebuilding a
+//! scope from the store (applying a delta instead is in delta.rs).
 
 use super::scope::ScopeData;
 use super::{Engine, EngineError};
@@ -68,16 +68,7 @@ impl<A: App> Engine<A> {
         &mut self,
         records: &crate::store::ScopeRecords,
     ) -> Result<(), EngineError> {
-        let busy = self.open.touched.contains(&records.scope)
-            || self
-                .outstanding
-                .as_ref()
-                .is_some_and(|(_, p)| p.touched.contains(&records.scope));
-        if busy {
-            return Err(EngineError::ScopeBusy {
-                scope: records.scope.clone(),
-            });
-        }
+        self.refuse_busy(&records.scope)?;
         let data = ScopeData::from_records(&self.app, records).map_err(|reason| {
             EngineError::BadRecords {
                 scope: records.scope.clone(),

@@ -3,6 +3,9 @@
 //! and hands out numbered batches to persist (Ready/advance).
 
 mod commit;
+mod delta;
+#[cfg(test)]
+mod delta_tests;
 mod log;
 mod maintenance;
 mod push;
@@ -172,7 +175,7 @@ impl<A: App> Engine<A> {
     }
 
     // ---- commands: `advance` in commit.rs; `trim`, `reload_scope` in
-    // maintenance.rs ----
+    // maintenance.rs; `apply_scope_delta` in delta.rs ----
 
     // ---- outputs (also: `poll_ready` in commit.rs) ----
 

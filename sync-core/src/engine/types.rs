@@ -126,6 +126,15 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// `apply_scope_delta` got a delta that does not follow the records the
+    /// engine holds of the scope; load the scope whole instead.
+    #[error("delta of scope {scope:?} does not apply: {reason}")]
+    DeltaMismatch {
+        /// Scope.
+        scope: String,
+        /// Why.
+        reason: crate::store::DeltaMismatch,
+    },
     /// The application could not restore its own snapshot while trimming.
     #[error("trim of {scope} failed: {reason}")]
     TrimFailed {

@@ -3,11 +3,13 @@
 
 mod batch;
 pub mod columns;
+mod delta;
 mod memory;
 
 pub use batch::{
     Batch, ClientRecord, IdExpiry, IdRecord, LogEntry, Recovered, ScopeRecords, Trim, TrimBase,
 };
+pub use delta::{DeltaMismatch, ScopeDelta, ScopeMark, ScopeUpdate, refresh_scope};
 pub use memory::{InjectedFailure, MemoryStore};
 
 /// A durable home for the engine's records, implemented by drivers (memory,
@@ -55,11 +57,31 @@ pub trait Store {
     /// One scope's records.
     fn load_scope(&mut self, scope: &str) -> Result<Option<ScopeRecords>, Self::Error>;
 
+    /// What another writer added to `scope` after `held` (and after what
+    /// this store last loaded or wrote of it), for a driver whose engine
+    /// already holds the scope up to `held`: reading and rebuilding only what
+    /// is new keeps a reload's cost independent of the log's length. A store
+    /// may answer [`ScopeUpdate::Full`] whenever it cannot tell what is new
+    /// (the default, right for a store that is the only writer); a
+    /// [`ScopeUpdate::Delta`] that does not follow `held` is treated the same
+    /// way by [`refresh_scope`], which drivers call instead of this.
+    fn load_scope_since(
+        &mut self,
+        scope: &str,
+        held: ScopeMark,
+    ) -> Result<ScopeUpdate, Self::Error> {
+        let _ = held;
+        let records = self.load_scope(scope)?;
+        Ok(ScopeUpdate::Full(
+            records.unwrap_or_else(|| ScopeRecords::empty(scope)),
+        ))
+    }
+
     /// The scopes another writer changed since this store last loaded or
     /// wrote them, when that is why `persist` refused a batch (nothing of it
     /// was written). A store shared by several nodes reports them; the
     /// driver then calls [`crate::Engine::handle_persist_failed`], reloads
-    /// each scope ([`Store::load_scope`], [`crate::Engine::reload_scope`])
+    /// each scope ([`refresh_scope`], [`crate::Engine::apply_scope_update`])
     /// and may push the refused mutations again. A store that is the only
     /// writer never reports any (the default).
     fn stale_scopes(error: &Self::Error) -> Vec<String> {

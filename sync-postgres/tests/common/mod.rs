@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod records;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sync_postgres::PgOptions;
