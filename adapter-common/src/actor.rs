@@ -630,8 +630,12 @@ where
         let forget = std::mem::take(&mut self.forget);
         // Where the engine's durable records of each scope the batch locks
         // end (they do not move while it is outstanding), so a scope refused
-        // as stale is read from there on.
-        let marks = crate::shared_store::marks(&self.engine, &ready.persist);
+        // as stale is read from there on. Only a shared store refuses.
+        let marks = if self.shared {
+            crate::shared_store::marks(&self.engine, &ready.persist)
+        } else {
+            Default::default()
+        };
         let job = self.rt.spawn_blocking(move || {
             let started = clock.now();
             let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);

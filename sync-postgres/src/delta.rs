@@ -19,12 +19,7 @@ pub(crate) async fn load_since(
     known: i64,
     held: ScopeMark,
 ) -> Result<Option<(ScopeDelta, i64)>, Error> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = crate::read::snapshot(client).await?;
     let mut delta = ScopeDelta::empty(scope, held);
     let Some(row) = tx
         .query_opt(

@@ -22,15 +22,23 @@ fn entry<'a>(scopes: &'a mut BTreeMap<String, ScopeRecords>, scope: &str) -> &'a
         })
 }
 
-/// Reads every table in key order in one repeatable-read snapshot, so the
-/// versions match the records exactly.
-pub(crate) async fn load(client: &mut Client, only: Option<&str>) -> Result<Loaded, Error> {
-    let tx = client
+/// A read-only transaction that sees one snapshot of every table, so the
+/// versions read in it match the records read in it.
+pub(crate) async fn snapshot(
+    client: &mut Client,
+) -> Result<tokio_postgres::Transaction<'_>, Error> {
+    Ok(client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
-        .await?;
+        .await?)
+}
+
+/// Reads every table in key order in one repeatable-read snapshot, so the
+/// versions match the records exactly.
+pub(crate) async fn load(client: &mut Client, only: Option<&str>) -> Result<Loaded, Error> {
+    let tx = snapshot(client).await?;
     let filter = "($1::text IS NULL OR scope = $1)";
     let mut scopes: BTreeMap<String, ScopeRecords> = BTreeMap::new();
     let mut versions = BTreeMap::new();

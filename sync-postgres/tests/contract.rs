@@ -4,11 +4,12 @@
 
 mod common;
 
-use common::records::{Gen, Op, SCOPES, normalize, op};
+use common::records::{Gen, Op, SCOPES, op};
 use common::{Schema, postgres_url};
 use proptest::prelude::*;
 use serde_json::json;
 use sync_core::store::LogEntry;
+use sync_core::testing::normalize;
 use sync_core::{Batch, Change, MemoryStore, Recovered, Store, Timestamp};
 use sync_postgres::PgStore;
 

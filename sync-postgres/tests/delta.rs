@@ -4,10 +4,11 @@
 
 mod common;
 
-use common::records::{Gen, Op, SCOPES, normalize, op};
+use common::records::{Gen, Op, SCOPES, op};
 use common::{Schema, postgres_url};
 use proptest::prelude::*;
 use sync_core::store::{ScopeRecords, ScopeUpdate, refresh_scope};
+use sync_core::testing::normalize;
 use sync_core::{Batch, Recovered, Store};
 use sync_postgres::PgStore;
 

@@ -4,7 +4,8 @@
 
 use proptest::prelude::*;
 use serde_json::json;
-use sync_core::store::{ClientRecord, IdExpiry, IdRecord, LogEntry, ScopeRecords, Trim};
+use sync_core::store::{ClientRecord, IdExpiry, IdRecord, LogEntry, Trim};
+use sync_core::testing::normalize;
 use sync_core::{Batch, Change, MemoryStore, MutationResult, Recovered, Store, Timestamp};
 use sync_sqlite::{Durability, SqliteStore};
 
@@ -206,21 +207,6 @@ impl Gen {
         }
         b
     }
-}
-
-/// Stores may order records of one scope differently and may or may not keep
-/// an empty scope; neither changes what the engine recovers.
-fn normalize(mut r: Recovered) -> Vec<ScopeRecords> {
-    r.scopes.retain(|s| {
-        s.base.is_some() || !s.changes.is_empty() || !s.clients.is_empty() || !s.ids.is_empty()
-    });
-    for s in &mut r.scopes {
-        s.clients
-            .sort_by(|a, b| (&a.client_id, a.seq).cmp(&(&b.client_id, b.seq)));
-        s.ids.sort_by(|a, b| a.id.cmp(&b.id));
-    }
-    r.scopes.sort_by(|a, b| a.scope.cmp(&b.scope));
-    r.scopes
 }
 
 proptest! {

@@ -6,6 +6,7 @@ pub mod simulation;
 
 use serde_json::{Value, json};
 
+use crate::store::{Recovered, ScopeRecords};
 use crate::{AppError, ErrorCode, KvApp};
 
 /// A key-value app with an `incr {"key"}` mutator (not idempotent, so double
@@ -32,4 +33,21 @@ pub fn app() -> KvApp {
                 KvApp::put_change(&format!("{key}/b"), json!(2)),
             ])
         })
+}
+
+/// What a store loaded, in one order whatever the store: stores may order one
+/// scope's records differently and may keep an empty scope or not, and
+/// neither changes what the engine recovers. The store contract tests compare
+/// stores through it.
+pub fn normalize(mut r: Recovered) -> Vec<ScopeRecords> {
+    r.scopes.retain(|s| {
+        s.base.is_some() || !s.changes.is_empty() || !s.clients.is_empty() || !s.ids.is_empty()
+    });
+    for s in &mut r.scopes {
+        s.clients
+            .sort_by(|a, b| (&a.client_id, a.seq).cmp(&(&b.client_id, b.seq)));
+        s.ids.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    r.scopes.sort_by(|a, b| a.scope.cmp(&b.scope));
+    r.scopes
 }

@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use serde_json::json;
-use sync_core::store::{ClientRecord, IdExpiry, IdRecord, LogEntry, ScopeRecords, Trim};
-use sync_core::{Batch, Change, MutationResult, Recovered, Timestamp};
+use sync_core::store::{ClientRecord, IdExpiry, IdRecord, LogEntry, Trim};
+use sync_core::{Batch, Change, MutationResult, Timestamp};
 
 pub const SCOPES: [&str; 3] = ["a", "b", "user:é"];
 pub const CLIENTS: [&str; 2] = ["c1", "c2"];
@@ -105,19 +105,4 @@ impl Gen {
         }
         b
     }
-}
-
-/// Stores may order one scope's records differently and may keep an empty
-/// scope or not; neither changes what the engine recovers.
-pub fn normalize(mut r: Recovered) -> Vec<ScopeRecords> {
-    r.scopes.retain(|s| {
-        s.base.is_some() || !s.changes.is_empty() || !s.clients.is_empty() || !s.ids.is_empty()
-    });
-    for s in &mut r.scopes {
-        s.clients
-            .sort_by(|a, b| (&a.client_id, a.seq).cmp(&(&b.client_id, b.seq)));
-        s.ids.sort_by(|a, b| a.id.cmp(&b.id));
-    }
-    r.scopes.sort_by(|a, b| a.scope.cmp(&b.scope));
-    r.scopes
 }
