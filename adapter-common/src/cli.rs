@@ -92,6 +92,11 @@ pub struct ServeArgs {
     /// Largest pull page.
     #[arg(long, env = "LIVE_SYNC_MAX_PULL_LIMIT", default_value_t = 1000)]
     pub max_pull_limit: u64,
+    /// Log retention: keep this many to twice as many changes per sync
+    /// scope, trimming older ones (clients further behind get 410 and take
+    /// a snapshot); bounds the log's memory and disk. 0: keep every change.
+    #[arg(long, env = "LIVE_SYNC_KEEP_CHANGES", default_value_t = 0)]
+    pub keep_changes: u64,
     /// Seconds between heartbeat pings (0: off).
     #[arg(long, env = "LIVE_SYNC_PING_INTERVAL", default_value_t = 25)]
     pub ping_interval: u64,
@@ -137,6 +142,10 @@ impl ServeArgs {
             },
             hub,
             sync_limits,
+            engine: sync_core::EngineConfig {
+                keep_changes: (self.keep_changes > 0).then_some(self.keep_changes),
+                ..sync_core::EngineConfig::default()
+            },
             ws_read_buffer: self.ws_read_buffer,
             ws_write_buffer: self.ws_write_buffer,
             shared_store: self.postgres_url().is_some(),
@@ -255,6 +264,7 @@ mod tests {
         assert_eq!(c.sync_prefix, "/_sync");
         assert_eq!(c.hub.limits.read_limit, 4 * 1024 * 1024);
         assert!(matches!(c.origins, OriginPolicy::Any));
+        assert_eq!(c.engine.keep_changes, None, "every change kept by default");
         // The binary's buffer defaults are the library's.
         let library = crate::ServerConfig::default();
         assert_eq!(c.ws_read_buffer, library.ws_read_buffer);
@@ -283,6 +293,8 @@ mod tests {
             "/sync/",
             "--log-level",
             "debug",
+            "--keep-changes",
+            "5000",
         ])
         .unwrap();
         assert_eq!(a.addr.port(), 9000);
@@ -296,6 +308,7 @@ mod tests {
         assert_eq!(c.hub.timers.idle_timeout, Some(Duration::from_secs(60)));
         assert_eq!(c.static_dir, Some(PathBuf::from("public")));
         assert_eq!(c.sync_prefix, "/sync");
+        assert_eq!(c.engine.keep_changes, Some(5000));
         assert!(c.origins.allows("http://b.test"));
         assert!(!c.origins.allows("http://c.test"));
     }

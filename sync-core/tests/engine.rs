@@ -622,3 +622,63 @@ fn encoded_snapshot_is_byte_identical_to_the_typed_one() {
         assert_eq!(typed, e.handle_snapshot_encoded(&req), "{scope} {client:?}");
     }
 }
+
+#[test]
+fn retention_keeps_the_log_bounded_and_old_cursors_get_410() {
+    let cfg = EngineConfig {
+        keep_changes: Some(8),
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(app(), cfg.clone());
+    let mut store = MemoryStore::new();
+    for i in 1..=100u64 {
+        e.handle_push(
+            T0,
+            RequestId(i),
+            vec![seq(
+                "s",
+                "c",
+                i,
+                "put",
+                json!({"key": format!("k{i}"), "value": i}),
+            )],
+        );
+        flush(&mut e, &mut store);
+        // Fewer than twice keep (16) changes once durable, and never fewer
+        // than keep once that many exist.
+        let first_ok = (0..=i).find(|&c| e.handle_pull(&pull("s", c, 0)).is_ok());
+        let first_ok = first_ok.expect("the head itself is always pullable");
+        let kept = i - first_ok;
+        assert!(kept < 16, "after {i} pushes {kept} changes kept");
+        assert!(
+            kept >= i.min(8),
+            "after {i} pushes only {kept} changes kept"
+        );
+    }
+    assert_eq!(e.handle_pull(&pull("s", 0, 0)).unwrap_err().status, 410);
+    let snapshot = e.handle_snapshot(&snap("s"));
+    assert_eq!(snapshot.cursor, 100);
+    assert_eq!(snapshot.data["k1"], json!(1), "a trim keeps the state");
+    assert_eq!(snapshot.data["k100"], json!(100));
+    // What the store holds recovers to the same answers, and the store
+    // holds only the kept changes.
+    let recovered = store.load().unwrap();
+    assert!(recovered.scopes[0].changes.len() < 16);
+    let r = Engine::recover(app(), cfg, recovered).unwrap();
+    assert_eq!(r.handle_snapshot(&snap("s")), snapshot);
+}
+
+#[test]
+fn without_retention_nothing_is_trimmed() {
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    for i in 1..=50u64 {
+        e.handle_push(
+            T0,
+            RequestId(i),
+            vec![seq("s", "c", i, "incr", json!({"key":"n"}))],
+        );
+        flush(&mut e, &mut store);
+    }
+    assert_eq!(e.handle_pull(&pull("s", 0, 0)).unwrap().changes.len(), 50);
+}

@@ -87,7 +87,34 @@ impl<A: App> Engine<A> {
             let cursor = self.durable_head(&scope);
             self.outputs.push_back(Output::Poke { scope, cursor });
         }
+        self.apply_retention(batch);
         Ok(())
+    }
+
+    /// [`crate::EngineConfig::keep_changes`]: trims each scope that `batch`
+    /// grew to twice the kept length back to it. A trim the application
+    /// cannot compute a base for is skipped; the scope keeps its log and the
+    /// next batch tries again.
+    fn apply_retention(&mut self, batch: &crate::Batch) {
+        let Some(keep) = self.config.keep_changes else {
+            return;
+        };
+        let keep = keep.max(1);
+        let grown: std::collections::BTreeSet<&str> = batch
+            .changes
+            .iter()
+            .map(|e| e.change.scope.as_str())
+            .collect();
+        for scope in grown {
+            let Some(s) = self.scopes.get(scope) else {
+                continue;
+            };
+            let (first, head) = (s.log.first_kept(), s.log.committed_head());
+            let kept = (head + 1).saturating_sub(first);
+            if kept >= 2 * keep {
+                let _ = self.trim(scope, head + 1 - keep);
+            }
+        }
     }
 
     /// Hands out the open batch for persisting, if there is something to

@@ -31,6 +31,17 @@ pub struct EngineConfig {
     /// applied instead of refused. Default false (the engine is the only
     /// writer; a gap is answered at once).
     pub verify_sequence_gaps: bool,
+    /// Log retention: keep at least this many changes per scope, and fewer
+    /// than twice as many. When a batch makes a scope's durable log reach
+    /// twice this length, the engine trims it back to the last
+    /// `keep_changes` changes in the next batch ([`crate::Engine::trim`]),
+    /// so the log, and the memory and disk it takes, stay bounded. A client
+    /// whose cursor falls behind the trim gets 410 `cursor_too_old` and takes
+    /// a snapshot. A trim costs about the scope's state (its base is the
+    /// state at the trim's cursor, written with it); trimming half the log
+    /// at a time spreads that over `keep_changes` changes. Default `None`:
+    /// keep every change until the application trims.
+    pub keep_changes: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +51,7 @@ impl Default for EngineConfig {
             id_retention_ms: 24 * 3600 * 1000,
             default_pull_limit: 100,
             verify_sequence_gaps: false,
+            keep_changes: None,
         }
     }
 }

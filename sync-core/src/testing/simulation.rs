@@ -136,6 +136,9 @@ pub struct Sim {
     /// Simulated milliseconds since the start.
     pub now_ms: u64,
     faults: bool,
+    /// The engine's log retention ([`EngineConfig::keep_changes`]), drawn
+    /// once per run: with it the engine trims on its own after commits.
+    keep_changes: Option<u64>,
     store: MemoryStore,
     /// The server engine, `None` while crashed.
     pub engine: Option<Engine<KvApp>>,
@@ -166,8 +169,11 @@ pub struct Counters {
     pub unacknowledged_commits: u64,
     #[allow(missing_docs)]
     pub persist_failures: u64,
-    #[allow(missing_docs)]
+    /// Trims the simulation asked for.
     pub trims: u64,
+    /// Trims that reached the store, the engine's own (log retention)
+    /// included.
+    pub persisted_trims: u64,
     #[allow(missing_docs)]
     pub resets: u64,
     #[allow(missing_docs)]
@@ -178,12 +184,20 @@ pub struct Counters {
     pub partitions: u64,
 }
 
-fn new_engine(store: &mut MemoryStore) -> Engine<KvApp> {
-    let cfg = EngineConfig::default();
+fn new_engine(store: &mut MemoryStore, keep_changes: Option<u64>) -> Engine<KvApp> {
+    let cfg = EngineConfig {
+        keep_changes,
+        ..EngineConfig::default()
+    };
     Engine::recover(app(), cfg, store.load().expect("load")).expect("recover")
 }
 
 impl Sim {
+    /// The log retention this run's engine has, if any.
+    pub fn keep_changes(&self) -> Option<u64> {
+        self.keep_changes
+    }
+
     /// A simulation of 2 to 4 clients whose choices come from `rng`, with
     /// simulated time starting at `base` (the core never reads a clock: the
     /// caller passes any instant, and the run only moves forward from it).
@@ -214,6 +228,7 @@ impl Sim {
                 }
             })
             .collect();
+        let keep_changes = rng.chance(0.3).then(|| 2 + rng.below(12));
         let scope_of = clients
             .iter()
             .map(|c: &Client| (c.name.clone(), c.scope.clone()))
@@ -223,7 +238,8 @@ impl Sim {
             base,
             now_ms: 0,
             faults: true,
-            engine: Some(new_engine(&mut store)),
+            keep_changes,
+            engine: Some(new_engine(&mut store, keep_changes)),
             store,
             server_down_until: 0,
             persisting: None,
@@ -372,7 +388,7 @@ impl Sim {
         }
         if self.engine.is_none() && (all || self.server_down_until <= self.now_ms) {
             self.log("server restart".into());
-            let engine = new_engine(&mut self.store);
+            let engine = new_engine(&mut self.store, self.keep_changes);
             // No acknowledged mutation is lost across the restart.
             for (client, &acked) in &self.ledger.acked {
                 let seq = engine
@@ -406,6 +422,7 @@ impl Sim {
             match self.store.persist(&ready.persist) {
                 Ok(()) => {
                     self.ledger.apply(&ready.persist, &self.created);
+                    self.counters.persisted_trims += ready.persist.trims.len() as u64;
                     engine.advance(ready.number).expect("advance");
                 }
                 Err(_) => {
