@@ -7,10 +7,10 @@
 //! 413. [`discard`] reads and throws away what is left, up to a bound, while
 //! the answer goes out (what nginx calls a lingering close).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http_body::Body;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -63,25 +63,14 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     check_declared(headers, limit)?;
-    let mut collected = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Read(e.into().to_string()))?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers carry nothing a sync request reads
-        };
-        if collected.len() + data.len() > limit {
-            return Err(BodyError::TooLarge {
-                limit,
-                declared: None,
-            });
-        }
-        if collected.is_empty() {
-            collected = BytesMut::from(data);
-        } else {
-            collected.extend_from_slice(&data);
-        }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge {
+            limit,
+            declared: None,
+        }),
+        Err(e) => Err(BodyError::Read(e.to_string())),
     }
-    Ok(collected.freeze())
 }
 
 /// How a [`discard`] ended.
