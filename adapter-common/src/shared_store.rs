@@ -56,29 +56,26 @@ impl Refresh {
     }
 }
 
-/// The answer to a push whose store could not be reached.
-fn unavailable(message: &str) -> Response {
-    let body = serde_json::json!({
-        "code": "unavailable",
-        "error": format!("storage unavailable ({message}); nothing was applied, retry"),
-    });
+/// A 503 `unavailable`: nothing was applied and a retry is right.
+fn unavailable_response(error: String) -> Response {
+    let body = serde_json::json!({"code": "unavailable", "error": error});
     Response {
         status: 503,
         body: Bytes::from(body.to_string()),
     }
 }
 
+/// The answer to a push whose store could not be reached.
+fn unavailable(message: &str) -> Response {
+    unavailable_response(format!(
+        "storage unavailable ({message}); nothing was applied, retry"
+    ))
+}
+
 /// The answer to a push refused as stale on every attempt: other nodes kept
-/// winning the scope. Nothing was applied, so a retry is right.
+/// winning the scope.
 fn contended() -> Response {
-    let body = serde_json::json!({
-        "code": "unavailable",
-        "error": "other nodes kept writing this scope; nothing was applied, retry",
-    });
-    Response {
-        status: 503,
-        body: Bytes::from(body.to_string()),
-    }
+    unavailable_response("other nodes kept writing this scope; nothing was applied, retry".into())
 }
 
 /// Where the engine's durable records end for every scope `batch` writes or
@@ -88,21 +85,12 @@ pub(crate) fn marks<P: App>(
     batch: &Batch,
 ) -> BTreeMap<String, Option<ScopeMark>> {
     let scopes = batch
-        .changes
-        .iter()
-        .map(|e| &e.change.scope)
-        .chain(batch.clients.iter().map(|c| &c.scope))
-        .chain(batch.ids.iter().map(|r| &r.scope))
-        .chain(batch.expired_ids.iter().map(|x| &x.scope))
-        .chain(batch.trims.iter().map(|t| &t.scope))
-        .chain(&batch.verify);
-    let mut marks = BTreeMap::new();
-    for scope in scopes {
-        if !marks.contains_key(scope) {
-            marks.insert(scope.clone(), engine.scope_mark(scope));
-        }
-    }
-    marks
+        .written_scopes()
+        .into_iter()
+        .chain(batch.verify.iter().map(String::as_str));
+    scopes
+        .map(|scope| (scope.to_owned(), engine.scope_mark(scope)))
+        .collect()
 }
 
 impl<R, H, P, S> Actor<R, H, P, S>

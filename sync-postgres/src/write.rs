@@ -2,7 +2,7 @@
 //! write every record with one statement per table (client and id rows
 //! stamped with their scope's new version), bump the versions.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use sync_core::Batch;
 use tokio_postgres::Client;
@@ -18,11 +18,11 @@ pub(crate) async fn persist(
     known: &BTreeMap<String, i64>,
     (channel, prefix): (&str, String),
 ) -> Result<Vec<(String, i64)>, Error> {
-    let written = touched_scopes(batch);
+    let written = batch.written_scopes();
     let mut locked = written.clone();
-    locked.extend(batch.verify.iter().cloned());
-    let locked: Vec<String> = locked.into_iter().collect();
-    let touched: Vec<String> = written.into_iter().collect();
+    locked.extend(batch.verify.iter().map(String::as_str));
+    let locked: Vec<&str> = locked.into_iter().collect();
+    let touched: Vec<&str> = written.into_iter().collect();
     let tx = client.transaction().await?;
 
     // Per-scope serialization: the version rows of the scopes written and of
@@ -49,7 +49,7 @@ pub(crate) async fn persist(
         let version: i64 = row.get(1);
         if known.get(&scope).copied().unwrap_or(0) != version {
             stale.push(scope);
-        } else if touched.contains(&scope) {
+        } else if touched.contains(&scope.as_str()) {
             bumped.push((scope, version + 1));
         }
     }
@@ -171,12 +171,11 @@ pub(crate) async fn persist(
     }
     let mut expiring: Vec<&str> = batch.expired_ids.iter().map(|x| x.scope.as_str()).collect();
     if !batch.expired_ids.is_empty() {
-        let scopes = expiring.clone();
         let ids: Vec<&str> = batch.expired_ids.iter().map(|x| x.id.as_str()).collect();
         tx.execute(
             "DELETE FROM sync_ids i USING UNNEST($1::text[], $2::text[]) AS k(scope, id)
              WHERE i.scope = k.scope AND i.id = k.id",
-            &[&scopes, &ids],
+            &[&expiring, &ids],
         )
         .await?;
     }
@@ -201,15 +200,4 @@ pub(crate) async fn persist(
     .await?;
     tx.commit().await?;
     Ok(bumped)
-}
-
-/// Every scope a batch writes to, sorted.
-fn touched_scopes(batch: &Batch) -> BTreeSet<String> {
-    let mut s = BTreeSet::new();
-    s.extend(batch.trims.iter().map(|t| t.scope.clone()));
-    s.extend(batch.changes.iter().map(|e| e.change.scope.clone()));
-    s.extend(batch.clients.iter().map(|c| c.scope.clone()));
-    s.extend(batch.ids.iter().map(|r| r.scope.clone()));
-    s.extend(batch.expired_ids.iter().map(|x| x.scope.clone()));
-    s
 }

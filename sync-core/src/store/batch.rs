@@ -94,6 +94,18 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Every scope the batch writes to, sorted (not those it only
+    /// [`verify`](Batch::verify)s).
+    pub fn written_scopes(&self) -> std::collections::BTreeSet<&str> {
+        let mut s = std::collections::BTreeSet::new();
+        s.extend(self.trims.iter().map(|t| t.scope.as_str()));
+        s.extend(self.changes.iter().map(|e| e.change.scope.as_str()));
+        s.extend(self.clients.iter().map(|c| c.scope.as_str()));
+        s.extend(self.ids.iter().map(|r| r.scope.as_str()));
+        s.extend(self.expired_ids.iter().map(|x| x.scope.as_str()));
+        s
+    }
+
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
