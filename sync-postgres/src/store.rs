@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use sync_core::store::{ScopeMark, ScopeRecords, ScopeUpdate};
+use sync_core::store::{ScopeMark, ScopeRecords, ScopeUpdate, load_whole};
 use sync_core::{Batch, Recovered, Store};
 use tokio_postgres::NoTls;
 
@@ -262,10 +262,7 @@ impl Store for PgStore {
                 self.versions.insert(scope.to_owned(), version);
                 Ok(ScopeUpdate::Delta(delta))
             }
-            None => Ok(ScopeUpdate::Full(
-                self.load_scope(scope)?
-                    .unwrap_or_else(|| ScopeRecords::empty(scope)),
-            )),
+            None => load_whole(self, scope),
         }
     }
 

@@ -170,17 +170,6 @@ impl ScopeDelta {
         }
         Ok(())
     }
-
-    /// The mark of the records once this delta is applied.
-    pub fn mark_after(&self) -> ScopeMark {
-        ScopeMark {
-            head: self
-                .changes
-                .last()
-                .map_or(self.after.head, |e| e.change.cursor),
-            first_kept: self.after.first_kept,
-        }
-    }
 }
 
 impl ScopeRecords {
@@ -290,6 +279,12 @@ pub fn refresh_scope<S: Store + ?Sized>(
             update => return Ok(update),
         }
     }
+    load_whole(store, scope)
+}
+
+/// Every record `store` holds of `scope`, as an update (empty records when it
+/// holds none): the answer when no delta can be given.
+pub fn load_whole<S: Store + ?Sized>(store: &mut S, scope: &str) -> Result<ScopeUpdate, S::Error> {
     let records = store.load_scope(scope)?;
     Ok(ScopeUpdate::Full(
         records.unwrap_or_else(|| ScopeRecords::empty(scope)),

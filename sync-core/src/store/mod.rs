@@ -9,7 +9,7 @@ mod memory;
 pub use batch::{
     Batch, ClientRecord, IdExpiry, IdRecord, LogEntry, Recovered, ScopeRecords, Trim, TrimBase,
 };
-pub use delta::{DeltaMismatch, ScopeDelta, ScopeMark, ScopeUpdate, refresh_scope};
+pub use delta::{DeltaMismatch, ScopeDelta, ScopeMark, ScopeUpdate, load_whole, refresh_scope};
 pub use memory::{InjectedFailure, MemoryStore};
 
 /// A durable home for the engine's records, implemented by drivers (memory,
@@ -71,10 +71,7 @@ pub trait Store {
         held: ScopeMark,
     ) -> Result<ScopeUpdate, Self::Error> {
         let _ = held;
-        let records = self.load_scope(scope)?;
-        Ok(ScopeUpdate::Full(
-            records.unwrap_or_else(|| ScopeRecords::empty(scope)),
-        ))
+        load_whole(self, scope)
     }
 
     /// The scopes another writer changed since this store last loaded or
