@@ -16,8 +16,8 @@
 //!
 //! # What it must never do
 //!
-//! IO of any kind (sockets, files), read a clock (`Instant::now`,
-//! `SystemTime::now`), spawn threads or tasks, use a global random number
+//! IO of any kind (sockets, files), read a clock (no `Instant` or
+//! `SystemTime` is taken from the system), spawn threads or tasks, use a global random number
 //! generator, iterate a randomly-seeded hash map where order reaches an output, or
 //! depend on a runtime (tokio, smol, tungstenite). Time comes in as an argument,
 //! randomness from a seed or an injected [`IdGenerator`]; the same inputs give the
@@ -30,34 +30,10 @@
 //! [`Hub::poll_action`] and [`Hub::poll_event`], arm [`Hub::poll_timeout`], call
 //! [`Hub::handle_timeout`] when it passes.
 //!
-//! # Example
+//! The example below (`doc/example.md`, run as a doctest) is the adapter's
+//! side: it reads its clock and hands the instant to every input.
 //!
-//! ```
-//! use std::time::Instant;
-//! use bytes::Bytes;
-//! use live_core::{Action, Event, Frame, Hub, HubConfig, OutFrame};
-//!
-//! let mut hub: Hub<String> = Hub::new(HubConfig::default(), 7);
-//! let now = Instant::now();
-//!
-//! // A connection arrives; the application authenticates it.
-//! let alice = hub.handle_open(now);
-//! assert_eq!(hub.poll_event(), Some(Event::Authenticate { id: alice }));
-//! hub.handle_auth(now, alice, Ok("alice".to_string())).unwrap();
-//!
-//! // The client subscribes; server code publishes.
-//! let subscribe = r#"{"topic":"subscribe","data":{"topic":"chat"}}"#;
-//! hub.handle_frame(now, alice, Frame::Text(Bytes::from_static(subscribe.as_bytes())));
-//! assert_eq!(hub.publish("chat", br#""hello""#).unwrap(), 1);
-//!
-//! // The adapter writes what the hub asks, then reports it flushed.
-//! while let Some(action) = hub.poll_action() {
-//!     if let Action::Send { id, frame: OutFrame::Text(text) } = action {
-//!         assert_eq!(&text[..], br#"{"topic":"chat","data":"hello"}"#);
-//!         hub.handle_flushed(now, id, 1, text.len()).unwrap();
-//!     }
-//! }
-//! ```
+#![doc = include_str!("../doc/example.md")]
 //!
 //! # Wire
 //!
