@@ -53,7 +53,7 @@ pub mod connection;
 mod handle;
 mod hooks;
 pub mod http;
-pub mod metrics;
+pub use server_core::metrics;
 mod outbox;
 mod runtime;
 mod server;

@@ -21,6 +21,21 @@ pub enum Frame {
     Close(Option<(u16, String)>),
 }
 
+/// Input the transport's WebSocket library refused before the hub could see
+/// it. The hub closes the session with the matching code and reports the
+/// peer's fault as the close reason (not as a close the server chose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerFault {
+    /// A message or frame over the read limit (1009).
+    TooBig,
+    /// A text message that is not UTF-8 (1007).
+    InvalidUtf8,
+    /// Framing that breaks RFC 6455: unmasked client frames, bad opcodes,
+    /// fragmented control frames and the like (1002).
+    ProtocolError,
+}
+
 /// One frame the adapter must write to a session's socket, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutFrame {

@@ -70,7 +70,7 @@ pub use authorize::{
 pub use close::{CloseReason, codes};
 pub use config::{BuiltinCommands, HubConfig, Limits, Timers};
 pub use error::{ErrorCode, HubError};
-pub use frame::{Frame, OutFrame};
+pub use frame::{Frame, OutFrame, PeerFault};
 pub use hub::Hub;
 pub use id::{IdGenerator, SeededIds, SessionId};
 pub use metrics::Metrics;

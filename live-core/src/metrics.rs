@@ -27,4 +27,8 @@ pub struct Metrics {
     pub errors_sent: u64,
     /// Total: sessions closed as slow consumers (4008).
     pub slow_consumer_closes: u64,
+    /// Total: sessions closed for what the peer sent: over the read limit
+    /// (1009), text that is not UTF-8 (1007), broken framing (1002), whether
+    /// the hub or the transport's WebSocket library found it.
+    pub peer_fault_closes: u64,
 }

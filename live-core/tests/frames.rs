@@ -120,3 +120,44 @@ fn frames_for_a_closed_session_are_ignored() {
     assert!(h.events().is_empty());
     assert_eq!(h.hub.subscriber_count("t"), 0);
 }
+
+#[test]
+fn faults_the_transport_refused_close_with_their_code_and_are_the_peers_fault() {
+    use live_core::PeerFault;
+    let cases = [
+        (
+            PeerFault::TooBig,
+            "1009 message too big",
+            CloseReason::TooBig,
+        ),
+        (
+            PeerFault::InvalidUtf8,
+            "1007 invalid utf-8",
+            CloseReason::InvalidUtf8,
+        ),
+        (
+            PeerFault::ProtocolError,
+            "1002 protocol error",
+            CloseReason::ProtocolError,
+        ),
+    ];
+    for (fault, close, reason) in cases {
+        let mut h = Harness::new();
+        let alice = h.open("alice");
+        h.subscribe(alice, "t");
+        h.hub.handle_peer_fault(h.now, alice, fault);
+        // A second report (the reader and writer both saw it) changes nothing.
+        h.hub.handle_peer_fault(h.now, alice, fault);
+        assert_eq!(h.drain(), [format!("alice <- close {close}")]);
+        assert_eq!(
+            h.events(),
+            [Event::Closed {
+                id: alice,
+                reason,
+                auth: Some("alice".into()),
+            }]
+        );
+        assert_eq!(h.hub.subscriber_count("t"), 0);
+        assert_eq!(h.hub.metrics().peer_fault_closes, 1);
+    }
+}

@@ -156,8 +156,12 @@ impl<A> Hub<A> {
         if let Some(p) = &s.pending {
             self.tickets.remove(&p.ticket.0);
         }
-        if matches!(reason, CloseReason::SlowConsumer) {
-            self.metrics.slow_consumer_closes += 1;
+        match reason {
+            CloseReason::SlowConsumer => self.metrics.slow_consumer_closes += 1,
+            CloseReason::TooBig | CloseReason::InvalidUtf8 | CloseReason::ProtocolError => {
+                self.metrics.peer_fault_closes += 1;
+            }
+            _ => {}
         }
         if !matches!(reason, CloseReason::TransportClosed) {
             let code = match reason {

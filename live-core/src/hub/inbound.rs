@@ -9,7 +9,7 @@ use super::Hub;
 use super::timers::after;
 use crate::close::is_valid_code;
 use crate::session::{Phase, Session};
-use crate::{CloseReason, Event, Frame, HubError, OutFrame, SessionId};
+use crate::{CloseReason, Event, Frame, HubError, OutFrame, PeerFault, SessionId};
 
 /// Largest control-frame payload RFC 6455 allows.
 const MAX_CONTROL_PAYLOAD: usize = 125;
@@ -124,6 +124,23 @@ impl<A> Hub<A> {
         if let Some(&key) = self.by_id.get(&id) {
             self.close_key(key, CloseReason::TransportClosed);
         }
+    }
+
+    /// The transport refused what the peer sent before it became a frame (see
+    /// [`PeerFault`]): the session is closed with the fault's code, and the
+    /// close is reported as the peer's fault. Ignored when the session is no
+    /// longer open.
+    pub fn handle_peer_fault(&mut self, now: Instant, id: SessionId, fault: PeerFault) {
+        let _ = now;
+        let Some(&key) = self.by_id.get(&id) else {
+            return;
+        };
+        let reason = match fault {
+            PeerFault::TooBig => CloseReason::TooBig,
+            PeerFault::InvalidUtf8 => CloseReason::InvalidUtf8,
+            PeerFault::ProtocolError => CloseReason::ProtocolError,
+        };
+        self.close_key(key, reason);
     }
 
     /// Creates the session record with a fresh id.

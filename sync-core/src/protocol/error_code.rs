@@ -26,6 +26,9 @@ pub enum ErrorCode {
     /// A transient server failure; the request may be retried (500).
     #[serde(rename = "internal_error")]
     Internal,
+    /// Nothing was applied because the store could not be reached, or other
+    /// writers kept winning the scope; retry (503).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -40,6 +43,7 @@ impl ErrorCode {
             ErrorCode::CursorTooOld => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
         }
     }
 
@@ -54,6 +58,7 @@ impl ErrorCode {
             ErrorCode::CursorTooOld => "cursor_too_old",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Internal => "internal_error",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 
@@ -68,6 +73,7 @@ impl ErrorCode {
             "cursor_too_old" => ErrorCode::CursorTooOld,
             "payload_too_large" => ErrorCode::PayloadTooLarge,
             "internal_error" => ErrorCode::Internal,
+            "unavailable" => ErrorCode::Unavailable,
             _ => return None,
         })
     }

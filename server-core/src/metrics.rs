@@ -1,11 +1,11 @@
 //! Operator counters and their Prometheus text rendering (`/metrics`).
 //!
 //! The live counters come from `live_core::Hub::metrics`; the sync ones are
-//! counted by the actor around the engine (the engine keeps none itself).
+//! counted by the server core around the engine (the engine keeps none itself).
 
 use std::fmt::Write;
 
-/// Counters of the sync side, kept by the hub actor.
+/// Counters of the sync side, kept by the server core.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct SyncMetrics {
@@ -29,6 +29,11 @@ pub struct SyncMetrics {
     pub persist_seconds: f64,
     /// Total: pokes published on `sync:<scope>`.
     pub pokes: u64,
+    /// Total: pushes pushed again after their batch was refused because
+    /// another node wrote their scope.
+    pub stale_retries: u64,
+    /// Total: scopes reloaded because another node wrote them.
+    pub reloads: u64,
     /// Gauge: scopes known to the engine.
     pub scopes: u64,
 }
@@ -129,6 +134,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
         l.slow_consumer_closes.to_string(),
     );
     metric(
+        "live_peer_fault_closes_total",
+        counter,
+        "Sessions closed for what the peer sent (too big, invalid UTF-8, broken framing).",
+        l.peer_fault_closes.to_string(),
+    );
+    metric(
         "sync_pushes_total",
         counter,
         "Push requests handled.",
@@ -189,6 +200,18 @@ pub fn render(m: &MetricsSnapshot) -> String {
         s.pokes.to_string(),
     );
     metric(
+        "sync_stale_retries_total",
+        counter,
+        "Pushes pushed again after another node wrote their scope.",
+        s.stale_retries.to_string(),
+    );
+    metric(
+        "sync_reloads_total",
+        counter,
+        "Scopes reloaded because another node wrote them.",
+        s.reloads.to_string(),
+    );
+    metric(
         "sync_scopes",
         gauge,
         "Scopes known to the engine.",
@@ -243,6 +266,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 22);
+        assert_eq!(samples.len(), 25);
     }
 }

@@ -1,0 +1,134 @@
+//! Server-side commands (publish, send, close, subscribe, trim, shutdown)
+//! and the broker link's inputs. Commands act at the latest input's time.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use live_core::SessionId;
+use sync_core::App;
+
+use super::ServerCore;
+use crate::broker::{BackplaneCommand, PendingInterest, is_local_only};
+use crate::error::ServerError;
+use crate::output::{Notice, Output, Ticket};
+use crate::policy::Policy;
+
+impl<U, P, A> ServerCore<U, P, A>
+where
+    U: Clone + Send + 'static,
+    P: Policy<U> + Send + Sync + 'static,
+    A: App,
+{
+    /// Publishes `data` (one JSON value) on `topic` to every local
+    /// subscriber, any topic including `sync:` ones, and through the broker
+    /// (if attached) to the other nodes, `sync:` topics excepted. Returns how
+    /// many local sessions it was queued for.
+    pub fn publish(&mut self, topic: &str, data: Bytes) -> Result<usize, ServerError> {
+        let result = self.hub.publish(topic, &data);
+        if result.is_ok() {
+            self.to_broker(topic.to_owned(), data);
+        }
+        self.pump();
+        Ok(result?)
+    }
+
+    /// Sends `{"topic":topic,"data":data}` to one session. Returns whether it
+    /// was queued (`false`: the session overflowed and was closed).
+    pub fn send(&mut self, to: SessionId, topic: &str, data: &[u8]) -> Result<bool, ServerError> {
+        let result = self.hub.send(to, topic, data);
+        self.pump();
+        Ok(result?)
+    }
+
+    /// Sends an already encoded envelope (valid JSON) to one session.
+    pub fn send_raw(&mut self, to: SessionId, frame: Bytes) -> Result<bool, ServerError> {
+        let result = self.hub.send_raw(to, frame);
+        self.pump();
+        Ok(result?)
+    }
+
+    /// Closes a session with `code` and `reason`.
+    pub fn close(&mut self, id: SessionId, code: u16, reason: &str) -> Result<(), ServerError> {
+        let result = self.hub.close(id, code, reason);
+        self.pump();
+        Ok(result?)
+    }
+
+    /// Subscribes a session to `topic` (no authorization: the server is
+    /// trusted). Returns whether it was new.
+    pub fn subscribe(&mut self, id: SessionId, topic: &str) -> Result<bool, ServerError> {
+        let result = self.hub.subscribe(id, topic);
+        self.pump();
+        Ok(result?)
+    }
+
+    /// Unsubscribes a session from `topic`. Returns whether it was subscribed.
+    pub fn unsubscribe(&mut self, id: SessionId, topic: &str) -> Result<bool, ServerError> {
+        let result = self.hub.unsubscribe(id, topic);
+        self.pump();
+        Ok(result?)
+    }
+
+    /// Trims `scope`'s sync log: changes with cursor `< before` are dropped;
+    /// a pull from `c` then works iff `c >= before - 1`. Finishes with
+    /// [`Output::Done`] for the returned ticket once durable.
+    pub fn trim(&mut self, scope: &str, before: u64) -> Result<Ticket, ServerError> {
+        self.engine.trim(scope, before)?;
+        let ticket = self.ticket();
+        self.trims_open.push(ticket);
+        self.pump();
+        Ok(ticket)
+    }
+
+    /// Graceful shutdown: every session is closed with 1001, new sync
+    /// requests are refused with 503, every push already taken is persisted
+    /// and answered; then [`Output::Stopped`].
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        self.at(now);
+        self.shutting_down = true;
+        self.hub.shutdown(self.now);
+        self.pump();
+    }
+
+    /// A broker link is attached: from now on the core emits
+    /// [`Output::Broker`] commands (the hub must be configured with
+    /// `backplane_events`).
+    pub fn handle_broker_attached(&mut self, now: Instant) {
+        self.at(now);
+        self.broker.get_or_insert_with(PendingInterest::default);
+        self.pump();
+    }
+
+    /// The broker link lost its connection and has it back: every topic with
+    /// local subscribers is asked for again.
+    pub fn handle_broker_restored(&mut self, now: Instant) {
+        self.at(now);
+        if let Some(b) = &mut self.broker {
+            b.reset();
+        }
+        self.pump();
+    }
+
+    /// A publish from another node: delivered to this node's subscribers of
+    /// `topic` only.
+    pub fn handle_broker_message(&mut self, now: Instant, topic: &str, data: &[u8]) {
+        self.at(now);
+        if let Err(e) = self.hub.publish(topic, data) {
+            self.outputs
+                .push_back(Output::Notice(Notice::RemoteRefused {
+                    topic: topic.to_owned(),
+                    message: e.to_string(),
+                }));
+        }
+        self.pump();
+    }
+
+    /// Sends a local publish to the other nodes, if a broker is attached and
+    /// the topic crosses nodes.
+    pub(super) fn to_broker(&mut self, topic: String, data: Bytes) {
+        if self.broker.is_some() && !is_local_only(&topic) {
+            self.outputs
+                .push_back(Output::Broker(BackplaneCommand::Publish { topic, data }));
+        }
+    }
+}

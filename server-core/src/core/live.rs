@@ -1,0 +1,114 @@
+//! Connection inputs (opened, frame, flushed, closed, peer fault) and what
+//! the hub's events mean for the rest of the server.
+
+use std::time::Instant;
+
+use live_core::{Command, Event, Frame, PeerFault, SessionId, sync_scope};
+use sync_core::App;
+use sync_core::handler::WS_TOPIC;
+
+use super::ServerCore;
+use crate::output::{Notice, Output};
+use crate::policy::{Policy, scope_maps_to_itself};
+
+impl<U, P, A> ServerCore<U, P, A>
+where
+    U: Clone + Send + 'static,
+    P: Policy<U> + Send + Sync + 'static,
+    A: App,
+{
+    /// A WebSocket connection authenticated as `user` was upgraded. Returns
+    /// its session id; during a shutdown the session is closed at once.
+    pub fn handle_open(&mut self, now: Instant, user: U) -> SessionId {
+        self.at(now);
+        let id = self.hub.handle_open_authenticated(self.now, user);
+        self.pump();
+        id
+    }
+
+    /// A frame was read from the session's socket.
+    pub fn handle_frame(&mut self, now: Instant, id: SessionId, frame: Frame) {
+        self.at(now);
+        self.hub.handle_frame(self.now, id, frame);
+        self.pump();
+    }
+
+    /// The session's writer wrote `messages` frames totalling `bytes` payload
+    /// bytes of its [`Output::Send`]s.
+    pub fn handle_flushed(&mut self, now: Instant, id: SessionId, messages: usize, bytes: usize) {
+        self.at(now);
+        if let Err(e) = self.hub.handle_flushed(self.now, id, messages, bytes) {
+            self.outputs.push_back(Output::Notice(Notice::FlushRefused {
+                message: e.to_string(),
+            }));
+        }
+        self.pump();
+    }
+
+    /// The transport ended without a close frame (reset, EOF, write error).
+    pub fn handle_transport_closed(&mut self, now: Instant, id: SessionId) {
+        self.at(now);
+        self.hub.handle_transport_closed(self.now, id);
+        self.pump();
+    }
+
+    /// The transport's WebSocket library refused what the peer sent (too
+    /// big, invalid UTF-8, broken framing): the session is closed with the
+    /// fault's code and the close is reported as the peer's fault.
+    pub fn handle_peer_fault(&mut self, now: Instant, id: SessionId, fault: PeerFault) {
+        self.at(now);
+        self.hub.handle_peer_fault(self.now, id, fault);
+        self.pump();
+    }
+
+    pub(super) fn on_hub_event(&mut self, event: Event<U>) {
+        match event {
+            Event::Authorize {
+                ticket,
+                id,
+                command,
+                topic,
+            } => {
+                // The core's authorizer never asks, but answer anyway rather
+                // than let the session wait for the deadline.
+                let policy = &*self.policy;
+                let allowed = self
+                    .hub
+                    .auth(id)
+                    .is_some_and(|user| match sync_scope(&topic) {
+                        Some(_) if command == Command::Unsubscribe => true,
+                        Some(scope) => scope_maps_to_itself(policy, user, scope),
+                        None => policy.authorize_topic(user, &topic, command),
+                    });
+                self.hub.handle_authorize(self.now, ticket, allowed);
+            }
+            Event::Message { id, topic, data } => {
+                if topic == WS_TOPIC {
+                    self.ws_sync(id, &data);
+                } else {
+                    self.outputs.push_back(Output::Message { id, topic, data });
+                }
+            }
+            Event::Closed { id, reason, auth } => {
+                self.outputs.push_back(Output::Closed {
+                    id,
+                    reason,
+                    user: auth,
+                });
+            }
+            Event::TopicActive { topic } => {
+                if let Some(b) = &mut self.broker {
+                    b.active(topic);
+                }
+            }
+            Event::TopicInactive { topic } => {
+                if let Some(b) = &mut self.broker {
+                    b.inactive(topic);
+                }
+            }
+            Event::Published { topic, data, .. } => self.to_broker(topic, data),
+            // Sessions are opened authenticated: nothing else is asked.
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! [`ServerCore`]: the state, the getters, the outputs, and the step that
+//! follows every input ([`ServerCore::pump`]). Inputs and commands live in
+//! the child modules, one concern each.
+
+mod commands;
+mod live;
+mod persist;
+mod reload;
+mod sync;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use live_core::{Hub, SessionId};
+use serde_json::Value;
+use sync_core::{App, Engine, Mutation, Recovered, RecoveryError, RequestId, Timestamp};
+
+use crate::broker::PendingInterest;
+use crate::config::CoreConfig;
+use crate::metrics::{MetricsSnapshot, SyncMetrics};
+use crate::output::{Deadline, Output, Ticket, TimerReason};
+use crate::policy::Policy;
+
+/// Who waits for the answer to a sync request.
+#[derive(Debug)]
+enum Waiter {
+    /// An HTTP request: answered with [`Output::Answer`].
+    Http,
+    /// A `_sync` message: answered on the session, echoing `rid`.
+    Ws { session: SessionId, rid: Value },
+}
+
+/// A push on a shared store, kept to push it again when its batch is
+/// refused as stale.
+#[derive(Debug)]
+struct Retry {
+    mutations: Vec<Mutation>,
+    attempts: u8,
+    wall: Timestamp,
+}
+
+/// Scopes waiting to be reloaded because other nodes wrote them.
+#[derive(Debug, Default)]
+struct Wanted {
+    scopes: std::collections::BTreeSet<String>,
+    /// Every scope (the change feed was interrupted).
+    all: bool,
+}
+
+/// The whole server as one state machine: the live hub, the sync engine and
+/// every policy between them and around them.
+///
+/// See the crate documentation for the call order.
+pub struct ServerCore<U, P, A: App> {
+    hub: Hub<U>,
+    engine: Engine<A>,
+    policy: Arc<P>,
+    config: CoreConfig,
+    /// The instant of the latest input: commands that take no `now` act at it.
+    now: Instant,
+    /// Wall time at `now` as last reported: `(at, wall)`.
+    wall: (Instant, Timestamp),
+    outputs: VecDeque<Output<U>>,
+    waiters: BTreeMap<RequestId, Waiter>,
+    next_request: u64,
+    next_ticket: u64,
+    /// The batch being persisted and how many changes it carries.
+    persisting: Option<(u64, usize)>,
+    /// A reload job is out.
+    reloading: bool,
+    /// Trims whose batch was not handed out yet.
+    trims_open: Vec<Ticket>,
+    /// Trims waiting for batch `.0` to be durable.
+    trims_batched: Vec<(u64, Ticket)>,
+    retry: BTreeMap<RequestId, Retry>,
+    wanted: Wanted,
+    /// Scopes the store must forget before its next job.
+    forget: Vec<String>,
+    /// The broker's interest, once a link is attached.
+    broker: Option<PendingInterest>,
+    metrics: SyncMetrics,
+    shutting_down: bool,
+    stopped: bool,
+}
+
+impl<U, P, A> ServerCore<U, P, A>
+where
+    U: Clone + Send + 'static,
+    P: Policy<U> + Send + Sync + 'static,
+    A: App,
+{
+    /// A server core on the engine recovered from `recovered` (what the
+    /// store's `load` returned). `now` and `wall` anchor the wall clock
+    /// written into new changes (see [`ServerCore::handle_wall_clock`]).
+    pub fn new(
+        now: Instant,
+        wall: Timestamp,
+        config: CoreConfig,
+        policy: P,
+        app: A,
+        recovered: Recovered,
+    ) -> Result<Self, RecoveryError> {
+        let mut engine_config = config.engine.clone();
+        // Other nodes write too: a sequence gap may only mean this node has
+        // not seen their writes yet, so the store verifies it.
+        engine_config.verify_sequence_gaps |= config.shared_store;
+        let engine = Engine::recover(app, engine_config, recovered)?;
+        let policy = Arc::new(policy);
+        let hub = Hub::new(config.hub.clone(), config.seed)
+            .with_authorizer(crate::policy::PolicyAuthorizer(policy.clone()));
+        Ok(ServerCore {
+            hub,
+            engine,
+            policy,
+            config,
+            now,
+            wall: (now, wall),
+            outputs: VecDeque::new(),
+            waiters: BTreeMap::new(),
+            next_request: 0,
+            next_ticket: 0,
+            persisting: None,
+            reloading: false,
+            trims_open: Vec::new(),
+            trims_batched: Vec::new(),
+            retry: BTreeMap::new(),
+            wanted: Wanted::default(),
+            forget: Vec::new(),
+            broker: None,
+            metrics: SyncMetrics::default(),
+            shutting_down: false,
+            stopped: false,
+        })
+    }
+
+    // ---- getters ----
+
+    /// The live hub (sessions, topics, queues).
+    pub fn hub(&self) -> &Hub<U> {
+        &self.hub
+    }
+
+    /// The sync engine (scopes, durable heads, states).
+    pub fn engine(&self) -> &Engine<A> {
+        &self.engine
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// The hub's and the sync side's counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut sync = self.metrics;
+        sync.scopes = self.engine.scopes().count() as u64;
+        MetricsSnapshot::new(self.hub.metrics(), sync)
+    }
+
+    /// Sync requests not answered yet.
+    pub fn waiting_requests(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// True when a job ([`Output::Persist`] or [`Output::Reload`]) is out.
+    pub fn job_outstanding(&self) -> bool {
+        self.persisting.is_some() || self.reloading
+    }
+
+    /// Server-side commands (trims) not finished yet.
+    pub fn pending_commands(&self) -> usize {
+        self.trims_open.len() + self.trims_batched.len()
+    }
+
+    /// True once [`Output::Stopped`] was emitted.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    // ---- outputs ----
+
+    /// The next thing to do, in order.
+    pub fn poll_output(&mut self) -> Option<Output<U>> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`ServerCore::handle_timeout`] must be called next, and why.
+    pub fn poll_timeout(&self) -> Option<Deadline> {
+        self.hub
+            .poll_timeout()
+            .map(|(at, why)| (at, TimerReason::Hub(why)))
+    }
+
+    // ---- time ----
+
+    /// Tells the core the wall time at `now`. The changes a push creates are
+    /// stamped with wall time derived from the latest report and the time
+    /// passed since; a loop reports it once per turn.
+    pub fn handle_wall_clock(&mut self, now: Instant, wall: Timestamp) {
+        self.now = self.now.max(now);
+        self.wall = (now, wall);
+    }
+
+    /// The hub's deadlines that have passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.at(now);
+        self.hub.handle_timeout(now);
+        self.pump();
+    }
+
+    // ---- the step after every input ----
+
+    /// Records the time of an input. Time never goes back: an earlier `now`
+    /// (a loop's clock read before another input's) acts at the latest.
+    fn at(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    /// The wall time written into changes created now.
+    fn wall_now(&self) -> Timestamp {
+        let (at, wall) = self.wall;
+        let since = self.now.saturating_duration_since(at);
+        Timestamp::from_millis(wall.as_millis().saturating_add(millis(since)))
+    }
+
+    fn ticket(&mut self) -> Ticket {
+        self.next_ticket += 1;
+        Ticket(self.next_ticket)
+    }
+
+    fn request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    /// Drains both cores until neither has anything left to say, starts the
+    /// next job if none is out, and finishes what that settles.
+    fn pump(&mut self) {
+        loop {
+            let mut busy = false;
+            while let Some(action) = self.hub.poll_action() {
+                busy = true;
+                self.outputs.push_back(match action {
+                    live_core::Action::Send { id, frame } => Output::Send { id, frame },
+                    live_core::Action::Close { id, code, reason } => {
+                        Output::Close { id, code, reason }
+                    }
+                });
+            }
+            while let Some(event) = self.hub.poll_event() {
+                busy = true;
+                self.on_hub_event(event);
+            }
+            while let Some(output) = self.engine.poll_output() {
+                busy = true;
+                self.on_engine_output(output);
+            }
+            if self.start_job() {
+                busy = true;
+            }
+            if !busy {
+                break;
+            }
+        }
+        if let Some(command) = self.broker.as_mut().and_then(PendingInterest::take) {
+            self.outputs.push_back(Output::Broker(command));
+        }
+        if self.persisting.is_none() && !self.engine.has_ready() {
+            // Trims that reached no batch changed nothing: they are done.
+            for ticket in std::mem::take(&mut self.trims_open) {
+                self.outputs.push_back(Output::Done {
+                    ticket,
+                    result: Ok(()),
+                });
+            }
+        }
+        if self.shutting_down
+            && !self.stopped
+            && !self.job_outstanding()
+            && !self.engine.has_ready()
+        {
+            self.stopped = true;
+            self.outputs.push_back(Output::Stopped);
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl<U, P, A: App> std::fmt::Debug for ServerCore<U, P, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCore")
+            .field("hub", &self.hub)
+            .field("waiters", &self.waiters.len())
+            .field("persisting", &self.persisting)
+            .field("reloading", &self.reloading)
+            .field("outputs", &self.outputs.len())
+            .field("stopped", &self.stopped)
+            .finish_non_exhaustive()
+    }
+}

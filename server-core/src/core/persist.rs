@@ -1,0 +1,184 @@
+//! Group commit: at most one batch out at a time, pushes arriving meanwhile
+//! gather in the engine's open batch; nothing is answered, published or
+//! poked before its batch is durable. And what a failed batch means: a
+//! stale refusal pushes its pushes again after the reload, an outage answers
+//! 503 `unavailable`, anything else answers the engine's errors.
+
+use std::time::{Duration, Instant};
+
+use sync_core::{App, ErrorCode, Output as EngineOutput, RequestId, Response};
+
+use super::ServerCore;
+use crate::error::ServerError;
+use crate::output::{Notice, Output, PersistFailure, PersistJob};
+use crate::policy::Policy;
+
+impl<U, P, A> ServerCore<U, P, A>
+where
+    U: Clone + Send + 'static,
+    P: Policy<U> + Send + Sync + 'static,
+    A: App,
+{
+    /// The store finished [`Output::Persist`] number `number`, in `took`.
+    /// An error when `number` is not the batch that is out (a loop's bug).
+    pub fn handle_persisted(
+        &mut self,
+        now: Instant,
+        number: u64,
+        result: Result<(), PersistFailure>,
+        took: Duration,
+    ) -> Result<(), ServerError> {
+        self.at(now);
+        let changes = match self.persisting {
+            Some((n, changes)) if n == number => changes,
+            other => {
+                return Err(ServerError::Engine(
+                    sync_core::EngineError::NotOutstanding {
+                        given: number,
+                        outstanding: other.map(|(n, _)| n),
+                    },
+                ));
+            }
+        };
+        self.persisting = None;
+        self.metrics.persist_seconds += took.as_secs_f64();
+        self.finish_batch(number, changes, result);
+        self.pump();
+        Ok(())
+    }
+
+    /// Starts the next job if none is out: a reload when other nodes wrote
+    /// scopes, else the engine's open batch. Returns whether it did anything.
+    pub(super) fn start_job(&mut self) -> bool {
+        if self.job_outstanding() {
+            return false;
+        }
+        if self.wants_reload() {
+            self.start_reload();
+            return true;
+        }
+        let Some(ready) = self.engine.poll_ready() else {
+            return false;
+        };
+        let number = ready.number;
+        for ticket in std::mem::take(&mut self.trims_open) {
+            self.trims_batched.push((number, ticket));
+        }
+        let changes = ready.persist.changes.len();
+        if ready.persist.is_empty() {
+            // Only answers (replays) to release: nothing to write.
+            self.finish_batch(number, 0, Ok(()));
+            return true;
+        }
+        // Where the engine's durable records of each scope the batch locks
+        // end (they do not move while it is out), so a scope refused as
+        // stale is read from there on. Only a shared store refuses.
+        let marks = if self.config.shared_store {
+            let batch = &ready.persist;
+            batch
+                .written_scopes()
+                .into_iter()
+                .chain(batch.verify.iter().map(String::as_str))
+                .map(|scope| (scope.to_owned(), self.engine.scope_mark(scope)))
+                .collect()
+        } else {
+            Default::default()
+        };
+        self.persisting = Some((number, changes));
+        self.outputs.push_back(Output::Persist(PersistJob {
+            number,
+            batch: ready.persist,
+            forget: std::mem::take(&mut self.forget),
+            marks,
+        }));
+        true
+    }
+
+    fn finish_batch(&mut self, number: u64, changes: usize, result: Result<(), PersistFailure>) {
+        let outcome = match result {
+            Ok(()) => {
+                // The batch is the one out: advance cannot refuse it.
+                let _ = self.engine.advance(number);
+                self.metrics.batches += 1;
+                self.metrics.changes += changes as u64;
+                Ok(())
+            }
+            Err(failure) => {
+                self.metrics.persist_failures += 1;
+                self.outputs
+                    .push_back(Output::Notice(Notice::PersistFailed {
+                        batch: number,
+                        message: failure.message.clone(),
+                        stale: !failure.reloaded.is_empty(),
+                    }));
+                let message = failure.message.clone();
+                self.after_failed_batch(number, failure);
+                Err(ServerError::Store(message))
+            }
+        };
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.trims_batched)
+            .into_iter()
+            .partition(|(n, _)| *n == number);
+        self.trims_batched = waiting;
+        for (_, ticket) in done {
+            self.outputs.push_back(Output::Done {
+                ticket,
+                result: outcome.clone(),
+            });
+        }
+    }
+
+    /// Rolls back a failed batch and answers or pushes again its pushes.
+    fn after_failed_batch(&mut self, number: u64, failure: PersistFailure) {
+        // The batch is the one out: the engine cannot refuse it.
+        let _ = self.engine.handle_persist_failed(number);
+        let stale = !failure.reloaded.is_empty();
+        let mut again: Vec<RequestId> = Vec::new();
+        while let Some(output) = self.engine.poll_output() {
+            let EngineOutput::Response { request_id, .. } = &output else {
+                self.on_engine_output(output);
+                continue;
+            };
+            let request_id = *request_id;
+            let attempts = self.retry.get(&request_id).map(|r| r.attempts);
+            let response = match attempts {
+                Some(n) if stale && n < self.config.stale_retries => {
+                    again.push(request_id);
+                    continue;
+                }
+                Some(_) if stale => Response::error(
+                    ErrorCode::Unavailable,
+                    "other nodes kept writing this scope; nothing was applied, retry",
+                ),
+                _ if failure.unavailable => Response::error(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "storage unavailable ({}); nothing was applied, retry",
+                        failure.message
+                    ),
+                ),
+                _ => {
+                    self.on_engine_output(output);
+                    continue;
+                }
+            };
+            self.on_engine_output(EngineOutput::Response {
+                request_id,
+                response,
+            });
+        }
+        for update in &failure.reloaded {
+            self.absorb_reload(update, false);
+        }
+        // Pushed again in their original order, under their original ids, so
+        // their waiters get the new answers.
+        for request_id in again {
+            if let Some(retry) = self.retry.get_mut(&request_id) {
+                retry.attempts += 1;
+                self.metrics.stale_retries += 1;
+                let (wall, mutations) = (retry.wall, retry.mutations.clone());
+                self.engine.handle_push(wall, request_id, mutations);
+            }
+        }
+    }
+}

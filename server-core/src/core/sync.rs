@@ -1,0 +1,154 @@
+//! Sync requests over HTTP and over the WebSocket, and the engine's outputs:
+//! answers released once durable, pokes after commit.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use live_core::SessionId;
+use serde_json::Value;
+use sync_core::handler::{WsRequest, encode_ws_response, parse_http, parse_ws_request};
+use sync_core::{App, ErrorCode, Output as EngineOutput, RequestId, Response, SyncRequest};
+
+use super::{Retry, ServerCore, Waiter};
+use crate::output::Output;
+use crate::policy::Policy;
+use crate::request::{Body, HttpSync};
+
+impl<U, P, A> ServerCore<U, P, A>
+where
+    U: Clone + Send + 'static,
+    P: Policy<U> + Send + Sync + 'static,
+    A: App,
+{
+    /// A sync request over HTTP from `user`: parsed, its scopes authorized,
+    /// run. The answer comes as [`Output::Answer`] with the returned id: at
+    /// once for pulls, snapshots and refusals, once durable for pushes.
+    pub fn handle_http_sync(&mut self, now: Instant, user: &U, request: HttpSync<'_>) -> RequestId {
+        self.at(now);
+        let id = self.request_id();
+        let limits = &self.config.sync_limits;
+        let parsed = match request.body {
+            Body::Read(body) => {
+                parse_http(request.method, request.path, request.query, body, limits)
+            }
+            Body::TooLarge { limit } => Err(Response::error(
+                ErrorCode::PayloadTooLarge,
+                format!("body exceeds {limit} bytes"),
+            )),
+            Body::Unreadable { message } => Err(Response::error(
+                ErrorCode::Invalid,
+                format!("reading the body failed: {message}"),
+            )),
+        };
+        let answered = parsed
+            .and_then(|mut r| {
+                let policy = &*self.policy;
+                r.authorize_scopes(|claimed| policy.authorize_scope(user, claimed))?;
+                Ok(r)
+            })
+            .map_or_else(Some, |r| self.run_sync(id, r));
+        match answered {
+            Some(response) => self.answer(id, Waiter::Http, response),
+            None => {
+                self.waiters.insert(id, Waiter::Http);
+            }
+        }
+        self.pump();
+        id
+    }
+
+    /// A `_sync` message from a session: same parsing, authorization and
+    /// engine as HTTP, answered to the sender on `_sync`.
+    pub(super) fn ws_sync(&mut self, session: SessionId, data: &Bytes) {
+        let Some(user) = self.hub.auth(session).cloned() else {
+            return;
+        };
+        let value: Value = serde_json::from_slice(data).unwrap_or(Value::Null);
+        let id = self.request_id();
+        let (rid, answered) = match parse_ws_request(&value, data.len(), &self.config.sync_limits) {
+            Err((rid, refused)) => (rid, Some(refused)),
+            Ok(WsRequest { rid, mut request }) => {
+                let policy = &*self.policy;
+                match request.authorize_scopes(|claimed| policy.authorize_scope(&user, claimed)) {
+                    Err(refused) => (rid, Some(refused)),
+                    Ok(()) => (rid, self.run_sync(id, request)),
+                }
+            }
+        };
+        let waiter = Waiter::Ws { session, rid };
+        match answered {
+            Some(response) => self.answer(id, waiter, response),
+            None => {
+                self.waiters.insert(id, waiter);
+            }
+        }
+    }
+
+    /// Hands an authorized request to the engine; `Some` when answered at
+    /// once. During a shutdown nothing new is taken (503).
+    fn run_sync(&mut self, id: RequestId, request: SyncRequest) -> Option<Response> {
+        match &request {
+            SyncRequest::Push(p) => {
+                self.metrics.pushes += 1;
+                self.metrics.mutations += p.mutations.len() as u64;
+            }
+            SyncRequest::Pull(_) => self.metrics.pulls += 1,
+            SyncRequest::Snapshot(_) => self.metrics.snapshots += 1,
+        }
+        if self.shutting_down {
+            return Some(Response::error(
+                ErrorCode::Unavailable,
+                "the server is shutting down; nothing was applied, retry",
+            ));
+        }
+        let wall = self.wall_now();
+        if let (true, SyncRequest::Push(p)) = (self.config.shared_store, &request) {
+            let retry = Retry {
+                mutations: p.mutations.clone(),
+                attempts: 0,
+                wall,
+            };
+            self.retry.insert(id, retry);
+        }
+        self.engine.handle_request(wall, id, request)
+    }
+
+    /// Sends `response` to whoever waits for request `id`.
+    fn answer(&mut self, id: RequestId, waiter: Waiter, response: Response) {
+        if !response.is_success() {
+            self.metrics.errors += 1;
+        }
+        match waiter {
+            Waiter::Http => self.outputs.push_back(Output::Answer {
+                request: id,
+                response,
+            }),
+            Waiter::Ws { session, rid } => {
+                let frame = Bytes::from(encode_ws_response(&rid, &response));
+                // A session gone meanwhile simply misses its answer.
+                let _ = self.hub.send_raw(session, frame);
+            }
+        }
+    }
+
+    pub(super) fn on_engine_output(&mut self, output: EngineOutput) {
+        match output {
+            EngineOutput::Poke { .. } => {
+                if let Some((topic, data)) = output.poke_message() {
+                    self.metrics.pokes += 1;
+                    // A `sync:` topic and a JSON object: the hub cannot refuse it.
+                    let _ = self.hub.publish(&topic, data.as_bytes());
+                }
+            }
+            EngineOutput::Response {
+                request_id,
+                response,
+            } => {
+                self.retry.remove(&request_id);
+                if let Some(waiter) = self.waiters.remove(&request_id) {
+                    self.answer(request_id, waiter, response);
+                }
+            }
+        }
+    }
+}
