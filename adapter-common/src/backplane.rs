@@ -1,46 +1,11 @@
-//! The broker backplane as the hub actor sees it: a runtime-neutral pair of
-//! channels. The hub stays pure: it reports which topics gained their first
-//! or lost their last local subscriber and what local clients published
-//! (`live_core::Event::TopicActive`, `TopicInactive`, `Published`, with
-//! `HubConfig::backplane_events`); the actor turns those into
-//! [`BackplaneCommand`]s for a broker link (Redis, NATS: in the runtime
-//! adapters), and the link hands messages from other nodes back with
-//! [`crate::ServerHandle::deliver_remote`], which fans them out locally only.
-//!
-//! Rules kept here:
-//! - a node asks the broker for a topic only while it has local subscribers,
-//!   and the changes of one actor turn go out as one batched command;
-//! - `sync:<scope>` topics never cross the broker: pokes are sent by each
-//!   node after it has reloaded the scope (see `shared_store.rs`), so a poke
-//!   never reaches a client before its node can serve the change;
-//! - a local publish is delivered locally by the hub and sent to the broker
-//!   once; the link drops the broker's copy of its own messages, so nothing
-//!   is delivered twice.
+//! The broker backplane's outside: which broker (`--broker`), and how one
+//! publish travels over it. What the server asks of a link
+//! ([`BackplaneCommand`]) and which topics cross nodes ([`is_local_only`])
+//! are the server core's (`server_core::broker`); the links themselves live
+//! in the runtime adapters.
 
-use std::collections::BTreeMap;
-
-use bytes::Bytes;
-
-/// What the actor asks of a broker link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BackplaneCommand {
-    /// Start receiving `subscribe`, stop receiving `unsubscribe` (the net
-    /// changes of one actor turn; the two never share a topic).
-    Interest {
-        /// Topics that gained their first local subscriber.
-        subscribe: Vec<String>,
-        /// Topics that lost their last local subscriber.
-        unsubscribe: Vec<String>,
-    },
-    /// Send a local client's publish to the other nodes.
-    Publish {
-        /// The topic.
-        topic: String,
-        /// The raw JSON data.
-        data: Bytes,
-    },
-}
+pub use server_core::BackplaneCommand;
+pub use server_core::broker::is_local_only;
 
 /// Which broker a server's backplane uses (`--broker`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,76 +59,6 @@ pub fn decode_message(payload: &[u8]) -> Option<(&str, &[u8])> {
     Some((node, &payload[at + 1..]))
 }
 
-/// True for topics that stay on their node (sync pokes).
-pub fn is_local_only(topic: &str) -> bool {
-    live_core::sync_scope(topic).is_some()
-}
-
-/// Interest changes gathered during one actor turn. A topic subscribed and
-/// unsubscribed in the same turn cancels out.
-#[derive(Debug, Default)]
-pub(crate) struct PendingInterest {
-    /// topic -> wanted (true: subscribe, false: unsubscribe).
-    changes: BTreeMap<String, bool>,
-    /// Net effect relative to what the broker was last told.
-    told: BTreeMap<String, ()>,
-}
-
-impl PendingInterest {
-    pub(crate) fn active(&mut self, topic: String) {
-        if !is_local_only(&topic) {
-            self.changes.insert(topic, true);
-        }
-    }
-
-    pub(crate) fn inactive(&mut self, topic: String) {
-        if !is_local_only(&topic) {
-            self.changes.insert(topic, false);
-        }
-    }
-
-    /// The batched command for this turn, if anything changed.
-    pub(crate) fn take(&mut self) -> Option<BackplaneCommand> {
-        let mut subscribe = Vec::new();
-        let mut unsubscribe = Vec::new();
-        for (topic, wanted) in std::mem::take(&mut self.changes) {
-            let known = self.told.contains_key(&topic);
-            if wanted && !known {
-                self.told.insert(topic.clone(), ());
-                subscribe.push(topic);
-            } else if !wanted && known {
-                self.told.remove(&topic);
-                unsubscribe.push(topic);
-            }
-        }
-        (!subscribe.is_empty() || !unsubscribe.is_empty()).then_some(BackplaneCommand::Interest {
-            subscribe,
-            unsubscribe,
-        })
-    }
-}
-
-/// The sending side of a backplane, held by the actor.
-pub(crate) struct Backplane {
-    pub(crate) commands: async_channel::Sender<BackplaneCommand>,
-    pub(crate) interest: PendingInterest,
-}
-
-impl Backplane {
-    pub(crate) fn send(&self, command: BackplaneCommand) {
-        if self.commands.try_send(command).is_err() {
-            tracing::warn!("broker link not keeping up or gone; a backplane command was dropped");
-        }
-    }
-
-    /// Sends this turn's interest changes, batched.
-    pub(crate) fn flush(&mut self) {
-        if let Some(command) = self.interest.take() {
-            self.send(command);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,35 +79,5 @@ mod tests {
         assert_eq!(decode_message(b"no newline"), None);
         assert!(is_local_only("sync:doc"));
         assert!(!is_local_only("chat"));
-    }
-
-    #[test]
-    fn one_turn_batches_and_cancels_interest_changes() {
-        let mut p = PendingInterest::default();
-        p.active("a".into());
-        p.active("b".into());
-        p.active("sync:doc".into());
-        p.inactive("b".into());
-        assert_eq!(
-            p.take(),
-            Some(BackplaneCommand::Interest {
-                subscribe: vec!["a".into()],
-                unsubscribe: vec![],
-            })
-        );
-        assert_eq!(p.take(), None);
-        p.inactive("a".into());
-        p.active("c".into());
-        assert_eq!(
-            p.take(),
-            Some(BackplaneCommand::Interest {
-                subscribe: vec!["c".into()],
-                unsubscribe: vec!["a".into()],
-            })
-        );
-        // Gone and back within one turn: the broker hears nothing.
-        p.inactive("c".into());
-        p.active("c".into());
-        assert_eq!(p.take(), None);
     }
 }

@@ -58,7 +58,7 @@ pub struct ServerConfig {
     /// `header_read_timeout`, is cut off and its connection closed.
     /// Default 16 MiB.
     pub oversize_discard_bytes: usize,
-    /// Capacity of the hub actor's inbox; a full inbox makes readers wait,
+    /// Capacity of the server driver's inbox; a full inbox makes readers wait,
     /// which pushes back on the sockets. Default 16 384.
     pub inbox_capacity: usize,
     /// Seed of the hub's session-id generator. Default: from the clock at start.
@@ -95,6 +95,17 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The server core's part of this configuration, with `seed` for
+    /// session ids.
+    pub fn core_config(&self, seed: u64) -> server_core::CoreConfig {
+        let mut core = server_core::CoreConfig::with_seed(seed);
+        core.hub = self.hub.clone();
+        core.engine = self.engine.clone();
+        core.sync_limits = self.sync_limits;
+        core.shared_store = self.shared_store;
+        core
+    }
+
     /// The tungstenite configuration for accepted sockets: small buffers, and
     /// a message limit one byte over the hub's read limit (a bigger message is
     /// refused by tungstenite before it is buffered, and closed with 1009).

@@ -6,7 +6,7 @@
 //! - the reader turns every frame into a hub input, in order;
 //! - the writer waits for queued items, takes everything queued at once,
 //!   writes it with `feed` (no flush per frame), flushes once, and reports
-//!   the flushed messages and bytes to the hub (through the flush board, see
+//!   the flushed messages and bytes to the server core (through the flush board, see
 //!   `outbox.rs`), which is how the hub knows each session's true queue depth. No timer sits in the write path:
 //!   a frame is written as soon as the writer is free.
 //!
@@ -26,11 +26,10 @@ use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use bytes::Bytes;
 use futures_util::future::{join, select};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use live_core::{Frame, OutFrame, SessionId, codes};
+use live_core::{Frame, OutFrame, PeerFault, SessionId};
 
-use crate::actor::{Conn, Outbound};
 use crate::handle::ServerHandle;
-use crate::outbox::Outbox;
+use crate::outbox::{Conn, Outbound, Outbox};
 use crate::runtime::Runtime;
 
 /// Serves one upgraded WebSocket for a session authenticated as `user`, until
@@ -86,13 +85,13 @@ where
             Err(e) => {
                 // tungstenite refused the input before the hub saw it (a
                 // message over the read limit, text that is not UTF-8, broken
-                // framing): close with the code the hub would have used. Keep
-                // reading (and discarding) so the peer can read our close frame
-                // instead of having it destroyed by a reset.
-                let Some((code, reason)) = peer_fault(&e) else {
+                // framing): the core closes the session for the peer's fault.
+                // Keep reading (and discarding) so the peer can read our close
+                // frame instead of having it destroyed by a reset.
+                let Some(fault) = peer_fault(&e) else {
                     break;
                 };
-                server.peer_fault(id, code, reason).await;
+                server.peer_fault(id, fault).await;
                 while let Some(Ok(_)) = stream.next().await {}
                 return;
             }
@@ -150,15 +149,15 @@ where
     }
 }
 
-/// The close code and reason for a read error that is the peer's fault;
-/// `None` for a transport that simply ended.
-fn peer_fault(e: &WsError) -> Option<(u16, &'static str)> {
+/// Which peer fault a read error is; `None` for a transport that simply
+/// ended.
+fn peer_fault(e: &WsError) -> Option<PeerFault> {
     match e {
-        WsError::Capacity(_) => Some((codes::TOO_BIG, "message too big")),
-        WsError::Utf8(_) => Some((codes::INVALID_PAYLOAD, "invalid utf-8")),
+        WsError::Capacity(_) => Some(PeerFault::TooBig),
+        WsError::Utf8(_) => Some(PeerFault::InvalidUtf8),
         // A peer that vanished is not a protocol fault: the transport ended.
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
-        WsError::Protocol(_) => Some((codes::PROTOCOL_ERROR, "protocol error")),
+        WsError::Protocol(_) => Some(PeerFault::ProtocolError),
         _ => None,
     }
 }
@@ -179,18 +178,18 @@ mod tests {
     use async_tungstenite::tungstenite::error::CapacityError;
 
     #[test]
-    fn peer_faults_map_to_the_hubs_close_codes_and_a_vanished_peer_to_none() {
+    fn read_errors_map_to_peer_faults_and_a_vanished_peer_to_none() {
         let too_big = WsError::Capacity(CapacityError::MessageTooLong {
             size: 10,
             max_size: 5,
         });
-        assert_eq!(peer_fault(&too_big), Some((1009, "message too big")));
+        assert_eq!(peer_fault(&too_big), Some(PeerFault::TooBig));
         assert_eq!(
             peer_fault(&WsError::Utf8("bad".into())),
-            Some((1007, "invalid utf-8"))
+            Some(PeerFault::InvalidUtf8)
         );
         let masked = WsError::Protocol(ProtocolError::UnmaskedFrameFromClient);
-        assert_eq!(peer_fault(&masked), Some((1002, "protocol error")));
+        assert_eq!(peer_fault(&masked), Some(PeerFault::ProtocolError));
         let reset = WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake);
         assert_eq!(peer_fault(&reset), None);
         assert_eq!(peer_fault(&WsError::ConnectionClosed), None);

@@ -1,33 +1,16 @@
-//! [`ServerHandle`]: how application code and the transport loops talk to the
-//! hub actor. Every call is a message into the actor's inbox.
-
-use std::time::Instant;
+//! [`ServerHandle`]: how application code and the transport loops reach the
+//! server. Every call is one message into the driver's inbox; the driver
+//! hands it to the server core and sends the result back.
 
 use bytes::Bytes;
-use live_core::{Frame, Hub, HubError, SessionId};
-use sync_core::{EngineError, SyncRequest};
+use live_core::{Frame, PeerFault, SessionId};
+use sync_core::SyncRequest;
 
-use crate::actor::{Conn, Input};
+use crate::inbox::{Call, Input, Reply, SyncBody};
 use crate::metrics::MetricsSnapshot;
-use crate::outbox::{FlushBoard, post_flush};
+use crate::outbox::{Conn, FlushBoard, post_flush};
 
-/// Why a call through a [`ServerHandle`] failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// The hub refused the command (unknown session, bad topic, invalid JSON).
-    #[error(transparent)]
-    Hub(#[from] HubError),
-    /// The sync engine refused the command (for example a trim past the head).
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// The store failed to persist the batch carrying the command.
-    #[error("store failed: {0}")]
-    Store(String),
-    /// The server has stopped.
-    #[error("server stopped")]
-    Stopped,
-}
+use server_core::{BackplaneCommand, ServerError};
 
 /// A cheap, cloneable handle on a running server: server-side publish, send,
 /// close, subscribe, trim, metrics and shutdown.
@@ -51,20 +34,28 @@ impl<U> std::fmt::Debug for ServerHandle<U> {
     }
 }
 
-type HubCall<U> = Box<dyn FnOnce(Instant, &mut Hub<U>) + Send>;
+/// A reply slot and its receiving end.
+fn reply<T>() -> (Reply<T>, async_channel::Receiver<T>) {
+    async_channel::bounded(1)
+}
 
 impl<U: Send + 'static> ServerHandle<U> {
-    /// Runs `f` on the hub inside the actor and returns its result.
-    async fn call<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(Instant, &mut Hub<U>) -> T + Send + 'static,
-    ) -> Result<T, ServerError> {
-        let (tx, rx) = async_channel::bounded(1);
-        let call: HubCall<U> = Box::new(move |now, hub| {
-            let _ = tx.try_send(f(now, hub));
-        });
-        self.send_input(Input::Hub(call)).await?;
+    pub(crate) async fn send_input(&self, input: Input<U>) -> Result<(), ServerError> {
+        self.inbox
+            .send(input)
+            .await
+            .map_err(|_| ServerError::Stopped)
+    }
+
+    /// Sends `input` built around a fresh reply slot and waits for the reply.
+    async fn ask<T>(&self, input: impl FnOnce(Reply<T>) -> Input<U>) -> Result<T, ServerError> {
+        let (tx, rx) = reply();
+        self.send_input(input(tx)).await?;
         rx.recv().await.map_err(|_| ServerError::Stopped)
+    }
+
+    async fn call<T>(&self, call: impl FnOnce(Reply<T>) -> Call) -> Result<T, ServerError> {
+        self.ask(|tx| Input::Call(call(tx))).await
     }
 
     /// Attaches a broker link: from now on the server sends it what the
@@ -74,16 +65,22 @@ impl<U: Send + 'static> ServerHandle<U> {
     /// with `backplane_events` (the `--broker` flag does it).
     pub async fn attach_backplane(
         &self,
-    ) -> Result<async_channel::Receiver<crate::backplane::BackplaneCommand>, ServerError> {
+    ) -> Result<async_channel::Receiver<BackplaneCommand>, ServerError> {
         let (commands, receiver) = async_channel::bounded(64 * 1024);
-        self.send_input(Input::AttachBackplane { commands }).await?;
+        self.send_input(Input::BrokerAttach { commands }).await?;
         Ok(receiver)
     }
 
     /// Delivers a publish from another node to this node's subscribers of
     /// `topic` (and to no broker).
     pub async fn deliver_remote(&self, topic: String, data: Bytes) -> Result<(), ServerError> {
-        self.send_input(Input::Remote { topic, data }).await
+        self.send_input(Input::BrokerMessage { topic, data }).await
+    }
+
+    /// The broker link reconnected after losing its connection: the server
+    /// asks again for every topic it has local subscribers for.
+    pub async fn backplane_restored(&self) -> Result<(), ServerError> {
+        self.send_input(Input::BrokerRestored).await
     }
 
     /// Follows a shared store's change feed
@@ -96,7 +93,7 @@ impl<U: Send + 'static> ServerHandle<U> {
             .name("store-changes".into())
             .spawn(move || {
                 while let Ok(scope) = changes.recv() {
-                    if inbox.send_blocking(Input::Refresh { scope }).is_err() {
+                    if inbox.send_blocking(Input::StoreNotice(scope)).is_err() {
                         break;
                     }
                 }
@@ -106,26 +103,15 @@ impl<U: Send + 'static> ServerHandle<U> {
         }
     }
 
-    pub(crate) async fn send_input(&self, input: Input<U>) -> Result<(), ServerError> {
-        self.inbox
-            .send(input)
-            .await
-            .map_err(|_| ServerError::Stopped)
-    }
-
     /// Publishes `data` (one JSON value) on `topic` to every subscriber, any
     /// topic including `sync:` ones, and through the broker backplane (if
     /// any) to the other nodes' subscribers, `sync:` topics excepted. Returns
     /// how many local sessions it was queued for.
     pub async fn publish(&self, topic: &str, data: impl Into<Bytes>) -> Result<usize, ServerError> {
-        let (tx, rx) = async_channel::bounded(1);
-        self.send_input(Input::Publish {
-            topic: topic.to_owned(),
-            data: data.into(),
-            reply: tx,
-        })
-        .await?;
-        Ok(rx.recv().await.map_err(|_| ServerError::Stopped)??)
+        let (topic, data) = (topic.to_owned(), data.into());
+        Ok(self
+            .call(|reply| Call::Publish { topic, data, reply })
+            .await??)
     }
 
     /// Sends `{"topic":topic,"data":data}` to one session. Returns whether it
@@ -138,7 +124,12 @@ impl<U: Send + 'static> ServerHandle<U> {
     ) -> Result<bool, ServerError> {
         let (topic, data) = (topic.to_owned(), data.into());
         Ok(self
-            .call(move |_, hub| hub.send(to, &topic, &data))
+            .call(|reply| Call::Send {
+                to,
+                topic,
+                data,
+                reply,
+            })
             .await??)
     }
 
@@ -146,7 +137,12 @@ impl<U: Send + 'static> ServerHandle<U> {
     pub async fn close(&self, id: SessionId, code: u16, reason: &str) -> Result<(), ServerError> {
         let reason = reason.to_owned();
         Ok(self
-            .call(move |_, hub| hub.close(id, code, &reason))
+            .call(|reply| Call::Close {
+                id,
+                code,
+                reason,
+                reply,
+            })
             .await??)
     }
 
@@ -154,70 +150,75 @@ impl<U: Send + 'static> ServerHandle<U> {
     /// trusted). Returns whether it was new.
     pub async fn subscribe(&self, id: SessionId, topic: &str) -> Result<bool, ServerError> {
         let topic = topic.to_owned();
-        Ok(self.call(move |_, hub| hub.subscribe(id, &topic)).await??)
+        Ok(self
+            .call(|reply| Call::Subscribe { id, topic, reply })
+            .await??)
     }
 
     /// Unsubscribes a session from `topic`. Returns whether it was subscribed.
     pub async fn unsubscribe(&self, id: SessionId, topic: &str) -> Result<bool, ServerError> {
         let topic = topic.to_owned();
         Ok(self
-            .call(move |_, hub| hub.unsubscribe(id, &topic))
+            .call(|reply| Call::Unsubscribe { id, topic, reply })
             .await??)
     }
 
     /// How many sessions are open.
     pub async fn session_count(&self) -> Result<usize, ServerError> {
-        self.call(|_, hub| hub.sessions().count()).await
+        self.call(|reply| Call::SessionCount { reply }).await
     }
 
     /// Trims `scope`'s sync log: changes with cursor `< before` are dropped; a
     /// pull from `c` then works iff `c >= before - 1`. Resolves once durable.
     pub async fn trim(&self, scope: &str, before: u64) -> Result<(), ServerError> {
-        let (tx, rx) = async_channel::bounded(1);
-        self.send_input(Input::Trim {
-            scope: scope.to_owned(),
+        let scope = scope.to_owned();
+        self.call(|reply| Call::Trim {
+            scope,
             before,
-            reply: tx,
+            reply,
         })
-        .await?;
-        rx.recv().await.map_err(|_| ServerError::Stopped)?
+        .await?
     }
 
     /// The hub's and the sync engine's counters.
     pub async fn metrics(&self) -> Result<MetricsSnapshot, ServerError> {
-        let (tx, rx) = async_channel::bounded(1);
-        self.send_input(Input::Metrics { reply: tx }).await?;
-        rx.recv().await.map_err(|_| ServerError::Stopped)
+        self.call(|reply| Call::Metrics { reply }).await
     }
 
     /// Graceful shutdown: closes every session with 1001, persists and answers
-    /// every push already accepted, then stops the actor. Resolves when done.
+    /// every push already accepted, then stops the server. Resolves when done.
     pub async fn shutdown(&self) {
-        let (tx, rx) = async_channel::bounded(1);
-        if self.send_input(Input::Shutdown { done: tx }).await.is_ok() {
-            let _ = rx.recv().await;
-        }
+        let _ = self.ask(|done| Input::Shutdown { done }).await;
     }
 
     /// Runs a parsed, authorized sync request; resolves to its response (for a
     /// push, once durable).
     pub async fn sync(&self, request: SyncRequest) -> Result<sync_core::Response, ServerError> {
-        let (tx, rx) = async_channel::bounded(1);
-        self.send_input(Input::Sync { request, reply: tx }).await?;
-        rx.recv().await.map_err(|_| ServerError::Stopped)
+        self.ask(|reply| Input::Sync { request, reply }).await
     }
 
-    // ---- transport inputs, used by the connection loop ----
+    // ---- transport inputs, used by the connection loop and HTTP routes ----
+
+    pub(crate) async fn http_sync(
+        &self,
+        user: U,
+        parts: &http::request::Parts,
+        path: &str,
+        body: SyncBody,
+    ) -> Result<sync_core::Response, ServerError> {
+        self.ask(|reply| Input::HttpSync {
+            user,
+            method: parts.method.clone(),
+            path: path.to_owned(),
+            query: parts.uri.query().unwrap_or("").to_owned(),
+            body,
+            reply,
+        })
+        .await
+    }
 
     pub(crate) async fn open(&self, user: U, conn: Conn) -> Result<SessionId, ServerError> {
-        let (tx, rx) = async_channel::bounded(1);
-        self.send_input(Input::Open {
-            user,
-            conn,
-            reply: tx,
-        })
-        .await?;
-        rx.recv().await.map_err(|_| ServerError::Stopped)
+        self.ask(|reply| Input::Open { user, conn, reply }).await
     }
 
     pub(crate) async fn frame(&self, id: SessionId, frame: Frame) -> Result<(), ServerError> {
@@ -232,7 +233,7 @@ impl<U: Send + 'static> ServerHandle<U> {
         let _ = self.send_input(Input::TransportClosed { id }).await;
     }
 
-    pub(crate) async fn peer_fault(&self, id: SessionId, code: u16, reason: &'static str) {
-        let _ = self.send_input(Input::PeerFault { id, code, reason }).await;
+    pub(crate) async fn peer_fault(&self, id: SessionId, fault: PeerFault) {
+        let _ = self.send_input(Input::PeerFault { id, fault }).await;
     }
 }

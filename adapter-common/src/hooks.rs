@@ -4,12 +4,16 @@
 use std::future::Future;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::StatusCode;
 use http::request::Parts;
-use live_core::{CloseReason, Command, Hub, HubError, SessionId};
+use live_core::{CloseReason, Command, HubError, SessionId};
+use server_core::{Policy, ServerCore};
+use sync_core::App;
 
-use crate::ServerHandle;
+use crate::handle::ServerHandle;
 
 /// A refusal of authentication: the HTTP status (401 unless said otherwise)
 /// and a message for the JSON error body.
@@ -44,8 +48,8 @@ impl AuthRejection {
 ///
 /// Authentication is async because it may need IO (a session store, a token
 /// service); it runs in the HTTP request's task, so a slow lookup delays only
-/// its own request. The authorization hooks are synchronous and run in the hub
-/// actor: they decide from the authenticated value alone, which is what keeps
+/// its own request. The authorization hooks are synchronous and run in the server
+/// core: they decide from the authenticated value alone, which is what keeps
 /// them cheap enough to run on every subscribe and every sync request. Derive
 /// what they need (roles, tenant) in `authenticate`.
 pub trait Hooks: Send + Sync + 'static {
@@ -79,7 +83,7 @@ pub trait Hooks: Send + Sync + 'static {
     }
 
     /// A message that is not a built-in command nor a `_sync` operation
-    /// (mizu's `OnMessage`). Runs in the hub actor, so replies made through
+    /// (mizu's `OnMessage`). Runs in the server's driver, so replies made through
     /// `ctx` are queued before the session's next frame is handled; for IO,
     /// clone [`MessageCtx::server`] into a task of your own.
     fn on_message(&self, ctx: &mut MessageCtx<'_, Self::User>) {
@@ -108,7 +112,7 @@ impl Hooks for OpenHooks {
 /// One application message and what [`Hooks::on_message`] may do about it,
 /// applied at once, in order with the session's other frames.
 pub struct MessageCtx<'a, U> {
-    pub(crate) hub: &'a mut Hub<U>,
+    pub(crate) server_core: &'a mut dyn Commands<U>,
     pub(crate) server: &'a ServerHandle<U>,
     pub(crate) now: Instant,
     pub(crate) session: SessionId,
@@ -145,36 +149,88 @@ impl<U: Send + 'static> MessageCtx<'_, U> {
 
     /// Sends `{"topic":topic,"data":data}` (data: one JSON value) to the sender.
     pub fn reply(&mut self, topic: &str, data: &[u8]) -> Result<bool, HubError> {
-        self.hub.send(self.session, topic, data)
+        self.server_core.send(self.session, topic, data)
     }
 
     /// Sends an already encoded envelope (valid JSON) to the sender.
     pub fn reply_raw(&mut self, frame: Bytes) -> Result<bool, HubError> {
-        self.hub.send_raw(self.session, frame)
+        self.server_core.send_raw(self.session, frame)
     }
 
     /// Sends `{"topic":topic,"data":data}` to any session.
     pub fn send(&mut self, to: SessionId, topic: &str, data: &[u8]) -> Result<bool, HubError> {
-        self.hub.send(to, topic, data)
+        self.server_core.send(to, topic, data)
     }
 
-    /// Publishes on a topic (any topic; the server is trusted).
+    /// Publishes on a topic (any topic; the server is trusted), to local
+    /// subscribers and through the broker (if any) to other nodes'.
     pub fn publish(&mut self, topic: &str, data: &[u8]) -> Result<usize, HubError> {
-        self.hub.publish(topic, data)
+        self.server_core
+            .publish(topic, Bytes::copy_from_slice(data))
     }
 
     /// Subscribes the sender to a topic.
     pub fn subscribe(&mut self, topic: &str) -> Result<bool, HubError> {
-        self.hub.subscribe(self.session, topic)
+        self.server_core.subscribe(self.session, topic)
     }
 
     /// Closes the sender's session.
     pub fn close(&mut self, code: u16, reason: &str) -> Result<(), HubError> {
-        self.hub.close(self.session, code, reason)
+        self.server_core.close(self.session, code, reason)
     }
 
     /// A handle for work that must wait on IO: clone it into a task.
     pub fn server(&self) -> &ServerHandle<U> {
         self.server
+    }
+}
+
+/// The server core's commands an application message handler may use,
+/// without naming the core's policy and app types.
+pub(crate) trait Commands<U> {
+    fn send(&mut self, to: SessionId, topic: &str, data: &[u8]) -> Result<bool, HubError>;
+    fn send_raw(&mut self, to: SessionId, frame: Bytes) -> Result<bool, HubError>;
+    fn publish(&mut self, topic: &str, data: Bytes) -> Result<usize, HubError>;
+    fn subscribe(&mut self, id: SessionId, topic: &str) -> Result<bool, HubError>;
+    fn close(&mut self, id: SessionId, code: u16, reason: &str) -> Result<(), HubError>;
+}
+
+impl<U, P, A> Commands<U> for ServerCore<U, P, A>
+where
+    U: Clone + Send + 'static,
+    P: Policy<U> + Send + Sync + 'static,
+    A: App,
+{
+    fn send(&mut self, to: SessionId, topic: &str, data: &[u8]) -> Result<bool, HubError> {
+        ServerCore::send(self, to, topic, data)
+    }
+
+    fn send_raw(&mut self, to: SessionId, frame: Bytes) -> Result<bool, HubError> {
+        ServerCore::send_raw(self, to, frame)
+    }
+
+    fn publish(&mut self, topic: &str, data: Bytes) -> Result<usize, HubError> {
+        ServerCore::publish(self, topic, data)
+    }
+
+    fn subscribe(&mut self, id: SessionId, topic: &str) -> Result<bool, HubError> {
+        ServerCore::subscribe(self, id, topic)
+    }
+
+    fn close(&mut self, id: SessionId, code: u16, reason: &str) -> Result<(), HubError> {
+        ServerCore::close(self, id, code, reason)
+    }
+}
+
+/// The application's authorization hooks as the server core's [`Policy`].
+pub(crate) struct HookPolicy<H>(pub(crate) Arc<H>);
+
+impl<H: Hooks> Policy<H::User> for HookPolicy<H> {
+    fn authorize_scope(&self, user: &H::User, scope: &str) -> Result<String, String> {
+        self.0.authorize_scope(user, scope)
+    }
+
+    fn authorize_topic(&self, user: &H::User, topic: &str, command: Command) -> bool {
+        self.0.authorize_topic(user, topic, command)
     }
 }

@@ -7,9 +7,12 @@
 //!
 //! - the [`Runtime`] trait an adapter implements (spawn, spawn a blocking job,
 //!   sleep until an instant, read the clock);
-//! - the hub actor (`actor.rs`): one task owning the `live_core::Hub` and the
-//!   `sync_core::Engine`, fed by channels, with the persistence loop (group
-//!   commit on a blocking thread) and pokes after each durable commit;
+//! - the driver (`driver.rs`): one task owning the `server_core::ServerCore`
+//!   (the hub, the engine and every server policy), fed by its inbox
+//!   (`inbox.rs`), carrying out what the core asks: frames to connection
+//!   outboxes (`outbox.rs`), answers to waiting requests, store jobs on a
+//!   blocking thread, commands to the broker link, messages and closes to
+//!   the hooks. It decides nothing itself;
 //! - the WebSocket connection loop ([`connection`]) over any
 //!   `Stream + Sink` of tungstenite messages, with write batching;
 //! - the HTTP service ([`http`]): `/ws` upgrade with live-core's handshake
@@ -29,7 +32,9 @@
 //! Name a runtime: no tokio, smol or async-std types, no runtime-specific
 //! timers, sockets or executors. Those come in through [`Runtime`] and through
 //! the IO type an adapter's accept loop hands to hyper. Protocol decisions
-//! belong to the cores; this crate only moves bytes between them and the world.
+//! belong to the cores and the server core; this crate only moves bytes
+//! between them and the world. Time, wall time included, is read only
+//! through [`Runtime`].
 //!
 //! # What an adapter implements
 //!
@@ -43,29 +48,30 @@
 //!    run the accept loop.
 
 pub mod accept;
-mod actor;
 pub mod backplane;
 pub mod cli;
 mod config;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 pub mod connection;
+mod driver;
 mod handle;
 mod hooks;
 pub mod http;
+mod inbox;
 pub use server_core::metrics;
 mod outbox;
 mod runtime;
 mod server;
-mod shared_store;
 mod store;
 pub mod timer;
 
 pub use config::ServerConfig;
-pub use handle::{ServerError, ServerHandle};
+pub use handle::ServerHandle;
 pub use hooks::{AuthRejection, Hooks, MessageCtx, OpenHooks};
 pub use runtime::Runtime;
 pub use server::{Server, StartError};
+pub use server_core::ServerError;
 pub use store::{AnyStore, AnyStoreError};
 
 pub use live_core::{CloseReason, Command, SessionId};

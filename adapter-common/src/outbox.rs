@@ -1,4 +1,4 @@
-//! The hand-off between the hub actor and one connection's writer, and the
+//! The hand-off between the driver and one connection's writer, and the
 //! board where writers post what they flushed.
 //!
 //! Why not a channel: fan-out puts one frame into every subscriber's queue,
@@ -9,11 +9,11 @@
 //! queue at once, which is also what makes its batches large.
 //!
 //! Likewise flush reports: a writer posts `(session, messages, bytes)` on the
-//! shared [`FlushBoard`] instead of sending an actor input, and the actor
+//! shared [`FlushBoard`] instead of sending an driver input, and the driver
 //! reads the board at the start of every turn, before anything it does could
 //! depend on a queue's depth. The hub never acts on a depth that is older
 //! than the turn it is in, and a publish to a thousand sessions costs no
-//! thousand actor inputs.
+//! thousand driver inputs.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -21,20 +21,41 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
-use live_core::SessionId;
+use live_core::{OutFrame, SessionId};
 
-use crate::actor::Outbound;
+/// One item for a connection's writer.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// Write this frame.
+    Frame(OutFrame),
+    /// Write a close frame, then stop writing.
+    Close { code: u16, reason: String },
+}
+
+/// What the driver keeps of one connection: where its frames go, and how to
+/// tell it to end even if its writer is stuck on a socket that does not drain.
+pub(crate) struct Conn {
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+impl Drop for Conn {
+    /// The driver forgot the session (closed, or the driver stopped): the
+    /// writer finishes what is queued and ends.
+    fn drop(&mut self) {
+        self.outbox.close();
+    }
+}
 
 #[derive(Default)]
 struct State {
     items: VecDeque<Outbound>,
-    /// The actor forgot the connection: nothing more will come.
+    /// The driver forgot the connection: nothing more will come.
     closed: bool,
     /// The hub closed the session: the grace period starts.
     killed: bool,
 }
 
-/// One connection's queue of frames to write, filled by the actor, emptied
+/// One connection's queue of frames to write, filled by the driver, emptied
 /// by the connection's writer.
 #[derive(Default)]
 pub(crate) struct Outbox {
@@ -109,7 +130,7 @@ impl Outbox {
     }
 }
 
-/// Flush reports posted by writers, read by the actor each turn.
+/// Flush reports posted by writers, read by the driver each turn.
 pub(crate) type FlushBoard = Arc<Mutex<Vec<(SessionId, usize, usize)>>>;
 
 /// Posts one flush report.
@@ -124,7 +145,6 @@ pub(crate) fn post_flush(board: &FlushBoard, id: SessionId, messages: usize, byt
 mod tests {
     use super::*;
     use futures_util::FutureExt;
-    use live_core::OutFrame;
 
     fn frame(n: u8) -> Outbound {
         Outbound::Frame(OutFrame::Text(bytes::Bytes::from(vec![b'0' + n])))

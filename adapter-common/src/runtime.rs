@@ -2,7 +2,7 @@
 //! executor, a timer or a thread pool.
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// What the drive loops need from an async runtime. Implemented by each
 /// adapter (`TokioRuntime`, `SmolRuntime`); cheap to clone (a handle).
@@ -26,5 +26,11 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// runtime with a paused or simulated clock stays consistent.
     fn now(&self) -> Instant {
         Instant::now()
+    }
+
+    /// The wall-clock time, written into the changes a push creates and
+    /// used to seed session ids when the configuration gives no seed.
+    fn wall_clock(&self) -> SystemTime {
+        SystemTime::now()
     }
 }

@@ -1,19 +1,19 @@
-//! [`Server`]: starting the actor on a recovered engine, and the handle and
-//! HTTP service an adapter's accept loop and the application use.
+//! [`Server`]: starting the driver on a server core recovered from the
+//! store, and the handle and HTTP service an adapter's accept loop and the
+//! application use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
-use live_core::Hub;
-use sync_core::{App, Engine, RecoveryError, Store};
+use server_core::ServerCore;
+use sync_core::{App, RecoveryError, Store, Timestamp};
 
-use crate::actor::{Actor, HookAuthorizer};
 use crate::config::ServerConfig;
+use crate::driver::Driver;
 use crate::handle::ServerHandle;
-use crate::hooks::Hooks;
+use crate::hooks::{HookPolicy, Hooks};
 use crate::http::Service;
-use crate::metrics::SyncMetrics;
 use crate::outbox::FlushBoard;
 use crate::runtime::Runtime;
 
@@ -38,7 +38,7 @@ pub struct Server<R: Runtime, H: Hooks> {
 
 impl<R: Runtime, H: Hooks> Server<R, H> {
     /// Loads `store` (on a blocking thread), recovers the engine from it, and
-    /// starts the hub actor on `rt`. `app` is the sync application (the
+    /// starts the server's driver on `rt`. `app` is the sync application (the
     /// built-in `sync_core::KvApp` for plain documents).
     pub async fn start<P, S>(
         rt: R,
@@ -62,41 +62,36 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
             .await
             .ok_or_else(|| StartError::Store("loading panicked".into()))?
             .map_err(StartError::Store)?;
-        let mut engine_config = config.engine.clone();
-        // Other nodes write too: a sequence gap may only mean this node has
-        // not seen their writes yet, so the store verifies it.
-        engine_config.verify_sequence_gaps |= config.shared_store;
-        let engine = Engine::recover(app, engine_config, recovered)?;
         let hooks = Arc::new(hooks);
-        let seed = config.seed.unwrap_or_else(clock_seed);
-        let hub = Hub::new(config.hub.clone(), seed).with_authorizer(HookAuthorizer(hooks.clone()));
+        let wall = rt.wall_clock();
+        let seed = config.seed.unwrap_or_else(|| seed_from(wall));
+        let now = rt.now();
+        let since_epoch = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let core = ServerCore::new(
+            now,
+            Timestamp::from_millis(since_epoch.as_millis() as u64),
+            config.core_config(seed),
+            HookPolicy(hooks.clone()),
+            app,
+            recovered,
+        )?;
         let (inbox, receiver) = async_channel::bounded(config.inbox_capacity.max(1));
         let flushes = FlushBoard::default();
-        let actor = Actor {
+        let driver = Driver {
             rt: rt.clone(),
             hooks: hooks.clone(),
-            hub,
-            engine,
+            core,
             store,
-            sync_limits: config.sync_limits,
             weak: inbox.downgrade(),
-            conns: HashMap::new(),
-            waiters: HashMap::new(),
-            next_request: 0,
-            persisting: None,
-            trims_open: Vec::new(),
-            trims_batched: Vec::new(),
-            metrics: SyncMetrics::default(),
-            shutdown: None,
-            shared: config.shared_store,
-            retry: HashMap::new(),
-            refresh: Default::default(),
-            forget: Vec::new(),
-            backplane: None,
             flushes: flushes.clone(),
             flushes_read: Vec::new(),
+            conns: HashMap::new(),
+            answers: HashMap::new(),
+            tickets: HashMap::new(),
+            broker: None,
+            shutdown: Vec::new(),
         };
-        rt.spawn(actor.run(receiver));
+        rt.spawn(driver.run(receiver));
         let handle = ServerHandle { inbox, flushes };
         let service = Service::new(rt, hooks, Arc::new(config), handle.clone());
         Ok(Self { handle, service })
@@ -120,10 +115,10 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
     }
 }
 
-/// A seed for session ids when the configuration gives none.
-fn clock_seed() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+/// A seed for session ids when the configuration gives none: the start's
+/// wall time and the process id, so two nodes started together differ.
+fn seed_from(wall: std::time::SystemTime) -> u64 {
+    wall.duration_since(UNIX_EPOCH)
         .map_or(0x5eed, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id()).rotate_left(32)
 }

@@ -42,6 +42,12 @@ impl Runtime for TokioRuntime {
         async move { task.await.ok() }
     }
 
+    /// tokio's clock, so that tests with paused time (`start_paused`) move
+    /// the server's timers and deadlines with it.
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
     // Not an `async fn`: that would borrow `self`, and the timer must be 'static.
     #[allow(clippy::manual_async_fn)]
     fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send + 'static {

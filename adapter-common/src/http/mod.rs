@@ -9,8 +9,8 @@
 //!   session runs in [`crate::connection::run`].
 //! - `{sync_prefix}/push|pull|snapshot` (default `/_sync`): authenticate, read
 //!   the body under the limit (413 from `Content-Length` before reading, else
-//!   cut off while reading), sync-core's `parse_http`, scope authorization
-//!   (403), then the engine through the actor.
+//!   cut off while reading), then the server core, which parses the
+//!   request, authorizes its scopes (403) and runs it.
 //! - `/healthz`: `ok`. `/metrics`: Prometheus text.
 //! - anything else: a file from the static directory if one is configured,
 //!   else 404.
@@ -33,11 +33,11 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::Full;
 use live_core::handshake;
-use sync_core::ErrorCode;
 
 use crate::config::ServerConfig;
 use crate::handle::ServerHandle;
 use crate::hooks::{AuthRejection, Hooks};
+use crate::inbox::SyncBody;
 use crate::metrics;
 use crate::runtime::Runtime;
 use body::BodyError;
@@ -185,46 +185,21 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
             Ok(user) => user,
             Err(rejection) => return refused(&rejection),
         };
-        let limits = &inner.config.sync_limits;
-        let bytes = if parts.method == Method::GET {
-            Bytes::new()
+        let limit = inner.config.sync_limits.max_body_bytes;
+        let body = if parts.method == Method::GET {
+            SyncBody::Read(Bytes::new())
         } else {
             let mut body = Box::pin(body);
-            match body::read_limited(&parts.headers, &mut body, limits.max_body_bytes).await {
-                Ok(bytes) => bytes,
-                Err(e @ BodyError::TooLarge { .. }) => {
+            match body::read_limited(&parts.headers, &mut body, limit).await {
+                Ok(bytes) => SyncBody::Read(bytes),
+                Err(BodyError::TooLarge { limit, .. }) => {
                     self.discard_beside_answer(&parts.headers, body);
-                    return sync_response(sync_core::Response::error(
-                        ErrorCode::PayloadTooLarge,
-                        e.to_string(),
-                    ));
+                    SyncBody::TooLarge { limit }
                 }
-                Err(e) => {
-                    return sync_response(sync_core::Response::error(
-                        ErrorCode::Invalid,
-                        e.to_string(),
-                    ));
-                }
+                Err(e) => SyncBody::Unreadable(e.to_string()),
             }
         };
-        let query = parts.uri.query().unwrap_or("");
-        let mut request = match sync_core::handler::parse_http(
-            parts.method.as_str(),
-            op_path,
-            query,
-            &bytes,
-            limits,
-        ) {
-            Ok(request) => request,
-            Err(response) => return sync_response(response),
-        };
-        let hooks = &inner.hooks;
-        if let Err(response) =
-            request.authorize_scopes(|claimed| hooks.authorize_scope(&user, claimed))
-        {
-            return sync_response(response);
-        }
-        match inner.server.sync(request).await {
+        match inner.server.http_sync(user, &parts, op_path, body).await {
             Ok(response) => sync_response(response),
             Err(_) => unavailable(),
         }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use live_core::SessionId;
+use live_core::{HubError, SessionId};
 use sync_core::App;
 
 use super::ServerCore;
@@ -23,50 +23,50 @@ where
     /// subscriber, any topic including `sync:` ones, and through the broker
     /// (if attached) to the other nodes, `sync:` topics excepted. Returns how
     /// many local sessions it was queued for.
-    pub fn publish(&mut self, topic: &str, data: Bytes) -> Result<usize, ServerError> {
+    pub fn publish(&mut self, topic: &str, data: Bytes) -> Result<usize, HubError> {
         let result = self.hub.publish(topic, &data);
         if result.is_ok() {
-            self.to_broker(topic.to_owned(), data);
+            self.forward_to_broker(topic.to_owned(), data);
         }
         self.pump();
-        Ok(result?)
+        result
     }
 
     /// Sends `{"topic":topic,"data":data}` to one session. Returns whether it
     /// was queued (`false`: the session overflowed and was closed).
-    pub fn send(&mut self, to: SessionId, topic: &str, data: &[u8]) -> Result<bool, ServerError> {
+    pub fn send(&mut self, to: SessionId, topic: &str, data: &[u8]) -> Result<bool, HubError> {
         let result = self.hub.send(to, topic, data);
         self.pump();
-        Ok(result?)
+        result
     }
 
     /// Sends an already encoded envelope (valid JSON) to one session.
-    pub fn send_raw(&mut self, to: SessionId, frame: Bytes) -> Result<bool, ServerError> {
+    pub fn send_raw(&mut self, to: SessionId, frame: Bytes) -> Result<bool, HubError> {
         let result = self.hub.send_raw(to, frame);
         self.pump();
-        Ok(result?)
+        result
     }
 
     /// Closes a session with `code` and `reason`.
-    pub fn close(&mut self, id: SessionId, code: u16, reason: &str) -> Result<(), ServerError> {
+    pub fn close(&mut self, id: SessionId, code: u16, reason: &str) -> Result<(), HubError> {
         let result = self.hub.close(id, code, reason);
         self.pump();
-        Ok(result?)
+        result
     }
 
     /// Subscribes a session to `topic` (no authorization: the server is
     /// trusted). Returns whether it was new.
-    pub fn subscribe(&mut self, id: SessionId, topic: &str) -> Result<bool, ServerError> {
+    pub fn subscribe(&mut self, id: SessionId, topic: &str) -> Result<bool, HubError> {
         let result = self.hub.subscribe(id, topic);
         self.pump();
-        Ok(result?)
+        result
     }
 
     /// Unsubscribes a session from `topic`. Returns whether it was subscribed.
-    pub fn unsubscribe(&mut self, id: SessionId, topic: &str) -> Result<bool, ServerError> {
+    pub fn unsubscribe(&mut self, id: SessionId, topic: &str) -> Result<bool, HubError> {
         let result = self.hub.unsubscribe(id, topic);
         self.pump();
-        Ok(result?)
+        result
     }
 
     /// Trims `scope`'s sync log: changes with cursor `< before` are dropped;
@@ -125,7 +125,7 @@ where
 
     /// Sends a local publish to the other nodes, if a broker is attached and
     /// the topic crosses nodes.
-    pub(super) fn to_broker(&mut self, topic: String, data: Bytes) {
+    pub(super) fn forward_to_broker(&mut self, topic: String, data: Bytes) {
         if self.broker.is_some() && !is_local_only(&topic) {
             self.outputs
                 .push_back(Output::Broker(BackplaneCommand::Publish { topic, data }));

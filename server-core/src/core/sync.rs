@@ -57,6 +57,21 @@ where
         id
     }
 
+    /// A sync request from trusted server-side code, already parsed and
+    /// authorized. Answered as [`Output::Answer`] with the returned id.
+    pub fn handle_sync_request(&mut self, now: Instant, request: SyncRequest) -> RequestId {
+        self.at(now);
+        let id = self.request_id();
+        match self.run_sync(id, request) {
+            Some(response) => self.answer(id, Waiter::Http, response),
+            None => {
+                self.waiters.insert(id, Waiter::Http);
+            }
+        }
+        self.pump();
+        id
+    }
+
     /// A `_sync` message from a session: same parsing, authorization and
     /// engine as HTTP, answered to the sender on `_sync`.
     pub(super) fn ws_sync(&mut self, session: SessionId, data: &Bytes) {

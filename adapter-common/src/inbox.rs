@@ -1,0 +1,128 @@
+//! What goes into the server's driver task: one message per input of the
+//! server core, plus the replies the caller waits for. A leaf module: the
+//! handle sends these, the driver receives them, neither is imported here.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use live_core::{Frame, HubError, PeerFault, SessionId};
+use server_core::{BackplaneCommand, MetricsSnapshot, PersistFailure, Reloaded, ServerError};
+use sync_core::{Response, SyncRequest};
+
+use crate::outbox::Conn;
+
+/// A reply slot.
+pub(crate) type Reply<T> = async_channel::Sender<T>;
+
+/// A sync request body as an HTTP route read it.
+#[derive(Debug)]
+pub(crate) enum SyncBody {
+    /// The whole body (empty for GET).
+    Read(Bytes),
+    /// Longer than the limit.
+    TooLarge { limit: usize },
+    /// The transport failed while reading.
+    Unreadable(String),
+}
+
+/// One message into the driver.
+pub(crate) enum Input<U> {
+    /// A WebSocket connection authenticated as `user` was upgraded.
+    Open {
+        user: U,
+        conn: Conn,
+        reply: Reply<SessionId>,
+    },
+    Frame {
+        id: SessionId,
+        frame: Frame,
+    },
+    TransportClosed {
+        id: SessionId,
+    },
+    /// The WebSocket library refused what the peer sent.
+    PeerFault {
+        id: SessionId,
+        fault: PeerFault,
+    },
+    /// A sync request over HTTP, as read: the core parses and authorizes it.
+    HttpSync {
+        user: U,
+        method: http::Method,
+        path: String,
+        query: String,
+        body: SyncBody,
+        reply: Reply<Response>,
+    },
+    /// A parsed, authorized sync request from server-side code.
+    Sync {
+        request: SyncRequest,
+        reply: Reply<Response>,
+    },
+    Persisted {
+        number: u64,
+        result: Result<(), PersistFailure>,
+        took: Duration,
+    },
+    Reloaded(Reloaded),
+    /// Another node committed to this scope (`None`: maybe to any scope).
+    StoreNotice(Option<String>),
+    /// A broker link attached itself: backplane commands go to it.
+    BrokerAttach {
+        commands: async_channel::Sender<BackplaneCommand>,
+    },
+    /// A publish from another node, for local subscribers only.
+    BrokerMessage {
+        topic: String,
+        data: Bytes,
+    },
+    /// The broker link reconnected.
+    BrokerRestored,
+    /// A server-side command.
+    Call(Call),
+    Shutdown {
+        done: Reply<()>,
+    },
+}
+
+/// A server-side command and where its result goes.
+pub(crate) enum Call {
+    Publish {
+        topic: String,
+        data: Bytes,
+        reply: Reply<Result<usize, HubError>>,
+    },
+    Send {
+        to: SessionId,
+        topic: String,
+        data: Bytes,
+        reply: Reply<Result<bool, HubError>>,
+    },
+    Close {
+        id: SessionId,
+        code: u16,
+        reason: String,
+        reply: Reply<Result<(), HubError>>,
+    },
+    Subscribe {
+        id: SessionId,
+        topic: String,
+        reply: Reply<Result<bool, HubError>>,
+    },
+    Unsubscribe {
+        id: SessionId,
+        topic: String,
+        reply: Reply<Result<bool, HubError>>,
+    },
+    SessionCount {
+        reply: Reply<usize>,
+    },
+    Trim {
+        scope: String,
+        before: u64,
+        reply: Reply<Result<(), ServerError>>,
+    },
+    Metrics {
+        reply: Reply<MetricsSnapshot>,
+    },
+}
