@@ -1,6 +1,7 @@
-//! The live client against the reference server over real sockets:
-//! subscribe / publish / unsubscribe, error frames, offline behaviour, auth
-//! rejection, and reconnect with resubscribe after the server restarts.
+//! The live client against the tokio server (conformance profile) over real
+//! sockets: subscribe / publish / unsubscribe, error frames, offline
+//! behaviour, auth rejection, and reconnect with resubscribe after the server
+//! restarts.
 
 mod common;
 
@@ -14,7 +15,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_publish_round_trip_in_order() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let (alice, mut a) = connect(&url, "alice").await;
     let (bob, mut b) = connect(&url, "bob").await;
@@ -41,7 +42,7 @@ async fn subscribe_publish_round_trip_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribe_stops_delivery() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let (alice, mut a) = connect(&url, "alice").await;
     let (bob, _b) = connect(&url, "bob").await;
@@ -65,7 +66,7 @@ async fn unsubscribe_stops_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_subscribe_is_a_server_error_and_the_connection_stays() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let (alice, mut a) = connect(&url, "alice").await;
 
@@ -90,7 +91,7 @@ async fn refused_subscribe_is_a_server_error_and_the_connection_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_message_is_closed_with_1009_and_the_client_reconnects() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let (alice, mut a) = connect(&url, "alice").await;
     alice.subscribe("room").await.unwrap();
@@ -118,7 +119,7 @@ async fn an_oversized_message_is_closed_with_1009_and_the_client_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_handshake_is_reported_and_retried() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let (client, events) = LiveClient::connect(&url, options("deny")).unwrap();
     let mut rec = Recorder::new(events);
@@ -143,7 +144,7 @@ async fn rejected_handshake_is_reported_and_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_headers_and_query_tokens_authenticate() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let by_cookie = LiveOptions::default()
         .header("cookie", "token=alice")
@@ -179,7 +180,7 @@ async fn a_token_provider_is_asked_before_every_attempt() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();

@@ -1,6 +1,6 @@
-//! The sync client against the reference server: convergence through pokes,
-//! the offline queue surviving a server restart, 410 -> snapshot reset,
-//! server and local rejections.
+//! The sync client against the tokio server (conformance profile):
+//! convergence through pokes, the offline queue surviving a server restart on
+//! its SQLite file, 410 -> snapshot reset, server and local rejections.
 
 mod common;
 
@@ -49,7 +49,7 @@ fn put(key: &str, value: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_converge_through_pokes() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let (alice, mut a_events) = connect(&url, "alice").await;
     let (bob, _b_events) = connect(&url, "bob").await;
@@ -98,7 +98,7 @@ async fn two_clients_converge_through_pokes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_queue_is_pushed_once_after_the_server_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state.json");
+    let db = dir.path().join("state.db");
     let server = ServerThread::start("127.0.0.1:0", Some(db.clone()));
     let addr = server.addr;
     let url = server.ws_url();
@@ -156,7 +156,7 @@ async fn offline_queue_is_pushed_once_after_the_server_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_too_old_resets_from_a_snapshot_and_keeps_pending_mutations() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let (writer_live, _w) = connect(&url, "alice").await;
     let (writer, _) = replica(&writer_live, "shared", "writer").await;
@@ -201,7 +201,7 @@ async fn cursor_too_old_resets_from_a_snapshot_and_keeps_pending_mutations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mutation_the_server_refuses_is_rolled_back_and_later_ones_apply() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let (live, _e) = connect(&url, "alice").await;
     // "shout" exists locally only: the server rejects it for good.
@@ -223,7 +223,11 @@ async fn a_mutation_the_server_refuses_is_rolled_back_and_later_ones_apply() {
         }
     })
     .await;
-    assert_eq!(rejected, ("shout".to_owned(), Some("not_found".to_owned())));
+    // The server's key-value app knows no such mutator: a permanent error.
+    assert_eq!(
+        rejected,
+        ("shout".to_owned(), Some("invalid_mutation".to_owned()))
+    );
     let st = guard("settle", c.wait_settled()).await.unwrap();
     assert_eq!((st.cursor, st.pending, st.rejected), (1, 0, 1));
     assert_eq!(c.state(), kv(&[("p", json!(1))]));
@@ -231,7 +235,7 @@ async fn a_mutation_the_server_refuses_is_rolled_back_and_later_ones_apply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mutation_refused_locally_is_an_error_and_queues_nothing() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let (live, mut e) = connect(&url, "alice").await;
     let (c, _) = replica(&live, "user:alice", "dev").await;
@@ -257,7 +261,7 @@ async fn a_mutation_refused_locally_is_an_error_and_queues_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_keeps_going_when_the_live_events_are_never_read() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state.json");
+    let db = dir.path().join("state.db");
     let mut server = ServerThread::start("127.0.0.1:0", Some(db.clone()));
     let addr = server.addr.to_string();
     let mut opts = options("alice");
@@ -286,7 +290,7 @@ async fn sync_keeps_going_when_the_live_events_are_never_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_transport_converges_with_a_websocket_client_and_resets_on_410() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let base = format!("http://{}/_sync", server.addr());
     let (alice, _a) = connect(&url, "alice").await;
@@ -360,7 +364,7 @@ async fn http_transport_converges_with_a_websocket_client_and_resets_on_410() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_pokes_the_slow_poll_still_brings_changes() {
-    let server = reference().await;
+    let server = start_server().await;
     let url = format!("ws://{}/ws", server.addr());
     let base = format!("http://{}/_sync", server.addr());
     let (bob, _b) = connect(&url, "bob").await;

@@ -1,11 +1,13 @@
 //! Black-box test kit for live + sync servers: the conformance suite, the crash-test
 //! driver and the load generator.
 //!
-//! Owns: clients that speak the wire protocols over real sockets, the
-//! expectations a server must meet, and a small [`reference`](mod@reference) server that proves
-//! those expectations can be met. It must never link the project's cores or
-//! adapters: every check goes through a socket, so one suite judges any adapter
-//! (tokio, smol, ...) the same way.
+//! Owns: clients that speak the wire protocols over real sockets and the
+//! expectations a server must meet. It holds no server of its own and must
+//! never link the project's cores or adapters: every check goes through a
+//! socket, so one suite judges any adapter (tokio, smol, ...) the same way.
+//! The tests that run it against a real server live in the adapter crates
+//! (`tests/conformance.rs`, `tests/crash.rs`, `tests/binary.rs`, and
+//! adapter-tokio's `tests/loadgen_smoke.rs`).
 //!
 //! # Wiring an adapter
 //!
@@ -37,7 +39,8 @@
 //!
 //! `cargo test -p adapter-tokio --test conformance` then runs one named test per
 //! case (see [`conformance::CASES`]). The crash test is one more test calling
-//! [`crash::run`]; the stock binary's end-to-end scenarios are
+//! [`crash::assert_binary_loses_nothing`] (or [`crash::run`]); the stock
+//! binary's end-to-end scenarios are
 //! [`server_binary_suite!`]. Nothing in this crate's own `cargo test` needs a server.
 //!
 //! # The conformance profile
@@ -130,7 +133,6 @@ pub mod http_client;
 pub mod loadgen;
 pub mod profile;
 pub mod raw_http;
-pub mod reference;
 pub mod server_binary;
 pub mod sync_client;
 pub mod ws_client;

@@ -1,6 +1,8 @@
-//! Helpers shared by the client tests: the reference server (in-process or
-//! on its own runtime so it can be killed and restarted on the same port),
-//! and an event recorder whose waits are guarded against hangs.
+//! Helpers shared by the client tests: the tokio server with the conformance
+//! profile (adapter-common's `conformance` hooks, app and configuration),
+//! in-process or on a runtime of its own thread so it can be killed and
+//! restarted on the same port and SQLite file, and an event recorder whose
+//! waits are guarded against hangs.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -8,10 +10,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adapter_common::conformance::{self, ProfileHooks};
+use adapter_common::{Server, ServerHandle};
 use adapter_tokio::client::{LiveClient, LiveEvent, LiveEvents, LiveOptions, Message};
+use adapter_tokio::{TokioRuntime, serve};
 use serde_json::{Value, json};
+use sync_sqlite::{Durability, SqliteStore};
+use testkit::conformance::{BoxFuture, ServerUnderTest};
 use testkit::profile::Profile;
-use testkit::reference::{self, Reference};
+use tokio::net::TcpListener;
 
 /// Hang guard for any single wait (never a pass/fail timing).
 pub const GUARD: Duration = Duration::from_secs(30);
@@ -23,14 +30,85 @@ pub async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T 
         .unwrap_or_else(|_| panic!("hang guard: {what}"))
 }
 
-/// A reference server on the test's own runtime, on a free loopback port.
-pub async fn reference() -> Reference {
-    reference::serve(Profile::conformance(), "127.0.0.1:0", None)
-        .await
-        .expect("bind loopback")
+/// The tokio server with the conformance profile, served on the test's own
+/// runtime; dropping it stops accepting connections.
+pub struct TestServer {
+    addr: SocketAddr,
+    handle: ServerHandle<String>,
+    accepting: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// A reference server on a runtime of its own thread: stopping it drops the
+impl TestServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl ServerUnderTest for TestServer {
+    fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    fn http_base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn trim<'a>(&'a self, scope: &'a str, before: u64) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.handle
+                .trim(scope, before)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The conformance profile's server on the current runtime: on the SQLite file
+/// `db` if given (what a restart finds again), else in memory.
+async fn profile_server(db: Option<PathBuf>) -> Server<TokioRuntime, ProfileHooks> {
+    let profile = Profile::conformance();
+    match db {
+        None => conformance::start(TokioRuntime::current(), &profile).await,
+        Some(path) => {
+            let store = SqliteStore::open(&path, Durability::Full)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            Server::start(
+                TokioRuntime::current(),
+                conformance::config(&profile),
+                ProfileHooks,
+                conformance::app(),
+                store,
+            )
+            .await
+            .expect("the conformance server starts on SQLite")
+        }
+    }
+}
+
+/// The tokio server on the test's own runtime, on a free loopback port.
+pub async fn start_server() -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local address");
+    let server = profile_server(None).await;
+    let handle = server.handle().clone();
+    let accepting = tokio::spawn(serve(listener, server, std::future::pending()));
+    TestServer {
+        addr,
+        handle,
+        accepting,
+    }
+}
+
+/// The tokio server on a runtime of its own thread: stopping it drops the
 /// runtime, which ends every session and closes every socket, as a crash would.
 pub struct ServerThread {
     pub addr: SocketAddr,
@@ -40,7 +118,7 @@ pub struct ServerThread {
 
 impl ServerThread {
     /// Serves on `addr` (`127.0.0.1:0` for a free port), keeping sync state in
-    /// the JSON file `db` if given, so a restart finds it again.
+    /// the SQLite file `db` if given, so a restart finds it again.
     pub fn start(addr: &str, db: Option<PathBuf>) -> ServerThread {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -54,9 +132,9 @@ impl ServerThread {
                 // The port was just released by the previous instance: retry
                 // briefly if the OS still holds it.
                 let mut tries = 0;
-                let server = loop {
-                    match reference::serve(Profile::conformance(), &addr, db.clone()).await {
-                        Ok(s) => break s,
+                let listener = loop {
+                    match TcpListener::bind(&addr).await {
+                        Ok(l) => break l,
                         Err(e) if tries < 100 => {
                             tries += 1;
                             eprintln!("bind {addr}: {e}; retrying");
@@ -65,10 +143,14 @@ impl ServerThread {
                         Err(e) => panic!("bind {addr}: {e}"),
                     }
                 };
-                ready_tx.send(server.addr()).expect("report address");
+                let bound = listener.local_addr().expect("local address");
+                let server = profile_server(db).await;
+                let serving = tokio::spawn(serve(listener, server, std::future::pending()));
+                ready_tx.send(bound).expect("report address");
                 let _ = stop_rx.await;
-                drop(server);
+                serving.abort();
             });
+            // Every task (sessions, the actor, the store) goes with the runtime.
             drop(rt);
         });
         let addr = ready_rx.recv_timeout(GUARD).expect("server started");

@@ -1,15 +1,32 @@
-//! Runs each load generator mode briefly against the in-memory reference server
-//! and checks the counts it reports (never its timings).
+//! Runs each load generator mode (testkit's `loadgen`) briefly against the
+//! tokio server with the conformance profile, in process, and checks the
+//! counts it reports (never its timings).
 
-use testkit::reference;
-
+use adapter_common::conformance::{self, ProfileServer};
+use adapter_tokio::{TokioRuntime, serve};
 use clap::Parser;
+use testkit::conformance::ServerUnderTest;
 use testkit::loadgen::args::{Cli, Mode};
 use testkit::loadgen::{fanout, idle, sync_load};
 use testkit::profile::Profile;
 
-async fn cli(extra: &[&str]) -> (Box<dyn testkit::conformance::ServerUnderTest>, Cli) {
-    let server = reference::start(Profile::conformance()).await;
+/// Stops the accept loop when the server is dropped.
+struct Accepting(tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn cli(extra: &[&str]) -> (Box<dyn ServerUnderTest>, Cli) {
+    let server = conformance::start(TokioRuntime::current(), &Profile::conformance()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = server.handle().clone();
+    let accept = tokio::spawn(serve(listener, server, std::future::pending()));
+    let server: Box<dyn ServerUnderTest> =
+        Box::new(ProfileServer::new(addr, handle, Accepting(accept)));
     let base = server.http_base();
     let mut argv = vec!["loadgen", "--url", base.as_str(), "--token", "alice"];
     argv.extend_from_slice(extra);
@@ -73,6 +90,7 @@ async fn sync_pushes_and_pulls_every_mutation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_holds_every_connection() {
+    // The server runs in this process: its RSS is this process's.
     let pid = std::process::id().to_string();
     let (_server, cli) = cli(&[
         "idle",
