@@ -1,0 +1,475 @@
+//! The server core as transcripts: inputs in, every output rendered, with
+//! store jobs run (or failed) when the test says so.
+
+mod support;
+
+use std::time::Duration;
+
+use live_core::PeerFault;
+use server_core::{Body, CoreConfig, HttpSync, PersistFailure};
+use support::{Harness, status};
+use sync_core::MemoryStore;
+use sync_core::store::refresh_scope;
+
+fn answered(lines: &[String], name: &str) -> Vec<u16> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with(&format!("{name} answered")))
+        .filter_map(|l| status(l))
+        .collect()
+}
+
+#[test]
+fn a_push_is_answered_and_poked_only_after_its_batch_is_durable() {
+    let mut h = Harness::new();
+    let alice = h.open("alice");
+    h.subscribe(alice, "sync:s");
+    h.drain();
+    h.push("p", "s", &["a"]);
+    assert_eq!(h.drain(), ["persist 1"], "nothing before it is durable");
+    assert_eq!(h.core.waiting_requests(), 1);
+    h.persist_ok();
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "p"), [200]);
+    assert!(
+        lines.contains(&r#"alice <- {"topic":"sync:s","data":{"cursor":1}}"#.to_owned()),
+        "{lines:?}"
+    );
+    assert_eq!(h.core.waiting_requests(), 0);
+    assert_eq!(h.core.metrics().sync.pokes, 1);
+}
+
+#[test]
+fn pushes_arriving_during_a_write_share_the_next_batch() {
+    let mut h = Harness::new();
+    h.push("p1", "s", &["a"]);
+    assert_eq!(h.drain(), ["persist 1"]);
+    h.push("p2", "s", &["b"]);
+    h.push("p3", "t", &["c"]);
+    assert_eq!(h.drain(), Vec::<String>::new(), "one batch out at a time");
+    h.persist_ok();
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "p1"), [200]);
+    assert_eq!(lines.last().map(String::as_str), Some("persist 2"));
+    assert_eq!(h.persist.as_ref().unwrap().batch.changes.len(), 2);
+    h.persist_ok();
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "p2"), [200]);
+    assert_eq!(answered(&lines, "p3"), [200]);
+    assert_eq!(h.core.metrics().sync.batches, 2);
+}
+
+#[test]
+fn bad_http_requests_are_refused_at_once_with_their_codes() {
+    let mut h = Harness::new();
+    let cases: [(&str, &str, &str, &str, u16, &str); 6] = [
+        ("bad-json", "u", "POST", "{", 400, "invalid_mutation"),
+        (
+            "forbidden",
+            "u",
+            "POST",
+            r#"{"mutations":[{"id":"m","scope":"secret","name":"put"}]}"#,
+            403,
+            "forbidden",
+        ),
+        (
+            "denied",
+            "deny",
+            "POST",
+            r#"{"scope":"s"}"#,
+            403,
+            "forbidden",
+        ),
+        ("no-such-op", "u", "POST", "{}", 404, "not_found"),
+        (
+            "wrong-method",
+            "u",
+            "DELETE",
+            "{}",
+            405,
+            "method_not_allowed",
+        ),
+        ("empty-push", "u", "POST", "{}", 400, "invalid_mutation"),
+    ];
+    for (name, user, method, body, code, wire) in cases {
+        let path = match name {
+            "no-such-op" => "/nope",
+            "denied" => "/pull",
+            _ => "/push",
+        };
+        h.http(name, user, method, path, body);
+        let lines = h.drain();
+        assert_eq!(answered(&lines, name), [code], "{name}: {lines:?}");
+        assert!(lines[0].contains(wire), "{name}: {lines:?}");
+    }
+    let too_large = HttpSync {
+        method: "POST",
+        path: "/push",
+        query: "",
+        body: Body::TooLarge { limit: 10 },
+    };
+    let id = h.core.handle_http_sync(h.now, &"u".to_owned(), too_large);
+    h.requests.insert(id, "big".into());
+    let unreadable = HttpSync {
+        body: Body::Unreadable { message: "reset" },
+        ..too_large
+    };
+    let id = h.core.handle_http_sync(h.now, &"u".to_owned(), unreadable);
+    h.requests.insert(id, "cut".into());
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "big"), [413]);
+    assert_eq!(answered(&lines, "cut"), [400]);
+    assert_eq!(h.core.waiting_requests(), 0);
+    assert_eq!(h.core.metrics().sync.errors, 8);
+}
+
+#[test]
+fn sync_over_the_websocket_is_answered_on_the_session_once_durable() {
+    let mut h = Harness::new();
+    let alice = h.open("alice");
+    h.text(
+        alice,
+        r#"{"topic":"_sync","data":{"rid":7,"op":"push","body":{"mutations":[{"id":"m","scope":"s","name":"put","args":{"key":"k","value":1}}]}}}"#,
+    );
+    assert_eq!(h.drain(), ["persist 1"]);
+    h.text(
+        alice,
+        r#"{"topic":"_sync","data":{"rid":8,"op":"pull","body":{"scope":"secret"}}}"#,
+    );
+    let refused = h.drain();
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0].contains(r#""rid":8,"status":403"#),
+        "{refused:?}"
+    );
+    h.persist_ok();
+    let lines = h.drain();
+    assert!(lines[0].contains(r#""rid":7,"status":200"#), "{lines:?}");
+}
+
+#[test]
+fn a_failed_batch_answers_its_pushes_and_the_next_one_works() {
+    let mut h = Harness::new();
+    h.push("p1", "s", &["a"]);
+    h.drain();
+    h.persist_failed(PersistFailure::other("disk full"));
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "p1"), [500], "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("notice persisting batch 1 failed: disk full"))
+    );
+    h.push("p2", "s", &["b"]);
+    assert_eq!(h.drain(), ["persist 2"]);
+    h.persist_ok();
+    let lines = h.drain();
+    assert!(lines[0].starts_with("p2 answered 200"), "{lines:?}");
+    assert!(
+        lines[0].contains(r#""cursor":1"#),
+        "the failed push left no gap: {lines:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_store_answers_503_unavailable() {
+    let mut h = Harness::new();
+    h.push("p", "s", &["a"]);
+    h.drain();
+    h.persist_failed(PersistFailure {
+        message: "connection refused".into(),
+        unavailable: true,
+        reloaded: Vec::new(),
+    });
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "p"), [503]);
+    assert!(lines[1].contains(r#""code":"unavailable""#), "{lines:?}");
+}
+
+/// Node A and node B on one store: B writes scope `s`, A's batch on `s` is
+/// refused as stale, reloaded, pushed again and applied after B's change.
+#[test]
+fn a_batch_refused_as_stale_is_reloaded_and_pushed_again() {
+    let mut config = CoreConfig::with_seed(7);
+    config.shared_store = true;
+    let mut a = Harness::with(config.clone(), MemoryStore::new());
+    let mut b = Harness::with(config, MemoryStore::new());
+    b.push("b", "s", &["from-b"]);
+    b.drain();
+    b.persist_ok();
+    b.drain();
+    a.push("a", "s", &["from-a"]);
+    a.drain();
+    let job = a.persist.take().unwrap();
+    let mark = job.marks.get("s").copied().flatten();
+    let reloaded = vec![refresh_scope(&mut b.store, "s", mark).unwrap()];
+    a.core
+        .handle_persisted(
+            a.now,
+            job.number,
+            Err(PersistFailure {
+                message: "stale".into(),
+                unavailable: false,
+                reloaded,
+            }),
+            Duration::ZERO,
+        )
+        .unwrap();
+    let lines = a.drain();
+    assert_eq!(
+        answered(&lines, "a"),
+        Vec::<u16>::new(),
+        "not answered: pushed again"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("persist 2"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        a.core.engine().durable_head("s"),
+        1,
+        "B's change was absorbed"
+    );
+    // The retried batch goes to the shared store after B's change.
+    a.store = std::mem::take(&mut b.store);
+    a.persist_ok();
+    let lines = a.drain();
+    assert!(lines[0].starts_with("a answered 200"), "{lines:?}");
+    assert!(lines[0].contains(r#""cursor":2"#), "{lines:?}");
+    assert_eq!(a.core.metrics().sync.stale_retries, 1);
+}
+
+#[test]
+fn a_push_refused_as_stale_on_every_attempt_is_answered_503() {
+    let mut config = CoreConfig::with_seed(7);
+    config.shared_store = true;
+    config.stale_retries = 2;
+    let mut h = Harness::with(config, MemoryStore::new());
+    h.push("p", "s", &["a"]);
+    h.drain();
+    for attempt in 0..3 {
+        let job = h.persist.take().expect("a batch for every attempt");
+        let reloaded = vec![refresh_scope(&mut MemoryStore::new(), "s", None).unwrap()];
+        let failure = PersistFailure {
+            message: "stale".into(),
+            unavailable: false,
+            reloaded,
+        };
+        h.core
+            .handle_persisted(h.now, job.number, Err(failure), Duration::ZERO)
+            .unwrap();
+        let lines = h.drain();
+        if attempt < 2 {
+            assert_eq!(answered(&lines, "p"), Vec::<u16>::new(), "{lines:?}");
+        } else {
+            assert_eq!(answered(&lines, "p"), [503], "{lines:?}");
+            let answer = lines.iter().find(|l| l.starts_with("p answered")).unwrap();
+            assert!(answer.contains("other nodes kept writing"), "{answer}");
+        }
+    }
+    assert!(h.persist.is_none());
+    assert_eq!(h.core.waiting_requests(), 0);
+}
+
+#[test]
+fn another_nodes_commit_is_reloaded_before_it_is_poked() {
+    let mut config = CoreConfig::with_seed(7);
+    config.shared_store = true;
+    let mut a = Harness::with(config.clone(), MemoryStore::new());
+    let mut b = Harness::with(config, MemoryStore::new());
+    let alice = a.open("alice");
+    a.subscribe(alice, "sync:s");
+    a.drain();
+    b.push("b", "s", &["x", "y"]);
+    b.drain();
+    b.persist_ok();
+    b.drain();
+    a.core.handle_store_notice(a.now, Some("s".into()));
+    assert_eq!(a.drain(), ["reload s"], "no poke before the reload");
+    // A push meanwhile waits for the reload to finish.
+    a.push("late", "t", &["z"]);
+    assert_eq!(a.drain(), Vec::<String>::new());
+    a.reload_from(&mut b.store);
+    let lines = a.drain();
+    assert_eq!(
+        lines[0], r#"alice <- {"topic":"sync:s","data":{"cursor":2}}"#,
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("persist 1"));
+    assert_eq!(a.core.engine().durable_head("s"), 2);
+    assert_eq!(a.core.metrics().sync.reloads, 1);
+}
+
+#[test]
+fn frames_the_transport_refused_close_the_session_as_the_peers_fault() {
+    let mut h = Harness::new();
+    let alice = h.open("alice");
+    let bob = h.open("bob");
+    h.core.handle_peer_fault(h.now, alice, PeerFault::TooBig);
+    h.core.handle_peer_fault(h.now, bob, PeerFault::InvalidUtf8);
+    assert_eq!(
+        h.drain(),
+        [
+            "alice <- close 1009 message too big",
+            "alice closed 1009",
+            "bob <- close 1007 invalid utf-8",
+            "bob closed 1007"
+        ]
+    );
+    assert_eq!(h.core.metrics().live.peer_fault_closes, 2);
+}
+
+#[test]
+fn application_messages_and_topic_authorization_follow_the_policy() {
+    let mut h = Harness::new();
+    let alice = h.open("alice");
+    let admin = h.open("admin");
+    h.subscribe(alice, "private");
+    let refused = h.drain();
+    assert!(refused[0].contains("forbidden"), "{refused:?}");
+    h.subscribe(admin, "private");
+    assert_eq!(h.drain(), Vec::<String>::new(), "admin may");
+    assert_eq!(h.core.hub().subscriber_count("private"), 1);
+    h.subscribe(alice, "sync:secret");
+    let lines = h.drain();
+    assert!(lines[0].contains("forbidden"), "{lines:?}");
+    h.text(alice, r#"{"topic":"hello","data":{"a":1}}"#);
+    assert_eq!(h.drain(), [r#"alice says hello {"a":1}"#]);
+}
+
+#[test]
+fn shutdown_closes_sessions_refuses_new_requests_and_finishes_what_it_took() {
+    let mut h = Harness::new();
+    let alice = h.open("alice");
+    h.subscribe(alice, "chat");
+    h.drain();
+    h.push("taken", "s", &["a"]);
+    h.drain();
+    h.core.handle_shutdown(h.now);
+    assert_eq!(
+        h.drain(),
+        [
+            "alice <- close 1001 server shutting down",
+            "alice closed 1001"
+        ]
+    );
+    h.push("late", "s", &["b"]);
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "late"), [503]);
+    let late = h.open("late-comer");
+    assert!(h.drain().contains(&"late-comer closed 1001".to_owned()));
+    assert!(!h.core.hub().contains(late));
+    assert!(!h.core.is_stopped(), "a push is still being written");
+    h.persist_ok();
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "taken"), [200]);
+    assert_eq!(lines.last().map(String::as_str), Some("stopped"));
+    assert!(h.core.is_stopped());
+    assert_eq!(h.core.hub().session_count(), 0);
+    assert_eq!(h.core.waiting_requests(), 0);
+    assert!(!h.core.job_outstanding());
+    assert_eq!(h.core.poll_timeout(), None);
+}
+
+#[test]
+fn a_trim_is_done_once_its_batch_is_durable() {
+    let mut h = Harness::new();
+    h.push("p", "s", &["a", "b", "c"]);
+    h.drain();
+    h.persist_ok();
+    h.drain();
+    let ticket = h.core.trim("s", 3).unwrap();
+    assert_eq!(h.drain(), ["persist 2"]);
+    assert_eq!(h.core.pending_commands(), 1);
+    h.persist_ok();
+    assert_eq!(h.drain(), [format!("done {} Ok(())", ticket.0)]);
+    assert_eq!(h.core.pending_commands(), 0);
+    assert!(h.core.trim("s", 99).is_err(), "past the head");
+}
+
+#[test]
+fn the_broker_hears_interest_and_local_publishes_and_delivers_remote_ones() {
+    let mut config = CoreConfig::with_seed(7);
+    config.hub.backplane_events = true;
+    let mut h = Harness::with(config, MemoryStore::new());
+    h.core.handle_broker_attached(h.now);
+    let alice = h.open("alice");
+    h.subscribe(alice, "chat");
+    h.subscribe(alice, "sync:s");
+    let lines = h.drain();
+    assert!(
+        lines.contains(&r#"broker Interest { subscribe: ["chat"], unsubscribe: [] }"#.to_owned()),
+        "sync topics stay local: {lines:?}"
+    );
+    h.text(
+        alice,
+        r#"{"topic":"publish","data":{"topic":"chat","data":1}}"#,
+    );
+    let lines = h.drain();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(r#"broker Publish { topic: "chat""#)),
+        "{lines:?}"
+    );
+    h.core.handle_broker_message(h.now, "chat", b"2");
+    assert_eq!(h.drain(), [r#"alice <- {"topic":"chat","data":2}"#]);
+    h.core.handle_broker_restored(h.now);
+    assert_eq!(
+        h.drain(),
+        [r#"broker Interest { subscribe: ["chat"], unsubscribe: [] }"#]
+    );
+    h.core.handle_broker_message(h.now, "chat", b"not json");
+    assert!(h.drain()[0].starts_with("notice publish from another node on chat refused"));
+}
+
+#[test]
+fn changes_are_stamped_with_the_wall_time_the_loop_reported_plus_the_time_since() {
+    let mut h = Harness::new();
+    h.advance(Duration::from_millis(1500));
+    h.push("p", "s", &["a"]);
+    h.drain();
+    h.persist_ok();
+    h.drain();
+    h.core.handle_wall_clock(h.now, support::WALL);
+    h.advance(Duration::from_millis(250));
+    h.push("q", "s", &["b"]);
+    h.drain();
+    h.persist_ok();
+    h.drain();
+    h.http("pull", "u", "POST", "/pull", r#"{"scope":"s"}"#);
+    let lines = h.drain();
+    // WALL is 2026-11-22T06:28:15Z.
+    assert!(
+        lines[0].contains(r#""time":"2026-11-22T06:28:16.5Z""#),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].contains(r#""time":"2026-11-22T06:28:15.25Z""#),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn the_same_inputs_give_the_same_outputs() {
+    let run = || {
+        let mut h = Harness::new();
+        let mut all = Vec::new();
+        let a = h.open("a");
+        let b = h.open("b");
+        h.subscribe(a, "t");
+        h.subscribe(b, "sync:s");
+        h.push("p", "s", &["x", "y"]);
+        all.extend(h.drain());
+        h.persist_ok();
+        h.text(
+            a,
+            r#"{"topic":"publish","data":{"topic":"t","data":[1,2]}}"#,
+        );
+        all.extend(h.drain());
+        all.push(format!("{a:?} {b:?}"));
+        all
+    };
+    assert_eq!(run(), run());
+}
