@@ -115,7 +115,7 @@ impl Outbox {
     }
 
     /// Resolves once the session was closed by the hub or forgotten by the
-    /// actor: from then on the connection only has its grace period left.
+    /// driver: from then on the connection only has its grace period left.
     pub(crate) async fn ending(&self) {
         poll_fn(|cx| {
             self.supervisor.register(cx.waker());

@@ -1,13 +1,13 @@
 //! [`AnyStore`]: the store a server binary picks at start (SQLite file,
 //! PostgreSQL shared by several nodes, or memory), behind one type so the
-//! actor is instantiated once.
+//! driver is instantiated once.
 
 use sync_core::store::{ScopeMark, ScopeRecords, ScopeUpdate};
 use sync_core::{Batch, MemoryStore, Recovered, Store};
 use sync_postgres::PgStore;
 use sync_sqlite::SqliteStore;
 
-/// A failure of whichever store is in use, with what the actor needs to know
+/// A failure of whichever store is in use, with what the server core needs to know
 /// about it: which scopes another node changed, and whether the store is
 /// unreachable.
 #[derive(Debug, thiserror::Error)]

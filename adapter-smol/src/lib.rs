@@ -5,7 +5,7 @@
 //! [`ExecutorThreads`] to run its executor), the accept loop ([`serve`]) on
 //! smol's `TcpListener` through smol-hyper's IO shim, SIGINT/SIGTERM
 //! handling ([`shutdown_signal`]), and the server binary (`src/main.rs`).
-//! Every drive loop (hub actor, persistence, connections, HTTP routes, the
+//! Every drive loop (the server core's driver, store jobs, connections, HTTP routes, the
 //! accept loop's body) lives in `adapter-common`, shared with the tokio
 //! adapter. It must never hold protocol logic that could live in a core.
 //!

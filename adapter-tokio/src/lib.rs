@@ -5,7 +5,7 @@
 //! accept loop ([`serve`]) on a tokio `TcpListener` with hyper's HTTP/1
 //! connections (upgrades enabled), SIGINT/SIGTERM handling
 //! ([`shutdown_signal`]), and the server binary (`src/main.rs`). Every drive
-//! loop (hub actor, persistence, connections, HTTP routes) lives in
+//! loop (the server core's driver, store jobs, connections, HTTP routes) lives in
 //! `adapter-common`, shared with the smol adapter. It must never hold
 //! protocol logic that could live in a core.
 //!

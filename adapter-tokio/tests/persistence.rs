@@ -118,7 +118,7 @@ async fn pushes_during_a_write_gather_into_one_batch_and_wait_for_it() {
             response
         }));
     }
-    // Every push has reached the engine once the actor counted it.
+    // Every push has reached the engine once the server core counted it.
     while handle.metrics().await.unwrap().sync.pushes < 11 {
         tokio::task::yield_now().await;
     }
@@ -156,5 +156,5 @@ async fn shutdown_finishes_the_batch_in_flight_and_answers_it() {
     let response = answer.await.unwrap();
     assert_eq!(response.status, 200, "{:?}", response.body);
     assert_eq!(*batches.lock().unwrap(), vec![1]);
-    assert!(handle.metrics().await.is_err(), "the actor has stopped");
+    assert!(handle.metrics().await.is_err(), "the server has stopped");
 }

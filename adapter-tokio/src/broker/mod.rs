@@ -2,7 +2,7 @@
 //!
 //! A link attaches itself to a running server
 //! ([`adapter_common::ServerHandle::attach_backplane`]), then carries out the
-//! actor's [`BackplaneCommand`]s (subscribe to a topic's channel while the
+//! server core's [`BackplaneCommand`]s (subscribe to a topic's channel while the
 //! node has local subscribers, publish local clients' messages) and hands
 //! other nodes' messages back with
 //! [`adapter_common::ServerHandle::deliver_remote`]. Each message carries the

@@ -40,7 +40,7 @@ pub(super) async fn run<U: Send + 'static>(
                     tracing::warn!(error = %e, "broker (redis) unreachable; retrying");
                     (Instant::now(), 0)
                 });
-                // Keep following the actor while waiting.
+                // Keep following the server while waiting.
                 let wait = tokio::time::sleep(Duration::from_millis(500));
                 tokio::pin!(wait);
                 loop {

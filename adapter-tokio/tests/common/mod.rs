@@ -150,7 +150,7 @@ impl ServerThread {
                 let _ = stop_rx.await;
                 serving.abort();
             });
-            // Every task (sessions, the actor, the store) goes with the runtime.
+            // Every task (sessions, the server's driver, the store) goes with the runtime.
             drop(rt);
         });
         let addr = ready_rx.recv_timeout(GUARD).expect("server started");
