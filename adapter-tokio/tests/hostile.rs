@@ -515,6 +515,9 @@ async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
     server
         .wait_for("the session closed", |m| m.live.sessions == 0)
         .await;
+    // tungstenite refused the text before the hub saw it; the close is still
+    // the peer's fault, not a close the server chose.
+    assert_eq!(server.metrics().await.live.peer_fault_closes, 1);
     // Binary frames carry no UTF-8 promise: the same bytes are a JSON error.
     let mut tcp = raw_websocket(server.addr).await;
     tcp.write_all(&client_frame(0x2, b"\xff\xfe"))
