@@ -26,7 +26,7 @@ where
     pub fn publish(&mut self, topic: &str, data: Bytes) -> Result<usize, ServerError> {
         let result = self.hub.publish(topic, &data);
         if result.is_ok() {
-            self.to_broker(topic.to_owned(), data);
+            self.forward_to_broker(topic.to_owned(), data);
         }
         self.pump();
         Ok(result?)
@@ -135,7 +135,7 @@ where
 
     /// Sends a local publish to the other nodes, if a broker is attached and
     /// the topic crosses nodes.
-    pub(super) fn to_broker(&mut self, topic: String, data: Bytes) {
+    pub(super) fn forward_to_broker(&mut self, topic: String, data: Bytes) {
         if self.broker.is_some() && !is_local_only(&topic) {
             self.outputs
                 .push_back(Output::Broker(BackplaneCommand::Publish { topic, data }));

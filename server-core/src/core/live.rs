@@ -106,7 +106,7 @@ where
                     b.inactive(topic);
                 }
             }
-            Event::Published { topic, data, .. } => self.to_broker(topic, data),
+            Event::Published { topic, data, .. } => self.forward_to_broker(topic, data),
             // Sessions are opened authenticated: nothing else is asked.
             _ => {}
         }

@@ -1356,11 +1356,7 @@ impl Sim {
     }
 
     fn complete_job(&mut self) {
-        if !self
-            .job
-            .as_ref()
-            .is_some_and(|(due, _)| *due <= self.now_ms)
-        {
+        if self.job.as_ref().is_none_or(|(due, _)| *due > self.now_ms) {
             return;
         }
         let Some((_, job)) = self.job.take() else {
@@ -1605,12 +1601,10 @@ impl Sim {
 
     fn advance(&mut self) {
         let next = self.next_event_ms();
-        if !self.faults || self.rng.chance(0.03) {
-            if next > self.now_ms {
-                self.counters.time_jumps += 1;
-                self.now_ms = next;
-                return;
-            }
+        if (!self.faults || self.rng.chance(0.03)) && next > self.now_ms {
+            self.counters.time_jumps += 1;
+            self.now_ms = next;
+            return;
         }
         self.now_ms += 1 + self.rng.below(20);
     }
