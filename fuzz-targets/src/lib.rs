@@ -9,6 +9,7 @@
 
 pub mod live_decode;
 pub mod live_hub;
+pub mod server_core;
 pub mod sync_request;
 pub mod sync_sim;
 
@@ -19,6 +20,7 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("live_decode", live_decode::run),
     ("live_hub", live_hub::run),
+    ("server_core", server_core::run),
     ("sync_request", sync_request::run),
     ("sync_sim", sync_sim::run),
 ];

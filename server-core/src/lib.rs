@@ -83,6 +83,8 @@ pub mod metrics;
 mod output;
 mod policy;
 mod request;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::core::ServerCore;
 pub use broker::BackplaneCommand;

@@ -95,7 +95,17 @@ where
     /// `backplane_events`).
     pub fn handle_broker_attached(&mut self, now: Instant) {
         self.at(now);
-        self.broker.get_or_insert_with(PendingInterest::default);
+        if self.broker.is_none() {
+            // Topics that already have local subscribers are asked for too.
+            let mut interest = PendingInterest::default();
+            let hub = &self.hub;
+            for id in hub.sessions() {
+                for topic in hub.topics_of(id).into_iter().flatten() {
+                    interest.active(topic.to_owned());
+                }
+            }
+            self.broker = Some(interest);
+        }
         self.pump();
     }
 
@@ -130,5 +140,52 @@ where
             self.outputs
                 .push_back(Output::Broker(BackplaneCommand::Publish { topic, data }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use live_core::Frame;
+    use sync_core::{KvApp, Recovered, Timestamp};
+
+    use crate::{AllowAll, BackplaneCommand, CoreConfig, Output, ServerCore};
+
+    #[test]
+    fn a_broker_attached_late_is_asked_for_the_topics_already_subscribed() {
+        let now = Instant::now();
+        let mut config = CoreConfig::with_seed(1);
+        config.hub.backplane_events = true;
+        let mut core: ServerCore<(), _, _> = ServerCore::new(
+            now,
+            Timestamp::from_millis(0),
+            config,
+            AllowAll,
+            KvApp::new(),
+            Recovered::default(),
+        )
+        .unwrap();
+        let id = core.handle_open(now, ());
+        for topic in ["chat", "sync:doc"] {
+            let frame = format!(r#"{{"topic":"subscribe","data":{{"topic":"{topic}"}}}}"#);
+            core.handle_frame(now, id, Frame::Text(Bytes::from(frame)));
+        }
+        while core.poll_output().is_some() {}
+        core.handle_broker_attached(now);
+        let Some(Output::Broker(command)) = core.poll_output() else {
+            panic!("the broker is told about chat");
+        };
+        assert_eq!(
+            command,
+            BackplaneCommand::Interest {
+                subscribe: vec!["chat".into()],
+                unsubscribe: vec![],
+            }
+        );
+        // Attaching again changes nothing.
+        core.handle_broker_attached(now);
+        assert!(core.poll_output().is_none());
     }
 }

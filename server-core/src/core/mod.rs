@@ -234,23 +234,32 @@ where
         RequestId(self.next_request)
     }
 
+    /// Moves the hub's socket work to the outputs, in order. Returns whether
+    /// there was any.
+    fn drain_hub_actions(&mut self) -> bool {
+        let mut any = false;
+        while let Some(action) = self.hub.poll_action() {
+            any = true;
+            self.outputs.push_back(match action {
+                live_core::Action::Send { id, frame } => Output::Send { id, frame },
+                live_core::Action::Close { id, code, reason } => Output::Close { id, code, reason },
+            });
+        }
+        any
+    }
+
     /// Drains both cores until neither has anything left to say, starts the
     /// next job if none is out, and finishes what that settles.
     fn pump(&mut self) {
         loop {
-            let mut busy = false;
-            while let Some(action) = self.hub.poll_action() {
-                busy = true;
-                self.outputs.push_back(match action {
-                    live_core::Action::Send { id, frame } => Output::Send { id, frame },
-                    live_core::Action::Close { id, code, reason } => {
-                        Output::Close { id, code, reason }
-                    }
-                });
-            }
+            let mut busy = self.drain_hub_actions();
             while let Some(event) = self.hub.poll_event() {
                 busy = true;
                 self.on_hub_event(event);
+                // What handling the event sent or closed goes out before the
+                // next event: a `_sync` answer that overflows a queue closes
+                // the session, and its `Close` must precede its `Closed`.
+                self.drain_hub_actions();
             }
             while let Some(output) = self.engine.poll_output() {
                 busy = true;
