@@ -127,6 +127,13 @@ impl<G: Send + Sync> ProfileServer<G> {
     }
 }
 
+impl<G: Send + Sync> ProfileServer<G> {
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 impl<G: Send + Sync> ServerUnderTest for ProfileServer<G> {
     fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)

@@ -23,7 +23,7 @@ use sync_core::{App, RequestId, Response, Store, Timestamp};
 
 use crate::handle::ServerHandle;
 use crate::hooks::{HookPolicy, Hooks, MessageCtx};
-use crate::inbox::{Call, Input, Reply, SyncBody};
+use crate::inbox::{Call, HttpSyncInput, Input, Persisted, Reply, SyncBody};
 use crate::outbox::{Conn, FlushBoard, Outbound};
 use crate::runtime::Runtime;
 
@@ -135,14 +135,15 @@ where
             Input::Frame { id, frame } => core.handle_frame(now, id, frame),
             Input::TransportClosed { id } => core.handle_transport_closed(now, id),
             Input::PeerFault { id, fault } => core.handle_peer_fault(now, id, fault),
-            Input::HttpSync {
-                user,
-                method,
-                path,
-                query,
-                body,
-                reply,
-            } => {
+            Input::HttpSync(input) => {
+                let HttpSyncInput {
+                    user,
+                    method,
+                    path,
+                    query,
+                    body,
+                    reply,
+                } = *input;
                 let body = match &body {
                     SyncBody::Read(bytes) => Body::Read(bytes),
                     SyncBody::TooLarge { limit } => Body::TooLarge { limit: *limit },
@@ -161,16 +162,17 @@ where
                 let id = core.handle_sync_request(now, request);
                 self.answers.insert(id, reply);
             }
-            Input::Persisted {
-                number,
-                result,
-                took,
-            } => {
+            Input::Persisted(report) => {
+                let Persisted {
+                    number,
+                    result,
+                    took,
+                } = *report;
                 if let Err(e) = core.handle_persisted(now, number, result, took) {
                     tracing::error!(error = %e, "persist report refused");
                 }
             }
-            Input::Reloaded(reloaded) => core.handle_reloaded(now, reloaded),
+            Input::Reloaded(reloaded) => core.handle_reloaded(now, *reloaded),
             Input::StoreNotice(scope) => core.handle_store_notice(now, scope),
             Input::BrokerAttach { commands } => {
                 self.broker = Some(commands);
@@ -178,7 +180,7 @@ where
             }
             Input::BrokerMessage { topic, data } => core.handle_broker_message(now, &topic, &data),
             Input::BrokerRestored => core.handle_broker_restored(now),
-            Input::Call(call) => self.call(call),
+            Input::Call(call) => self.call(*call),
             Input::Shutdown { done } => {
                 self.shutdown.push(done);
                 if core.is_stopped() {
@@ -271,29 +273,29 @@ where
                 Output::Persist(job) => {
                     let number = job.number;
                     let clock = self.rt.clone();
-                    let panicked = Input::Persisted {
+                    let panicked = Input::Persisted(Box::new(Persisted {
                         number,
                         result: Err(PersistFailure::other("store job panicked")),
                         took: Duration::ZERO,
-                    };
+                    }));
                     self.spawn_job(panicked, move |store: &mut S| {
                         let started = clock.now();
                         let result = server_core::jobs::persist(store, &job);
                         let took = clock.now().saturating_duration_since(started);
-                        Input::Persisted {
+                        Input::Persisted(Box::new(Persisted {
                             number,
                             result,
                             took,
-                        }
+                        }))
                     });
                 }
                 Output::Reload(job) => {
-                    let panicked = Input::Reloaded(Reloaded {
+                    let panicked = Input::Reloaded(Box::new(Reloaded {
                         error: Some("reload job panicked".into()),
                         ..Reloaded::default()
-                    });
+                    }));
                     self.spawn_job(panicked, move |store: &mut S| {
-                        Input::Reloaded(server_core::jobs::reload(store, &job))
+                        Input::Reloaded(Box::new(server_core::jobs::reload(store, &job)))
                     });
                 }
                 Output::Broker(command) => {

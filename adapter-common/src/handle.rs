@@ -6,7 +6,7 @@ use bytes::Bytes;
 use live_core::{Frame, PeerFault, SessionId};
 use sync_core::SyncRequest;
 
-use crate::inbox::{Call, Input, Reply, SyncBody};
+use crate::inbox::{Call, HttpSyncInput, Input, Reply, SyncBody};
 use crate::metrics::MetricsSnapshot;
 use crate::outbox::{Conn, FlushBoard, post_flush};
 
@@ -55,7 +55,7 @@ impl<U: Send + 'static> ServerHandle<U> {
     }
 
     async fn call<T>(&self, call: impl FnOnce(Reply<T>) -> Call) -> Result<T, ServerError> {
-        self.ask(|tx| Input::Call(call(tx))).await
+        self.ask(|tx| Input::Call(Box::new(call(tx)))).await
     }
 
     /// Attaches a broker link: from now on the server sends it what the
@@ -206,13 +206,15 @@ impl<U: Send + 'static> ServerHandle<U> {
         path: &str,
         body: SyncBody,
     ) -> Result<sync_core::Response, ServerError> {
-        self.ask(|reply| Input::HttpSync {
-            user,
-            method: parts.method.clone(),
-            path: path.to_owned(),
-            query: parts.uri.query().unwrap_or("").to_owned(),
-            body,
-            reply,
+        self.ask(|reply| {
+            Input::HttpSync(Box::new(HttpSyncInput {
+                user,
+                method: parts.method.clone(),
+                path: path.to_owned(),
+                query: parts.uri.query().unwrap_or("").to_owned(),
+                body,
+                reply,
+            }))
         })
         .await
     }

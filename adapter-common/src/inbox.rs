@@ -25,7 +25,9 @@ pub(crate) enum SyncBody {
     Unreadable(String),
 }
 
-/// One message into the driver.
+/// One message into the driver. Kept small (the larger inputs are boxed):
+/// every connection's task holds one while it waits for room in the inbox,
+/// so its size is paid per open connection.
 pub(crate) enum Input<U> {
     /// A WebSocket connection authenticated as `user` was upgraded.
     Open {
@@ -46,25 +48,14 @@ pub(crate) enum Input<U> {
         fault: PeerFault,
     },
     /// A sync request over HTTP, as read: the core parses and authorizes it.
-    HttpSync {
-        user: U,
-        method: http::Method,
-        path: String,
-        query: String,
-        body: SyncBody,
-        reply: Reply<Response>,
-    },
+    HttpSync(Box<HttpSyncInput<U>>),
     /// A parsed, authorized sync request from server-side code.
     Sync {
         request: SyncRequest,
         reply: Reply<Response>,
     },
-    Persisted {
-        number: u64,
-        result: Result<(), PersistFailure>,
-        took: Duration,
-    },
-    Reloaded(Reloaded),
+    Persisted(Box<Persisted>),
+    Reloaded(Box<Reloaded>),
     /// Another node committed to this scope (`None`: maybe to any scope).
     StoreNotice(Option<String>),
     /// A broker link attached itself: backplane commands go to it.
@@ -79,10 +70,27 @@ pub(crate) enum Input<U> {
     /// The broker link reconnected.
     BrokerRestored,
     /// A server-side command.
-    Call(Call),
+    Call(Box<Call>),
     Shutdown {
         done: Reply<()>,
     },
+}
+
+/// A sync request over HTTP, as read.
+pub(crate) struct HttpSyncInput<U> {
+    pub(crate) user: U,
+    pub(crate) method: http::Method,
+    pub(crate) path: String,
+    pub(crate) query: String,
+    pub(crate) body: SyncBody,
+    pub(crate) reply: Reply<Response>,
+}
+
+/// A store's report on a persist job.
+pub(crate) struct Persisted {
+    pub(crate) number: u64,
+    pub(crate) result: Result<(), PersistFailure>,
+    pub(crate) took: Duration,
 }
 
 /// A server-side command and where its result goes.
@@ -125,4 +133,20 @@ pub(crate) enum Call {
     Metrics {
         reply: Reply<MetricsSnapshot>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_input_stays_small_since_every_connection_holds_one() {
+        eprintln!(
+            "Input<String> {} Output<String> {} Action {}",
+            std::mem::size_of::<Input<String>>(),
+            std::mem::size_of::<server_core::Output<String>>(),
+            std::mem::size_of::<live_core::Action>()
+        );
+        assert!(std::mem::size_of::<Input<String>>() <= 72);
+    }
 }

@@ -10,13 +10,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use adapter_common::conformance::{self, ProfileHooks};
+use adapter_common::conformance::{self, ProfileHooks, ProfileServer};
 use adapter_common::{Server, ServerHandle};
 use adapter_tokio::client::{LiveClient, LiveEvent, LiveEvents, LiveOptions, Message};
 use adapter_tokio::{TokioRuntime, serve};
 use serde_json::{Value, json};
 use sync_sqlite::{Durability, SqliteStore};
-use testkit::conformance::{BoxFuture, ServerUnderTest};
 use testkit::profile::Profile;
 use tokio::net::TcpListener;
 
@@ -32,41 +31,14 @@ pub async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T 
 
 /// The tokio server with the conformance profile, served on the test's own
 /// runtime; dropping it stops accepting connections.
-pub struct TestServer {
-    addr: SocketAddr,
-    handle: ServerHandle<String>,
-    accepting: tokio::task::JoinHandle<std::io::Result<()>>,
-}
+pub type TestServer = ProfileServer<Accepting>;
 
-impl TestServer {
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
+/// Stops the accept loop when dropped.
+pub struct Accepting(tokio::task::JoinHandle<std::io::Result<()>>);
 
-impl Drop for TestServer {
+impl Drop for Accepting {
     fn drop(&mut self) {
-        self.accepting.abort();
-    }
-}
-
-impl ServerUnderTest for TestServer {
-    fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    fn http_base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn trim<'a>(&'a self, scope: &'a str, before: u64) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.handle
-                .trim(scope, before)
-                .await
-                .map_err(|e| e.to_string())
-        })
+        self.0.abort();
     }
 }
 
@@ -101,11 +73,7 @@ pub async fn start_server() -> TestServer {
     let server = profile_server(None).await;
     let handle = server.handle().clone();
     let accepting = tokio::spawn(serve(listener, server, std::future::pending()));
-    TestServer {
-        addr,
-        handle,
-        accepting,
-    }
+    ProfileServer::new(addr, handle, Accepting(accepting))
 }
 
 /// The tokio server on a runtime of its own thread: stopping it drops the

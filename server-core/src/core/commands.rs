@@ -124,11 +124,10 @@ where
     pub fn handle_broker_message(&mut self, now: Instant, topic: &str, data: &[u8]) {
         self.at(now);
         if let Err(e) = self.hub.publish(topic, data) {
-            self.outputs
-                .push_back(Output::Notice(Notice::RemoteRefused {
-                    topic: topic.to_owned(),
-                    message: e.to_string(),
-                }));
+            self.emit(Output::Notice(Notice::RemoteRefused {
+                topic: topic.to_owned(),
+                message: e.to_string(),
+            }));
         }
         self.pump();
     }
@@ -137,8 +136,7 @@ where
     /// the topic crosses nodes.
     pub(super) fn forward_to_broker(&mut self, topic: String, data: Bytes) {
         if self.broker.is_some() && !is_local_only(&topic) {
-            self.outputs
-                .push_back(Output::Broker(BackplaneCommand::Publish { topic, data }));
+            self.emit(Output::Broker(BackplaneCommand::Publish { topic, data }));
         }
     }
 }
@@ -149,24 +147,15 @@ mod tests {
 
     use bytes::Bytes;
     use live_core::Frame;
-    use sync_core::{KvApp, Recovered, Timestamp};
 
-    use crate::{AllowAll, BackplaneCommand, CoreConfig, Output, ServerCore};
+    use crate::{BackplaneCommand, CoreConfig, Output};
 
     #[test]
     fn a_broker_attached_late_is_asked_for_the_topics_already_subscribed() {
         let now = Instant::now();
         let mut config = CoreConfig::with_seed(1);
         config.hub.backplane_events = true;
-        let mut core: ServerCore<(), _, _> = ServerCore::new(
-            now,
-            Timestamp::from_millis(0),
-            config,
-            AllowAll,
-            KvApp::new(),
-            Recovered::default(),
-        )
-        .unwrap();
+        let mut core = super::super::test_core(config);
         let id = core.handle_open(now, ());
         for topic in ["chat", "sync:doc"] {
             let frame = format!(r#"{{"topic":"subscribe","data":{{"topic":"{topic}"}}}}"#);

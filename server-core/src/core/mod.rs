@@ -182,7 +182,11 @@ where
 
     /// The next thing to do, in order.
     pub fn poll_output(&mut self) -> Option<Output<U>> {
-        self.outputs.pop_front()
+        // Everything in `outputs` was queued before what the hub holds (see
+        // `emit`).
+        self.outputs
+            .pop_front()
+            .or_else(|| self.hub.poll_action().map(from_hub))
     }
 
     /// When [`ServerCore::handle_timeout`] must be called next, and why.
@@ -236,30 +240,28 @@ where
 
     /// Moves the hub's socket work to the outputs, in order. Returns whether
     /// there was any.
-    fn drain_hub_actions(&mut self) -> bool {
-        let mut any = false;
+    /// Queues an output of the core's own. The hub's sends and closes wait
+    /// in the hub's queue and [`ServerCore::poll_output`] takes them from
+    /// there, so a publish to a thousand sessions is not copied once more;
+    /// whatever the hub queued before this output is moved ahead of it here,
+    /// which keeps the order (a session's `Close` before its `Closed`).
+    fn emit(&mut self, output: Output<U>) {
         while let Some(action) = self.hub.poll_action() {
-            any = true;
-            self.outputs.push_back(match action {
-                live_core::Action::Send { id, frame } => Output::Send { id, frame },
-                live_core::Action::Close { id, code, reason } => Output::Close { id, code, reason },
-            });
+            self.outputs.push_back(from_hub(action));
         }
-        any
+        self.outputs.push_back(output);
     }
 
     /// Drains both cores until neither has anything left to say, starts the
     /// next job if none is out, and finishes what that settles.
     fn pump(&mut self) {
         loop {
-            let mut busy = self.drain_hub_actions();
+            // The hub's sends and closes need nothing more from the core:
+            // they stay in its queue (see `emit`).
+            let mut busy = false;
             while let Some(event) = self.hub.poll_event() {
                 busy = true;
                 self.on_hub_event(event);
-                // What handling the event sent or closed goes out before the
-                // next event: a `_sync` answer that overflows a queue closes
-                // the session, and its `Close` must precede its `Closed`.
-                self.drain_hub_actions();
             }
             while let Some(output) = self.engine.poll_output() {
                 busy = true;
@@ -273,12 +275,12 @@ where
             }
         }
         if let Some(command) = self.broker.as_mut().and_then(PendingInterest::take) {
-            self.outputs.push_back(Output::Broker(command));
+            self.emit(Output::Broker(command));
         }
         if self.persisting.is_none() && !self.engine.has_ready() {
             // Trims that reached no batch changed nothing: they are done.
             for ticket in std::mem::take(&mut self.trims_open) {
-                self.outputs.push_back(Output::Done {
+                self.emit(Output::Done {
                     ticket,
                     result: Ok(()),
                 });
@@ -290,8 +292,16 @@ where
             && !self.engine.has_ready()
         {
             self.stopped = true;
-            self.outputs.push_back(Output::Stopped);
+            self.emit(Output::Stopped);
         }
+    }
+}
+
+/// A hub action as the core's output.
+fn from_hub<U>(action: live_core::Action) -> Output<U> {
+    match action {
+        live_core::Action::Send { id, frame } => Output::Send { id, frame },
+        live_core::Action::Close { id, code, reason } => Output::Close { id, code, reason },
     }
 }
 
@@ -310,4 +320,18 @@ impl<U, P, A: App> std::fmt::Debug for ServerCore<U, P, A> {
             .field("stopped", &self.stopped)
             .finish_non_exhaustive()
     }
+}
+
+/// A core over an empty store, for this module's unit tests.
+#[cfg(test)]
+fn test_core(config: CoreConfig) -> ServerCore<(), crate::AllowAll, sync_core::KvApp> {
+    ServerCore::new(
+        Instant::now(),
+        Timestamp::from_millis(0),
+        config,
+        crate::AllowAll,
+        sync_core::KvApp::new(),
+        Recovered::default(),
+    )
+    .expect("an empty store recovers")
 }

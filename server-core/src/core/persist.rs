@@ -85,10 +85,11 @@ where
             Default::default()
         };
         self.persisting = Some((number, changes));
-        self.outputs.push_back(Output::Persist(PersistJob {
+        let forget = std::mem::take(&mut self.forget);
+        self.emit(Output::Persist(PersistJob {
             number,
             batch: ready.persist,
-            forget: std::mem::take(&mut self.forget),
+            forget,
             marks,
         }));
         true
@@ -105,12 +106,11 @@ where
             }
             Err(failure) => {
                 self.metrics.persist_failures += 1;
-                self.outputs
-                    .push_back(Output::Notice(Notice::PersistFailed {
-                        batch: number,
-                        message: failure.message.clone(),
-                        stale: !failure.reloaded.is_empty(),
-                    }));
+                self.emit(Output::Notice(Notice::PersistFailed {
+                    batch: number,
+                    message: failure.message.clone(),
+                    stale: !failure.reloaded.is_empty(),
+                }));
                 let message = failure.message.clone();
                 self.after_failed_batch(number, failure);
                 Err(ServerError::Store(message))
@@ -121,7 +121,7 @@ where
             .partition(|(n, _)| *n == number);
         self.trims_batched = waiting;
         for (_, ticket) in done {
-            self.outputs.push_back(Output::Done {
+            self.emit(Output::Done {
                 ticket,
                 result: outcome.clone(),
             });

@@ -46,8 +46,7 @@ where
         self.at(now);
         self.reloading = false;
         if let Some(message) = reloaded.error {
-            self.outputs
-                .push_back(Output::Notice(Notice::ReloadFailed { message }));
+            self.emit(Output::Notice(Notice::ReloadFailed { message }));
         }
         for update in &reloaded.updates {
             self.absorb_reload(update, true);
@@ -74,10 +73,8 @@ where
             })
             .collect();
         self.reloading = true;
-        self.outputs.push_back(Output::Reload(ReloadJob {
-            scopes,
-            forget: std::mem::take(&mut self.forget),
-        }));
+        let forget = std::mem::take(&mut self.forget);
+        self.emit(Output::Reload(ReloadJob { scopes, forget }));
     }
 
     /// Installs one reloaded scope; with `poke`, pokes this node's
@@ -100,10 +97,9 @@ where
                 // The store now believes we saw these records: make it refuse
                 // our next batch on the scope instead, which reloads it.
                 self.forget.push(scope.to_owned());
-                self.outputs
-                    .push_back(Output::Notice(Notice::ReloadRefused {
-                        scope: scope.to_owned(),
-                    }));
+                self.emit(Output::Notice(Notice::ReloadRefused {
+                    scope: scope.to_owned(),
+                }));
             }
         }
     }

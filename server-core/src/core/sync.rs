@@ -134,7 +134,7 @@ where
             self.metrics.errors += 1;
         }
         match waiter {
-            Waiter::Http => self.outputs.push_back(Output::Answer {
+            Waiter::Http => self.emit(Output::Answer {
                 request: id,
                 response,
             }),

@@ -60,70 +60,7 @@ const IDLE: Duration = Duration::from_millis(2000);
 
 type Core = ServerCore<String, AllowAll, KvApp>;
 
-/// Where the simulation's choices come from.
-#[derive(Debug, Clone)]
-pub enum Decisions {
-    /// xorshift64*: the simulation's own seeded generator.
-    Seeded(u64),
-    /// The bytes of a fuzz input, read in order. Once they run out every
-    /// `chance` is false and every number is 0, so the run heals and ends.
-    Bytes {
-        /// The input.
-        data: Vec<u8>,
-        /// How much of it has been read.
-        pos: usize,
-    },
-}
-
-impl Decisions {
-    /// A seeded generator.
-    pub fn seeded(seed: u64) -> Self {
-        Decisions::Seeded(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// Choices read from `data`.
-    pub fn from_bytes(data: &[u8]) -> Self {
-        Decisions::Bytes {
-            data: data.to_vec(),
-            pos: 0,
-        }
-    }
-
-    fn take(&mut self, n: usize) -> Option<u64> {
-        let Decisions::Bytes { data, pos } = self else {
-            return None;
-        };
-        let bytes = data.get(*pos..*pos + n)?;
-        *pos += n;
-        Some(bytes.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b)))
-    }
-
-    fn next(&mut self) -> u64 {
-        match self {
-            Decisions::Seeded(x) => {
-                *x ^= *x >> 12;
-                *x ^= *x << 25;
-                *x ^= *x >> 27;
-                x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-            }
-            Decisions::Bytes { .. } => self.take(8).unwrap_or(0),
-        }
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        match self {
-            Decisions::Seeded(_) => self.next() % n.max(1),
-            Decisions::Bytes { .. } => self.take(1).unwrap_or(0) % n.max(1),
-        }
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        match self {
-            Decisions::Seeded(_) => (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p,
-            Decisions::Bytes { .. } => self.take(1).is_some_and(|v| (v as f64 + 0.5) / 256.0 < p),
-        }
-    }
-}
+pub use sync_core::testing::Decisions;
 
 /// A deliberate fault in the simulated loops, to prove the invariants catch
 /// what they claim to.
@@ -486,7 +423,7 @@ impl Sim {
 
     /// As [`Sim::new`], with a deliberate fault in the simulated loops.
     pub fn with_sabotage(mut rng: Decisions, base: Instant, sabotage: Sabotage) -> Self {
-        let mut config = CoreConfig::with_seed(rng.next());
+        let mut config = CoreConfig::with_seed(rng.number());
         config.hub.limits.max_queued_messages = QUEUE;
         config.hub.timers.ping_interval = Some(PING);
         config.hub.timers.idle_timeout = Some(IDLE);
@@ -553,7 +490,7 @@ impl Sim {
         let name = format!("c{j}");
         let scope = SCOPES[j % 2].to_owned();
         let mut cfg = ReplicaConfig::new(scope.clone(), name.clone());
-        cfg.seed = self.rng.next();
+        cfg.seed = self.rng.number();
         cfg.push_batch = 1 + self.rng.below(5) as usize;
         cfg.pull_limit = 1 + self.rng.below(6);
         cfg.poll_interval = Duration::from_millis(2000);

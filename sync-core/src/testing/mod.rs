@@ -2,7 +2,10 @@
 //! `testing`): the application the tests run, and the seeded simulator. Not part
 //! of the stable API.
 
+mod decisions;
 pub mod simulation;
+
+pub use decisions::Decisions;
 
 use serde_json::{Value, json};
 
