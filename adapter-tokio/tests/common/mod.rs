@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use adapter_common::conformance::{self, ProfileHooks, ProfileServer};
-use adapter_common::{Server, ServerHandle};
+use adapter_common::Server;
 use adapter_tokio::client::{LiveClient, LiveEvent, LiveEvents, LiveOptions, Message};
 use adapter_tokio::{TokioRuntime, serve};
 use serde_json::{Value, json};
