@@ -16,6 +16,7 @@
 //! drain, to take its last frames) before the socket is dropped.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,37 +35,51 @@ use crate::runtime::Runtime;
 
 /// Serves one upgraded WebSocket for a session authenticated as `user`, until
 /// it ends.
-pub async fn run<R, U, W>(rt: R, server: ServerHandle<U>, ws: W, user: U, close_grace: Duration)
+///
+/// The returned future lives as long as the connection, so its size is paid
+/// per open connection: the socket is split (moved to the heap) before it
+/// starts, and the steps that run once or rarely (opening, the close
+/// handshake, the grace period, a full inbox) keep their state boxed only
+/// while they run.
+pub fn run<R, U, W>(
+    rt: R,
+    server: ServerHandle<U>,
+    ws: W,
+    user: U,
+    close_grace: Duration,
+) -> impl Future<Output = ()> + Send
 where
     R: Runtime,
     U: Send + 'static,
     W: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin,
 {
+    let (sink, stream) = ws.split();
     let outbox = Arc::new(Outbox::default());
     let conn = Conn {
         outbox: outbox.clone(),
     };
-    let mut ws = ws;
-    let Ok(id) = server.open(user, conn).await else {
-        let close = CloseFrame {
-            code: CloseCode::Away,
-            reason: "server stopped".into(),
+    async move {
+        let mut sink = sink;
+        let Ok(id) = server.open(user, conn).await else {
+            let close = CloseFrame {
+                code: CloseCode::Away,
+                reason: "server stopped".into(),
+            };
+            let _ = Box::pin(sink.send(Message::Close(Some(close)))).await;
+            return;
         };
-        let _ = ws.send(Message::Close(Some(close))).await;
-        return;
-    };
-    let (sink, stream) = ws.split();
-    let work = join(
-        write_loop(sink, &outbox, &server, id),
-        read_loop(stream, &server, id),
-    );
-    let deadline = async {
-        // When the hub closed the session or forgot it (transport gone),
-        // the grace period starts.
-        outbox.ending().await;
-        rt.sleep_until(rt.now() + close_grace).await;
-    };
-    select(std::pin::pin!(work), std::pin::pin!(deadline)).await;
+        let work = join(
+            write_loop(sink, &outbox, &server, id),
+            read_loop(stream, &server, id),
+        );
+        let deadline = async {
+            // When the hub closed the session or forgot it (transport gone),
+            // the grace period starts.
+            outbox.ending().await;
+            Box::pin(rt.sleep_until(rt.now() + close_grace)).await;
+        };
+        select(std::pin::pin!(work), std::pin::pin!(deadline)).await;
+    }
 }
 
 async fn read_loop<U, T>(mut stream: T, server: &ServerHandle<U>, id: SessionId)
@@ -91,7 +106,7 @@ where
                 let Some(fault) = peer_fault(&e) else {
                     break;
                 };
-                server.peer_fault(id, fault).await;
+                Box::pin(server.peer_fault(id, fault)).await;
                 while let Some(Ok(_)) = stream.next().await {}
                 return;
             }
@@ -100,7 +115,7 @@ where
             return;
         }
     }
-    server.transport_closed(id).await;
+    Box::pin(server.transport_closed(id)).await;
 }
 
 async fn write_loop<U, K>(mut sink: K, outbox: &Outbox, server: &ServerHandle<U>, id: SessionId)
@@ -119,7 +134,7 @@ where
                     bytes += frame.len();
                     if let Some(message) = to_message(frame) {
                         if sink.feed(message).await.is_err() {
-                            server.transport_closed(id).await;
+                            Box::pin(server.transport_closed(id)).await;
                             return;
                         }
                     }
@@ -135,7 +150,7 @@ where
             }
         }
         if sink.flush().await.is_err() {
-            server.transport_closed(id).await;
+            Box::pin(server.transport_closed(id)).await;
             return;
         }
         if messages > 0 {
@@ -143,7 +158,7 @@ where
         }
         if let Some(close) = close {
             // An error here means the peer closed first; either way we are done.
-            let _ = sink.send(Message::Close(Some(close))).await;
+            let _ = Box::pin(sink.send(Message::Close(Some(close)))).await;
             return;
         }
     }

@@ -223,8 +223,28 @@ impl<U: Send + 'static> ServerHandle<U> {
         self.ask(|reply| Input::Open { user, conn, reply }).await
     }
 
-    pub(crate) async fn frame(&self, id: SessionId, frame: Frame) -> Result<(), ServerError> {
-        self.send_input(Input::Frame { id, frame }).await
+    /// A frame read from a session's socket. Handed over without waiting
+    /// when the inbox has room; only a full inbox keeps a (boxed) send
+    /// pending, so the reader's future stays small for every connection.
+    pub(crate) fn frame(
+        &self,
+        id: SessionId,
+        frame: Frame,
+    ) -> impl std::future::Future<Output = Result<(), ServerError>> + Send + '_ {
+        let pending = match self.inbox.try_send(Input::Frame { id, frame }) {
+            Ok(()) => Ok(None),
+            Err(async_channel::TrySendError::Full(input)) => {
+                Ok(Some(Box::pin(self.inbox.send(input))))
+            }
+            Err(async_channel::TrySendError::Closed(_)) => Err(()),
+        };
+        async move {
+            match pending {
+                Ok(None) => Ok(()),
+                Ok(Some(send)) => send.await.map_err(|_| ServerError::Stopped),
+                Err(()) => Err(ServerError::Stopped),
+            }
+        }
     }
 
     pub(crate) fn flushed(&self, id: SessionId, messages: usize, bytes: usize) {

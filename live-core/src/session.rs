@@ -40,7 +40,9 @@ pub(crate) struct Session<A> {
     pub(crate) held: VecDeque<Bytes>,
     /// Total payload bytes in `held`.
     pub(crate) held_bytes: usize,
-    pub(crate) pending: Option<PendingAuthorize>,
+    /// The authorization question the session waits for, boxed: most
+    /// sessions never have one, and every session pays its slot.
+    pub(crate) pending: Option<Box<PendingAuthorize>>,
     pub(crate) last_received: Instant,
     pub(crate) next_ping: Option<Instant>,
     /// The entry this session has in the hub's timer set, if any. It may be

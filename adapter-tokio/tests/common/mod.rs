@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use adapter_common::conformance::{self, ProfileHooks, ProfileServer};
 use adapter_common::Server;
+use adapter_common::conformance::{self, ProfileHooks, ProfileServer};
 use adapter_tokio::client::{LiveClient, LiveEvent, LiveEvents, LiveOptions, Message};
 use adapter_tokio::{TokioRuntime, serve};
 use serde_json::{Value, json};

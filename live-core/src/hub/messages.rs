@@ -151,13 +151,13 @@ impl<A> Hub<A> {
             .authorize_timeout
             .and_then(|d| after(now, d));
         let s = &mut self.sessions[key];
-        s.pending = Some(PendingAuthorize {
+        s.pending = Some(Box::new(PendingAuthorize {
             ticket,
             command,
             topic: topic.clone(),
             data,
             deadline,
-        });
+        }));
         self.events.push_back(Event::Authorize {
             ticket,
             id: s.id,
