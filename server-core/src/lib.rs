@@ -75,10 +75,12 @@
 //! ```
 
 pub mod broker;
+pub mod claims;
 mod config;
 mod core;
 mod error;
 pub mod jobs;
+pub mod limits;
 pub mod metrics;
 mod output;
 mod policy;
@@ -88,9 +90,10 @@ pub mod testing;
 
 pub use crate::core::ServerCore;
 pub use broker::BackplaneCommand;
-pub use config::CoreConfig;
+pub use config::{CoreConfig, RateLimit};
+pub use crate::core::guard::{REFRESH_TOPIC, RefreshRefused};
 pub use error::ServerError;
-pub use metrics::{MetricsSnapshot, SyncMetrics};
+pub use metrics::{GuardMetrics, MetricsSnapshot, SyncMetrics};
 pub use output::{
     Deadline, Notice, Output, PersistFailure, PersistJob, ReloadJob, Reloaded, Ticket, TimerReason,
 };
