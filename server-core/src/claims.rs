@@ -265,7 +265,12 @@ mod tests {
     fn the_policy_refuses_with_a_reason_and_reports_expiry() {
         let a = token(&["a"], &[], &[]);
         assert_eq!(ClaimsPolicy.authorize_scope(&a, "a"), Ok("a".into()));
-        assert!(ClaimsPolicy.authorize_scope(&a, "b").unwrap_err().contains("b"));
+        assert!(
+            ClaimsPolicy
+                .authorize_scope(&a, "b")
+                .unwrap_err()
+                .contains("b")
+        );
         assert_eq!(
             ClaimsPolicy.expires_at(&a),
             Some(Timestamp::from_millis(2_000_000_000_000))

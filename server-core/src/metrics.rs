@@ -252,13 +252,41 @@ pub fn render(m: &MetricsSnapshot) -> String {
     );
     let g = &m.guard;
     for (name, help, value) in [
-        ("auth_refreshes_total", "In-band token refreshes accepted.", g.refreshes),
-        ("auth_refreshes_refused_total", "In-band token refreshes refused.", g.refreshes_refused),
-        ("auth_tokens_expired_total", "Sessions closed because their token expired (4001).", g.tokens_expired),
-        ("limit_messages_dropped_total", "Messages dropped over a session's rate limit.", g.messages_limited),
-        ("limit_sessions_closed_total", "Sessions closed for staying over their rate limit (4029).", g.sessions_limited),
-        ("limit_connections_refused_total", "Connections refused over the connection limits.", g.connections_refused),
-        ("limit_sync_requests_refused_total", "Sync requests refused over their rate limit (429).", g.sync_limited),
+        (
+            "auth_refreshes_total",
+            "In-band token refreshes accepted.",
+            g.refreshes,
+        ),
+        (
+            "auth_refreshes_refused_total",
+            "In-band token refreshes refused.",
+            g.refreshes_refused,
+        ),
+        (
+            "auth_tokens_expired_total",
+            "Sessions closed because their token expired (4001).",
+            g.tokens_expired,
+        ),
+        (
+            "limit_messages_dropped_total",
+            "Messages dropped over a session's rate limit.",
+            g.messages_limited,
+        ),
+        (
+            "limit_sessions_closed_total",
+            "Sessions closed for staying over their rate limit (4029).",
+            g.sessions_limited,
+        ),
+        (
+            "limit_connections_refused_total",
+            "Connections refused over the connection limits.",
+            g.connections_refused,
+        ),
+        (
+            "limit_sync_requests_refused_total",
+            "Sync requests refused over their rate limit (429).",
+            g.sync_limited,
+        ),
     ] {
         metric(name, counter, help, value.to_string());
     }

@@ -67,7 +67,9 @@ fn drain(core: &mut Core) -> Vec<Value> {
                 frame: OutFrame::Text(b),
                 ..
             } => out.push(serde_json::from_slice(&b).unwrap()),
-            Output::Close { code, reason, .. } => out.push(json!({"close": code, "reason": reason})),
+            Output::Close { code, reason, .. } => {
+                out.push(json!({"close": code, "reason": reason}))
+            }
             Output::Closed { .. } => out.push(json!("closed")),
             Output::Refresh { token, .. } => out.push(json!({"verify": token})),
             Output::Answer { response, .. } => {
@@ -159,7 +161,12 @@ fn a_refresh_moves_the_expiry_and_ends_subscriptions_no_longer_allowed() {
     drain(&mut core);
 
     let later = now + Duration::from_secs(20);
-    send(&mut core, later, id, json!({"topic":"refresh","data":{"token":"T2"}}));
+    send(
+        &mut core,
+        later,
+        id,
+        json!({"topic":"refresh","data":{"token":"T2"}}),
+    );
     assert_eq!(drain(&mut core), [json!({"verify": "T2"})]);
     core.handle_refresh(later, id, Ok(token(90, &["a"], &["x"])));
     let out = drain(&mut core);
@@ -169,8 +176,14 @@ fn a_refresh_moves_the_expiry_and_ends_subscriptions_no_longer_allowed() {
         .map(|v| v["data"]["message"].as_str().unwrap())
         .collect();
     assert_eq!(ended.len(), 2, "{out:?}");
-    assert!(ended[0].contains("sync:b") && ended[1].contains(" y "), "{ended:?}");
-    assert_eq!(out.last().unwrap(), &json!({"topic":"refresh","data":{"ok":true}}));
+    assert!(
+        ended[0].contains("sync:b") && ended[1].contains(" y "),
+        "{ended:?}"
+    );
+    assert_eq!(
+        out.last().unwrap(),
+        &json!({"topic":"refresh","data":{"ok":true}})
+    );
     let topics: Vec<&str> = core.hub().topics_of(id).unwrap().collect();
     assert_eq!(topics, ["sync:a", "x"]);
 
@@ -178,7 +191,10 @@ fn a_refresh_moves_the_expiry_and_ends_subscriptions_no_longer_allowed() {
     let (at, _) = core.poll_timeout().unwrap();
     assert_eq!(at, now + Duration::from_secs(90));
     core.handle_timeout(now + Duration::from_secs(31));
-    assert!(core.hub().contains(id), "refreshed: still open past the old expiry");
+    assert!(
+        core.hub().contains(id),
+        "refreshed: still open past the old expiry"
+    );
     assert_eq!(core.metrics().guard.refreshes, 1);
 }
 
@@ -189,8 +205,14 @@ fn a_refused_refresh_keeps_the_old_token_and_says_why() {
     send(&mut core, now, id, subscribe("x"));
     drain(&mut core);
     for (refusal, code) in [
-        (RefreshRefused::Unauthorized("bad token signature".into()), "unauthorized"),
-        (RefreshRefused::Expired("token expired".into()), "token_expired"),
+        (
+            RefreshRefused::Unauthorized("bad token signature".into()),
+            "unauthorized",
+        ),
+        (
+            RefreshRefused::Expired("token expired".into()),
+            "token_expired",
+        ),
     ] {
         core.handle_refresh(now, id, Err(refusal));
         let out = drain(&mut core);
@@ -202,7 +224,12 @@ fn a_refused_refresh_keeps_the_old_token_and_says_why() {
     let (at, _) = core.poll_timeout().unwrap();
     assert_eq!(at, now + Duration::from_secs(30));
     // A refresh without a token string is a bad request, not a verification.
-    send(&mut core, now, id, json!({"topic":"refresh","data":{"token":5}}));
+    send(
+        &mut core,
+        now,
+        id,
+        json!({"topic":"refresh","data":{"token":5}}),
+    );
     let out = drain(&mut core);
     assert_eq!(out[0]["data"]["code"], "bad_data", "{out:?}");
 }
@@ -211,7 +238,12 @@ fn a_refused_refresh_keeps_the_old_token_and_says_why() {
 fn refresh_is_an_application_message_unless_configured() {
     let (mut core, now) = core(CoreConfig::with_seed(3));
     let id = core.handle_open(now, Access::Anonymous);
-    send(&mut core, now, id, json!({"topic":"refresh","data":{"token":"T"}}));
+    send(
+        &mut core,
+        now,
+        id,
+        json!({"topic":"refresh","data":{"token":"T"}}),
+    );
     let mut saw_message = false;
     while let Some(o) = core.poll_output() {
         saw_message |= matches!(o, Output::Message { ref topic, .. } if topic == "refresh");
@@ -251,7 +283,56 @@ fn a_flood_gets_one_error_frame_then_a_close_and_others_are_untouched() {
     for i in 0..5 {
         send(&mut core, now, calm, subscribe(&format!("c{i}")));
     }
-    send(&mut core, now + Duration::from_millis(100), calm, subscribe("c5"));
+    send(
+        &mut core,
+        now + Duration::from_millis(100),
+        calm,
+        subscribe("c5"),
+    );
     assert!(drain(&mut core).iter().all(|v| v["topic"] != "error"));
     assert_eq!(core.hub().topics_of(calm).unwrap().count(), 6);
+}
+
+#[test]
+fn messages_after_a_refresh_wait_for_its_answer() {
+    let (mut core, now) = core(refreshing());
+    let id = core.handle_open(now, token(30, &[], &["x"]));
+    drain(&mut core);
+    send(
+        &mut core,
+        now,
+        id,
+        json!({"topic":"refresh","data":{"token":"bad"}}),
+    );
+    send(&mut core, now, id, subscribe("nope"));
+    send(
+        &mut core,
+        now,
+        id,
+        json!({"topic":"refresh","data":{"token":"good"}}),
+    );
+    send(&mut core, now, id, subscribe("x"));
+    // Only the first refresh is out; the rest wait.
+    assert_eq!(drain(&mut core), [json!({"verify": "bad"})]);
+    core.handle_refresh(
+        now,
+        id,
+        Err(RefreshRefused::Unauthorized("bad token signature".into())),
+    );
+    let out = drain(&mut core);
+    assert_eq!(out[0]["data"]["code"], "unauthorized", "{out:?}");
+    assert_eq!(
+        out[1]["data"]["code"], "forbidden",
+        "the subscribe, after: {out:?}"
+    );
+    assert_eq!(out[2], json!({"verify": "good"}));
+    assert_eq!(
+        out.len(),
+        3,
+        "the last subscribe waits for the second refresh"
+    );
+    core.handle_refresh(now, id, Ok(token(60, &[], &["x"])));
+    let out = drain(&mut core);
+    assert_eq!(out, [json!({"topic":"refresh","data":{"ok":true}})]);
+    assert_eq!(core.hub().topics_of(id).unwrap().collect::<Vec<_>>(), ["x"]);
 }

@@ -8,7 +8,7 @@
 //! [`ServerCore::handle_refresh`]; what the new credential allows is
 //! decided here, from the [`Policy`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,6 +25,11 @@ use crate::policy::{Policy, scope_maps_to_itself};
 /// The topic of in-band token refreshes: `{"topic":"refresh","data":{"token":T}}`,
 /// answered `{"topic":"refresh","data":{"ok":true}}` or an error frame.
 pub const REFRESH_TOPIC: &str = "refresh";
+
+/// Messages a session may send while its refresh is being verified; they
+/// wait, so they are served in order after the refresh's answer. Past this
+/// the session is closed (1008).
+const MAX_HELD_DURING_REFRESH: usize = 256;
 
 /// Why a refresh token was refused, as the loop that verified it says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +56,8 @@ pub(super) struct Guard {
     expiry: BTreeMap<SessionId, Instant>,
     deadlines: BTreeSet<(Instant, SessionId)>,
     buckets: BTreeMap<SessionId, Bucket>,
+    /// Sessions whose refresh is out, with the messages that arrived since.
+    refreshing: BTreeMap<SessionId, VecDeque<Frame>>,
 }
 
 impl Guard {
@@ -73,6 +80,7 @@ impl Guard {
     pub(super) fn forget(&mut self, id: SessionId) {
         self.set_expiry(id, None);
         self.buckets.remove(&id);
+        self.refreshing.remove(&id);
     }
 
     /// Sessions whose credential expired at or before `now`, forgotten.
@@ -136,6 +144,7 @@ where
         result: Result<U, RefreshRefused>,
     ) {
         self.at(now);
+        let held = self.guard.refreshing.remove(&id);
         match result {
             Ok(user) => self.refresh_accepted(id, user),
             Err(refused) => {
@@ -148,6 +157,46 @@ where
             }
         }
         self.pump();
+        if let Some(held) = held {
+            self.replay_held(id, held);
+        }
+    }
+
+    /// Hands the hub the messages that waited for a refresh, in order,
+    /// until one of them is a refresh again (the rest wait for that one).
+    fn replay_held(&mut self, id: SessionId, mut held: VecDeque<Frame>) {
+        while let Some(frame) = held.pop_front() {
+            self.hub.handle_frame(self.now, id, frame);
+            self.pump();
+            if let Some(waiting) = self.guard.refreshing.get_mut(&id) {
+                waiting.extend(held);
+                return;
+            }
+        }
+    }
+
+    /// Holds a data frame of a session whose refresh is out, so it is served
+    /// after the refresh's answer (`Ok`; a session that sends too many
+    /// meanwhile is closed instead). `Err` gives back a frame that need not
+    /// wait.
+    pub(super) fn hold_during_refresh(&mut self, id: SessionId, frame: Frame) -> Result<(), Frame> {
+        if !matches!(frame, Frame::Text(_) | Frame::Binary(_)) {
+            return Err(frame);
+        }
+        let Some(held) = self.guard.refreshing.get_mut(&id) else {
+            return Err(frame);
+        };
+        if held.len() < MAX_HELD_DURING_REFRESH {
+            held.push_back(frame);
+        } else {
+            self.guard.refreshing.remove(&id);
+            let _ = self.hub.close(
+                id,
+                codes::POLICY,
+                "too many messages while a token refresh was verified",
+            );
+        }
+        Ok(())
     }
 
     fn refresh_accepted(&mut self, id: SessionId, user: U) {
@@ -170,7 +219,9 @@ where
                 let _ = self.hub.unsubscribe(id, &topic);
                 let message =
                     format!("subscription to {topic} ended: the new token does not allow it");
-                let _ = self.hub.send_error_frame(id, ErrorCode::Forbidden, &message);
+                let _ = self
+                    .hub
+                    .send_error_frame(id, ErrorCode::Forbidden, &message);
             }
         }
         self.watch_expiry(id, &user);
@@ -184,7 +235,9 @@ where
             self.guard.set_expiry(id, None);
             return;
         };
-        let left = expires.as_millis().saturating_sub(self.wall_now().as_millis());
+        let left = expires
+            .as_millis()
+            .saturating_sub(self.wall_now().as_millis());
         if left == 0 {
             self.guard.set_expiry(id, None);
             self.expire(id);
@@ -196,9 +249,11 @@ where
 
     fn expire(&mut self, id: SessionId) {
         self.guard_metrics.tokens_expired += 1;
-        let _ = self
-            .hub
-            .close(id, codes::TOKEN_EXPIRED, "token expired: refresh it before it expires");
+        let _ = self.hub.close(
+            id,
+            codes::TOKEN_EXPIRED,
+            "token expired: refresh it before it expires",
+        );
     }
 
     /// Closes the sessions whose credential expired by `now`.
@@ -225,7 +280,8 @@ where
         if !matches!(frame, Frame::Text(_) | Frame::Binary(_)) {
             return true;
         }
-        let (Some(limit), Some(bucket)) = (self.config.message_rate, self.guard.buckets.get_mut(&id))
+        let (Some(limit), Some(bucket)) =
+            (self.config.message_rate, self.guard.buckets.get_mut(&id))
         else {
             return true;
         };
@@ -241,7 +297,9 @@ where
                     "too many messages: at most {} per second (bursts of {}); this one was dropped",
                     limit.per_second, limit.burst
                 );
-                let _ = self.hub.send_error_frame(id, ErrorCode::RateLimited, &message);
+                let _ = self
+                    .hub
+                    .send_error_frame(id, ErrorCode::RateLimited, &message);
                 false
             }
             Verdict::Close => {
@@ -261,7 +319,10 @@ where
             .ok()
             .and_then(|v| v.get("token")?.as_str().map(str::to_owned));
         match token {
-            Some(token) => self.outputs.push_back(Output::Refresh { id, token }),
+            Some(token) => {
+                self.guard.refreshing.entry(id).or_default();
+                self.outputs.push_back(Output::Refresh { id, token });
+            }
             None => {
                 let _ = self.hub.send_error_frame(
                     id,
@@ -301,7 +362,9 @@ mod tests {
             .collect();
         assert_eq!(
             verdicts,
-            ["pass", "pass", "pass", "warn", "drop", "drop", "close", "close"]
+            [
+                "pass", "pass", "pass", "warn", "drop", "drop", "close", "close"
+            ]
         );
     }
 

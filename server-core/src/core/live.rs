@@ -33,7 +33,9 @@ where
     /// A frame was read from the session's socket.
     pub fn handle_frame(&mut self, now: Instant, id: SessionId, frame: Frame) {
         self.at(now);
-        if self.admit_frame(id, &frame) {
+        if self.admit_frame(id, &frame)
+            && let Err(frame) = self.hold_during_refresh(id, frame)
+        {
             self.hub.handle_frame(self.now, id, frame);
         }
         self.pump();
