@@ -158,6 +158,7 @@ async fn accepted<R, H, Raw, IO, F, Fut>(
         }
         Either::Right(_) => {
             tracing::debug!(%peer, "handshake timed out");
+            service.note_header_timeout();
             return;
         }
     };
@@ -170,7 +171,9 @@ async fn accepted<R, H, Raw, IO, F, Fut>(
                 .header_read_timeout(timeout)
                 .keep_alive(false)
                 .serve_connection(io, service_fn(admission::refusal(why)));
-            let _ = refusal.await;
+            if refusal.await.is_err_and(|e| e.is_timeout()) {
+                service.note_header_timeout();
+            }
             return;
         }
     };
@@ -185,18 +188,22 @@ async fn accepted<R, H, Raw, IO, F, Fut>(
         .header_read_timeout(timeout)
         .serve_connection(Counted::new(io, permit), with_peer)
         .with_upgrades();
-    serve_connection(connection, peer, stopping, tracked).await;
+    if serve_connection(connection, peer, stopping, tracked).await {
+        service.note_header_timeout();
+    }
 }
 
 /// One HTTP connection's task: serves it to its end, or, once `stopping` is
-/// closed, lets the exchange in flight finish and ends it. Holds `_tracked`
-/// so the accept loop can count the connections left.
+/// closed, lets the exchange in flight finish and ends it. Returns whether
+/// it ended because a request's headers did not arrive in time. Holds
+/// `_tracked` so the accept loop can count the connections left.
 async fn serve_connection<IO, Svc>(
     connection: http1::UpgradeableConnection<IO, Svc>,
     peer: SocketAddr,
     stopping: async_channel::Receiver<()>,
     _tracked: Arc<()>,
-) where
+) -> bool
+where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     Svc: hyper::service::HttpService<hyper::body::Incoming>,
     Svc::ResBody: 'static,
@@ -210,7 +217,11 @@ async fn serve_connection<IO, Svc>(
             connection.await
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    match result {
+        Ok(()) => false,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            e.is_timeout()
+        }
     }
 }

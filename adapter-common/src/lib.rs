@@ -21,7 +21,8 @@
 //! - the application hooks ([`Hooks`]), the [`ServerHandle`] for server-side
 //!   publish/send/close/subscribe/trim, graceful shutdown;
 //! - the accept loop ([`accept`]) over any stream of accepted connections,
-//!   with graceful shutdown;
+//!   with an optional per-connection handshake (TLS, [`tls`]), the
+//!   connection limits ([`admission`]) and graceful shutdown;
 //! - token authentication for the ready server ([`auth`]): signed tokens
 //!   verified with `jsonwebtoken`, their claims judged by `server_core::claims`;
 //! - configuration ([`ServerConfig`]) and the command-line flags both server

@@ -257,4 +257,17 @@ async fn headers_sent_one_byte_at_a_time_are_cut_off_and_others_are_served() {
         rest.is_empty() || text.starts_with("HTTP/1.1 408"),
         "{text}"
     );
+    let counted = async {
+        loop {
+            let mut http = TcpStream::connect(server.addr).await.unwrap();
+            let (_, body) = get(&mut http, "/metrics").await;
+            if metric(&body, "limit_header_timeouts_total").is_some_and(|n| n >= 1) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(GUARD, counted)
+        .await
+        .expect("the timeout is counted in /metrics");
 }

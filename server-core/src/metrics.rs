@@ -57,6 +57,10 @@ pub struct GuardMetrics {
     pub connections_refused: u64,
     /// Total: sync requests refused over their rate limit (429).
     pub sync_limited: u64,
+    /// Total: connections dropped because their headers (or TLS
+    /// handshake) did not arrive within the header read timeout (counted
+    /// by the accept loop).
+    pub header_timeouts: u64,
 }
 
 /// Everything `/metrics` shows.
@@ -287,6 +291,11 @@ pub fn render(m: &MetricsSnapshot) -> String {
             "Sync requests refused over their rate limit (429).",
             g.sync_limited,
         ),
+        (
+            "limit_header_timeouts_total",
+            "Connections dropped at the header read timeout.",
+            g.header_timeouts,
+        ),
     ] {
         metric(name, counter, help, value.to_string());
     }
@@ -339,6 +348,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 32);
+        assert_eq!(samples.len(), 33);
     }
 }

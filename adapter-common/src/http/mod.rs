@@ -68,6 +68,9 @@ struct Inner<R: Runtime, H: Hooks> {
     connections: crate::admission::SharedLimits,
     /// Sync requests per client, when bounded.
     sync_rates: Option<std::sync::Mutex<ClientRates>>,
+    /// Connections dropped because their headers (or TLS handshake) did
+    /// not arrive within the header read timeout.
+    header_timeouts: std::sync::atomic::AtomicU64,
 }
 
 impl<R: Runtime, H: Hooks> Clone for Service<R, H> {
@@ -99,6 +102,7 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
                     .map(|limit| std::sync::Mutex::new(ClientRates::new(limit))),
                 config,
                 server,
+                header_timeouts: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -129,6 +133,14 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
         crate::admission::admit(&self.inner.connections, ip)
     }
 
+    /// Counts a connection dropped at the header read timeout (for
+    /// `/metrics`).
+    pub fn note_header_timeout(&self) {
+        self.inner
+            .header_timeouts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The configuration the server was started with (an accept loop reads
     /// its connection settings, such as the header read timeout, from it).
     pub fn config(&self) -> &ServerConfig {
@@ -157,6 +169,10 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
                 Ok(mut m) => {
                     m.guard.connections_refused =
                         crate::admission::lock(&self.inner.connections).refused();
+                    m.guard.header_timeouts = self
+                        .inner
+                        .header_timeouts
+                        .load(std::sync::atomic::Ordering::Relaxed);
                     if let Some(rates) = &self.inner.sync_rates {
                         m.guard.sync_limited = rates
                             .lock()
