@@ -139,7 +139,8 @@ pub trait Hooks: Send + Sync + 'static {
 }
 
 /// Hooks that let everybody in: no authentication, every scope and topic
-/// allowed, application messages ignored. What the stock server binary uses.
+/// allowed, application messages ignored. (The stock server binary uses
+/// [`crate::auth::TokenHooks`], which is this without `--jwt-secret`.)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenHooks;
 
