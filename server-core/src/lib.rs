@@ -10,8 +10,12 @@
 //! reload and push again, a bounded number of times, then 503
 //! `unavailable`; outage: 503; anything else: the engine's errors); reloads
 //! of scopes other nodes wrote, before their pokes; trims; authorization
-//! decisions from the application's [`Policy`]; the broker's interest;
-//! shutdown drain; the operator counters ([`metrics`]).
+//! decisions from the application's [`Policy`]; what a signed token's
+//! claims allow ([`claims`]); credentials that expire (a deadline of the
+//! core, closing with 4001) and their in-band refresh; each session's
+//! message rate; the abuse limits the loops ask before the core sees a
+//! client ([`limits`]); the broker's interest; shutdown drain; the operator
+//! counters ([`metrics`]).
 //!
 //! # What it must never do
 //!
