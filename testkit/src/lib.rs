@@ -127,6 +127,7 @@
 //!   400 `invalid_mutation`; errors are always `{"code","error"}`.
 //! - **Trim hook**: [`conformance::ServerUnderTest::trim`] calls the server's trim.
 
+pub mod binary_limits;
 mod binary_process;
 pub mod binary_tls;
 pub mod binary_tokens;

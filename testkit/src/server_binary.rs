@@ -93,6 +93,27 @@ macro_rules! server_binary_suite {
         }
 
         #[test]
+        fn connections_over_the_per_ip_bound_are_429() {
+            $crate::server_binary::run(
+                $crate::binary_limits::connections_over_the_per_ip_bound_are_429($exe),
+            );
+        }
+
+        #[test]
+        fn a_subscribe_storm_is_rate_limited_then_closed() {
+            $crate::server_binary::run(
+                $crate::binary_limits::a_subscribe_storm_is_rate_limited_then_closed($exe),
+            );
+        }
+
+        #[test]
+        fn headers_one_byte_at_a_time_are_cut_off() {
+            $crate::server_binary::run(
+                $crate::binary_limits::headers_one_byte_at_a_time_are_cut_off($exe),
+            );
+        }
+
+        #[test]
         fn tls_serves_https_and_wss() {
             $crate::server_binary::run($crate::binary_tls::tls_serves_https_and_wss($exe));
         }
