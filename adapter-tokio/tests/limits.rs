@@ -271,3 +271,25 @@ async fn headers_sent_one_byte_at_a_time_are_cut_off_and_others_are_served() {
         .await
         .expect("the timeout is counted in /metrics");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_total_bound_every_address_gets_503() {
+    let server = start(|c| {
+        c.max_connections = Some(3);
+        c.header_read_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let mut held = Vec::new();
+    for last in 1..=3 {
+        let mut tcp = connect_from([127, 0, 0, last], server.addr).await;
+        assert_eq!(get(&mut tcp, "/healthz").await.0, 200);
+        held.push(tcp);
+    }
+    let mut late = connect_from([127, 0, 0, 9], server.addr).await;
+    let (status, body) = get(&mut late, "/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], "too_many_connections");
+    // A held connection still serves.
+    assert_eq!(get(&mut held[0], "/healthz").await.0, 200);
+}
