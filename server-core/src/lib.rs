@@ -41,14 +41,17 @@
 //!    HTTP (`handle_http_sync`); a job's result (`handle_persisted`,
 //!    `handle_reloaded`); another node's commit (`handle_store_notice`); a
 //!    broker message (`handle_broker_message`, `handle_broker_restored`); a
-//!    deadline (`handle_timeout`); server-side commands (`publish`, `send`,
+//!    refresh token's verification (`handle_refresh`); a deadline
+//!    (`handle_timeout`, credential expiries included); server-side commands (`publish`, `send`,
 //!    `close`, `subscribe`, `trim`, `handle_shutdown`);
 //! 3. drain [`ServerCore::poll_output`] and carry out each [`Output`] in
 //!    order: frames and closes to connections, answers to HTTP requests,
 //!    [`Output::Persist`] / [`Output::Reload`] to the store (at most one out;
 //!    report it with the matching `handle_*`), commands to the broker,
 //!    [`Output::Message`] and [`Output::Closed`] to the application's hooks
-//!    (which may call commands; drain again after them);
+//!    (which may call commands; drain again after them), [`Output::Refresh`]
+//!    to the token verifier (answer with `handle_refresh`; the session's
+//!    later messages wait for it);
 //! 4. sleep until [`ServerCore::poll_timeout`] or the next input.
 //!
 //! Nothing is answered, published or poked before the batch holding it is
