@@ -185,12 +185,12 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
     /// What else the binary can do instead of serving.
     #[command(subcommand)]
-    pub command: Option<Tool>,
+    pub command: Option<Job>,
 }
 
 /// The binary's other jobs.
 #[derive(Debug, Clone, PartialEq, Subcommand)]
-pub enum Tool {
+pub enum Job {
     /// Print a token for a user, signed with --jwt-secret (HS256).
     Token(MintArgs),
 }
@@ -375,8 +375,8 @@ pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 impl ServeArgs {
     /// Runs the subcommand, if one was given, and returns the exit status
     /// (`None`: serve). `now` is the wall time a minted token starts at.
-    pub fn run_tool(&self, now: std::time::SystemTime) -> Option<std::process::ExitCode> {
-        let Tool::Token(mint) = self.command.as_ref()?;
+    pub fn run_job(&self, now: std::time::SystemTime) -> Option<std::process::ExitCode> {
+        let Job::Token(mint) = self.command.as_ref()?;
         let secret = self.jwt_secret.as_deref().unwrap_or_default();
         Some(match mint.mint(secret, now) {
             Ok(token) => {
@@ -634,7 +634,7 @@ mod tests {
             "60",
         ])
         .unwrap();
-        let Some(Tool::Token(mint)) = &a.command else {
+        let Some(Job::Token(mint)) = &a.command else {
             panic!("the token subcommand")
         };
         assert_eq!(mint.scopes, ["user:{sub}", "team:*"]);

@@ -17,7 +17,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = ServeArgs::parse();
-    if let Some(status) = args.run_tool(std::time::SystemTime::now()) {
+    if let Some(status) = args.run_job(std::time::SystemTime::now()) {
         return status;
     }
     args.init_logging();
