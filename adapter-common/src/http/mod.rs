@@ -13,11 +13,11 @@
 //!   request, authorizes its scopes (403) and runs it.
 //! - `/healthz`: `ok`. `/metrics`: Prometheus text, with the connection
 //!   limits' and sync rate limits' refusals.
+//! - anything else: a file from the static directory if one is configured,
+//!   else 404.
 //!
 //! Sync requests over [`ServerConfig::sync_rate`] for their client are
 //! answered 429 `rate_limited` before their body is read.
-//! - anything else: a file from the static directory if one is configured,
-//!   else 404.
 
 pub mod body;
 pub mod builtin_web;
