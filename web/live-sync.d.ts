@@ -14,6 +14,16 @@ export function backoffDelay(attempt: number, base: number, max: number, random?
 /** A token, or a function returning the current one (for refreshable tokens). */
 export type Token = string | (() => string | undefined);
 
+/**
+ * Returns a fresh token (a JWT whose `exp` the client reads to refresh it in
+ * time). Asked when there is none or it expired, before expiry, and after the
+ * server refused one.
+ */
+export type GetToken = () => string | Promise<string>;
+
+/** The `exp` claim of a JWT (seconds since the epoch), or null. */
+export function tokenExpiry(token: string): number | null;
+
 /** Removes the handler it was returned for. */
 export type Off = () => void;
 
@@ -26,6 +36,12 @@ export interface LiveOptions {
   url?: string;
   /** Sent as the `token` query parameter of the upgrade request. */
   token?: Token;
+  /**
+   * Fresh tokens: before connecting, shortly before expiry (sent in-band as
+   * `{"topic":"refresh","data":{"token":T}}`, no reconnect) and on
+   * `token_expired`. Takes precedence over `token`.
+   */
+  getToken?: GetToken;
   /** First reconnect delay in ms (default 250). */
   backoffBase?: number;
   /** Longest reconnect delay in ms (default 10000). */
@@ -48,6 +64,8 @@ export interface LiveEvents {
   close: (ev: { code: number; reason: string }) => void;
   message: (topic: string, data: unknown) => void;
   error: (err: LiveError) => void;
+  /** The server accepted an in-band token refresh. */
+  refresh: (answer: { ok: boolean }) => void;
 }
 
 /** Topic pub/sub over one WebSocket that reconnects and resubscribes by itself. */
@@ -62,6 +80,8 @@ export class LiveClient {
   connect(): void;
   /** Closes the socket until `connect()` is called again. */
   close(): void;
+  /** Sends a fresh token from `getToken` in-band; done by itself before expiry. */
+  refreshToken(): Promise<boolean>;
   /** Adds a handler for `topic`; the first one subscribes on the server. */
   subscribe<T = any>(topic: string, handler: (data: T, topic: string) => void): Off;
   /** Removes one handler (or all); the last one unsubscribes on the server. */
@@ -172,6 +192,8 @@ export interface SyncOptions {
   prefix?: string;
   /** Sent as `Authorization: Bearer <token>`. */
   token?: Token;
+  /** Fresh tokens: when there is none, it expired, or after a 401. */
+  getToken?: GetToken;
   /** Default: the best available. */
   storage?: ReplicaStorage | "memory" | "localStorage" | "indexedDB";
   /**

@@ -102,6 +102,97 @@ function readToken(token) {
   return typeof token === "function" ? token() : token;
 }
 
+/**
+ * The `exp` claim of a JWT (seconds since the epoch), or null when the token
+ * is not a readable JWT. The signature is the server's business, not ours.
+ * @param {string} token
+ */
+export function tokenExpiry(token) {
+  try {
+    const part = token.split(".")[1];
+    const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
+    const json = JSON.parse(atob(b64 + "===".slice((b64.length + 3) % 4)));
+    return typeof json.exp === "number" ? json.exp : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+/**
+ * Where a client's token comes from: a fixed token, a function returning the
+ * current one, or `getToken`, an async callback asked for a fresh token when
+ * there is none, when the current one nears expiry, and after the server
+ * said it expired. Concurrent asks share one call.
+ */
+class TokenSource {
+  /**
+   * @param {string | (() => string | undefined) | undefined} token
+   * @param {(() => string | Promise<string>) | undefined} getToken
+   * @param {() => number} now milliseconds since the epoch
+   */
+  constructor(token, getToken, now = Date.now) {
+    this._token = token;
+    this._getToken = getToken;
+    this._now = now;
+    /** @type {string | null} */
+    this._current = null;
+    /** @type {Promise<string | undefined> | null} */
+    this._asking = null;
+  }
+
+  /** True when tokens come from `getToken` (and can be refreshed). */
+  get refreshable() {
+    return typeof this._getToken === "function";
+  }
+
+  /** The token to send now, asking `getToken` if there is none or it expired. */
+  async get() {
+    if (!this.refreshable) return readToken(this._token);
+    const exp = this._current ? tokenExpiry(this._current) : null;
+    if (this._current && (exp === null || exp * 1000 > this._now())) return this._current;
+    return this.fresh();
+  }
+
+  /** Asks `getToken` for a new token (one call at a time). */
+  fresh() {
+    if (!this.refreshable) return Promise.resolve(readToken(this._token));
+    if (!this._asking) {
+      this._asking = Promise.resolve()
+        .then(() => this._getToken())
+        .then(
+          (token) => {
+            this._asking = null;
+            this._current = token || null;
+            return token || undefined;
+          },
+          (err) => {
+            this._asking = null;
+            throw err;
+          },
+        );
+    }
+    return this._asking;
+  }
+
+  /** Forgets the current token (the server refused it). */
+  invalidate() {
+    this._current = null;
+  }
+
+  /**
+   * Milliseconds until the current token should be refreshed: a tenth of
+   * its remaining life before `exp`, at least 5 s and at most 60 s early;
+   * null when it has no readable expiry.
+   */
+  refreshIn() {
+    const exp = this._current ? tokenExpiry(this._current) : null;
+    if (exp === null) return null;
+    const left = exp * 1000 - this._now();
+    const early = Math.min(60000, Math.max(5000, left / 10));
+    return Math.max(0, left - early);
+  }
+}
+
 function defaultOrigin() {
   return globalThis.location ? globalThis.location.origin : "http://127.0.0.1:8080";
 }
@@ -119,6 +210,11 @@ function defaultOrigin() {
  * @property {string} [url] WebSocket URL; default `ws(s)://<page host>/ws`.
  * @property {string | (() => string | undefined)} [token] sent as `?token=`
  *   (browsers cannot set headers on a WebSocket upgrade).
+ * @property {() => string | Promise<string>} [getToken] returns a fresh
+ *   token: called before connecting when there is none (or it expired), shortly
+ *   before it expires (the new one is sent in-band as
+ *   `{"topic":"refresh","data":{"token":T}}`, without reconnecting) and when
+ *   the server says `token_expired`. Takes precedence over `token`.
  * @property {number} [backoffBase] first reconnect delay in ms (default 250).
  * @property {number} [backoffMax] longest reconnect delay in ms (default 10000).
  * @property {boolean} [autoConnect] connect at once (default true).
@@ -139,6 +235,9 @@ export class LiveClient extends Emitter {
     const origin = defaultOrigin().replace(/^http/, "ws");
     this.url = options.url || origin + DEFAULT_WS_PATH;
     this.token = options.token;
+    this._tokens = new TokenSource(options.token, options.getToken);
+    this._refreshTimer = null;
+    this._opening = false;
     this.backoffBase = options.backoffBase ?? 250;
     this.backoffMax = options.backoffMax ?? 10000;
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
@@ -183,12 +282,29 @@ export class LiveClient extends Emitter {
   /** Opens the socket (again); a no-op while connecting or open. */
   connect() {
     this._closed = false;
-    if (this._ws) return;
+    if (this._ws || this._opening) return;
     clearTimeout(this._timer);
     this._timer = null;
     this._setState(this._attempt === 0 ? "connecting" : "reconnecting");
+    if (!this._tokens.refreshable) {
+      this._open(readToken(this.token));
+      return;
+    }
+    this._opening = true;
+    this._tokens.get().then(
+      (token) => {
+        this._opening = false;
+        if (!this._closed && !this._ws) this._open(token);
+      },
+      () => {
+        this._opening = false;
+        if (!this._closed) this._scheduleReconnect();
+      },
+    );
+  }
+
+  _open(token) {
     let url = this.url;
-    const token = readToken(this.token);
     if (token) url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
     let ws;
     try {
@@ -204,6 +320,7 @@ export class LiveClient extends Emitter {
       for (const topic of this._topics.keys()) this._sendRaw("subscribe", { topic });
       this._setState("open");
       this._emit("open");
+      this._armRefresh();
     };
     ws.onmessage = (ev) => {
       if (this._ws !== ws) return;
@@ -212,6 +329,10 @@ export class LiveClient extends Emitter {
     ws.onclose = (ev) => {
       if (this._ws !== ws) return;
       this._ws = null;
+      clearTimeout(this._refreshTimer);
+      this._refreshTimer = null;
+      // 4001: the token expired; 1008 may be a refused one. Ask for another.
+      if (ev.code === 4001 || ev.code === 1008) this._tokens.invalidate();
       this._emit("close", { code: ev.code, reason: ev.reason });
       if (this._closed) {
         this._setState("closed");
@@ -224,11 +345,50 @@ export class LiveClient extends Emitter {
     };
   }
 
+  /**
+   * Gets a fresh token from `getToken` and sends it in-band, without
+   * reconnecting; the server answers `{"topic":"refresh","data":{"ok":true}}`
+   * (event `refresh`) or an error frame. Done by itself before expiry.
+   * @returns {Promise<boolean>} whether a token was sent
+   */
+  async refreshToken() {
+    if (!this._tokens.refreshable) return false;
+    let token;
+    try {
+      token = await this._tokens.fresh();
+    } catch (e) {
+      this._armRefresh(5000);
+      return false;
+    }
+    if (!token || !this.connected) return false;
+    const sent = this._sendRaw("refresh", { token });
+    // At least 5 s apart, even if getToken keeps returning a token near expiry.
+    const next = this._tokens.refreshIn();
+    if (next !== null) this._armRefresh(Math.max(next, 5000));
+    return sent;
+  }
+
+  _armRefresh(delay) {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (!this._tokens.refreshable || !this.connected) return;
+    const wait = delay ?? this._tokens.refreshIn();
+    if (wait === null) return;
+    // Timers past 2^31 ms fire at once; tokens that long-lived wait in steps.
+    this._refreshTimer = setTimeout(() => {
+      this._refreshTimer = null;
+      if (delay === undefined && this._tokens.refreshIn() > 0) this._armRefresh();
+      else this.refreshToken();
+    }, Math.min(wait, 2 ** 31 - 1));
+  }
+
   /** Closes the socket for good (until `connect()` is called again). */
   close() {
     this._closed = true;
     clearTimeout(this._timer);
     this._timer = null;
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
     const ws = this._ws;
     this._ws = null;
     if (ws) ws.close(1000, "client closed");
@@ -317,7 +477,14 @@ export class LiveClient extends Emitter {
       return;
     }
     if (!env || typeof env.topic !== "string") return;
-    if (env.topic === "error") this._emit("error", env.data);
+    if (env.topic === "error") {
+      this._emit("error", env.data);
+      if (env.data && env.data.code === "token_expired") {
+        this._tokens.invalidate();
+        this.refreshToken();
+      }
+    }
+    if (env.topic === "refresh") this._emit("refresh", env.data);
     this._emit("message", env.topic, env.data);
     const set = this._topics.get(env.topic);
     if (set) {
@@ -346,7 +513,7 @@ export class LiveClient extends Emitter {
   }
 
   _reconnectNow() {
-    if (this._closed || this._ws) return;
+    if (this._closed || this._ws || this._opening) return;
     clearTimeout(this._timer);
     this._timer = null;
     this.connect();
@@ -704,6 +871,10 @@ async function claimClient(scope, records) {
  * @property {string} [baseUrl] origin of the sync endpoints (default the page's).
  * @property {string} [prefix] sync path prefix (default `/_sync`).
  * @property {string | (() => string | undefined)} [token] sent as `Authorization: Bearer`.
+ * @property {() => string | Promise<string>} [getToken] returns a fresh token:
+ *   asked when there is none or it expired, and again after the server answers
+ *   401 (`token_expired` or `unauthorized`). Takes precedence over `token`;
+ *   a `live` client given with its own `getToken` refreshes separately.
  * @property {ReplicaStorage | "memory" | "localStorage" | "indexedDB"} [storage]
  *   default: the best available.
  * @property {Storage | null} [journal] where `mutate()` writes each mutation
@@ -817,6 +988,7 @@ export class SyncClient extends Emitter {
     this._baseUrl = (options.baseUrl || defaultOrigin()).replace(/\/$/, "");
     this._prefix = options.prefix ?? DEFAULT_SYNC_PREFIX;
     this._token = options.token;
+    this._tokens = new TokenSource(options.token, options.getToken);
     this._fetch = options.fetch || globalThis.fetch.bind(globalThis);
     this._mutators = { ...BUILTIN_MUTATORS, ...(options.mutators || {}) };
     this._pushBatch = Math.max(1, options.pushBatch ?? 100);
@@ -1109,7 +1281,7 @@ export class SyncClient extends Emitter {
   async _request(what, body, signal) {
     /** @type {Record<string, string>} */
     const headers = { "content-type": "application/json" };
-    const token = readToken(this._token);
+    const token = await this._tokens.get();
     if (token) headers.authorization = "Bearer " + token;
     const res = await this._fetch(this._baseUrl + this._prefix + "/" + what, {
       method: "POST",
@@ -1125,6 +1297,8 @@ export class SyncClient extends Emitter {
     } catch (e) {
       json = null;
     }
+    // A refused token is not asked again: the retry gets a fresh one.
+    if (res.status === 401) this._tokens.invalidate();
     return { status: res.status, json };
   }
 

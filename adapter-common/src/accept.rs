@@ -1,8 +1,11 @@
-//! The accept loop shared by every adapter: serve each accepted connection
-//! with hyper's HTTP/1 (upgrades enabled), stop on a shutdown future, then shut
-//! down gracefully. An adapter only turns its runtime's listener into a
+//! The accept loop shared by every adapter: count each accepted connection
+//! against the connection limits (refusing it with a JSON 429/503 over
+//! them), serve it with hyper's HTTP/1 (upgrades enabled) with its peer
+//! address in each request, stop on a shutdown future, then shut down
+//! gracefully. An adapter only turns its runtime's listener into a
 //! stream of hyper IO objects.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -12,8 +15,12 @@ use std::time::Duration;
 
 use futures_util::future::{Either, select};
 use futures_util::{Stream, StreamExt};
+use http::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::service_fn;
 
+use crate::admission::{self, Counted, PeerAddr};
 use crate::hooks::Hooks;
 use crate::runtime::Runtime;
 use crate::server::Server;
@@ -51,6 +58,29 @@ where
     S: Stream<Item = io::Result<(IO, SocketAddr)>>,
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    serve_incoming_with(incoming, server, shutdown, |io| std::future::ready(Ok(io))).await
+}
+
+/// As [`serve_incoming`], with a `handshake` (such as TLS) run on each
+/// accepted connection in its own task, within
+/// [`crate::ServerConfig::header_read_timeout`], before HTTP is served on
+/// what it returns. A handshake that fails or takes too long drops the
+/// connection; nobody else waits for it.
+pub async fn serve_incoming_with<R, H, S, Raw, IO, F, Fut>(
+    incoming: S,
+    server: Server<R, H>,
+    shutdown: impl Future<Output = ()>,
+    handshake: F,
+) -> io::Result<()>
+where
+    R: Runtime,
+    H: Hooks,
+    S: Stream<Item = io::Result<(Raw, SocketAddr)>>,
+    Raw: Send + 'static,
+    F: Fn(Raw) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = io::Result<IO>> + Send + 'static,
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let service = server.service();
     let rt = service.runtime().clone();
     // Closed (not sent on) to tell every HTTP connection to finish its
@@ -64,7 +94,7 @@ where
         let mut incoming = pin!(incoming);
         let mut shutdown = pin!(shutdown);
         loop {
-            let (stream, peer) = match select(incoming.next(), shutdown.as_mut()).await {
+            let (raw, peer) = match select(incoming.next(), shutdown.as_mut()).await {
                 Either::Left((Some(Ok(pair)), _)) => pair,
                 Either::Left((Some(Err(e)), _)) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -74,14 +104,15 @@ where
                 // The listener ended by itself: shut down as if asked to.
                 Either::Left((None, _)) | Either::Right(_) => break,
             };
-            let connection = http1::Builder::new()
-                .timer(RuntimeTimer(rt.clone()))
-                .header_read_timeout(service.config().header_read_timeout)
-                .serve_connection(stream, service.clone())
-                .with_upgrades();
-            rt.spawn(serve_connection(
-                connection,
+            // Counted before the handshake: connections still shaking hands
+            // hold their place too.
+            let admitted = service.admit(peer.ip());
+            rt.spawn(accepted(
+                service.clone(),
+                handshake.clone(),
+                raw,
                 peer,
+                admitted,
                 stopping.clone(),
                 tracker.clone(),
             ));
@@ -99,15 +130,80 @@ where
     Ok(())
 }
 
+/// One accepted connection's task: its handshake, then HTTP with its peer
+/// address in each request, or the JSON refusal if it was over the limits.
+async fn accepted<R, H, Raw, IO, F, Fut>(
+    service: crate::http::Service<R, H>,
+    handshake: F,
+    raw: Raw,
+    peer: SocketAddr,
+    admitted: Result<admission::Permit, server_core::limits::ConnectionRefused>,
+    stopping: async_channel::Receiver<()>,
+    tracked: Arc<()>,
+) where
+    R: Runtime,
+    H: Hooks,
+    F: Fn(Raw) -> Fut,
+    Fut: Future<Output = io::Result<IO>>,
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let rt = service.runtime().clone();
+    let timeout = service.config().header_read_timeout;
+    let deadline = rt.sleep_until(rt.now() + timeout);
+    let io = match select(pin!(handshake(raw)), pin!(deadline)).await {
+        Either::Left((Ok(io), _)) => io,
+        Either::Left((Err(e), _)) => {
+            tracing::debug!(%peer, error = %e, "handshake failed");
+            return;
+        }
+        Either::Right(_) => {
+            tracing::debug!(%peer, "handshake timed out");
+            service.note_header_timeout();
+            return;
+        }
+    };
+    let permit = match admitted {
+        Ok(permit) => permit,
+        Err(why) => {
+            tracing::debug!(%peer, ?why, "connection refused over the limits");
+            let refusal = http1::Builder::new()
+                .timer(RuntimeTimer(rt.clone()))
+                .header_read_timeout(timeout)
+                .keep_alive(false)
+                .serve_connection(io, service_fn(admission::refusal(why)));
+            if refusal.await.is_err_and(|e| e.is_timeout()) {
+                service.note_header_timeout();
+            }
+            return;
+        }
+    };
+    let serving = service.clone();
+    let with_peer = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(PeerAddr(peer));
+        let serving = serving.clone();
+        async move { Ok::<_, Infallible>(serving.handle(request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(RuntimeTimer(rt))
+        .header_read_timeout(timeout)
+        .serve_connection(Counted::new(io, permit), with_peer)
+        .with_upgrades();
+    if serve_connection(connection, peer, stopping, tracked).await {
+        service.note_header_timeout();
+    }
+}
+
 /// One HTTP connection's task: serves it to its end, or, once `stopping` is
-/// closed, lets the exchange in flight finish and ends it. Holds `_tracked`
-/// so the accept loop can count the connections left.
+/// closed, lets the exchange in flight finish and ends it. Returns whether
+/// it ended because a request's headers did not arrive in time. Holds
+/// `_tracked` so the accept loop can count the connections left.
 async fn serve_connection<IO, Svc>(
     connection: http1::UpgradeableConnection<IO, Svc>,
     peer: SocketAddr,
     stopping: async_channel::Receiver<()>,
     _tracked: Arc<()>,
-) where
+) -> bool
+where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     Svc: hyper::service::HttpService<hyper::body::Incoming>,
     Svc::ResBody: 'static,
@@ -121,7 +217,11 @@ async fn serve_connection<IO, Svc>(
             connection.await
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    match result {
+        Ok(()) => false,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            e.is_timeout()
+        }
     }
 }

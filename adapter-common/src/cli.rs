@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use live_core::handshake::OriginPolicy;
 use sync_core::MemoryStore;
 use sync_postgres::{PgOptions, PgStore};
 use sync_sqlite::{Durability, SqliteStore};
 
+use crate::auth::{KeyError, TokenHooks, TokenVerifier};
 use crate::config::ServerConfig;
-use crate::hooks::OpenHooks;
 use crate::runtime::Runtime;
 use crate::server::Server;
 use crate::store::{AnyStore, AnyStoreError};
@@ -110,6 +110,132 @@ pub struct ServeArgs {
     /// tungstenite write buffer target per connection, in bytes.
     #[arg(long, env = "LIVE_SYNC_WS_WRITE_BUFFER", default_value_t = 8192)]
     pub ws_write_buffer: usize,
+    /// Require tokens signed with HS256 and this secret on every WebSocket
+    /// upgrade and sync request (claims: sub, exp, scopes, topics,
+    /// publish). Prefer the environment variable: command lines are
+    /// visible to other users of the machine.
+    #[arg(
+        long,
+        env = "LIVE_SYNC_JWT_SECRET",
+        hide_env_values = true,
+        global = true,
+        value_name = "SECRET"
+    )]
+    pub jwt_secret: Option<String>,
+    /// Require tokens signed with RS256 or ES256, verified with this public
+    /// key: a PEM file, or a JWKS file (`{"keys":[...]}`, keys chosen by
+    /// `kid`).
+    #[arg(
+        long,
+        env = "LIVE_SYNC_JWT_PUBLIC_KEY",
+        value_name = "FILE",
+        conflicts_with = "jwt_secret"
+    )]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Let anybody in without a token, even on an address other machines
+    /// can reach (without it, such an address needs --jwt-secret or
+    /// --jwt-public-key). Loopback is always open without tokens.
+    #[arg(long, env = "LIVE_SYNC_ALLOW_ANONYMOUS", conflicts_with_all = ["jwt_secret", "jwt_public_key"])]
+    pub allow_anonymous: bool,
+    /// Messages one WebSocket connection may send per second, sustained
+    /// (a token bucket; over it a `rate_limited` error frame, then a close
+    /// with 4029 if it goes on). 0: unlimited.
+    #[arg(long, env = "LIVE_SYNC_MAX_MESSAGES_PER_SECOND", default_value_t = 100)]
+    pub max_messages_per_second: u32,
+    /// Messages one WebSocket connection may send at once, above the
+    /// sustained rate.
+    #[arg(long, env = "LIVE_SYNC_MESSAGE_BURST", default_value_t = 200)]
+    pub message_burst: u32,
+    /// Most connections open at once (more: 503 `too_many_connections`).
+    /// 0: unbounded.
+    #[arg(long, env = "LIVE_SYNC_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most connections open at once from one client IP address (more: 429
+    /// `too_many_connections`). 0: unbounded.
+    #[arg(long, env = "LIVE_SYNC_MAX_CONNECTIONS_PER_IP", default_value_t = 500)]
+    pub max_connections_per_ip: usize,
+    /// Sync requests per second per client: its token's user, else its IP
+    /// address (loopback is not limited). Bursts of twice as many; more:
+    /// 429 `rate_limited`. 0: unlimited.
+    #[arg(
+        long,
+        env = "LIVE_SYNC_MAX_SYNC_REQUESTS_PER_SECOND",
+        default_value_t = 50
+    )]
+    pub max_sync_requests_per_second: u32,
+    /// Seconds a client may take to send a request's headers before the
+    /// connection is closed (against clients that send one byte at a time).
+    #[arg(long, env = "LIVE_SYNC_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Serve HTTPS and WSS with this PEM certificate chain (with --tls-key).
+    #[arg(
+        long,
+        env = "LIVE_SYNC_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "LIVE_SYNC_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// What else the binary can do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Job>,
+}
+
+/// The binary's other jobs.
+#[derive(Debug, Clone, PartialEq, Subcommand)]
+pub enum Job {
+    /// Print a token for a user, signed with --jwt-secret (HS256).
+    Token(MintArgs),
+}
+
+/// What a minted token says.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct MintArgs {
+    /// The user (`sub` claim).
+    #[arg(long)]
+    pub sub: String,
+    /// Sync scopes the user may use (repeat or comma-separate; `*` matches
+    /// anything, `{sub}` is the user).
+    #[arg(long = "scope", value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// Live topics the user may subscribe to (patterns as for --scope).
+    #[arg(long = "topic", value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Live topics the user may publish to (patterns as for --scope).
+    #[arg(long = "publish", value_delimiter = ',')]
+    pub publish: Vec<String>,
+    /// Seconds the token is valid.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+}
+
+impl MintArgs {
+    /// The token these flags describe, valid from `now`, signed with `secret`.
+    pub fn mint(&self, secret: &str, now: std::time::SystemTime) -> Result<String, StartupError> {
+        if secret.is_empty() {
+            return Err(
+                "--jwt-secret (or LIVE_SYNC_JWT_SECRET) is required to sign a token".into(),
+            );
+        }
+        let now = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = server_core::claims::Claims {
+            sub: self.sub.clone(),
+            exp: now.saturating_add(self.ttl),
+            scopes: self.scopes.clone(),
+            topics: self.topics.clone(),
+            publish: self.publish.clone(),
+        };
+        Ok(crate::auth::mint_hs256(secret.as_bytes(), &claims)?)
+    }
 }
 
 impl ServeArgs {
@@ -149,7 +275,58 @@ impl ServeArgs {
             ws_read_buffer: self.ws_read_buffer,
             ws_write_buffer: self.ws_write_buffer,
             shared_store: self.postgres_url().is_some(),
+            token_refresh: true,
+            max_connections: (self.max_connections > 0).then_some(self.max_connections),
+            max_connections_per_ip: (self.max_connections_per_ip > 0)
+                .then_some(self.max_connections_per_ip),
+            sync_rate: (self.max_sync_requests_per_second > 0).then(|| server_core::RateLimit {
+                per_second: self.max_sync_requests_per_second,
+                burst: self.max_sync_requests_per_second.saturating_mul(2),
+            }),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout.max(1)),
+            message_rate: (self.max_messages_per_second > 0).then_some(server_core::RateLimit {
+                per_second: self.max_messages_per_second,
+                burst: self.message_burst.max(1),
+            }),
             ..ServerConfig::default()
+        }
+    }
+
+    /// Refuses to serve an address other machines can reach with nobody
+    /// authenticated, unless `--allow-anonymous` says so: secure by default.
+    pub fn check_protected(&self) -> Result<(), String> {
+        let authenticated = self.jwt_secret.is_some() || self.jwt_public_key.is_some();
+        if self.addr.ip().is_loopback() || authenticated || self.allow_anonymous {
+            return Ok(());
+        }
+        Err(format!(
+            "refusing to listen on {} without authentication: anybody who reaches it could \
+             read and write every sync scope and live topic. Pass --jwt-secret SECRET (or \
+             --jwt-public-key FILE) to require signed tokens, or --allow-anonymous to let \
+             everybody in",
+            self.addr
+        ))
+    }
+
+    /// The hooks these flags describe: tokens verified with the secret or
+    /// the public key, or nobody authenticated.
+    pub fn hooks(&self) -> Result<TokenHooks, KeyError> {
+        if let Some(secret) = &self.jwt_secret {
+            return TokenVerifier::hs256(secret.as_bytes()).map(TokenHooks::required);
+        }
+        if let Some(path) = &self.jwt_public_key {
+            return TokenVerifier::from_public_key_file(path).map(TokenHooks::required);
+        }
+        Ok(TokenHooks::anonymous())
+    }
+
+    /// The TLS configuration of `--tls-cert` and `--tls-key`, if given.
+    pub fn tls_config(
+        &self,
+    ) -> Result<Option<std::sync::Arc<crate::tls::TlsConfig>>, crate::tls::TlsError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::tls::server_config(cert, key).map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -196,6 +373,23 @@ impl ServeArgs {
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ServeArgs {
+    /// Runs the subcommand, if one was given, and returns the exit status
+    /// (`None`: serve). `now` is the wall time a minted token starts at.
+    pub fn run_job(&self, now: std::time::SystemTime) -> Option<std::process::ExitCode> {
+        let Job::Token(mint) = self.command.as_ref()?;
+        let secret = self.jwt_secret.as_deref().unwrap_or_default();
+        Some(match mint.mint(secret, now) {
+            Ok(token) => {
+                println!("{token}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        })
+    }
+
     /// Sends log lines at `--log-level` and above to stderr. Call once, first.
     pub fn init_logging(&self) {
         tracing_subscriber::fmt()
@@ -204,13 +398,16 @@ impl ServeArgs {
             .init();
     }
 
-    /// The server both binaries run: opens the chosen store on a blocking
-    /// thread of `rt`, then starts the built-in key-value app with every
-    /// client allowed ([`OpenHooks`]) and these flags' configuration.
+    /// The server both binaries run: checks that it is protected
+    /// ([`ServeArgs::check_protected`]), opens the chosen store on a blocking
+    /// thread of `rt`, then starts the built-in key-value app with the
+    /// flags' [`TokenHooks`] and configuration.
     pub async fn start_server<R: Runtime>(
         &self,
         rt: R,
-    ) -> Result<Server<R, OpenHooks>, StartupError> {
+    ) -> Result<Server<R, TokenHooks>, StartupError> {
+        self.check_protected()?;
+        let hooks = self.hooks()?;
         let opening = self.clone();
         let store = rt
             .spawn_blocking(move || opening.open_store())
@@ -221,7 +418,7 @@ impl ServeArgs {
         let server = Server::start(
             rt,
             self.server_config(),
-            OpenHooks,
+            hooks,
             sync_core::KvApp::new(),
             store,
         )
@@ -234,9 +431,18 @@ impl ServeArgs {
 
     /// The start-up log line: where the server listens and what it serves.
     pub fn log_listening(&self, addr: SocketAddr) {
+        let auth = if self.jwt_secret.is_some() {
+            "tokens (HS256)"
+        } else if self.jwt_public_key.is_some() {
+            "tokens (RS256/ES256)"
+        } else {
+            "none: everybody may connect"
+        };
         tracing::info!(
             %addr,
             store = %self.store_description(),
+            auth,
+            tls = self.tls_cert.is_some(),
             "listening: WebSocket {}, sync {}/{{push,pull,snapshot}}",
             self.ws_path,
             self.sync_prefix
@@ -346,6 +552,105 @@ mod tests {
         assert!(a.server_config().hub.backplane_events);
         assert!(!parse(&[]).unwrap().server_config().hub.backplane_events);
         assert!(parse(&["--broker", "amqp://x"]).is_err());
+    }
+
+    #[test]
+    fn another_address_than_loopback_needs_auth_or_an_explicit_anonymous() {
+        for open in [&["--addr", "127.0.0.1:1"][..], &["--addr", "[::1]:1"]] {
+            assert_eq!(parse(open).unwrap().check_protected(), Ok(()));
+        }
+        let refused = parse(&["--addr", "0.0.0.0:8080"])
+            .unwrap()
+            .check_protected();
+        let message = refused.unwrap_err();
+        assert!(message.contains("--jwt-secret"), "{message}");
+        assert!(message.contains("--allow-anonymous"), "{message}");
+        for allowed in [
+            &["--addr", "0.0.0.0:8080", "--jwt-secret", "s"][..],
+            &["--addr", "0.0.0.0:8080", "--jwt-public-key", "k.pem"],
+            &["--addr", "0.0.0.0:8080", "--allow-anonymous"],
+        ] {
+            assert_eq!(parse(allowed).unwrap().check_protected(), Ok(()));
+        }
+        assert!(parse(&["--allow-anonymous", "--jwt-secret", "s"]).is_err());
+        assert!(parse(&["--jwt-secret", "s", "--jwt-public-key", "k.pem"]).is_err());
+    }
+
+    #[test]
+    fn a_secret_makes_token_hooks_and_limits_have_defaults() {
+        let a = parse(&["--jwt-secret", "s"]).unwrap();
+        assert!(a.hooks().unwrap().requires_tokens());
+        assert!(!parse(&[]).unwrap().hooks().unwrap().requires_tokens());
+        assert!(parse(&["--jwt-secret", ""]).unwrap().hooks().is_err());
+        let c = a.server_config();
+        assert!(c.token_refresh);
+        assert_eq!(
+            c.message_rate,
+            Some(server_core::RateLimit {
+                per_second: 100,
+                burst: 200
+            })
+        );
+        assert_eq!(c.max_connections, Some(10_000));
+        assert_eq!(c.max_connections_per_ip, Some(500));
+        assert_eq!(
+            c.sync_rate.map(|r| (r.per_second, r.burst)),
+            Some((50, 100))
+        );
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        let off = parse(&[
+            "--max-messages-per-second",
+            "0",
+            "--max-connections",
+            "0",
+            "--max-connections-per-ip",
+            "0",
+            "--max-sync-requests-per-second",
+            "0",
+        ])
+        .unwrap()
+        .server_config();
+        assert_eq!(off.message_rate, None);
+        assert_eq!(
+            (off.max_connections, off.max_connections_per_ip),
+            (None, None)
+        );
+        assert_eq!(off.sync_rate, None);
+    }
+
+    #[test]
+    fn the_token_subcommand_mints_what_the_server_accepts() {
+        let a = parse(&[
+            "token",
+            "--jwt-secret",
+            "s3cret",
+            "--sub",
+            "alice",
+            "--scope",
+            "user:{sub},team:*",
+            "--topic",
+            "chat:*",
+            "--ttl",
+            "60",
+        ])
+        .unwrap();
+        let Some(Job::Token(mint)) = &a.command else {
+            panic!("the token subcommand")
+        };
+        assert_eq!(mint.scopes, ["user:{sub}", "team:*"]);
+        let token = mint
+            .mint(
+                a.jwt_secret.as_deref().unwrap(),
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        let claims = TokenVerifier::hs256(b"s3cret")
+            .unwrap()
+            .verify(&token)
+            .unwrap();
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.topics, ["chat:*"]);
+        assert!(mint.mint("", std::time::SystemTime::now()).is_err());
     }
 
     #[test]

@@ -70,6 +70,23 @@ pub struct ServerConfig {
     /// attempt was refused it is answered 503 `unavailable` (nothing was
     /// applied, retry). Default false.
     pub shared_store: bool,
+    /// `{"topic":"refresh","data":{"token":T}}` messages refresh the
+    /// session's credential through [`crate::Hooks::refresh`] instead of
+    /// reaching [`crate::Hooks::on_message`]. Default off.
+    pub token_refresh: bool,
+    /// Messages per session per second, as a token bucket (past it an
+    /// error frame `rate_limited`, then a close with 4029). Default: none.
+    pub message_rate: Option<server_core::RateLimit>,
+    /// Most connections open at once; more are answered 503
+    /// `too_many_connections`. Default: unbounded.
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one client IP; more are answered
+    /// 429 `too_many_connections`. Default: unbounded.
+    pub max_connections_per_ip: Option<usize>,
+    /// Sync requests per second per client (its token's user, else its
+    /// IP; loopback is not limited); more are answered 429 `rate_limited`.
+    /// Default: unbounded.
+    pub sync_rate: Option<server_core::RateLimit>,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +108,11 @@ impl Default for ServerConfig {
             inbox_capacity: 16 * 1024,
             seed: None,
             shared_store: false,
+            token_refresh: false,
+            message_rate: None,
+            max_connections: None,
+            max_connections_per_ip: None,
+            sync_rate: None,
         }
     }
 }
@@ -104,6 +126,8 @@ impl ServerConfig {
         core.engine = self.engine.clone();
         core.sync_limits = self.sync_limits;
         core.shared_store = self.shared_store;
+        core.token_refresh = self.token_refresh;
+        core.message_rate = self.message_rate;
         core
     }
 

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use futures_util::future::{Either, select};
 use live_core::SessionId;
 use server_core::{
-    BackplaneCommand, Body, HttpSync, Notice, Output, PersistFailure, Reloaded, ServerCore,
-    ServerError, Ticket,
+    BackplaneCommand, Body, HttpSync, Notice, Output, PersistFailure, RefreshRefused, Reloaded,
+    ServerCore, ServerError, Ticket,
 };
 use sync_core::{App, RequestId, Response, Store, Timestamp};
 
@@ -311,6 +311,16 @@ where
                     if let Some(reply) = self.tickets.remove(&ticket) {
                         let _ = reply.try_send(result);
                     }
+                }
+                Output::Refresh { id, token } => {
+                    let result = self.hooks.refresh(&token).map_err(|r| {
+                        if r.code == "token_expired" {
+                            RefreshRefused::Expired(r.message)
+                        } else {
+                            RefreshRefused::Unauthorized(r.message)
+                        }
+                    });
+                    self.core.handle_refresh(now, id, result);
                 }
                 Output::Notice(notice) => log_notice(&notice),
                 Output::Stopped => stopped = true,

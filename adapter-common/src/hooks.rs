@@ -2,7 +2,7 @@
 //! on-message and on-close, in the shape a Rust application expects.
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
@@ -15,30 +15,44 @@ use sync_core::App;
 
 use crate::handle::ServerHandle;
 
-/// A refusal of authentication: the HTTP status (401 unless said otherwise)
-/// and a message for the JSON error body.
+/// A refusal of authentication: the HTTP status (401 unless said otherwise),
+/// the JSON error code and a message, answered as `{"code":code,"error":message}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthRejection {
     /// The status of the refusal (401 or 403 usually).
     pub status: StatusCode,
-    /// Why, sent in the body `{"code":"unauthorized","error":message}`.
+    /// Why, sent in the body `{"code":code,"error":message}`.
     pub message: String,
+    /// The body's `code`: `unauthorized`, `token_expired` or `forbidden`.
+    pub code: &'static str,
 }
 
 impl AuthRejection {
-    /// A 401 refusal.
+    /// A 401 refusal, code `unauthorized`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,
             message: message.into(),
+            code: "unauthorized",
         }
     }
 
-    /// A 403 refusal.
+    /// A 401 refusal of an expired credential, code `token_expired`: the
+    /// client should get a fresh token and try again.
+    pub fn token_expired(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+            code: "token_expired",
+        }
+    }
+
+    /// A 403 refusal, code `forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::FORBIDDEN,
             message: message.into(),
+            code: "forbidden",
         }
     }
 }
@@ -82,6 +96,34 @@ pub trait Hooks: Send + Sync + 'static {
         true
     }
 
+    /// Verifies a token a session sent in-band
+    /// (`{"topic":"refresh","data":{"token":T}}`, with
+    /// [`crate::ServerConfig::token_refresh`]) and returns the value that
+    /// replaces the session's. Runs in the server's driver, so it must be
+    /// quick and do no IO (a signature check is fine). The default refuses:
+    /// sessions keep the value they were opened with.
+    fn refresh(&self, token: &str) -> Result<Self::User, AuthRejection> {
+        let _ = token;
+        Err(AuthRejection::unauthorized(
+            "token refresh is not supported",
+        ))
+    }
+
+    /// Who `user` is for per-client limits (sync requests per second), if
+    /// the application knows; otherwise the client's IP address is used.
+    fn client_key(&self, user: &Self::User) -> Option<String> {
+        let _ = user;
+        None
+    }
+
+    /// When `user`'s credential expires, if it does: a session still open
+    /// then (not refreshed) is closed with 4001 `token expired`. Default:
+    /// never.
+    fn expires_at(&self, user: &Self::User) -> Option<SystemTime> {
+        let _ = user;
+        None
+    }
+
     /// A message that is not a built-in command nor a `_sync` operation
     /// (mizu's `OnMessage`). Runs in the server's driver, so replies made through
     /// `ctx` are queued before the session's next frame is handled; for IO,
@@ -97,7 +139,8 @@ pub trait Hooks: Send + Sync + 'static {
 }
 
 /// Hooks that let everybody in: no authentication, every scope and topic
-/// allowed, application messages ignored. What the stock server binary uses.
+/// allowed, application messages ignored. (The stock server binary uses
+/// [`crate::auth::TokenHooks`], which is this without `--jwt-secret`.)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenHooks;
 
@@ -232,5 +275,13 @@ impl<H: Hooks> Policy<H::User> for HookPolicy<H> {
 
     fn authorize_topic(&self, user: &H::User, topic: &str, command: Command) -> bool {
         self.0.authorize_topic(user, topic, command)
+    }
+
+    fn expires_at(&self, user: &H::User) -> Option<sync_core::Timestamp> {
+        let at = self.0.expires_at(user)?;
+        let millis = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        Some(sync_core::Timestamp::from_millis(
+            u64::try_from(millis).unwrap_or(u64::MAX),
+        ))
     }
 }

@@ -21,7 +21,10 @@
 //! - the application hooks ([`Hooks`]), the [`ServerHandle`] for server-side
 //!   publish/send/close/subscribe/trim, graceful shutdown;
 //! - the accept loop ([`accept`]) over any stream of accepted connections,
-//!   with graceful shutdown;
+//!   with an optional per-connection handshake (TLS, [`tls`]), the
+//!   connection limits ([`admission`]) and graceful shutdown;
+//! - token authentication for the ready server ([`auth`]): signed tokens
+//!   verified with `jsonwebtoken`, their claims judged by `server_core::claims`;
 //! - configuration ([`ServerConfig`]) and the command-line flags both server
 //!   binaries accept ([`cli`]);
 //! - with feature `test-support`, the conformance profile's server
@@ -48,6 +51,8 @@
 //!    run the accept loop.
 
 pub mod accept;
+pub mod admission;
+pub mod auth;
 pub mod backplane;
 pub mod cli;
 mod config;
@@ -65,6 +70,7 @@ mod runtime;
 mod server;
 mod store;
 pub mod timer;
+pub mod tls;
 
 pub use config::ServerConfig;
 pub use handle::ServerHandle;

@@ -45,5 +45,5 @@ mod serve;
 mod signal;
 
 pub use runtime::{ExecutorThreads, SmolRuntime};
-pub use serve::serve;
+pub use serve::{serve, serve_tls};
 pub use signal::shutdown_signal;

@@ -4,17 +4,22 @@
 //! listens on 127.0.0.1:8080 unless `--addr` says otherwise, keeps sync data
 //! in a SQLite file (`--db`, default `live-sync.db` in the working directory)
 //! or in memory (`--memory`). `--help` lists every flag and its environment
-//! variable. Everyone may connect: embed the library with your own hooks to
-//! authenticate.
+//! variable. On loopback everyone may connect; any other address needs
+//! `--jwt-secret` (or `--jwt-public-key`) for signed tokens, or an explicit
+//! `--allow-anonymous`. `token --sub USER ...` prints a token signed with
+//! `--jwt-secret` instead of serving.
 
 use std::process::ExitCode;
 
 use adapter_common::cli::{ServeArgs, StartupError};
-use adapter_smol::{ExecutorThreads, SmolRuntime, serve, shutdown_signal};
+use adapter_smol::{ExecutorThreads, SmolRuntime, serve, serve_tls, shutdown_signal};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let args = ServeArgs::parse();
+    if let Some(status) = args.run_job(std::time::SystemTime::now()) {
+        return status;
+    }
     args.init_logging();
     let rt = SmolRuntime::new();
     // One worker per core runs every task; this thread runs only the accept
@@ -38,10 +43,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(rt: SmolRuntime, args: ServeArgs) -> Result<(), StartupError> {
+    args.check_protected()?;
+    let tls = args.tls_config()?;
     let listener = smol::net::TcpListener::bind(args.addr).await?;
     let server = args.start_server(rt).await?;
     args.log_listening(listener.local_addr()?);
-    serve(listener, server, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => serve_tls(listener, server, shutdown_signal(), tls).await?,
+        None => serve(listener, server, shutdown_signal()).await?,
+    }
     tracing::info!("stopped");
     Ok(())
 }

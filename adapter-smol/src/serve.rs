@@ -4,7 +4,10 @@
 
 use std::future::Future;
 
-use adapter_common::accept::serve_incoming;
+use std::sync::Arc;
+
+use adapter_common::accept::{serve_incoming, serve_incoming_with};
+use adapter_common::tls::TlsConfig;
 use adapter_common::{Hooks, Server};
 use smol::net::TcpListener;
 use smol_hyper::rt::FuturesIo;
@@ -29,4 +32,27 @@ pub async fn serve<H: Hooks>(
         Some((accepted, listener))
     });
     serve_incoming(incoming, server, shutdown).await
+}
+
+/// As [`serve`], over TLS with `tls` (see `adapter_common::tls`): each
+/// connection's handshake runs in its own task, bounded by the header read
+/// timeout.
+pub async fn serve_tls<H: Hooks>(
+    listener: TcpListener,
+    server: Server<SmolRuntime, H>,
+    shutdown: impl Future<Output = ()>,
+    tls: Arc<TlsConfig>,
+) -> std::io::Result<()> {
+    let acceptor = futures_rustls::TlsAcceptor::from(tls);
+    let incoming = futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.inspect(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+        });
+        Some((accepted, listener))
+    });
+    let handshake = move |tcp: smol::net::TcpStream| {
+        let accepting = acceptor.accept(tcp);
+        async move { accepting.await.map(FuturesIo::new) }
+    };
+    serve_incoming_with(incoming, server, shutdown, handshake).await
 }

@@ -45,7 +45,7 @@ mod serve;
 mod signal;
 
 pub use runtime::TokioRuntime;
-pub use serve::serve;
+pub use serve::{serve, serve_tls};
 pub use signal::shutdown_signal;
 
 /// The server's routes as a `tower::Service` (and hyper `Service`) on tokio,

@@ -4,17 +4,22 @@
 //! in a SQLite file (`--db`, default `live-sync.db` in the working directory),
 //! in PostgreSQL shared with other nodes (`--db postgres://USER@HOST/DB`), or
 //! in memory (`--memory`). `--help` lists every flag and its environment
-//! variable. Everyone may connect: embed the library with your own hooks to
-//! authenticate.
+//! variable. On loopback everyone may connect; any other address needs
+//! `--jwt-secret` (or `--jwt-public-key`) for signed tokens, or an explicit
+//! `--allow-anonymous`. `token --sub USER ...` prints a token signed with
+//! `--jwt-secret` instead of serving.
 
 use std::process::ExitCode;
 
 use adapter_common::cli::{ServeArgs, StartupError};
-use adapter_tokio::{TokioRuntime, serve, shutdown_signal};
+use adapter_tokio::{TokioRuntime, serve, serve_tls, shutdown_signal};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let args = ServeArgs::parse();
+    if let Some(status) = args.run_job(std::time::SystemTime::now()) {
+        return status;
+    }
     args.init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -36,6 +41,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: ServeArgs) -> Result<(), StartupError> {
+    args.check_protected()?;
+    let tls = args.tls_config()?;
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let server = args.start_server(TokioRuntime::current()).await?;
     if let Some(broker) = &args.broker {
@@ -43,7 +50,10 @@ async fn run(args: ServeArgs) -> Result<(), StartupError> {
         tracing::info!(%broker, "live fans out through the broker");
     }
     args.log_listening(listener.local_addr()?);
-    serve(listener, server, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => serve_tls(listener, server, shutdown_signal(), tls).await?,
+        None => serve(listener, server, shutdown_signal()).await?,
+    }
     tracing::info!("stopped");
     Ok(())
 }

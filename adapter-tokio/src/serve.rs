@@ -4,7 +4,10 @@
 
 use std::future::Future;
 
-use adapter_common::accept::serve_incoming;
+use std::sync::Arc;
+
+use adapter_common::accept::{serve_incoming, serve_incoming_with};
+use adapter_common::tls::TlsConfig;
 use adapter_common::{Hooks, Server};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -29,4 +32,27 @@ pub async fn serve<H: Hooks>(
         Some((accepted, listener))
     });
     serve_incoming(incoming, server, shutdown).await
+}
+
+/// As [`serve`], over TLS with `tls` (see `adapter_common::tls`): each
+/// connection's handshake runs in its own task, bounded by the header read
+/// timeout.
+pub async fn serve_tls<H: Hooks>(
+    listener: TcpListener,
+    server: Server<TokioRuntime, H>,
+    shutdown: impl Future<Output = ()>,
+    tls: Arc<TlsConfig>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let incoming = futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.inspect(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+        });
+        Some((accepted, listener))
+    });
+    let handshake = move |tcp: tokio::net::TcpStream| {
+        let accepting = acceptor.accept(tcp);
+        async move { accepting.await.map(TokioIo::new) }
+    };
+    serve_incoming_with(incoming, server, shutdown, handshake).await
 }

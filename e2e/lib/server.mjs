@@ -65,7 +65,9 @@ async function waitForPort(port, child, log, timeoutMs = 30000) {
  * A server under test. `baseUrl` stays the same across `kill()` + `start()`.
  */
 export class ServerUnderTest {
-  constructor() {
+  /** @param {string[]} [extraArgs] more flags for the real binary (such as `--jwt-secret`). */
+  constructor(extraArgs = []) {
+    this.extraArgs = extraArgs;
     this.kind = serverKind();
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "live-sync-e2e-"));
     this.db = path.join(this.dir, "sync.db");
@@ -95,7 +97,7 @@ export class ServerUnderTest {
         throw new Error(`${realBinary} missing: ${build} (or run bash e2e/run.sh, which builds it)`);
       }
       cmd = realBinary;
-      args = ["--addr", addr, "--db", this.db, "--static", webDir];
+      args = ["--addr", addr, "--db", this.db, "--static", webDir, ...this.extraArgs];
     }
     this.child = spawn(cmd, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
     const keep = (b) => {

@@ -20,8 +20,13 @@ pub mod codes {
     pub const INTERNAL: u16 = 1011;
     /// Idle timeout: nothing received for too long.
     pub const IDLE_TIMEOUT: u16 = 4000;
+    /// The session's token expired and was not refreshed in time.
+    pub const TOKEN_EXPIRED: u16 = 4001;
     /// Slow consumer: the session's send queue overflowed.
     pub const SLOW_CONSUMER: u16 = 4008;
+    /// Rate limited: the session kept sending faster than it may after being
+    /// told so with `rate_limited` error frames.
+    pub const RATE_LIMITED: u16 = 4029;
 }
 
 /// Why a session ended. Reported exactly once per session, in

@@ -70,6 +70,13 @@ pub enum ErrorCode {
     Forbidden,
     /// `authorize_timeout`: an authorization question went unanswered.
     AuthorizeTimeout,
+    /// `unauthorized`: a credential (such as a refreshed token) was refused.
+    Unauthorized,
+    /// `token_expired`: the credential offered has expired.
+    TokenExpired,
+    /// `rate_limited`: the session sends faster than it is allowed to; the
+    /// message was dropped.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -84,6 +91,9 @@ impl ErrorCode {
             ErrorCode::UnknownCommand => "unknown_command",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::AuthorizeTimeout => "authorize_timeout",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }

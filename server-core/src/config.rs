@@ -25,6 +25,24 @@ pub struct CoreConfig {
     pub stale_retries: u8,
     /// Seed of the hub's session-id generator.
     pub seed: u64,
+    /// `{"topic":"refresh","data":{"token":T}}` messages are token refreshes
+    /// handed out as [`crate::Output::Refresh`] (instead of application
+    /// messages). Default off.
+    pub token_refresh: bool,
+    /// Messages (text or binary frames) one session may send, as a token
+    /// bucket; past it a `rate_limited` error frame, then a close (4029) if
+    /// it goes on. `None` (default): unlimited.
+    pub message_rate: Option<RateLimit>,
+}
+
+/// A token bucket: `burst` at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained rate.
+    pub per_second: u32,
+    /// Largest burst (also the number of dropped messages tolerated after
+    /// the warning before the close).
+    pub burst: u32,
 }
 
 impl CoreConfig {

@@ -10,8 +10,12 @@
 //! reload and push again, a bounded number of times, then 503
 //! `unavailable`; outage: 503; anything else: the engine's errors); reloads
 //! of scopes other nodes wrote, before their pokes; trims; authorization
-//! decisions from the application's [`Policy`]; the broker's interest;
-//! shutdown drain; the operator counters ([`metrics`]).
+//! decisions from the application's [`Policy`]; what a signed token's
+//! claims allow ([`claims`]); credentials that expire (a deadline of the
+//! core, closing with 4001) and their in-band refresh; each session's
+//! message rate; the abuse limits the loops ask before the core sees a
+//! client ([`limits`]); the broker's interest; shutdown drain; the operator
+//! counters ([`metrics`]).
 //!
 //! # What it must never do
 //!
@@ -37,14 +41,17 @@
 //!    HTTP (`handle_http_sync`); a job's result (`handle_persisted`,
 //!    `handle_reloaded`); another node's commit (`handle_store_notice`); a
 //!    broker message (`handle_broker_message`, `handle_broker_restored`); a
-//!    deadline (`handle_timeout`); server-side commands (`publish`, `send`,
+//!    refresh token's verification (`handle_refresh`); a deadline
+//!    (`handle_timeout`, credential expiries included); server-side commands (`publish`, `send`,
 //!    `close`, `subscribe`, `trim`, `handle_shutdown`);
 //! 3. drain [`ServerCore::poll_output`] and carry out each [`Output`] in
 //!    order: frames and closes to connections, answers to HTTP requests,
 //!    [`Output::Persist`] / [`Output::Reload`] to the store (at most one out;
 //!    report it with the matching `handle_*`), commands to the broker,
 //!    [`Output::Message`] and [`Output::Closed`] to the application's hooks
-//!    (which may call commands; drain again after them);
+//!    (which may call commands; drain again after them), [`Output::Refresh`]
+//!    to the token verifier (answer with `handle_refresh`; the session's
+//!    later messages wait for it);
 //! 4. sleep until [`ServerCore::poll_timeout`] or the next input.
 //!
 //! Nothing is answered, published or poked before the batch holding it is
@@ -75,10 +82,12 @@
 //! ```
 
 pub mod broker;
+pub mod claims;
 mod config;
 mod core;
 mod error;
 pub mod jobs;
+pub mod limits;
 pub mod metrics;
 mod output;
 mod policy;
@@ -87,10 +96,11 @@ mod request;
 pub mod testing;
 
 pub use crate::core::ServerCore;
+pub use crate::core::guard::{REFRESH_TOPIC, RefreshRefused};
 pub use broker::BackplaneCommand;
-pub use config::CoreConfig;
+pub use config::{CoreConfig, RateLimit};
 pub use error::ServerError;
-pub use metrics::{MetricsSnapshot, SyncMetrics};
+pub use metrics::{GuardMetrics, MetricsSnapshot, SyncMetrics};
 pub use output::{
     Deadline, Notice, Output, PersistFailure, PersistJob, ReloadJob, Reloaded, Ticket, TimerReason,
 };

@@ -38,6 +38,31 @@ pub struct SyncMetrics {
     pub scopes: u64,
 }
 
+/// Counters of the limits and credentials that keep sessions in bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct GuardMetrics {
+    /// Total: in-band token refreshes accepted.
+    pub refreshes: u64,
+    /// Total: in-band token refreshes refused.
+    pub refreshes_refused: u64,
+    /// Total: sessions closed because their token expired (4001).
+    pub tokens_expired: u64,
+    /// Total: messages dropped over a session's rate limit.
+    pub messages_limited: u64,
+    /// Total: sessions closed for going on over their rate limit (4029).
+    pub sessions_limited: u64,
+    /// Total: connections refused over the connection limits (counted by
+    /// the accept loop).
+    pub connections_refused: u64,
+    /// Total: sync requests refused over their rate limit (429).
+    pub sync_limited: u64,
+    /// Total: connections dropped because their headers (or TLS
+    /// handshake) did not arrive within the header read timeout (counted
+    /// by the accept loop).
+    pub header_timeouts: u64,
+}
+
 /// Everything `/metrics` shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
@@ -46,12 +71,24 @@ pub struct MetricsSnapshot {
     pub live: live_core::Metrics,
     /// The sync counters.
     pub sync: SyncMetrics,
+    /// The limits' and credentials' counters.
+    pub guard: GuardMetrics,
 }
 
 impl MetricsSnapshot {
     /// A snapshot from its parts.
     pub fn new(live: live_core::Metrics, sync: SyncMetrics) -> Self {
-        Self { live, sync }
+        Self {
+            live,
+            sync,
+            guard: GuardMetrics::default(),
+        }
+    }
+
+    /// The same snapshot with the limits' counters.
+    pub fn with_guard(mut self, guard: GuardMetrics) -> Self {
+        self.guard = guard;
+        self
     }
 }
 
@@ -217,6 +254,51 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Scopes known to the engine.",
         s.scopes.to_string(),
     );
+    let g = &m.guard;
+    for (name, help, value) in [
+        (
+            "auth_refreshes_total",
+            "In-band token refreshes accepted.",
+            g.refreshes,
+        ),
+        (
+            "auth_refreshes_refused_total",
+            "In-band token refreshes refused.",
+            g.refreshes_refused,
+        ),
+        (
+            "auth_tokens_expired_total",
+            "Sessions closed because their token expired (4001).",
+            g.tokens_expired,
+        ),
+        (
+            "limit_messages_dropped_total",
+            "Messages dropped over a session's rate limit.",
+            g.messages_limited,
+        ),
+        (
+            "limit_sessions_closed_total",
+            "Sessions closed for staying over their rate limit (4029).",
+            g.sessions_limited,
+        ),
+        (
+            "limit_connections_refused_total",
+            "Connections refused over the connection limits.",
+            g.connections_refused,
+        ),
+        (
+            "limit_sync_requests_refused_total",
+            "Sync requests refused over their rate limit (429).",
+            g.sync_limited,
+        ),
+        (
+            "limit_header_timeouts_total",
+            "Connections dropped at the header read timeout.",
+            g.header_timeouts,
+        ),
+    ] {
+        metric(name, counter, help, value.to_string());
+    }
     out
 }
 
@@ -266,6 +348,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 25);
+        assert_eq!(samples.len(), 33);
     }
 }

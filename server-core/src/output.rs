@@ -64,6 +64,15 @@ pub enum Output<U> {
         /// The envelope's `data`, raw JSON as received.
         data: Bytes,
     },
+    /// A session sent a token refresh: verify `token` and answer with
+    /// [`crate::ServerCore::handle_refresh`] (only with
+    /// [`crate::CoreConfig::token_refresh`]).
+    Refresh {
+        /// The session.
+        id: SessionId,
+        /// The token as sent.
+        token: String,
+    },
     /// The answer to a sync request that came in over HTTP.
     Answer {
         /// The id [`crate::ServerCore::handle_http_sync`] returned.
@@ -160,6 +169,8 @@ pub struct Reloaded {
 pub enum TimerReason {
     /// A hub timer (heartbeat, idle, auth deadline, authorization deadline).
     Hub(live_core::TimerReason),
+    /// A session's credential expires.
+    TokenExpiry,
 }
 
 /// A deadline and why.

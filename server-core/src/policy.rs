@@ -6,6 +6,7 @@
 //! need IO, happens before a connection or request reaches the core.
 
 use live_core::Command;
+use sync_core::Timestamp;
 
 /// Authorization of sync scopes and live topics for an authenticated user.
 pub trait Policy<U> {
@@ -25,6 +26,14 @@ pub trait Policy<U> {
     fn authorize_topic(&self, user: &U, topic: &str, command: Command) -> bool {
         let _ = (user, topic, command);
         true
+    }
+
+    /// When `user`'s credential ends (wall time), if it does: a session
+    /// still open then is closed with 4001 unless a refresh replaced the
+    /// credential before. Asked when a session opens and after each refresh.
+    fn expires_at(&self, user: &U) -> Option<Timestamp> {
+        let _ = user;
+        None
     }
 }
 

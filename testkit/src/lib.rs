@@ -127,6 +127,10 @@
 //!   400 `invalid_mutation`; errors are always `{"code","error"}`.
 //! - **Trim hook**: [`conformance::ServerUnderTest::trim`] calls the server's trim.
 
+pub mod binary_limits;
+mod binary_process;
+pub mod binary_tls;
+pub mod binary_tokens;
 pub mod conformance;
 pub mod crash;
 pub mod http_client;
@@ -135,4 +139,5 @@ pub mod profile;
 pub mod raw_http;
 pub mod server_binary;
 pub mod sync_client;
+pub mod tokens;
 pub mod ws_client;

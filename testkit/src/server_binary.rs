@@ -8,13 +8,13 @@
 //! file: one `#[test]` per scenario, each on a tokio runtime of its own.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use http::Method;
 use serde_json::json;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
+use crate::binary_process::start;
 use crate::http_client::HttpConn;
 use crate::sync_client::{SyncHttp, push_body, put};
 use crate::ws_client::WsClient;
@@ -51,6 +51,74 @@ macro_rules! server_binary_suite {
         }
 
         #[test]
+        fn protected_mode_refuses_a_public_address_without_auth() {
+            $crate::server_binary::run(
+                $crate::binary_tokens::protected_mode_refuses_a_public_address_without_auth($exe),
+            );
+        }
+
+        #[test]
+        fn hostile_tokens_are_refused_with_401_and_their_code() {
+            $crate::server_binary::run(
+                $crate::binary_tokens::hostile_tokens_are_refused_with_401_and_their_code($exe),
+            );
+        }
+
+        #[test]
+        fn claims_decide_scopes_and_topics() {
+            $crate::server_binary::run($crate::binary_tokens::claims_decide_scopes_and_topics(
+                $exe,
+            ));
+        }
+
+        #[test]
+        fn a_public_key_refuses_algorithm_confusion() {
+            $crate::server_binary::run(
+                $crate::binary_tokens::a_public_key_refuses_algorithm_confusion($exe),
+            );
+        }
+
+        #[test]
+        fn tokens_refresh_in_band_and_expiry_closes_with_4001() {
+            $crate::server_binary::run(
+                $crate::binary_tokens::tokens_refresh_in_band_and_expiry_closes_with_4001($exe),
+            );
+        }
+
+        #[test]
+        fn sync_requests_over_the_rate_are_429() {
+            $crate::server_binary::run($crate::binary_tokens::sync_requests_over_the_rate_are_429(
+                $exe,
+            ));
+        }
+
+        #[test]
+        fn connections_over_the_per_ip_bound_are_429() {
+            $crate::server_binary::run(
+                $crate::binary_limits::connections_over_the_per_ip_bound_are_429($exe),
+            );
+        }
+
+        #[test]
+        fn a_subscribe_storm_is_rate_limited_then_closed() {
+            $crate::server_binary::run(
+                $crate::binary_limits::a_subscribe_storm_is_rate_limited_then_closed($exe),
+            );
+        }
+
+        #[test]
+        fn headers_one_byte_at_a_time_are_cut_off() {
+            $crate::server_binary::run(
+                $crate::binary_limits::headers_one_byte_at_a_time_are_cut_off($exe),
+            );
+        }
+
+        #[test]
+        fn tls_serves_https_and_wss() {
+            $crate::server_binary::run($crate::binary_tls::tls_serves_https_and_wss($exe));
+        }
+
+        #[test]
         fn acknowledged_pushes_survive_a_graceful_restart() {
             $crate::server_binary::run(
                 $crate::server_binary::acknowledged_pushes_survive_a_graceful_restart($exe),
@@ -67,40 +135,6 @@ pub fn run(scenario: impl std::future::Future<Output = ()>) {
         .build()
         .expect("tokio runtime")
         .block_on(scenario);
-}
-
-struct Child2 {
-    child: Child,
-    addr: String,
-}
-
-async fn free_port() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// Starts the binary with `args` and waits until `/healthz` answers.
-async fn start(exe: &str, args: &[&str]) -> Child2 {
-    let addr = format!("127.0.0.1:{}", free_port().await);
-    let child = Command::new(exe)
-        .args(["--addr", &addr, "--log-level", "warn"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the server");
-    for _ in 0..600 {
-        if let Ok(mut conn) = HttpConn::new(&format!("http://{addr}")) {
-            if let Ok(r) = conn.request(Method::GET, "/healthz", &[], "").await {
-                assert_eq!(r.status, 200);
-                assert_eq!(r.text(), "ok\n");
-                return Child2 { child, addr };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not answer /healthz");
 }
 
 async fn sigterm(child: &mut Child) -> std::process::ExitStatus {

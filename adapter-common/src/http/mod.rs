@@ -11,9 +11,13 @@
 //!   the body under the limit (413 from `Content-Length` before reading, else
 //!   cut off while reading), then the server core, which parses the
 //!   request, authorizes its scopes (403) and runs it.
-//! - `/healthz`: `ok`. `/metrics`: Prometheus text.
+//! - `/healthz`: `ok`. `/metrics`: Prometheus text, with the connection
+//!   limits' and sync rate limits' refusals.
 //! - anything else: a file from the static directory if one is configured,
 //!   else 404.
+//!
+//! Sync requests over [`ServerConfig::sync_rate`] for their client are
+//! answered 429 `rate_limited` before their body is read.
 
 pub mod body;
 pub mod builtin_web;
@@ -33,7 +37,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::Full;
 use live_core::handshake;
+use server_core::limits::{ClientRates, ConnectionLimits, ConnectionRefused};
 
+use crate::admission::PeerAddr;
 use crate::config::ServerConfig;
 use crate::handle::ServerHandle;
 use crate::hooks::{AuthRejection, Hooks};
@@ -58,6 +64,13 @@ struct Inner<R: Runtime, H: Hooks> {
     hooks: Arc<H>,
     config: Arc<ServerConfig>,
     server: ServerHandle<H::User>,
+    /// Open connections against their bounds (the accept loop counts them).
+    connections: crate::admission::SharedLimits,
+    /// Sync requests per client, when bounded.
+    sync_rates: Option<std::sync::Mutex<ClientRates>>,
+    /// Connections dropped because their headers (or TLS handshake) did
+    /// not arrive within the header read timeout.
+    header_timeouts: std::sync::atomic::AtomicU64,
 }
 
 impl<R: Runtime, H: Hooks> Clone for Service<R, H> {
@@ -80,8 +93,16 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
                 rt,
                 websockets: Arc::default(),
                 hooks,
+                connections: Arc::new(std::sync::Mutex::new(ConnectionLimits::new(
+                    config.max_connections,
+                    config.max_connections_per_ip,
+                ))),
+                sync_rates: config
+                    .sync_rate
+                    .map(|limit| std::sync::Mutex::new(ClientRates::new(limit))),
                 config,
                 server,
+                header_timeouts: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -98,6 +119,26 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
         self.inner
             .websockets
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts a new connection from `ip` against
+    /// [`ServerConfig::max_connections`] and
+    /// [`ServerConfig::max_connections_per_ip`]: the permit uncounts it when
+    /// dropped (keep it in the connection's IO object, see
+    /// [`crate::admission::Counted`]).
+    pub fn admit(
+        &self,
+        ip: std::net::IpAddr,
+    ) -> Result<crate::admission::Permit, ConnectionRefused> {
+        crate::admission::admit(&self.inner.connections, ip)
+    }
+
+    /// Counts a connection dropped at the header read timeout (for
+    /// `/metrics`).
+    pub fn note_header_timeout(&self) {
+        self.inner
+            .header_timeouts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The configuration the server was started with (an accept loop reads
@@ -125,11 +166,25 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
         match path.as_str() {
             "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
             "/metrics" => match self.inner.server.metrics().await {
-                Ok(m) => text(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    metrics::render(&m),
-                ),
+                Ok(mut m) => {
+                    m.guard.connections_refused =
+                        crate::admission::lock(&self.inner.connections).refused();
+                    m.guard.header_timeouts = self
+                        .inner
+                        .header_timeouts
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    if let Some(rates) = &self.inner.sync_rates {
+                        m.guard.sync_limited = rates
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .refused();
+                    }
+                    text(
+                        StatusCode::OK,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        metrics::render(&m),
+                    )
+                }
                 Err(_) => unavailable(),
             },
             _ => self.static_file(request.method(), &path).await,
@@ -185,6 +240,13 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
             Ok(user) => user,
             Err(rejection) => return refused(&rejection),
         };
+        if !self.sync_rate_allows(&parts, &user) {
+            return json(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many sync requests from this client; retry later",
+            );
+        }
         let limit = inner.config.sync_limits.max_body_bytes;
         let body = if parts.method == Method::GET {
             SyncBody::Read(Bytes::new())
@@ -229,6 +291,28 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
                 Either::Right(_) => tracing::debug!("gave up discarding an oversize body"),
             }
         });
+    }
+
+    /// Whether the client may make one more sync request now. The client is
+    /// [`Hooks::client_key`] (a token's user), else its IP address;
+    /// loopback addresses are not limited (a local process, or a proxy in
+    /// front whose clients would all share one address).
+    fn sync_rate_allows(&self, parts: &http::request::Parts, user: &H::User) -> bool {
+        let inner = &self.inner;
+        let Some(rates) = &inner.sync_rates else {
+            return true;
+        };
+        let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
+        let Some(client) = inner.hooks.client_key(user).or_else(|| {
+            peer.filter(|ip| !ip.is_loopback())
+                .map(|ip| format!("ip:{ip}"))
+        }) else {
+            return true;
+        };
+        rates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(inner.rt.now(), &client)
     }
 
     /// [`Hooks::authenticate`] under the hub's auth deadline: a hook that
@@ -357,12 +441,7 @@ fn sync_response(response: sync_core::Response) -> HttpResponse {
 }
 
 fn refused(rejection: &AuthRejection) -> HttpResponse {
-    let code = if rejection.status == StatusCode::FORBIDDEN {
-        "forbidden"
-    } else {
-        "unauthorized"
-    };
-    json(rejection.status, code, &rejection.message)
+    json(rejection.status, rejection.code, &rejection.message)
 }
 
 fn unavailable() -> HttpResponse {

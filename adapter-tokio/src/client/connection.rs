@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::backoff::Backoff;
+use super::refresh;
 use super::subscriptions::Subscriptions;
 use super::tap::{Tap, Taps};
 use super::{ConnectionState, DisconnectReason, LiveEvent, LiveOptions, Message, wire};
@@ -71,6 +72,10 @@ pub(crate) struct Connection {
     pub(crate) backoff: Backoff,
     /// Who to answer once the close is done.
     pub(crate) closers: Vec<oneshot::Sender<()>>,
+    /// The token of the current connection (or its latest refresh).
+    pub(crate) token: Option<String>,
+    /// The server said the token expired: refresh at once.
+    pub(crate) refresh_now: bool,
 }
 
 impl Connection {
@@ -150,7 +155,7 @@ impl Connection {
             let req = request(&uri, &headers, token.as_deref())?;
             tokio_tungstenite::connect_async_with_config(req, Some(config), true)
                 .await
-                .map(|(ws, _response)| ws)
+                .map(|(ws, _response)| (ws, token))
                 .map_err(handshake_failure)
         });
         tokio::pin!(attempt);
@@ -158,7 +163,10 @@ impl Connection {
             tokio::select! {
                 result = &mut attempt => {
                     return match result {
-                        Ok(Ok(ws)) => Ok(ws),
+                        Ok(Ok((ws, token))) => {
+                            self.token = token;
+                            Ok(ws)
+                        }
                         Ok(Err(reason)) => Err(Some(reason)),
                         Err(_) => Err(Some(DisconnectReason::ConnectFailed(
                             "connect timed out".into(),
@@ -225,8 +233,24 @@ impl Connection {
         let period = self.options.ping_interval.filter(|p| !p.is_zero());
         let mut ping = period.map(|p| tokio::time::interval_at(Instant::now() + p, p));
         let mut heard = Instant::now();
+        self.refresh_now = false;
+        let mut refresh_at = self.next_refresh(Duration::ZERO);
         loop {
+            if std::mem::take(&mut self.refresh_now) && self.options.token_provider.is_some() {
+                refresh_at = Some(Instant::now());
+            }
             tokio::select! {
+                _ = sleep_until(refresh_at) => {
+                    if let Some(provider) = self.options.token_provider.clone()
+                        && let Some(token) = provider.token().await
+                    {
+                        if let Err(e) = sink.send(WsMessage::text(refresh::frame(&token))).await {
+                            return SessionEnd::Lost(lost(e));
+                        }
+                        self.token = Some(token);
+                    }
+                    refresh_at = self.next_refresh(refresh::MIN_REFRESH_GAP);
+                }
                 msg = stream.next() => {
                     heard = Instant::now();
                     let text = match msg {
@@ -316,6 +340,14 @@ impl Connection {
         }
     }
 
+    /// When to refresh the current token in-band (with a token provider
+    /// only), at least `gap` from now.
+    fn next_refresh(&self, gap: Duration) -> Option<Instant> {
+        self.options.token_provider.as_ref()?;
+        let wait = refresh::refresh_in(self.token.as_deref()?, std::time::SystemTime::now())?;
+        Some(Instant::now() + wait.max(gap))
+    }
+
     /// Routes one received frame.
     async fn incoming(&mut self, text: &str) {
         let Some(frame) = wire::parse(text) else {
@@ -327,11 +359,20 @@ impl Connection {
         };
         let event = if topic == wire::ERROR {
             let (code, message) = wire::error_fields(&data);
+            self.refresh_now |= code == "token_expired";
             LiveEvent::ServerError { code, message }
         } else {
             LiveEvent::Message(Message { topic, data })
         };
         self.emit(event).await;
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -18,7 +18,14 @@ use sync_core::ClientRequest;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use super::ClientError;
+use super::{ClientError, TokenProvider};
+
+/// Whether `token`'s `exp` has passed at `now` (tokens without a readable
+/// `exp` never expire here; the server says so with a 401).
+fn expired(token: &str, now: std::time::SystemTime) -> bool {
+    super::refresh::expiry(token)
+        .is_some_and(|exp| std::time::UNIX_EPOCH + Duration::from_secs(exp) <= now)
+}
 
 /// Where and how to send sync requests over HTTP. Clones share one
 /// connection.
@@ -33,6 +40,11 @@ struct Inner {
     authority: String,
     headers: HeaderMap,
     conn: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    /// Asked for a token when there is none, it expired, or the server
+    /// answered 401; sent as `Authorization: Bearer`.
+    tokens: Option<TokenProvider>,
+    /// The token in use with `tokens`.
+    current: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for HttpTransport {
@@ -74,6 +86,8 @@ impl HttpTransport {
                 authority,
                 headers,
                 conn: Mutex::new(None),
+                tokens: None,
+                current: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -91,8 +105,54 @@ impl HttpTransport {
             authority: self.inner.authority.clone(),
             headers,
             conn: Mutex::new(None),
+            tokens: self.inner.tokens.clone(),
+            current: std::sync::Mutex::new(None),
         });
         Ok(self)
+    }
+
+    /// Gets the bearer token from `f` (the browser client's `getToken`): asked
+    /// when there is none, when the one in use has passed its `exp`, and
+    /// after the server answered 401 (a copy with its own connection; takes
+    /// precedence over the token given to [`HttpTransport::new`]).
+    pub fn get_token<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Option<String>> + Send + 'static,
+    {
+        let mut headers = self.inner.headers.clone();
+        headers.remove(header::AUTHORIZATION);
+        self.inner = Arc::new(Inner {
+            base: self.inner.base.clone(),
+            authority: self.inner.authority.clone(),
+            headers,
+            conn: Mutex::new(None),
+            tokens: Some(TokenProvider::new(f)),
+            current: std::sync::Mutex::new(None),
+        });
+        self
+    }
+
+    /// The token to send: the one in use while it is valid, else a fresh one.
+    async fn token(&self) -> Option<String> {
+        let provider = self.inner.tokens.as_ref()?;
+        let now = std::time::SystemTime::now();
+        let cached = self.current().clone();
+        if let Some(t) = cached
+            && !expired(&t, now)
+        {
+            return Some(t);
+        }
+        let fresh = provider.token().await;
+        *self.current() = fresh.clone();
+        fresh
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.inner
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sends `req`; the status and body, or why no answer came within
@@ -138,6 +198,9 @@ impl HttpTransport {
         for (k, v) in &self.inner.headers {
             builder = builder.header(k, v);
         }
+        if let Some(token) = self.token().await {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
         let request = builder
             .body(Full::new(req.body_bytes()))
             .map_err(|e| e.to_string())?;
@@ -151,6 +214,10 @@ impl HttpTransport {
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
+        if status == 401 {
+            // Refused: the next attempt asks for another token.
+            *self.current() = None;
+        }
         let body = response
             .into_body()
             .collect()

@@ -84,6 +84,8 @@ impl LiveClient {
             subscriptions: Default::default(),
             taps: Default::default(),
             closers: Vec::new(),
+            token: None,
+            refresh_now: false,
         };
         runtime.spawn(connection.run());
         let client = LiveClient {

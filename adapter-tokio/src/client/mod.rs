@@ -51,6 +51,7 @@ mod event;
 mod http_transport;
 mod live;
 mod options;
+mod refresh;
 mod subscriptions;
 mod sync;
 mod sync_driver;

@@ -80,7 +80,10 @@ pub struct LiveOptions {
     /// Sent as `Authorization: Bearer <token>` on every handshake.
     pub token: Option<String>,
     /// Asked for the token before every attempt; takes precedence over
-    /// `token`.
+    /// `token`. While connected, it is asked again shortly before the
+    /// token's `exp` (a JWT's) and when the server says `token_expired`, and
+    /// the new token is sent in-band (`{"topic":"refresh","data":{"token":T}}`)
+    /// without reconnecting.
     pub token_provider: Option<TokenProvider>,
     /// Extra headers for every handshake (cookies, `Origin`, custom auth).
     pub headers: HeaderMap,
@@ -153,6 +156,17 @@ impl LiveOptions {
     {
         self.token_provider = Some(TokenProvider::new(f));
         self
+    }
+
+    /// The same as [`LiveOptions::token_provider`], under the name the
+    /// browser client uses (`getToken`): a fresh token before every attempt,
+    /// before the current one expires and after the server says it expired.
+    pub fn get_token<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        self.token_provider(f)
     }
 
     /// Adds a handshake header.

@@ -75,6 +75,32 @@ impl<A> Hub<A> {
         Ok(self.enqueue(key, OutFrame::Text(envelope::encode(topic, data))))
     }
 
+    /// Sends an error frame `{"topic":"error","data":{"code","message"}}` to
+    /// one session, for refusals decided outside the hub (a refused token
+    /// refresh, a rate limit). Returns whether it was queued, as
+    /// [`send`](Hub::send).
+    pub fn send_error_frame(
+        &mut self,
+        id: SessionId,
+        code: crate::ErrorCode,
+        message: &str,
+    ) -> Result<bool, HubError> {
+        let key = self.key(id)?;
+        self.metrics.errors_sent += 1;
+        Ok(self.enqueue(key, OutFrame::Text(envelope::encode_error(code, message))))
+    }
+
+    /// Replaces the authentication value of an active session (a refreshed
+    /// credential) and returns the old one. Its topics stay as they are: the
+    /// caller decides which of them the new value still allows.
+    pub fn replace_auth(&mut self, id: SessionId, auth: A) -> Result<A, HubError> {
+        let key = self.active_key(id)?;
+        match &mut self.sessions[key].phase {
+            crate::session::Phase::Active { auth: old } => Ok(std::mem::replace(old, auth)),
+            crate::session::Phase::Authenticating { .. } => Err(HubError::NotAuthenticated(id)),
+        }
+    }
+
     /// Sends an already encoded text frame to one session; it must be valid JSON.
     /// For replies the adapter builds itself (for example sync responses).
     /// Returns whether it was queued, as [`send`](Hub::send).

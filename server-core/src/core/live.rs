@@ -18,10 +18,14 @@ where
     A: App,
 {
     /// A WebSocket connection authenticated as `user` was upgraded. Returns
-    /// its session id; during a shutdown the session is closed at once.
+    /// its session id; during a shutdown the session is closed at once, and
+    /// so is a session whose credential ([`Policy::expires_at`]) has already
+    /// expired.
     pub fn handle_open(&mut self, now: Instant, user: U) -> SessionId {
         self.at(now);
-        let id = self.hub.handle_open_authenticated(self.now, user);
+        let id = self.hub.handle_open_authenticated(self.now, user.clone());
+        self.admit_session(id);
+        self.watch_expiry(id, &user);
         self.pump();
         id
     }
@@ -29,7 +33,11 @@ where
     /// A frame was read from the session's socket.
     pub fn handle_frame(&mut self, now: Instant, id: SessionId, frame: Frame) {
         self.at(now);
-        self.hub.handle_frame(self.now, id, frame);
+        if self.admit_frame(id, &frame)
+            && let Err(frame) = self.hold_during_refresh(id, frame)
+        {
+            self.hub.handle_frame(self.now, id, frame);
+        }
         self.pump();
     }
 
@@ -86,11 +94,14 @@ where
             Event::Message { id, topic, data } => {
                 if topic == WS_TOPIC {
                     self.ws_sync(id, &data);
+                } else if topic == super::guard::REFRESH_TOPIC && self.config.token_refresh {
+                    self.refresh_requested(id, &data);
                 } else {
                     self.emit(Output::Message { id, topic, data });
                 }
             }
             Event::Closed { id, reason, auth } => {
+                self.guard.forget(id);
                 self.emit(Output::Closed {
                     id,
                     reason,

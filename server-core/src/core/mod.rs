@@ -3,6 +3,7 @@
 //! the child modules, one concern each.
 
 mod commands;
+pub(crate) mod guard;
 mod live;
 mod persist;
 mod reload;
@@ -18,7 +19,7 @@ use sync_core::{App, Engine, Mutation, Recovered, RecoveryError, RequestId, Time
 
 use crate::broker::PendingInterest;
 use crate::config::CoreConfig;
-use crate::metrics::{MetricsSnapshot, SyncMetrics};
+use crate::metrics::{GuardMetrics, MetricsSnapshot, SyncMetrics};
 use crate::output::{Deadline, Output, Ticket, TimerReason};
 use crate::policy::Policy;
 
@@ -80,6 +81,9 @@ pub struct ServerCore<U, P, A: App> {
     /// The broker's interest, once a link is attached.
     broker: Option<PendingInterest>,
     metrics: SyncMetrics,
+    /// Credential expiries and message allowances per session.
+    guard: guard::Guard,
+    guard_metrics: GuardMetrics,
     shutting_down: bool,
     stopped: bool,
 }
@@ -129,6 +133,8 @@ where
             forget: Vec::new(),
             broker: None,
             metrics: SyncMetrics::default(),
+            guard: guard::Guard::default(),
+            guard_metrics: GuardMetrics::default(),
             shutting_down: false,
             stopped: false,
         })
@@ -155,7 +161,7 @@ where
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut sync = self.metrics;
         sync.scopes = self.engine.scopes().count() as u64;
-        MetricsSnapshot::new(self.hub.metrics(), sync)
+        MetricsSnapshot::new(self.hub.metrics(), sync).with_guard(self.guard_metrics)
     }
 
     /// Sync requests not answered yet.
@@ -191,9 +197,18 @@ where
 
     /// When [`ServerCore::handle_timeout`] must be called next, and why.
     pub fn poll_timeout(&self) -> Option<Deadline> {
-        self.hub
+        let hub = self
+            .hub
             .poll_timeout()
-            .map(|(at, why)| (at, TimerReason::Hub(why)))
+            .map(|(at, why)| (at, TimerReason::Hub(why)));
+        let expiry = self
+            .guard
+            .next_expiry()
+            .map(|at| (at, TimerReason::TokenExpiry));
+        match (hub, expiry) {
+            (Some(h), Some(e)) => Some(if e.0 < h.0 { e } else { h }),
+            (h, e) => h.or(e),
+        }
     }
 
     // ---- time ----
@@ -206,10 +221,12 @@ where
         self.wall = (now, wall);
     }
 
-    /// The hub's deadlines that have passed.
+    /// The deadlines that have passed: the hub's, and credentials that
+    /// expired unrefreshed (their sessions are closed with 4001).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.at(now);
         self.hub.handle_timeout(now);
+        self.expire_due(now);
         self.pump();
     }
 

@@ -681,6 +681,7 @@ impl Sim {
                 assert!(!self.stopped, "stopped twice");
                 self.stopped = true;
             }
+            Output::Refresh { .. } => panic!("token refresh is off in the simulation"),
         }
     }
 
