@@ -139,19 +139,23 @@ pub struct ServeArgs {
     pub allow_anonymous: bool,
     /// Messages one WebSocket connection may send per second, sustained
     /// (a token bucket; over it a `rate_limited` error frame, then a close
-    /// with 4029 if it goes on). 0: unlimited.
+    /// with 4029 if it goes on). Connections from loopback (this machine:
+    /// local services, a reverse proxy in front) are not limited. 0:
+    /// unlimited.
     #[arg(long, env = "LIVE_SYNC_MAX_MESSAGES_PER_SECOND", default_value_t = 100)]
     pub max_messages_per_second: u32,
     /// Messages one WebSocket connection may send at once, above the
     /// sustained rate.
     #[arg(long, env = "LIVE_SYNC_MESSAGE_BURST", default_value_t = 200)]
     pub message_burst: u32,
-    /// Most connections open at once (more: 503 `too_many_connections`).
-    /// 0: unbounded.
-    #[arg(long, env = "LIVE_SYNC_MAX_CONNECTIONS", default_value_t = 10_000)]
+    /// Most connections open at once (more: 503 `too_many_connections`),
+    /// about 4 KiB each when idle; the process's open-file limit (`ulimit
+    /// -n`) may bind first. 0: unbounded.
+    #[arg(long, env = "LIVE_SYNC_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
     /// Most connections open at once from one client IP address (more: 429
-    /// `too_many_connections`). 0: unbounded.
+    /// `too_many_connections`); loopback counts toward the total only. 0:
+    /// unbounded.
     #[arg(long, env = "LIVE_SYNC_MAX_CONNECTIONS_PER_IP", default_value_t = 500)]
     pub max_connections_per_ip: usize,
     /// Sync requests per second per client: its token's user, else its IP
@@ -163,6 +167,12 @@ pub struct ServeArgs {
         default_value_t = 50
     )]
     pub max_sync_requests_per_second: u32,
+    /// Apply the per-client limits (connections per IP, messages per
+    /// second, sync requests per IP) to clients on this machine (loopback)
+    /// too; by default loopback is a local service, a load test or a
+    /// reverse proxy in front, and only the total bounds it.
+    #[arg(long, env = "LIVE_SYNC_LIMIT_LOOPBACK")]
+    pub limit_loopback: bool,
     /// Seconds a client may take to send a request's headers before the
     /// connection is closed (against clients that send one byte at a time).
     #[arg(long, env = "LIVE_SYNC_HEADER_READ_TIMEOUT", default_value_t = 10)]
@@ -284,6 +294,7 @@ impl ServeArgs {
                 burst: self.max_sync_requests_per_second.saturating_mul(2),
             }),
             header_read_timeout: Duration::from_secs(self.header_read_timeout.max(1)),
+            limit_loopback: self.limit_loopback,
             message_rate: (self.max_messages_per_second > 0).then_some(server_core::RateLimit {
                 per_second: self.max_messages_per_second,
                 burst: self.message_burst.max(1),
@@ -591,7 +602,7 @@ mod tests {
                 burst: 200
             })
         );
-        assert_eq!(c.max_connections, Some(10_000));
+        assert_eq!(c.max_connections, Some(100_000));
         assert_eq!(c.max_connections_per_ip, Some(500));
         assert_eq!(
             c.sync_rate.map(|r| (r.per_second, r.burst)),

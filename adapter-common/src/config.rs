@@ -87,6 +87,11 @@ pub struct ServerConfig {
     /// IP; loopback is not limited); more are answered 429 `rate_limited`.
     /// Default: unbounded.
     pub sync_rate: Option<server_core::RateLimit>,
+    /// Apply the per-client limits (connections per IP, the message rate,
+    /// sync requests per IP) to loopback peers too. Off by default:
+    /// loopback is this machine (local services, load tests, a reverse
+    /// proxy whose clients would all share one address).
+    pub limit_loopback: bool,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +118,7 @@ impl Default for ServerConfig {
             max_connections: None,
             max_connections_per_ip: None,
             sync_rate: None,
+            limit_loopback: false,
         }
     }
 }

@@ -34,7 +34,8 @@ use crate::outbox::{Conn, Outbound, Outbox};
 use crate::runtime::Runtime;
 
 /// Serves one upgraded WebSocket for a session authenticated as `user`, until
-/// it ends.
+/// it ends. `local`: the peer is on this machine (loopback), which the
+/// per-connection message rate does not limit.
 ///
 /// The returned future lives as long as the connection, so its size is paid
 /// per open connection: the socket is split (moved to the heap) before it
@@ -46,6 +47,7 @@ pub fn run<R, U, W>(
     server: ServerHandle<U>,
     ws: W,
     user: U,
+    local: bool,
     close_grace: Duration,
 ) -> impl Future<Output = ()> + Send
 where
@@ -60,7 +62,7 @@ where
     };
     async move {
         let mut sink = sink;
-        let Ok(id) = server.open(user, conn).await else {
+        let Ok(id) = server.open(user, conn, local).await else {
             let close = CloseFrame {
                 code: CloseCode::Away,
                 reason: "server stopped".into(),

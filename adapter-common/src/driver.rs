@@ -127,8 +127,17 @@ where
     fn handle(&mut self, now: Instant, input: Input<H::User>) {
         let core = &mut self.core;
         match input {
-            Input::Open { user, conn, reply } => {
-                let id = core.handle_open(now, user);
+            Input::Open {
+                user,
+                conn,
+                local,
+                reply,
+            } => {
+                let id = if local {
+                    core.handle_open_local(now, user)
+                } else {
+                    core.handle_open(now, user)
+                };
                 self.conns.insert(id, conn);
                 let _ = reply.try_send(id);
             }

@@ -219,8 +219,19 @@ impl<U: Send + 'static> ServerHandle<U> {
         .await
     }
 
-    pub(crate) async fn open(&self, user: U, conn: Conn) -> Result<SessionId, ServerError> {
-        self.ask(|reply| Input::Open { user, conn, reply }).await
+    pub(crate) async fn open(
+        &self,
+        user: U,
+        conn: Conn,
+        local: bool,
+    ) -> Result<SessionId, ServerError> {
+        self.ask(|reply| Input::Open {
+            user,
+            conn,
+            local,
+            reply,
+        })
+        .await
     }
 
     /// A frame read from a session's socket. Handed over without waiting

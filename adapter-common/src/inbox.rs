@@ -33,6 +33,8 @@ pub(crate) enum Input<U> {
     Open {
         user: U,
         conn: Conn,
+        /// From this machine (loopback): no per-connection message rate.
+        local: bool,
         reply: Reply<SessionId>,
     },
     Frame {

@@ -33,6 +33,8 @@ impl Drop for Running {
 
 async fn start(configure: impl FnOnce(&mut ServerConfig)) -> Running {
     let mut config = ServerConfig::default();
+    // The test clients are on loopback: limit it like any other peer.
+    config.limit_loopback = true;
     configure(&mut config);
     let server = Server::start(
         TokioRuntime::current(),

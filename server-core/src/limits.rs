@@ -93,6 +93,8 @@ pub struct ConnectionLimits {
     total: usize,
     per_ip: BTreeMap<IpAddr, usize>,
     refused: u64,
+    /// Loopback is bounded per IP like any other address.
+    loopback_limited: bool,
 }
 
 impl ConnectionLimits {
@@ -105,14 +107,25 @@ impl ConnectionLimits {
         }
     }
 
+    /// Bounds loopback per IP too (by default it counts toward the total
+    /// only): for a server whose clients reach it directly on this machine.
+    pub fn limit_loopback(mut self, limited: bool) -> Self {
+        self.loopback_limited = limited;
+        self
+    }
+
     /// Counts a new connection from `ip`, or refuses it (counted in
     /// [`ConnectionLimits::refused`]). Each `Ok` must be matched by one
-    /// [`ConnectionLimits::close`].
+    /// [`ConnectionLimits::close`]. Loopback counts toward the total only:
+    /// it is this machine (local services, load tests, or a reverse proxy
+    /// whose clients all arrive from one address), not one client.
     pub fn try_open(&mut self, ip: IpAddr) -> Result<(), ConnectionRefused> {
         let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
         let refusal = if self.max_total.is_some_and(|m| self.total >= m) {
             Some(ConnectionRefused::Total)
-        } else if self.max_per_ip.is_some_and(|m| from_ip >= m) {
+        } else if (self.loopback_limited || !ip.is_loopback())
+            && self.max_per_ip.is_some_and(|m| from_ip >= m)
+        {
             Some(ConnectionRefused::PerIp)
         } else {
             None
@@ -233,6 +246,21 @@ mod tests {
         assert_eq!(l.open(), 0);
         assert_eq!(ConnectionRefused::PerIp.status(), 429);
         assert_eq!(ConnectionRefused::Total.status(), 503);
+    }
+
+    #[test]
+    fn loopback_counts_toward_the_total_only() {
+        let mut l = ConnectionLimits::new(Some(4), Some(1));
+        let local = IpAddr::from([127, 0, 0, 1]);
+        for _ in 0..3 {
+            assert_eq!(l.try_open(local), Ok(()));
+        }
+        assert_eq!(l.try_open(ip(1)), Ok(()));
+        assert_eq!(l.try_open(local), Err(ConnectionRefused::Total));
+        assert_eq!(l.open_from(local), 3);
+        let mut l = ConnectionLimits::new(None, Some(1)).limit_loopback(true);
+        assert_eq!(l.try_open(local), Ok(()));
+        assert_eq!(l.try_open(local), Err(ConnectionRefused::PerIp));
     }
 
     #[test]

@@ -294,6 +294,23 @@ fn a_flood_gets_one_error_frame_then_a_close_and_others_are_untouched() {
 }
 
 #[test]
+fn a_session_from_this_machine_is_not_rate_limited() {
+    let mut config = CoreConfig::with_seed(3);
+    config.message_rate = Some(RateLimit {
+        per_second: 10,
+        burst: 5,
+    });
+    let (mut core, now) = core(config);
+    let local = core.handle_open_local(now, Access::Anonymous);
+    for i in 0..50 {
+        send(&mut core, now, local, subscribe(&format!("t{i}")));
+    }
+    assert!(drain(&mut core).iter().all(|v| v["topic"] != "error"));
+    assert_eq!(core.hub().topics_of(local).unwrap().count(), 50);
+    assert_eq!(core.metrics().guard.messages_limited, 0);
+}
+
+#[test]
 fn messages_after_a_refresh_wait_for_its_answer() {
     let (mut core, now) = core(refreshing());
     let id = core.handle_open(now, token(30, &[], &["x"]));

@@ -3,7 +3,10 @@
 //! a subscribe storm over `--max-messages-per-second` gets a `rate_limited`
 //! frame then a close with 4029, and a client that sends its headers one
 //! byte at a time is dropped at `--header-read-timeout`; meanwhile another
-//! client is served. Run by [`crate::server_binary_suite!`].
+//! client is served. Run by [`crate::server_binary_suite!`]. The clients
+//! are on loopback, so the per-client limits are turned on for it
+//! (`--limit-loopback`); without it they are exempt, which another case
+//! checks.
 
 use std::time::Duration;
 
@@ -39,6 +42,7 @@ pub async fn connections_over_the_per_ip_bound_are_429(exe: &str) {
         exe,
         &[
             "--memory",
+            "--limit-loopback",
             "--max-connections-per-ip",
             &PER_IP.to_string(),
             "--header-read-timeout",
@@ -77,6 +81,40 @@ pub async fn connections_over_the_per_ip_bound_are_429(exe: &str) {
     );
 }
 
+/// Without `--limit-loopback`, clients on this machine are bound only by
+/// the total: more connections than the per-IP bound and a message burst
+/// far over the rate are all served.
+pub async fn loopback_is_bound_by_the_total_only(exe: &str) {
+    let srv = start(
+        exe,
+        &[
+            "--memory",
+            "--max-connections-per-ip",
+            "5",
+            "--max-messages-per-second",
+            "1",
+            "--message-burst",
+            "2",
+        ],
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut conn = RawConn::connect(&srv.addr).await.expect("connect");
+        assert_eq!(get(&mut conn, "/healthz").await.status, 200);
+        held.push(conn);
+    }
+    let url = format!("ws://{}/ws", srv.addr);
+    let mut client = WsClient::connect_as(&url, "local").await;
+    for i in 0..50 {
+        client.subscribe(&format!("t{i}")).await;
+    }
+    client.publish("t49", json!("still here")).await;
+    let (got, skipped) = client.recv_topic("t49").await;
+    assert_eq!(got["data"], "still here", "{got}");
+    assert!(skipped.is_empty(), "no error frame: {skipped:?}");
+}
+
 /// A subscribe storm: one `rate_limited` error frame, then 4029; a calm
 /// session still gets what is published.
 pub async fn a_subscribe_storm_is_rate_limited_then_closed(exe: &str) {
@@ -84,6 +122,7 @@ pub async fn a_subscribe_storm_is_rate_limited_then_closed(exe: &str) {
         exe,
         &[
             "--memory",
+            "--limit-loopback",
             "--max-messages-per-second",
             "1",
             "--message-burst",

@@ -100,6 +100,13 @@ macro_rules! server_binary_suite {
         }
 
         #[test]
+        fn loopback_is_bound_by_the_total_only() {
+            $crate::server_binary::run($crate::binary_limits::loopback_is_bound_by_the_total_only(
+                $exe,
+            ));
+        }
+
+        #[test]
         fn a_subscribe_storm_is_rate_limited_then_closed() {
             $crate::server_binary::run(
                 $crate::binary_limits::a_subscribe_storm_is_rate_limited_then_closed($exe),

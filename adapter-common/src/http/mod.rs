@@ -93,10 +93,10 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
                 rt,
                 websockets: Arc::default(),
                 hooks,
-                connections: Arc::new(std::sync::Mutex::new(ConnectionLimits::new(
-                    config.max_connections,
-                    config.max_connections_per_ip,
-                ))),
+                connections: Arc::new(std::sync::Mutex::new(
+                    ConnectionLimits::new(config.max_connections, config.max_connections_per_ip)
+                        .limit_loopback(config.limit_loopback),
+                )),
                 sync_rates: config
                     .sync_rate
                     .map(|limit| std::sync::Mutex::new(ClientRates::new(limit))),
@@ -207,6 +207,13 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
             Ok(user) => user,
             Err(rejection) => return refused(&rejection),
         };
+        // Loopback peers are this machine; without a known peer (the service
+        // mounted elsewhere) the session is limited like any other.
+        let local = !inner.config.limit_loopback
+            && parts
+                .extensions
+                .get::<PeerAddr>()
+                .is_some_and(|p| p.0.ip().is_loopback());
         let on_upgrade = hyper::upgrade::on(Request::from_parts(parts, body));
         let rt = inner.rt.clone();
         let server = inner.server.clone();
@@ -221,7 +228,7 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
                     let io = HyperIo(upgraded);
                     let ws =
                         WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-                    crate::connection::run(rt, server, ws, user, grace).await;
+                    crate::connection::run(rt, server, ws, user, local, grace).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
             }
@@ -304,7 +311,7 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
         };
         let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
         let Some(client) = inner.hooks.client_key(user).or_else(|| {
-            peer.filter(|ip| !ip.is_loopback())
+            peer.filter(|ip| inner.config.limit_loopback || !ip.is_loopback())
                 .map(|ip| format!("ip:{ip}"))
         }) else {
             return true;
