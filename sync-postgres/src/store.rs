@@ -281,7 +281,7 @@ impl Store for PgStore {
             .filter_map(|(scope, held)| {
                 let known = self.versions.get(*scope).copied().filter(|v| *v >= 0)?;
                 Some(delta::Wanted {
-                    scope: *scope,
+                    scope,
                     known,
                     held: *held,
                 })
