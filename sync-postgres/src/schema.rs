@@ -107,6 +107,9 @@ pub(crate) async fn migrate(client: &mut Client, schema: Option<&str>) -> Result
         });
     }
     if found == SCHEMA_VERSION {
+        // Ended here rather than by dropping it, which only queues the end
+        // (and the advisory lock's release) for the connection's task.
+        tx.commit().await?;
         return Ok(());
     }
     for sql in &MIGRATIONS[found as usize..] {
