@@ -86,6 +86,9 @@ pub struct PgStore {
     /// The connection batches are written on, and the scopes it holds
     /// locked after a refusal.
     writer: Writer,
+    /// Scope -> version held before the last read of it, restored by
+    /// `forget_scope` when the engine did not take what was read.
+    read_from: BTreeMap<String, i64>,
     /// Kept for the listening connection of [`PgStore::watch`].
     config: tokio_postgres::Config,
     /// Channel of this deployment's change notices.
@@ -152,6 +155,7 @@ impl PgStore {
             timeout: options.timeout,
             versions: BTreeMap::new(),
             writer: Writer::default(),
+            read_from: BTreeMap::new(),
             config,
             channel: watch::channel(options.schema.as_deref()),
             node: node_name(),
@@ -232,7 +236,11 @@ impl Store for PgStore {
         };
         let result = self.run("persisting a batch", writer.persist(&self.pool, batch, how));
         self.writer = writer;
-        self.versions.extend(result?);
+        let bumped = result?;
+        for (scope, _) in &bumped {
+            self.read_from.remove(scope);
+        }
+        self.versions.extend(bumped);
         Ok(())
     }
 
@@ -252,7 +260,8 @@ impl Store for PgStore {
             let mut client = self.pool.get().await?;
             read::load(&mut client, Some(scope)).await
         })?;
-        self.versions.remove(scope);
+        let before = self.versions.remove(scope);
+        self.read_from.insert(scope.to_owned(), before.unwrap_or(0));
         self.versions.extend(versions);
         Ok(scopes.remove(scope))
     }
@@ -304,7 +313,9 @@ impl Store for PgStore {
         for (scope, _) in scopes {
             match read.remove(scope) {
                 Some((delta, version)) => {
-                    self.versions.insert((*scope).to_owned(), version);
+                    let before = self.versions.insert((*scope).to_owned(), version);
+                    self.read_from
+                        .insert((*scope).to_owned(), before.unwrap_or(0));
                     out.push(ScopeUpdate::Delta(delta));
                 }
                 None => out.push(load_whole(self, scope)?),
@@ -313,9 +324,14 @@ impl Store for PgStore {
         Ok(out)
     }
 
+    /// Goes back to the version this node held before its last read of
+    /// `scope` (which the engine did not take): the next batch on it is
+    /// refused as stale and the next read starts from there again, as a
+    /// delta. Without such a read, to no version at all (a full load).
     fn forget_scope(&mut self, scope: &str) {
         // No stored version is negative: the next batch on it is stale.
-        self.versions.insert(scope.to_owned(), -1);
+        let before = self.read_from.remove(scope).unwrap_or(-1);
+        self.versions.insert(scope.to_owned(), before);
     }
 
     fn stale_scopes(error: &Error) -> Vec<String> {
