@@ -5,6 +5,8 @@
 # With LOAD=1, 16 loadgen sync clients push on each node meanwhile (another
 # scope), so the pokes travel beside a write load.
 # usage: [LOAD=1] testkit/scripts/cluster-pokes.sh [COUNT]
+# psql: no NOTICE lines about schemas created and dropped.
+export PGOPTIONS="-c client_min_messages=warning"
 set -u
 COUNT=${1:-200}; BIN=${BIN:-target/release}
 S=pokes_$$

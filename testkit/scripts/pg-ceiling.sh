@@ -6,6 +6,8 @@
 # lock, as nodes on one scope do); SCOPES=own: one scope per connection.
 # Prints transactions/s and the mutations/s they carry (tps x BATCH).
 # usage: testkit/scripts/pg-ceiling.sh CLIENTS BATCH [shared|own]
+# psql: no NOTICE lines about schemas created and dropped.
+export PGOPTIONS="-c client_min_messages=warning"
 set -eu
 C=$1; B=$2; MODE=${3:-shared}; DUR=${DUR:-6}
 S=pgceiling_$$
@@ -13,7 +15,7 @@ DIR=$(cd "$(dirname "$0")" && pwd)
 PSQL="psql -q -h 127.0.0.1 -U postgres -d test"
 $PSQL -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S" >/dev/null
 # The tables as sync-postgres creates them (schema 2).
-PGOPTIONS="-c search_path=$S" $PSQL <<SQL >/dev/null
+PGOPTIONS="-c client_min_messages=warning -c search_path=$S" $PSQL <<SQL >/dev/null
 CREATE TABLE sync_changes (scope TEXT NOT NULL, cursor BIGINT NOT NULL, group_end BIGINT NOT NULL,
   time BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (scope, cursor));
 CREATE TABLE sync_clients (scope TEXT NOT NULL, client_id TEXT NOT NULL, seq BIGINT NOT NULL,
@@ -27,7 +29,7 @@ if [ "$MODE" = own ]; then SCOPE='-D scope=:client_id'; else SCOPE='-D scope=0';
 # :client_id is pgbench's own per-connection number.
 SCRIPT=$DIR/pg-batch.sql
 [ "$MODE" = own ] && { sed 's/:scope/:client_id/g' "$SCRIPT" > /tmp/pg-batch-own.$$.sql; SCRIPT=/tmp/pg-batch-own.$$.sql; SCOPE=; }
-out=$(PGOPTIONS="-c search_path=$S" pgbench -h 127.0.0.1 -U postgres -n -M prepared -c "$C" -j "$C" -T "$DUR" \
+out=$(PGOPTIONS="-c client_min_messages=warning -c search_path=$S" pgbench -h 127.0.0.1 -U postgres -n -M prepared -c "$C" -j "$C" -T "$DUR" \
   -D batch="$B" $SCOPE -f "$SCRIPT" test 2>&1) || { echo "$out"; exit 1; }
 $PSQL -c "DROP SCHEMA $S CASCADE" >/dev/null
 rm -f /tmp/pg-batch-own.$$.sql

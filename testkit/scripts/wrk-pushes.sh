@@ -4,6 +4,8 @@
 # fresh SQLite file (STORE=sqlite, one node only) or a fresh PostgreSQL
 # schema (STORE=postgres). Prints the summed requests/s and non-2xx answers.
 # usage: STORE=postgres|sqlite testkit/scripts/wrk-pushes.sh NODES
+# psql: no NOTICE lines about schemas created and dropped.
+export PGOPTIONS="-c client_min_messages=warning"
 set -u
 N=$1; STORE=${STORE:-postgres}; BIN=${BIN:-target/release}; DUR=${DUR:-6}
 DIR=$(cd "$(dirname "$0")" && pwd)
