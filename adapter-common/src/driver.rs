@@ -392,9 +392,10 @@ fn wall_clock<R: Runtime>(rt: &R) -> Timestamp {
 
 fn log_notice(notice: &Notice) {
     match notice {
-        Notice::PersistFailed { stale: true, .. } | Notice::ReloadRefused { .. } => {
-            tracing::info!("{notice}");
-        }
+        // Routine on a shared store: another node wrote first, and the
+        // batch is computed again while the store holds the scopes.
+        Notice::PersistFailed { stale: true, .. } => tracing::debug!("{notice}"),
+        Notice::ReloadRefused { .. } => tracing::info!("{notice}"),
         Notice::PersistFailed { .. } => tracing::error!("{notice}"),
         _ => tracing::warn!("{notice}"),
     }

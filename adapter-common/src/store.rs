@@ -125,6 +125,23 @@ impl Store for AnyStore {
         }
     }
 
+    fn load_scopes_since(
+        &mut self,
+        scopes: &[(&str, ScopeMark)],
+    ) -> Result<Vec<ScopeUpdate>, AnyStoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s
+                .load_scopes_since(scopes)
+                .map_err(AnyStoreError::new::<SqliteStore>),
+            AnyStore::Postgres(s) => s
+                .load_scopes_since(scopes)
+                .map_err(AnyStoreError::new::<PgStore>),
+            AnyStore::Memory(s) => s
+                .load_scopes_since(scopes)
+                .map_err(AnyStoreError::new::<MemoryStore>),
+        }
+    }
+
     fn forget_scope(&mut self, scope: &str) {
         match self {
             AnyStore::Sqlite(s) => s.forget_scope(scope),

@@ -22,6 +22,12 @@ use testkit::ws_client::WsClient;
 /// Pushes one sequenced mutation until it is acknowledged (a 503 or 500 is
 /// retried with the same sequence, as a client would). Returns the result.
 async fn push_until_ok(sync: &mut SyncHttp, client: &str, seq: u64, scope: &str) -> Value {
+    push_counting(sync, client, seq, scope).await.0
+}
+
+/// [`push_until_ok`], also counting the answers that were not 200.
+async fn push_counting(sync: &mut SyncHttp, client: &str, seq: u64, scope: &str) -> (Value, u32) {
+    let mut refused = 0;
     let m = with_client(
         put(
             &format!("{client}:{seq}"),
@@ -37,15 +43,18 @@ async fn push_until_ok(sync: &mut SyncHttp, client: &str, seq: u64, scope: &str)
             Ok(r) if r.status == 200 => {
                 let result = r.json()["results"][0].clone();
                 assert_eq!(result["ok"], json!(true), "{result}");
-                return result;
+                return (result, refused);
             }
-            Ok(r) => assert!(
-                r.status == 503 || r.status == 500,
-                "unexpected {}: {}",
-                r.status,
-                r.text()
-            ),
-            Err(_) => {}
+            Ok(r) => {
+                refused += 1;
+                assert!(
+                    r.status == 503 || r.status == 500,
+                    "unexpected {}: {}",
+                    r.status,
+                    r.text()
+                );
+            }
+            Err(_) => refused += 1,
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -105,17 +114,23 @@ async fn clients_on_three_nodes_pushing_one_scope_stay_dense_exactly_once_and_co
             let client = format!("n{i}c{c}");
             tasks.push(tokio::spawn(async move {
                 let mut sync = SyncHttp::new(&format!("http://{addr}"), "/_sync", None).unwrap();
-                let mut results = Vec::new();
+                let (mut results, mut refused) = (Vec::new(), 0);
                 for seq in 1..=per_client {
-                    results.push(push_until_ok(&mut sync, &client, seq, "shared").await);
+                    let (result, n) = push_counting(&mut sync, &client, seq, "shared").await;
+                    results.push(result);
+                    refused += n;
                 }
-                (client, results)
+                (client, results, refused)
             }));
         }
     }
     let mut acknowledged = Vec::new();
     for t in tasks {
-        acknowledged.push(t.await.unwrap());
+        let (client, results, refused) = t.await.unwrap();
+        // Nodes writing one scope wait for each other in PostgreSQL; none
+        // turns a push away because another wrote first.
+        assert_eq!(refused, 0, "{client}'s pushes were refused {refused} times");
+        acknowledged.push((client, results));
     }
     let total = 6 * per_client;
 

@@ -16,10 +16,12 @@ pub struct CoreConfig {
     /// Sync request limits (body size, push batch, pull page).
     pub sync_limits: Limits,
     /// The store is shared with other nodes (PostgreSQL): a push refused
-    /// because another node wrote its scope meanwhile is pushed again (up to
-    /// [`CoreConfig::stale_retries`] times) after reloading that scope; when
-    /// every attempt was refused it is answered 503 `unavailable`. Sequence
-    /// gaps are verified against the store before they are refused.
+    /// because another node wrote its scope meanwhile is pushed again after
+    /// reloading that scope, in the next batch, which the store writes while
+    /// still holding the scope (so it is not refused again); should it be
+    /// refused all the same [`CoreConfig::stale_retries`] times (a store
+    /// that does not hold scopes), it is answered 503 `unavailable`.
+    /// Sequence gaps are verified against the store before they are refused.
     pub shared_store: bool,
     /// How often one push is pushed again after stale refusals. Default 8.
     pub stale_retries: u8,

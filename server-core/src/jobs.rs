@@ -6,25 +6,30 @@
 //! policy, and the simulator runs these same functions against its store.
 
 use sync_core::Store;
-use sync_core::store::refresh_scope;
+use sync_core::store::refresh_scopes;
 
 use crate::output::{PersistFailure, PersistJob, ReloadJob, Reloaded};
 
 /// Persists `job`'s batch. When a shared store refuses it as stale, reads
-/// what another node wrote to the refused scopes while still holding the
-/// store, so no batch of this node slips in between.
+/// what another node wrote to the refused scopes (all of them together)
+/// while still holding the store, so no batch of this node slips in
+/// between; a store that keeps the refused scopes locked until its next
+/// batch makes that read all there is to catch up on.
 pub fn persist<S: Store + ?Sized>(store: &mut S, job: &PersistJob) -> Result<(), PersistFailure> {
     for scope in &job.forget {
         store.forget_scope(scope);
     }
     store.persist(&job.batch).map_err(|e| {
-        let reloaded = S::stale_scopes(&e)
+        let stale: Vec<_> = S::stale_scopes(&e)
             .into_iter()
-            .filter_map(|scope| {
+            .map(|scope| {
                 let held = job.marks.get(&scope).copied().flatten();
-                refresh_scope(store, &scope, held).ok()
+                (scope, held)
             })
             .collect();
+        // Unread, the scopes stay as they were: the failure is then not
+        // a stale refusal, and its pushes are answered as failed.
+        let reloaded = refresh_scopes(store, &stale).unwrap_or_default();
         PersistFailure {
             message: e.to_string(),
             unavailable: S::is_unavailable(&e),
@@ -33,20 +38,19 @@ pub fn persist<S: Store + ?Sized>(store: &mut S, job: &PersistJob) -> Result<(),
     })
 }
 
-/// Reads `job`'s scopes, each from where this node's records end.
+/// Reads `job`'s scopes together, each from where this node's records end.
 pub fn reload<S: Store + ?Sized>(store: &mut S, job: &ReloadJob) -> Reloaded {
     for scope in &job.forget {
         store.forget_scope(scope);
     }
-    let mut out = Reloaded::default();
-    for (scope, held) in &job.scopes {
-        match refresh_scope(store, scope, *held) {
-            Ok(update) => out.updates.push(update),
-            Err(e) => {
-                out.error = Some(e.to_string());
-                break;
-            }
-        }
+    match refresh_scopes(store, &job.scopes) {
+        Ok(updates) => Reloaded {
+            updates,
+            error: None,
+        },
+        Err(e) => Reloaded {
+            updates: Vec::new(),
+            error: Some(e.to_string()),
+        },
     }
-    out
 }

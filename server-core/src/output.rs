@@ -227,7 +227,7 @@ impl fmt::Display for Notice {
             } => write!(f, "persisting batch {batch} failed: {message}"),
             Notice::PersistFailed { batch, message, .. } => write!(
                 f,
-                "batch {batch} refused ({message}): another node wrote its scopes; reloaded, pushing again"
+                "batch {batch} refused ({message}): another node wrote its scopes first; caught up, pushing again"
             ),
             Notice::ReloadFailed { message } => {
                 write!(f, "reloading scopes changed elsewhere failed: {message}")

@@ -268,8 +268,51 @@ fn a_push_refused_as_stale_on_every_attempt_is_answered_503() {
             assert!(answer.contains("other nodes kept writing"), "{answer}");
         }
     }
+    // The store held the scope for a batch that never came: an empty one
+    // lets it go, and nothing of the engine rides on it.
+    let release = h.persist.take().expect("an empty batch releases the scope");
+    assert!(release.batch.is_empty(), "{:?}", release.batch);
+    h.persist = Some(release);
+    h.persist_ok();
+    assert_eq!(h.drain(), Vec::<String>::new());
     assert!(h.persist.is_none());
     assert_eq!(h.core.waiting_requests(), 0);
+}
+
+/// A shared store that refuses a batch as stale holds its scopes for the
+/// next batch: that batch goes out before a reload other nodes asked for,
+/// and the reload follows it.
+#[test]
+fn the_batch_pushed_again_after_a_stale_refusal_goes_out_before_any_reload() {
+    let mut config = CoreConfig::with_seed(7);
+    config.shared_store = true;
+    let mut h = Harness::with(config, MemoryStore::new());
+    h.push("p", "s", &["a"]);
+    assert_eq!(h.drain(), ["persist 1"]);
+    // Another node committed to `t` meanwhile: a reload waits for the batch.
+    h.core.handle_store_notice(h.now, Some("t".into()));
+    assert_eq!(h.drain(), Vec::<String>::new());
+    let reloaded = vec![refresh_scope(&mut MemoryStore::new(), "s", None).unwrap()];
+    h.persist_failed(PersistFailure {
+        message: "stale".into(),
+        unavailable: false,
+        reloaded,
+    });
+    let lines = h.drain();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("persist 2"),
+        "the batch the store holds the scope for, first: {lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("reload")), "{lines:?}");
+    h.persist_ok();
+    let lines = h.drain();
+    assert!(lines[0].starts_with("p answered 200"), "{lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("reload t"),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -1,98 +1,156 @@
-//! Reading what other nodes wrote to one scope after the version this node
+//! Reading what other nodes wrote to scopes after the versions this node
 //! holds: changes after the engine's head, client and id rows stamped with a
 //! later version, in one repeatable-read snapshot with the scope's version,
-//! so the version returned covers exactly what was read.
+//! so the version returned covers exactly what was read; every statement of
+//! it in one flight.
 
+use std::collections::BTreeMap;
+
+use deadpool_postgres::ClientWrapper;
 use sync_core::store::columns::{from_json, int, uint};
 use sync_core::store::{ScopeDelta, ScopeMark, TrimBase};
-use tokio_postgres::Client;
 
 use crate::Error;
+use crate::pipeline::{self, simple, step};
 use crate::read::{change_row, client_row, id_row};
 
-/// The delta of `scope` after version `known` and the engine's `held` mark,
-/// with the scope's version now; `None` when the stored version is behind
-/// `known` (the tables were replaced), so only a full load can tell.
-pub(crate) async fn load_since(
-    client: &mut Client,
-    scope: &str,
-    known: i64,
-    held: ScopeMark,
-) -> Result<Option<(ScopeDelta, i64)>, Error> {
-    let tx = crate::read::snapshot(client).await?;
-    let mut delta = ScopeDelta::empty(scope, held);
-    let Some(row) = tx
-        .query_opt(
-            "SELECT version, ids_expired FROM sync_scopes WHERE scope = $1",
-            &[&scope],
-        )
-        .await?
-    else {
-        tx.commit().await?;
-        return Ok((known == 0).then_some((delta, 0)));
-    };
-    let (version, ids_expired): (i64, i64) = (row.get(0), row.get(1));
-    if version < known {
-        tx.commit().await?;
-        return Ok(None);
-    }
-    if version == known {
-        // The notice was about a write this node already holds.
-        tx.commit().await?;
-        return Ok(Some((delta, version)));
-    }
-
-    let first_kept = int("first_kept", held.first_kept)?;
-    if let Some(row) = tx
-        .query_opt(
-            "SELECT before, base FROM sync_bases WHERE scope = $1 AND before > $2",
-            &[&scope, &first_kept],
-        )
-        .await?
-    {
-        // Another node trimmed: the delta cannot apply, the rest is moot.
-        delta.base = Some(TrimBase {
-            before: uint("before", row.get(0))?,
-            base: from_json("sync_bases", "base", row.get(1))?,
-        });
-        tx.commit().await?;
-        return Ok(Some((delta, version)));
-    }
-
-    let head = int("cursor", held.head)?;
-    for row in tx
-        .query(
-            "SELECT scope, cursor, group_end, time, data FROM sync_changes
-             WHERE scope = $1 AND cursor > $2 ORDER BY cursor",
-            &[&scope, &head],
-        )
-        .await?
-    {
-        delta.changes.push(change_row(&row)?);
-    }
-    for row in tx
-        .query(
-            "SELECT scope, client_id, seq, keep_from, result FROM sync_clients
-             WHERE scope = $1 AND version > $2 ORDER BY client_id, seq",
-            &[&scope, &known],
-        )
-        .await?
-    {
-        delta.clients.push(client_row(&row)?);
-    }
-    // Rows deleted since cannot be listed: after an expiry, every live one.
-    delta.ids_complete = ids_expired > known;
-    let since = if delta.ids_complete { i64::MIN } else { known };
-    for row in tx
-        .query(
-            "SELECT scope, id, time, result FROM sync_ids
-             WHERE scope = $1 AND version > $2 ORDER BY id",
-            &[&scope, &since],
-        )
-        .await?
-    {
-        delta.ids.push(id_row(&row)?);
-    }
-    tx.commit().await?;
-    Ok(Some((delta, version)))
+/// One scope to read: its name, the version this node knows, and where the
+/// engine's records end.
+pub(crate) struct Wanted<'a> {
+    pub(crate) scope: &'a str,
+    pub(crate) known: i64,
+    pub(crate) held: ScopeMark,
 }
+
+/// For each of `wanted`, in order, the delta of its scope after its known
+/// version and held mark, with the scope's version now; `None` for a scope
+/// whose stored version is behind the known one (the tables were replaced),
+/// so only a full load can tell. One snapshot and one flight for them all,
+/// one statement per table.
+pub(crate) async fn load_since(
+    client: &ClientWrapper,
+    wanted: &[Wanted<'_>],
+) -> Result<Vec<Option<(ScopeDelta, i64)>>, Error> {
+    let prepared = pipeline::run(
+        SQL.iter()
+            .map(|sql| step(client.prepare_cached(sql)))
+            .collect(),
+    )
+    .await?;
+    let [versions, bases, changes, clients, ids] = &prepared[..] else {
+        return Err(Error::Config("statement missing".into()));
+    };
+    let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for w in wanted {
+        cols.0.push(w.scope);
+        cols.1.push(w.known);
+        cols.2.push(int("cursor", w.held.head)?);
+        cols.3.push(int("first_kept", w.held.first_kept)?);
+    }
+    let (scopes, known, heads, first_kept) = (&cols.0, &cols.1, &cols.2, &cols.3);
+    let mut rows = pipeline::run(vec![
+        simple(client, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        // A generic plan of these joins with arrays can read a scope's whole
+        // log; one made for the arrays given reads only what is new.
+        simple(client, "SET LOCAL plan_cache_mode = force_custom_plan"),
+        step(client.query(versions, &[scopes])),
+        step(client.query(bases, &[scopes, first_kept])),
+        step(client.query(changes, &[scopes, heads])),
+        step(client.query(clients, &[scopes, known])),
+        step(client.query(ids, &[scopes, known])),
+        simple(client, "COMMIT"),
+    ])
+    .await?
+    .into_iter()
+    .skip(2);
+    let mut next = || rows.next().unwrap_or_default();
+    let (versions, bases, changes, clients, ids) = (next(), next(), next(), next(), next());
+
+    let found: BTreeMap<String, (i64, i64)> = versions
+        .iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect();
+    let mut out: BTreeMap<&str, ScopeDelta> = wanted
+        .iter()
+        .map(|w| (w.scope, ScopeDelta::empty(w.scope, w.held)))
+        .collect();
+    for row in &bases {
+        if let Some(delta) = out.get_mut(row.get::<_, &str>(0)) {
+            delta.base = Some(TrimBase {
+                before: uint("before", row.get(1))?,
+                base: from_json("sync_bases", "base", row.get(2))?,
+            });
+        }
+    }
+    for row in &changes {
+        let e = change_row(row)?;
+        if let Some(delta) = out.get_mut(e.change.scope.as_str()) {
+            delta.changes.push(e);
+        }
+    }
+    for row in &clients {
+        let r = client_row(row)?;
+        if let Some(delta) = out.get_mut(r.scope.as_str()) {
+            delta.clients.push(r);
+        }
+    }
+    for row in &ids {
+        let r = id_row(row)?;
+        if let Some(delta) = out.get_mut(r.scope.as_str()) {
+            delta.ids.push(r);
+        }
+    }
+    Ok(wanted
+        .iter()
+        .map(|w| {
+            let mut delta = out.remove(w.scope)?;
+            let Some(&(version, ids_expired)) = found.get(w.scope) else {
+                // Never written: nothing to add, unless this node knew it
+                // written (the tables were replaced).
+                return (w.known == 0).then_some((ScopeDelta::empty(w.scope, w.held), 0));
+            };
+            if version < w.known {
+                return None;
+            }
+            if version == w.known {
+                // The notice was about a write this node already holds.
+                return Some((ScopeDelta::empty(w.scope, w.held), version));
+            }
+            if delta.base.is_some() {
+                // Another node trimmed: the delta cannot apply, the rest is moot.
+                delta.changes.clear();
+                delta.clients.clear();
+                delta.ids.clear();
+                return Some((delta, version));
+            }
+            // Rows deleted since cannot be listed: after an expiry, every
+            // live one (the statement reads them all then).
+            delta.ids_complete = ids_expired > w.known;
+            Some((delta, version))
+        })
+        .collect())
+}
+
+/// The reads of a delta, each for every scope wanted (`$1`, with its held
+/// mark or known version in `$2`): the scopes' versions, trim bases past the
+/// held first cursor, changes after the held head, client and id rows
+/// stamped after the known version (every id row when ids expired since).
+const SQL: [&str; 5] = [
+    "SELECT scope, version, ids_expired FROM sync_scopes WHERE scope = ANY($1::text[])",
+    "SELECT b.scope, b.before, b.base FROM sync_bases b
+     JOIN UNNEST($1::text[], $2::int8[]) AS h(scope, first_kept)
+       ON b.scope = h.scope AND b.before > h.first_kept",
+    "SELECT c.scope, c.cursor, c.group_end, c.time, c.data FROM sync_changes c
+     JOIN UNNEST($1::text[], $2::int8[]) AS h(scope, head)
+       ON c.scope = h.scope AND c.cursor > h.head
+     ORDER BY c.scope, c.cursor",
+    "SELECT c.scope, c.client_id, c.seq, c.keep_from, c.result FROM sync_clients c
+     JOIN UNNEST($1::text[], $2::int8[]) AS k(scope, known)
+       ON c.scope = k.scope AND c.version > k.known
+     ORDER BY c.scope, c.client_id, c.seq",
+    "SELECT i.scope, i.id, i.time, i.result FROM sync_ids i
+     JOIN UNNEST($1::text[], $2::int8[]) AS k(scope, known) ON i.scope = k.scope
+     JOIN sync_scopes s ON s.scope = k.scope
+     WHERE i.version > CASE WHEN s.ids_expired > k.known THEN -1 ELSE k.known END
+     ORDER BY i.scope, i.id",
+];

@@ -26,7 +26,10 @@ pub enum Error {
         after: Duration,
     },
     /// Another node wrote these scopes since this node last loaded or wrote
-    /// them; nothing was written. Reload them and retry.
+    /// them; nothing was written. The store keeps them locked until its next
+    /// `persist` (or until the connection's idle-transaction limit, the
+    /// store's timeout): reload them, compute the batch again and persist
+    /// it, and no other node can get in between.
     #[error("scopes changed by another node: {scopes:?}")]
     Stale {
         /// The scopes to reload, sorted.

@@ -3,16 +3,20 @@
 //!
 //! Owns: the relational layout of the sync log, client sequence records,
 //! mutation-id records and trim bases in PostgreSQL; the guarantee that one
-//! [`sync_core::Batch`] is one transaction; and the per-scope version check
-//! that lets several nodes write the same database safely: every batch locks
-//! the rows of the scopes it touches and is refused with
+//! [`sync_core::Batch`] is one transaction, sent in as few round trips as
+//! PostgreSQL allows (statements pipelined, one per table); and the
+//! per-scope version check that lets several nodes write the same database
+//! safely: every batch locks the rows of the scopes it touches, so writers
+//! of one scope wait for each other in PostgreSQL, and is refused with
 //! [`Error::Stale`] when another node wrote one of them since this node last
-//! loaded or wrote it. The driver then reloads those scopes, reading only
-//! what was written after the version it holds
+//! loaded or wrote it. The locks are then kept: the driver reads only what
+//! was written after the version it holds
 //! ([`sync_core::store::refresh_scope`],
-//! [`sync_core::Engine::apply_scope_update`]), and the clients retry; so two nodes can never write the same cursor twice,
-//! leave a gap, or apply one client's sequence twice.
-//!
+//! [`sync_core::Engine::apply_scope_update`]), pushes again, and the next
+//! batch is written in the same transaction, where no other node can get in
+//! between. So two nodes can never write the same cursor twice, leave a gap,
+//! or apply one client's sequence twice, and a batch is refused once at most.
+
 //! It must never decide protocol questions (which cursor comes next, whether
 //! a mutation is a replay): those belong to `sync-core`.
 //!
@@ -33,11 +37,13 @@
 
 mod delta;
 mod error;
+mod pipeline;
 mod read;
 mod schema;
 mod store;
 mod watch;
 mod write;
+mod writer;
 
 pub use error::Error;
 pub use schema::SCHEMA_VERSION;

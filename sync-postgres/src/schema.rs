@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 use crate::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Advisory lock key serializing migrations ("syncpg" in ASCII).
 const MIGRATION_LOCK: i64 = 0x73_79_6e_63_70_67;
@@ -60,7 +60,27 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE sync_scopes ADD COLUMN ids_expired BIGINT NOT NULL DEFAULT 0;
      CREATE INDEX sync_clients_by_version ON sync_clients (scope, version);
      CREATE INDEX sync_ids_by_version ON sync_ids (scope, version);",
+    // 2 -> 3: a check that aborts the transaction when a locked scope is not
+    // at the version the writing node expects, so a batch can be sent in one
+    // flight (lock, check, write, commit) and a stale one commits nothing.
+    // Raised with its own code, SY001, and the stale scopes in the detail.
+    "CREATE FUNCTION sync_check_versions(scopes TEXT[], known BIGINT[]) RETURNS VOID
+     LANGUAGE plpgsql AS $$
+     DECLARE stale TEXT[];
+     BEGIN
+         SELECT array_agg(s.scope ORDER BY s.scope) INTO stale
+         FROM sync_scopes s JOIN UNNEST(scopes, known) AS k(scope, version)
+           ON s.scope = k.scope
+         WHERE s.version <> k.version;
+         IF stale IS NOT NULL THEN
+             RAISE EXCEPTION USING ERRCODE = 'SY001', MESSAGE = 'stale scopes',
+                 DETAIL = array_to_string(stale, ' ');
+         END IF;
+     END $$;",
 ];
+
+/// The SQLSTATE `sync_check_versions` raises.
+pub(crate) const STALE_CODE: &str = "SY001";
 
 /// Brings the database to [`SCHEMA_VERSION`], refusing one from a newer build.
 /// `schema`, when given, is created first (the connection's `search_path`
@@ -87,6 +107,9 @@ pub(crate) async fn migrate(client: &mut Client, schema: Option<&str>) -> Result
         });
     }
     if found == SCHEMA_VERSION {
+        // Ended here rather than by dropping it, which only queues the end
+        // (and the advisory lock's release) for the connection's task.
+        tx.commit().await?;
         return Ok(());
     }
     for sql in &MIGRATIONS[found as usize..] {

@@ -6,12 +6,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use sync_core::store::{ScopeMark, ScopeRecords, ScopeUpdate, load_whole};
+use sync_core::store::{ScopeDelta, ScopeMark, ScopeRecords, ScopeUpdate, load_whole};
 use sync_core::{Batch, Recovered, Store};
 use tokio_postgres::NoTls;
 
 use crate::watch::{self, Changed};
-use crate::{Error, delta, read, schema, write};
+use crate::writer::{Persist, Writer};
+use crate::{Error, delta, read, schema};
 
 /// How a [`PgStore`] connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +66,15 @@ impl PgOptions {
 ///
 /// Every [`Store::persist`] is one transaction that first locks the version
 /// row of each scope the batch touches (in scope order, so two nodes never
-/// deadlock), checks each version against the one this store last loaded or
-/// wrote, writes the batch, and bumps the versions. A node that missed
-/// another node's commit gets [`Error::Stale`] and writes nothing.
+/// deadlock; a node waits while another writes the scope), checks each
+/// version against the one this store last loaded or wrote, writes the
+/// batch, and bumps the versions: one flight to PostgreSQL while no other
+/// node writes the same scopes, two (lock, then write) after a refusal. A
+/// node that missed another node's commit gets [`Error::Stale`], writes
+/// nothing, and keeps the scopes locked: it reads what it lacks
+/// ([`Store::load_scopes_since`]) and its next batch, computed again on top,
+/// is written in the same transaction, so no other node can get in between
+/// and refuse it again.
 pub struct PgStore {
     /// Taken out only in `Drop`, to shut it down without blocking.
     rt: Option<tokio::runtime::Runtime>,
@@ -76,6 +83,12 @@ pub struct PgStore {
     /// Scope -> version as of this node's last load or write of it. A scope
     /// missing here is expected to be at version 0 (never written).
     versions: BTreeMap<String, i64>,
+    /// The connection batches are written on, and the scopes it holds
+    /// locked after a refusal.
+    writer: Writer,
+    /// Scope -> version held before the last read of it, restored by
+    /// `forget_scope` when the engine did not take what was read.
+    read_from: BTreeMap<String, i64>,
     /// Kept for the listening connection of [`PgStore::watch`].
     config: tokio_postgres::Config,
     /// Channel of this deployment's change notices.
@@ -141,6 +154,8 @@ impl PgStore {
             pool,
             timeout: options.timeout,
             versions: BTreeMap::new(),
+            writer: Writer::default(),
+            read_from: BTreeMap::new(),
             config,
             channel: watch::channel(options.schema.as_deref()),
             node: node_name(),
@@ -211,14 +226,20 @@ impl Store for PgStore {
     type Error = Error;
 
     fn persist(&mut self, batch: &Batch) -> Result<(), Error> {
-        if batch.is_empty() {
-            return Ok(());
+        // Out of `self` while it runs, as the runtime is borrowed from it.
+        let mut writer = std::mem::take(&mut self.writer);
+        let prefix = watch::payload_prefix(&self.node);
+        let how = Persist {
+            known: &self.versions,
+            notice: (self.channel.as_str(), prefix.as_str()),
+            idle_limit: self.timeout,
+        };
+        let result = self.run("persisting a batch", writer.persist(&self.pool, batch, how));
+        self.writer = writer;
+        let bumped = result?;
+        for (scope, _) in &bumped {
+            self.read_from.remove(scope);
         }
-        let bumped = self.run("persisting a batch", async {
-            let mut client = self.pool.get().await?;
-            let notice = (self.channel.as_str(), watch::payload_prefix(&self.node));
-            write::persist(&mut client, batch, &self.versions, notice).await
-        })?;
         self.versions.extend(bumped);
         Ok(())
     }
@@ -239,7 +260,8 @@ impl Store for PgStore {
             let mut client = self.pool.get().await?;
             read::load(&mut client, Some(scope)).await
         })?;
-        self.versions.remove(scope);
+        let before = self.versions.remove(scope);
+        self.read_from.insert(scope.to_owned(), before.unwrap_or(0));
         self.versions.extend(versions);
         Ok(scopes.remove(scope))
     }
@@ -249,26 +271,67 @@ impl Store for PgStore {
     /// whole when this node holds no version of it (never loaded, or
     /// forgotten because the engine did not take a load).
     fn load_scope_since(&mut self, scope: &str, held: ScopeMark) -> Result<ScopeUpdate, Error> {
-        let known = self.versions.get(scope).copied().filter(|v| *v >= 0);
-        let read = match known {
-            Some(known) => self.run("reading a scope's delta", async {
-                let mut client = self.pool.get().await?;
-                delta::load_since(&mut client, scope, known, held).await
-            })?,
-            None => None,
-        };
-        match read {
-            Some((delta, version)) => {
-                self.versions.insert(scope.to_owned(), version);
-                Ok(ScopeUpdate::Delta(delta))
-            }
+        let mut updates = self.load_scopes_since(&[(scope, held)])?;
+        match updates.pop() {
+            Some(update) => Ok(update),
             None => load_whole(self, scope),
         }
     }
 
+    /// [`Store::load_scope_since`] for every scope in one snapshot and one
+    /// round trip; only scopes without a delta are then loaded whole, one by
+    /// one.
+    fn load_scopes_since(
+        &mut self,
+        scopes: &[(&str, ScopeMark)],
+    ) -> Result<Vec<ScopeUpdate>, Error> {
+        let wanted: Vec<delta::Wanted<'_>> = scopes
+            .iter()
+            .filter_map(|(scope, held)| {
+                let known = self.versions.get(*scope).copied().filter(|v| *v >= 0)?;
+                Some(delta::Wanted {
+                    scope,
+                    known,
+                    held: *held,
+                })
+            })
+            .collect();
+        let read = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            self.run("reading scopes' deltas", async {
+                let client = self.pool.get().await?;
+                delta::load_since(&client, &wanted).await
+            })?
+        };
+        let mut read: BTreeMap<&str, (ScopeDelta, i64)> = wanted
+            .iter()
+            .zip(read)
+            .filter_map(|(w, r)| Some((w.scope, r?)))
+            .collect();
+        let mut out = Vec::with_capacity(scopes.len());
+        for (scope, _) in scopes {
+            match read.remove(scope) {
+                Some((delta, version)) => {
+                    let before = self.versions.insert((*scope).to_owned(), version);
+                    self.read_from
+                        .insert((*scope).to_owned(), before.unwrap_or(0));
+                    out.push(ScopeUpdate::Delta(delta));
+                }
+                None => out.push(load_whole(self, scope)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Goes back to the version this node held before its last read of
+    /// `scope` (which the engine did not take): the next batch on it is
+    /// refused as stale and the next read starts from there again, as a
+    /// delta. Without such a read, to no version at all (a full load).
     fn forget_scope(&mut self, scope: &str) {
         // No stored version is negative: the next batch on it is stale.
-        self.versions.insert(scope.to_owned(), -1);
+        let before = self.read_from.remove(scope).unwrap_or(-1);
+        self.versions.insert(scope.to_owned(), before);
     }
 
     fn stale_scopes(error: &Error) -> Vec<String> {

@@ -1,203 +1,311 @@
-//! One batch, one transaction: lock and check the touched scopes' versions,
-//! write every record with one statement per table (client and id rows
-//! stamped with their scope's new version), bump the versions.
+//! One batch, one transaction, in two flights: the first begins it and
+//! locks the touched scopes' version rows (waiting for any other node
+//! writing them), the second writes every record with one statement per
+//! table (client and id rows stamped with their scope's new version), bumps
+//! the versions, sends the change notices and commits.
 
 use std::collections::BTreeMap;
 
 use sync_core::Batch;
-use tokio_postgres::Client;
+use sync_core::store::Trim;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
 
 use crate::Error;
+use crate::pipeline::{self, simple, step};
 use sync_core::store::columns::{int, to_json};
 
-/// Writes `batch` if every scope it touches is still at the version in
-/// `known` (0 when absent); returns the scopes' new versions.
-pub(crate) async fn persist(
-    client: &mut Client,
-    batch: &Batch,
-    known: &BTreeMap<String, i64>,
-    (channel, prefix): (&str, String),
-) -> Result<Vec<(String, i64)>, Error> {
-    let written = batch.written_scopes();
-    let mut locked = written.clone();
-    locked.extend(batch.verify.iter().map(String::as_str));
-    let locked: Vec<&str> = locked.into_iter().collect();
-    let touched: Vec<&str> = written.into_iter().collect();
-    let tx = client.transaction().await?;
+/// The writing statements, prepared once per connection.
+pub(crate) struct Statements {
+    ensure: Statement,
+    lock: Statement,
+    trim_changes: Statement,
+    trim_bases: Statement,
+    changes: Statement,
+    clients: Statement,
+    prune: Statement,
+    ids: Statement,
+    expire: Statement,
+    bump: Statement,
+    notify: Statement,
+    check: Statement,
+}
 
-    // Per-scope serialization: the version rows of the scopes written and of
-    // those only verified are locked in scope order
-    // (the array is sorted), so concurrent batches of two nodes queue on
-    // the scope instead of deadlocking.
-    tx.execute(
-        "INSERT INTO sync_scopes (scope, version)
-         SELECT s, 0 FROM UNNEST($1::text[]) AS s ON CONFLICT (scope) DO NOTHING",
-        &[&locked],
-    )
-    .await?;
-    let rows = tx
-        .query(
-            "SELECT scope, version FROM sync_scopes WHERE scope = ANY($1)
-             ORDER BY scope FOR UPDATE",
-            &[&locked],
-        )
-        .await?;
-    let mut stale = Vec::new();
-    let mut bumped = Vec::with_capacity(rows.len());
-    for row in rows {
-        let scope: String = row.get(0);
-        let version: i64 = row.get(1);
-        if known.get(&scope).copied().unwrap_or(0) != version {
-            stale.push(scope);
-        } else if touched.contains(&scope.as_str()) {
-            bumped.push((scope, version + 1));
-        }
+const SQL: [&str; 12] = [
+    // ensure: a version row for every scope about to be locked.
+    "INSERT INTO sync_scopes (scope, version)
+     SELECT s, 0 FROM UNNEST($1::text[]) AS s ON CONFLICT (scope) DO NOTHING",
+    // lock: in scope order (the array is sorted), so concurrent batches of
+    // two nodes queue on the scope instead of deadlocking.
+    "SELECT scope, version FROM sync_scopes WHERE scope = ANY($1::text[])
+     ORDER BY scope FOR UPDATE",
+    // trim_changes: a trim at or below the stored base drops nothing.
+    "DELETE FROM sync_changes c USING UNNEST($1::text[], $2::int8[]) AS t(scope, before)
+     WHERE c.scope = t.scope AND c.cursor < t.before
+       AND NOT EXISTS (SELECT 1 FROM sync_bases b WHERE b.scope = t.scope AND b.before >= t.before)",
+    // trim_bases
+    "INSERT INTO sync_bases (scope, before, base)
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[])
+     ON CONFLICT (scope) DO UPDATE SET before = excluded.before, base = excluded.base
+     WHERE sync_bases.before < excluded.before",
+    // changes: a plain INSERT, so a cursor already stored is a refused
+    // batch, never an overwrite.
+    "INSERT INTO sync_changes (scope, cursor, group_end, time, data)
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[])",
+    // clients
+    "INSERT INTO sync_clients (scope, client_id, seq, keep_from, result, version)
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::int8[])
+     ON CONFLICT (scope, client_id, seq)
+     DO UPDATE SET keep_from = excluded.keep_from, result = excluded.result,
+                   version = excluded.version",
+    // prune: a record never prunes a higher sequence than its own, so
+    // pruning after all inserts equals pruning after each.
+    "DELETE FROM sync_clients c
+     USING UNNEST($1::text[], $2::text[], $3::int8[]) AS k(scope, client_id, keep_from)
+     WHERE c.scope = k.scope AND c.client_id = k.client_id AND c.seq < k.keep_from",
+    // ids
+    "INSERT INTO sync_ids (scope, id, time, result, version)
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
+     ON CONFLICT (scope, id) DO UPDATE SET time = excluded.time, result = excluded.result,
+                                           version = excluded.version",
+    // expire
+    "DELETE FROM sync_ids i USING UNNEST($1::text[], $2::text[]) AS k(scope, id)
+     WHERE i.scope = k.scope AND i.id = k.id",
+    // bump: a deleted id row cannot be found by its version, so a scope
+    // whose id records expired is marked, and a delta read across the mark
+    // lists all of them.
+    "UPDATE sync_scopes SET version = version + 1,
+         ids_expired = CASE WHEN scope = ANY($2::text[]) THEN version + 1 ELSE ids_expired END
+     WHERE scope = ANY($1::text[])",
+    // notify: delivered to listeners only once (and if) the transaction
+    // commits.
+    "SELECT pg_notify($1, $2 || s) FROM UNNEST($3::text[]) AS s",
+    // check: after the lock, aborts the transaction (SY001) unless every
+    // scope is at the version given.
+    "SELECT sync_check_versions($1::text[], $2::int8[])",
+];
+
+impl Statements {
+    /// Prepares every statement, in one flight.
+    pub(crate) async fn prepare(client: &Client) -> Result<Statements, Error> {
+        let steps: Vec<_> = SQL.iter().map(|sql| step(client.prepare(sql))).collect();
+        let prepared = pipeline::run(steps).await?;
+        let mut it = prepared.into_iter();
+        let mut next = || {
+            it.next()
+                .ok_or_else(|| Error::Config("statement missing".into()))
+        };
+        Ok(Statements {
+            ensure: next()?,
+            lock: next()?,
+            trim_changes: next()?,
+            trim_bases: next()?,
+            changes: next()?,
+            clients: next()?,
+            prune: next()?,
+            ids: next()?,
+            expire: next()?,
+            bump: next()?,
+            notify: next()?,
+            check: next()?,
+        })
     }
-    if !stale.is_empty() {
-        tx.rollback().await?;
-        return Err(Error::Stale { scopes: stale });
+}
+
+/// Begins a transaction and locks the version rows of `scopes` (sorted),
+/// creating those of `fresh` (scopes that may have none yet) at 0; returns
+/// each scope's version. Waits while another node's transaction holds one
+/// of them. The transaction stays open.
+pub(crate) async fn begin_and_lock(
+    client: &Client,
+    st: &Statements,
+    scopes: &[&str],
+    fresh: &[&str],
+) -> Result<BTreeMap<String, i64>, Error> {
+    let mut steps = vec![simple(client, "BEGIN")];
+    if !fresh.is_empty() {
+        steps.push(step(
+            async move { client.query(&st.ensure, &[&fresh]).await },
+        ));
     }
-    // What each written row is stamped with, so a delta read after a
-    // version finds it (see delta.rs).
-    let stamp: BTreeMap<&str, i64> = bumped.iter().map(|(s, v)| (s.as_str(), *v)).collect();
+    steps.push(step(
+        async move { client.query(&st.lock, &[&scopes]).await },
+    ));
+    let rows = pipeline::run(steps).await?;
+    Ok(rows
+        .last()
+        .into_iter()
+        .flatten()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+        .collect())
+}
+
+/// The scopes a batch locks (sorted), those that may lack a version row,
+/// and the version each must be at.
+pub(crate) struct Expect<'a> {
+    pub(crate) scopes: &'a [&'a str],
+    pub(crate) fresh: &'a [&'a str],
+    pub(crate) known: &'a [i64],
+}
+
+/// Writes `batch`, stamping rows with `stamp` (each written scope's new
+/// version), bumps those versions, sends one notice per written scope on
+/// `channel` (payload `prefix` + scope), and commits: one flight. In the
+/// open transaction whose locks cover the batch's scopes; or, with
+/// `expect`, in a new one that first locks them and aborts with
+/// [`crate::schema::STALE_CODE`] unless they are at the versions expected.
+pub(crate) async fn write_and_commit(
+    client: &Client,
+    st: &Statements,
+    batch: &Batch,
+    stamp: &BTreeMap<String, i64>,
+    (channel, prefix): (&str, &str),
+    expect: Option<Expect<'_>>,
+) -> Result<(), Error> {
+    let touched: Vec<&str> = stamp.keys().map(String::as_str).collect();
     let stamp_of = |scope: &str| stamp.get(scope).copied().unwrap_or(0);
 
+    // One trim per scope, the furthest: an upsert may not touch a row twice.
+    let mut trims: BTreeMap<&str, &Trim> = BTreeMap::new();
     for t in &batch.trims {
-        let before = int("before", t.before)?;
-        let stored = tx
-            .query_opt(
-                "SELECT before FROM sync_bases WHERE scope = $1",
-                &[&t.scope],
-            )
-            .await?
-            .map(|r| r.get::<_, i64>(0));
-        if stored.is_some_and(|b| b >= before) {
-            continue;
+        let e = trims.entry(t.scope.as_str()).or_insert(t);
+        if t.before > e.before {
+            *e = t;
         }
-        tx.execute(
-            "DELETE FROM sync_changes WHERE scope = $1 AND cursor < $2",
-            &[&t.scope, &before],
-        )
-        .await?;
-        tx.execute(
-            "INSERT INTO sync_bases (scope, before, base) VALUES ($1, $2, $3)
-             ON CONFLICT (scope) DO UPDATE SET before = excluded.before, base = excluded.base",
-            &[&t.scope, &before, &to_json(&t.base)],
-        )
-        .await?;
+    }
+    let mut trim_cols = (Vec::new(), Vec::new(), Vec::new());
+    for t in trims.values() {
+        trim_cols.0.push(t.scope.as_str());
+        trim_cols.1.push(int("before", t.before)?);
+        trim_cols.2.push(to_json(&t.base));
     }
 
-    if !batch.changes.is_empty() {
-        let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for e in &batch.changes {
-            let c = &e.change;
-            cols.0.push(c.scope.as_str());
-            cols.1.push(int("cursor", c.cursor)?);
-            cols.2.push(int("group_end", e.group_end)?);
-            cols.3.push(int("time", c.time.as_millis())?);
-            cols.4.push(to_json(&c.data));
-        }
-        // A plain INSERT: a cursor already stored is a refused batch, never
-        // an overwrite.
-        tx.execute(
-            "INSERT INTO sync_changes (scope, cursor, group_end, time, data)
-             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[])",
-            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4],
-        )
-        .await?;
+    let mut changes = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for e in &batch.changes {
+        let c = &e.change;
+        changes.0.push(c.scope.as_str());
+        changes.1.push(int("cursor", c.cursor)?);
+        changes.2.push(int("group_end", e.group_end)?);
+        changes.3.push(int("time", c.time.as_millis())?);
+        changes.4.push(to_json(&c.data));
     }
 
-    if !batch.clients.is_empty() {
-        let mut cols = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        for c in &batch.clients {
-            cols.0.push(c.scope.as_str());
-            cols.1.push(c.client_id.as_str());
-            cols.2.push(int("seq", c.seq)?);
-            cols.3.push(int("keep_from", c.keep_from)?);
-            cols.4.push(to_json(&c.result));
-            cols.5.push(stamp_of(&c.scope));
-        }
-        tx.execute(
-            "INSERT INTO sync_clients (scope, client_id, seq, keep_from, result, version)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[],
-                                  $6::int8[])
-             ON CONFLICT (scope, client_id, seq)
-             DO UPDATE SET keep_from = excluded.keep_from, result = excluded.result,
-                           version = excluded.version",
-            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5],
-        )
-        .await?;
-        // A record never prunes a higher sequence than its own, so pruning
-        // after all inserts equals pruning after each.
-        tx.execute(
-            "DELETE FROM sync_clients c
-             USING UNNEST($1::text[], $2::text[], $3::int8[]) AS k(scope, client_id, keep_from)
-             WHERE c.scope = k.scope AND c.client_id = k.client_id AND c.seq < k.keep_from",
-            &[&cols.0, &cols.1, &cols.3],
-        )
-        .await?;
+    let mut clients = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for c in &batch.clients {
+        clients.0.push(c.scope.as_str());
+        clients.1.push(c.client_id.as_str());
+        clients.2.push(int("seq", c.seq)?);
+        clients.3.push(int("keep_from", c.keep_from)?);
+        clients.4.push(to_json(&c.result));
+        clients.5.push(stamp_of(&c.scope));
     }
 
-    if !batch.ids.is_empty() {
-        // One row per key (the last record wins), as one upsert statement
-        // may not touch a row twice.
-        let mut last: BTreeMap<(&str, &str), &sync_core::store::IdRecord> = BTreeMap::new();
-        for r in &batch.ids {
-            last.insert((r.scope.as_str(), r.id.as_str()), r);
-        }
-        let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for r in last.values() {
-            cols.0.push(r.scope.as_str());
-            cols.1.push(r.id.as_str());
-            cols.2.push(int("time", r.time.as_millis())?);
-            cols.3.push(to_json(&r.result));
-            cols.4.push(stamp_of(&r.scope));
-        }
-        tx.execute(
-            "INSERT INTO sync_ids (scope, id, time, result, version)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
-             ON CONFLICT (scope, id) DO UPDATE SET time = excluded.time, result = excluded.result,
-                                                   version = excluded.version",
-            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4],
-        )
-        .await?;
+    // One row per key (the last record wins), as one upsert statement may
+    // not touch a row twice.
+    let mut last: BTreeMap<(&str, &str), &sync_core::store::IdRecord> = BTreeMap::new();
+    for r in &batch.ids {
+        last.insert((r.scope.as_str(), r.id.as_str()), r);
     }
-    let mut expiring: Vec<&str> = batch.expired_ids.iter().map(|x| x.scope.as_str()).collect();
-    if !batch.expired_ids.is_empty() {
-        let ids: Vec<&str> = batch.expired_ids.iter().map(|x| x.id.as_str()).collect();
-        tx.execute(
-            "DELETE FROM sync_ids i USING UNNEST($1::text[], $2::text[]) AS k(scope, id)
-             WHERE i.scope = k.scope AND i.id = k.id",
-            &[&expiring, &ids],
-        )
-        .await?;
+    let mut ids = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in last.values() {
+        ids.0.push(r.scope.as_str());
+        ids.1.push(r.id.as_str());
+        ids.2.push(int("time", r.time.as_millis())?);
+        ids.3.push(to_json(&r.result));
+        ids.4.push(stamp_of(&r.scope));
     }
 
-    // A deleted row cannot be found by its version: a scope whose id
-    // records expired is marked, and a delta read across the mark lists all
-    // of them.
+    let expired: (Vec<&str>, Vec<&str>) = batch
+        .expired_ids
+        .iter()
+        .map(|x| (x.scope.as_str(), x.id.as_str()))
+        .unzip();
+    let mut expiring = expired.0.clone();
     expiring.sort_unstable();
     expiring.dedup();
-    tx.execute(
-        "UPDATE sync_scopes SET version = version + 1,
-             ids_expired = CASE WHEN scope = ANY($2) THEN version + 1 ELSE ids_expired END
-         WHERE scope = ANY($1)",
-        &[&touched, &expiring],
-    )
-    .await?;
-    // Delivered to listeners only once (and if) the transaction commits.
-    tx.execute(
-        "SELECT pg_notify($1, $2 || s) FROM UNNEST($3::text[]) AS s",
-        &[&channel, &prefix, &touched],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(bumped)
+
+    // Each statement's future owns its parameter list; the columns are
+    // borrowed.
+    let (trim_cols, changes, clients, ids, expired) =
+        (&trim_cols, &changes, &clients, &ids, &expired);
+    let (touched, expiring) = (&touched, &expiring);
+    let mut steps = Vec::with_capacity(14);
+    if let Some(Expect {
+        scopes,
+        fresh,
+        known,
+    }) = expect
+    {
+        steps.push(simple(client, "BEGIN"));
+        if !fresh.is_empty() {
+            steps.push(step(
+                async move { client.query(&st.ensure, &[&fresh]).await },
+            ));
+        }
+        steps.push(step(
+            async move { client.query(&st.lock, &[&scopes]).await },
+        ));
+        steps.push(step(async move {
+            client.query(&st.check, &[&scopes, &known]).await
+        }));
+    }
+    if !trims.is_empty() {
+        steps.push(step(async move {
+            client
+                .query(&st.trim_changes, &[&trim_cols.0, &trim_cols.1])
+                .await
+        }));
+        steps.push(step(async move {
+            let params: [&(dyn ToSql + Sync); 3] = [&trim_cols.0, &trim_cols.1, &trim_cols.2];
+            client.query(&st.trim_bases, &params).await
+        }));
+    }
+    if !changes.0.is_empty() {
+        steps.push(step(async move {
+            let params: [&(dyn ToSql + Sync); 5] =
+                [&changes.0, &changes.1, &changes.2, &changes.3, &changes.4];
+            client.query(&st.changes, &params).await
+        }));
+    }
+    if !clients.0.is_empty() {
+        steps.push(step(async move {
+            let params: [&(dyn ToSql + Sync); 6] = [
+                &clients.0, &clients.1, &clients.2, &clients.3, &clients.4, &clients.5,
+            ];
+            client.query(&st.clients, &params).await
+        }));
+        steps.push(step(async move {
+            let params: [&(dyn ToSql + Sync); 3] = [&clients.0, &clients.1, &clients.3];
+            client.query(&st.prune, &params).await
+        }));
+    }
+    if !ids.0.is_empty() {
+        steps.push(step(async move {
+            let params: [&(dyn ToSql + Sync); 5] = [&ids.0, &ids.1, &ids.2, &ids.3, &ids.4];
+            client.query(&st.ids, &params).await
+        }));
+    }
+    if !expired.0.is_empty() {
+        steps.push(step(async move {
+            client.query(&st.expire, &[&expired.0, &expired.1]).await
+        }));
+    }
+    steps.push(step(async move {
+        client.query(&st.bump, &[touched, expiring]).await
+    }));
+    steps.push(step(async move {
+        client
+            .query(&st.notify, &[&channel, &prefix, touched])
+            .await
+    }));
+    steps.push(simple(client, "COMMIT"));
+    pipeline::run(steps).await?;
+    Ok(())
 }

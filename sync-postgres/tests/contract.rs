@@ -103,6 +103,8 @@ fn a_store_that_missed_another_nodes_write_is_refused_until_it_reloads() {
         .persist(&g2.batch(&[Op::Changes(0, 1, 1)]))
         .expect_err("forgotten");
     assert_eq!(err.stale_scopes(), ["a".to_owned()]);
+    // A refused store holds the scope for its next batch; gone, it lets go.
+    drop(two);
     // Now node one is the stale one.
     let err = one
         .persist(&g1.batch(&[Op::Changes(0, 1, 1)]))

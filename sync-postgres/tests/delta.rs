@@ -138,12 +138,20 @@ fn a_scope_held_and_written_elsewhere_is_read_as_a_delta() {
     g.durable = g.heads;
     writer.persist(&g.batch(&[Op::Trim(0, 1)])).expect("trim");
     assert!(!follow(&mut reader, &mut check, &mut held), "a full load");
-    // A forgotten scope is loaded whole too.
+    // A forgotten scope (the engine did not take the last read) is read
+    // again from where the node was before that read: still a delta, and
+    // it ends where everything else does.
     writer
         .persist(&g.batch(&[Op::Changes(0, 1, 1)]))
         .expect("persist");
+    assert!(follow(&mut reader, &mut check, &mut held), "a delta");
     reader.forget_scope("a");
     let update = refresh_scope(&mut reader, "a", Some(held.mark())).expect("refresh");
+    assert!(matches!(update, ScopeUpdate::Delta(_)), "{update:?}");
+    // Forgotten without a read since a write, it knows no version: whole.
+    let mut lone = PgStore::connect(&url, schema.options()).expect("connect");
+    lone.forget_scope("a");
+    let update = refresh_scope(&mut lone, "a", Some(held.mark())).expect("refresh");
     assert!(matches!(update, ScopeUpdate::Full(_)), "{update:?}");
 }
 

@@ -151,3 +151,43 @@ fn interleaved_pushes_from_two_nodes_stay_dense_and_exactly_once() {
     assert_eq!(a.snapshot(), b.snapshot());
     assert_eq!(a.snapshot()["cursor"], 30);
 }
+
+/// A batch refused as stale leaves its scope locked (no other node can
+/// write it) until the same store's next batch, which is written without a
+/// second refusal once the scope is caught up; then the lock is gone.
+#[test]
+fn a_refused_batch_holds_its_scope_until_the_batch_computed_again() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "held");
+    let mut a = Node::start(&url, &schema);
+    let mut b = Node::start(&url, &schema);
+    b.push(put("bob", 1));
+
+    a.engine
+        .handle_push(WALL, RequestId(1), vec![put("alice", 1)]);
+    let ready = a.engine.poll_ready().expect("a batch");
+    let refused = a.store.persist(&ready.persist).expect_err("stale");
+    assert_eq!(refused.stale_scopes(), ["doc".to_owned()]);
+    let lock = "SELECT 1 FROM {schema}.sync_scopes WHERE scope = 'doc' FOR UPDATE NOWAIT";
+    let err = schema
+        .try_sql(lock)
+        .expect_err("the refused store holds the scope");
+    assert!(err.starts_with("55P03"), "{err}");
+
+    // Catch up on what b wrote, push again: written in the held transaction.
+    a.engine
+        .handle_persist_failed(ready.number)
+        .expect("failed");
+    let held = a.engine.scope_mark("doc");
+    let update = sync_core::store::refresh_scope(&mut a.store, "doc", held).expect("delta");
+    a.engine.apply_scope_update(&update).expect("apply");
+    a.engine
+        .handle_push(WALL, RequestId(2), vec![put("alice", 1)]);
+    let ready = a.engine.poll_ready().expect("the batch again");
+    a.store
+        .persist(&ready.persist)
+        .expect("written under the held lock");
+    a.engine.advance(ready.number).expect("advance");
+    schema.try_sql(lock).expect("released at commit");
+    assert_eq!(a.store.head("doc").expect("head"), 2);
+}

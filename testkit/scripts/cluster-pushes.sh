@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Durable pushes on PostgreSQL through NODES server processes (32 clients in
 # all, fresh schema per run); prints the summed mutations/s and failures.
+# Every client pushes to scope `load`, or with --scope-per-client to a scope
+# of its own (`load-nI-K`: node I's client K, so no two clients of the
+# cluster share one).
 # usage: testkit/scripts/cluster-pushes.sh NODES [--scope-per-client]
 set -u
 N=$1; shift; EXTRA="$*"; BIN=${BIN:-target/release}
 S=bench_$$
 psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S" >/dev/null
 URL="postgres://postgres@127.0.0.1/test?options=-c%20search_path%3D$S"
+# The scope prefix of node I's load generator.
+scope_of() { case "$EXTRA" in *--scope-per-client*) echo "load-n$1" ;; *) echo load ;; esac; }
 pids=()
 for i in $(seq 1 $N); do
   $BIN/adapter-tokio --addr 127.0.0.1:$((18900+i)) --db "$URL" --log-level error & pids+=($!)
@@ -14,7 +19,7 @@ done
 sleep 1.5
 outs=()
 for i in $(seq 1 $N); do
-  $BIN/loadgen --url http://127.0.0.1:$((18900+i)) sync --clients $((32/N)) --duration 6 --no-pull --scope load $EXTRA > ${TMPDIR:-/tmp}/push.$i.out 2>&1 & outs+=($!)
+  $BIN/loadgen --url http://127.0.0.1:$((18900+i)) sync --clients $((32/N)) --duration 6 --no-pull --scope $(scope_of $i) $EXTRA > ${TMPDIR:-/tmp}/push.$i.out 2>&1 & outs+=($!)
 done
 wait "${outs[@]}"; kill "${pids[@]}"; wait 2>/dev/null
 total=0; fail=0

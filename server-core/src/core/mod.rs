@@ -70,6 +70,12 @@ pub struct ServerCore<U, P, A: App> {
     persisting: Option<(u64, usize)>,
     /// A reload job is out.
     reloading: bool,
+    /// Batch `n` was refused as stale and the store holds its scopes for
+    /// the next batch: that batch goes out next (see persist.rs).
+    rebasing: Option<u64>,
+    /// The batch out is an empty one that only lets the store release the
+    /// scopes it held.
+    releasing: bool,
     /// Trims whose batch was not handed out yet.
     trims_open: Vec<Ticket>,
     /// Trims waiting for batch `.0` to be durable.
@@ -126,6 +132,8 @@ where
             next_ticket: 0,
             persisting: None,
             reloading: false,
+            rebasing: None,
+            releasing: false,
             trims_open: Vec::new(),
             trims_batched: Vec::new(),
             retry: BTreeMap::new(),

@@ -3,6 +3,14 @@
 //! poked before its batch is durable. And what a failed batch means: a
 //! stale refusal pushes its pushes again after the reload, an outage answers
 //! 503 `unavailable`, anything else answers the engine's errors.
+//!
+//! A shared store that refuses a batch as stale keeps the refused scopes
+//! locked until its next batch (see `sync-postgres`), so the reload it
+//! handed back is all there is to catch up on, and the batch computed again
+//! on top cannot be refused for the same reason. That next batch therefore
+//! goes out before anything else (a reload of other nodes' commits waits),
+//! and goes out even when it turned out to write nothing (the pushes again
+//! were replays), so the store lets the scopes go at once.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +50,20 @@ where
         };
         self.persisting = None;
         self.metrics.persist_seconds += took.as_secs_f64();
+        if std::mem::take(&mut self.releasing) {
+            // An empty batch that only let the store release the scopes it
+            // held: nothing of the engine's rides on it.
+            if let Err(failure) = result {
+                self.outputs
+                    .push_back(Output::Notice(Notice::PersistFailed {
+                        batch: number,
+                        message: failure.message,
+                        stale: false,
+                    }));
+            }
+            self.pump();
+            return Ok(());
+        }
         self.finish_batch(number, changes, result);
         self.pump();
         Ok(())
@@ -53,11 +75,24 @@ where
         if self.job_outstanding() {
             return false;
         }
-        if self.wants_reload() {
+        // The store holds the scopes of refused batch `rebasing` for this one.
+        let rebasing = self.rebasing.take();
+        if rebasing.is_none() && self.wants_reload() {
             self.start_reload();
             return true;
         }
         let Some(ready) = self.engine.poll_ready() else {
+            if let Some(number) = rebasing {
+                self.releasing = true;
+                self.persisting = Some((number, 0));
+                self.outputs.push_back(Output::Persist(PersistJob {
+                    number,
+                    batch: Default::default(),
+                    forget: std::mem::take(&mut self.forget),
+                    marks: Default::default(),
+                }));
+                return true;
+            }
             return false;
         };
         let number = ready.number;
@@ -65,7 +100,7 @@ where
             self.trims_batched.push((number, ticket));
         }
         let changes = ready.persist.changes.len();
-        if ready.persist.is_empty() {
+        if ready.persist.is_empty() && rebasing.is_none() {
             // Only answers (replays) to release: nothing to write.
             self.finish_batch(number, 0, Ok(()));
             return true;
@@ -169,6 +204,9 @@ where
         }
         for update in &failure.reloaded {
             self.absorb_reload(update, false);
+        }
+        if stale {
+            self.rebasing = Some(number);
         }
         // Pushed again in their original order, under their original ids, so
         // their waiters get the new answers.

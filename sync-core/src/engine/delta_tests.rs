@@ -14,7 +14,7 @@ use crate::app::{App, KvApp};
 use crate::protocol::{Change, Mutation, Timestamp};
 use crate::store::{
     DeltaMismatch, LogEntry, MemoryStore, ScopeDelta, ScopeMark, ScopeRecords, ScopeUpdate, Store,
-    TrimBase, refresh_scope,
+    TrimBase, refresh_scope, refresh_scopes,
 };
 
 const SCOPES: [&str; 2] = ["a", "b"];
@@ -545,5 +545,46 @@ fn refresh_falls_back_to_a_full_load_when_the_delta_does_not_follow() {
     assert_eq!(
         refresh_scope(&mut memory, "z", Some(ScopeMark::default())).unwrap(),
         ScopeUpdate::Full(ScopeRecords::empty("z"))
+    );
+}
+
+#[test]
+fn refreshing_scopes_together_answers_as_refreshing_each() {
+    let mut memory = MemoryStore::new();
+    memory
+        .persist(&crate::Batch {
+            changes: vec![entry(1), entry(2), entry(3)],
+            ..crate::Batch::default()
+        })
+        .unwrap();
+    let held = ScopeMark {
+        head: 2,
+        first_kept: 1,
+    };
+    let good = ScopeDelta {
+        changes: vec![entry(3)],
+        ..ScopeDelta::empty("a", held)
+    };
+    let mut store = Canned(memory.clone(), good);
+    let scopes = [
+        ("a".to_owned(), Some(held)),
+        ("z".to_owned(), None),
+        ("a".to_owned(), None),
+    ];
+    let each: Vec<ScopeUpdate> = scopes
+        .iter()
+        .map(|(scope, held)| refresh_scope(&mut store, scope, *held).unwrap())
+        .collect();
+    assert_eq!(refresh_scopes(&mut store, &scopes).unwrap(), each);
+    // A delta that does not follow falls back to a full load, as alone.
+    let gap = ScopeDelta {
+        changes: vec![entry(4)],
+        ..ScopeDelta::empty("a", held)
+    };
+    let mut store = Canned(memory.clone(), gap);
+    let full = ScopeUpdate::Full(memory.load_scope("a").unwrap().unwrap());
+    assert_eq!(
+        refresh_scopes(&mut store, &[("a".to_owned(), Some(held))]).unwrap(),
+        [full]
     );
 }

@@ -282,6 +282,34 @@ pub fn refresh_scope<S: Store + ?Sized>(
     load_whole(store, scope)
 }
 
+/// [`refresh_scope`] for several scopes, with the deltas read together
+/// ([`Store::load_scopes_since`]); the updates in the order given.
+pub fn refresh_scopes<S: Store + ?Sized>(
+    store: &mut S,
+    scopes: &[(String, Option<ScopeMark>)],
+) -> Result<Vec<ScopeUpdate>, S::Error> {
+    let held: Vec<(&str, ScopeMark)> = scopes
+        .iter()
+        .filter_map(|(scope, held)| held.map(|h| (scope.as_str(), h)))
+        .collect();
+    let mut deltas = store.load_scopes_since(&held)?.into_iter();
+    let mut out = Vec::with_capacity(scopes.len());
+    for (scope, held) in scopes {
+        let update = match held {
+            Some(held) => match deltas.next() {
+                Some(ScopeUpdate::Delta(delta)) if delta.follows(*held).is_err() => None,
+                update => update,
+            },
+            None => None,
+        };
+        out.push(match update {
+            Some(update) => update,
+            None => load_whole(store, scope)?,
+        });
+    }
+    Ok(out)
+}
+
 /// Every record `store` holds of `scope`, as an update (empty records when it
 /// holds none): the answer when no delta can be given.
 pub fn load_whole<S: Store + ?Sized>(store: &mut S, scope: &str) -> Result<ScopeUpdate, S::Error> {

@@ -9,7 +9,9 @@ mod memory;
 pub use batch::{
     Batch, ClientRecord, IdExpiry, IdRecord, LogEntry, Recovered, ScopeRecords, Trim, TrimBase,
 };
-pub use delta::{DeltaMismatch, ScopeDelta, ScopeMark, ScopeUpdate, load_whole, refresh_scope};
+pub use delta::{
+    DeltaMismatch, ScopeDelta, ScopeMark, ScopeUpdate, load_whole, refresh_scope, refresh_scopes,
+};
 pub use memory::{InjectedFailure, MemoryStore};
 
 /// A durable home for the engine's records, implemented by drivers (memory,
@@ -72,6 +74,19 @@ pub trait Store {
     ) -> Result<ScopeUpdate, Self::Error> {
         let _ = held;
         load_whole(self, scope)
+    }
+
+    /// [`Store::load_scope_since`] for several scopes, answered in the same
+    /// order: a store that can read them together (one round trip instead
+    /// of one per scope) overrides it; [`refresh_scopes`] calls it.
+    fn load_scopes_since(
+        &mut self,
+        scopes: &[(&str, ScopeMark)],
+    ) -> Result<Vec<ScopeUpdate>, Self::Error> {
+        scopes
+            .iter()
+            .map(|(scope, held)| self.load_scope_since(scope, *held))
+            .collect()
     }
 
     /// The scopes another writer changed since this store last loaded or

@@ -52,6 +52,14 @@ impl Schema {
     }
 
     pub fn sql(&self, sql: &str) {
+        if let Err(e) = self.try_sql(sql) {
+            panic!("sql: {e}");
+        }
+    }
+
+    /// Runs `sql` on a connection of its own; the server's error code and
+    /// message when it fails.
+    pub fn try_sql(&self, sql: &str) -> Result<(), String> {
         let url = self.url.clone();
         let sql = sql.replace("{schema}", &self.name);
         std::thread::spawn(move || {
@@ -64,11 +72,17 @@ impl Schema {
                     .await
                     .expect("connect");
                 tokio::spawn(conn);
-                client.batch_execute(&sql).await.expect("sql");
-            });
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| match e.as_db_error() {
+                        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                        None => e.to_string(),
+                    })
+            })
         })
         .join()
-        .expect("sql thread");
+        .expect("sql thread")
     }
 
     fn drop_schema(&self) {

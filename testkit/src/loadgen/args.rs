@@ -32,6 +32,26 @@ pub enum Mode {
     Sync(SyncArgs),
     /// N idle WebSocket connections held open (for RSS per connection).
     Idle(IdleArgs),
+    /// Pushes on one node, pokes awaited on another: cross-node poke latency.
+    Pokes(PokesArgs),
+}
+
+/// Poke-latency mode.
+#[derive(Debug, Clone, Args, PartialEq)]
+pub struct PokesArgs {
+    /// Origin of the node whose subscriber waits for the pokes
+    /// (`http://HOST:PORT`); pushes go to `--url`.
+    #[arg(long)]
+    pub watch_url: String,
+    /// Pushes, one at a time.
+    #[arg(long, default_value_t = 200)]
+    pub count: u64,
+    /// Milliseconds between a poke and the next push.
+    #[arg(long, default_value_t = 20)]
+    pub interval_ms: u64,
+    /// Scope pushed to and watched.
+    #[arg(long, default_value = "pokes")]
+    pub scope: String,
 }
 
 /// Fan-out mode.

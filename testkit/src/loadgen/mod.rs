@@ -12,6 +12,8 @@
 //! cargo run --release -p testkit --bin loadgen -- fanout --subscribers 1000 --publishers 4 --rate 2000 --duration 10
 //! # sync: 32 clients, one mutation per request over keep-alive, then pull
 //! cargo run --release -p testkit --bin loadgen -- sync --clients 32 --duration 10 --scope load
+//! # pokes: pushes on one node, their pokes awaited on another (cross-node latency)
+//! cargo run --release -p testkit --bin loadgen -- --url http://127.0.0.1:18901 pokes --watch-url http://127.0.0.1:18902
 //! # idle: 10 000 connections held 30 s, server RSS delta per connection
 //! ulimit -n 65536; cargo run --release -p testkit --bin loadgen -- idle --connections 10000 --hold 30 --server-pid $(pgrep -n adapter-tokio)
 //! ```
@@ -28,6 +30,7 @@
 pub mod args;
 pub mod fanout;
 pub mod idle;
+pub mod pokes;
 pub mod stats;
 pub mod sync_load;
 
@@ -67,5 +70,6 @@ pub async fn run(cli: &args::Cli) -> Result<String, LoadError> {
         args::Mode::Fanout(a) => fanout::run(cli, a).await?.to_string(),
         args::Mode::Sync(a) => sync_load::run(cli, a).await?.to_string(),
         args::Mode::Idle(a) => idle::run(cli, a).await?.to_string(),
+        args::Mode::Pokes(a) => pokes::run(cli, a).await?.to_string(),
     })
 }

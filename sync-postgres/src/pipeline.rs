@@ -1,0 +1,67 @@
+//! Sending several statements in one flight. tokio-postgres sends a request
+//! when its future is first polled and matches answers in order, so polling
+//! every future once, in order, before waiting for any puts them all on the
+//! wire together: one round trip for the lot instead of one each. A
+//! statement that fails aborts the transaction, and PostgreSQL answers every
+//! later one of the flight with an error (a `COMMIT` with a rollback), so
+//! nothing after a failure takes effect.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures_util::future::{MaybeDone, maybe_done};
+use tokio_postgres::Row;
+
+/// One request of a flight: a statement's rows (none for `execute`-like
+/// ones), or whatever else a request answers with (a prepared statement).
+pub(crate) type Step<'a, T = Vec<Row>> =
+    Pin<Box<dyn Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a>>;
+
+/// Boxes a statement's future (its rows, none for `execute`-like ones).
+pub(crate) fn step<'a, T>(
+    fut: impl Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a,
+) -> Step<'a, T> {
+    Box::pin(fut)
+}
+
+/// Boxes a simple statement without rows (`BEGIN`, `COMMIT`).
+pub(crate) fn simple<'a>(client: &'a tokio_postgres::Client, sql: &'a str) -> Step<'a> {
+    Box::pin(async move { client.batch_execute(sql).await.map(|()| Vec::new()) })
+}
+
+/// Sends `steps` in order in one flight and returns their answers in order,
+/// or the first error.
+pub(crate) async fn run<T>(steps: Vec<Step<'_, T>>) -> Result<Vec<T>, tokio_postgres::Error> {
+    let mut steps: Vec<Pin<Box<MaybeDone<Step<'_, T>>>>> =
+        steps.into_iter().map(|s| Box::pin(maybe_done(s))).collect();
+    // The first poll of each sends its request; order is the wire order. A
+    // request that fails at once failed here, before reaching the server
+    // (it could not be encoded): nothing after it is sent, so a `COMMIT`
+    // never follows a statement PostgreSQL did not see. The transaction is
+    // left open; the caller drops the connection.
+    let sent = poll_fn(|cx| {
+        for (i, s) in steps.iter_mut().enumerate() {
+            if s.as_mut().poll(cx).is_ready() && s.as_mut().output_mut().is_some_and(|r| r.is_err())
+            {
+                return Poll::Ready(i);
+            }
+        }
+        Poll::Ready(steps.len())
+    })
+    .await;
+    if let Some(failed) = steps.get_mut(sent)
+        && let Some(Err(e)) = failed.as_mut().take_output()
+    {
+        return Err(e);
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for mut s in steps {
+        s.as_mut().await;
+        // Awaited just above, and taken only here: always there.
+        if let Some(answer) = s.as_mut().take_output() {
+            out.push(answer?);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,202 @@
+//! The connection batches are written on, kept out of the pool with its
+//! prepared statements, and the scope locks it may hold from a refused
+//! batch to the next one.
+//!
+//! Why hold them: a batch whose scopes another node wrote since this node
+//! last read them cannot be written as computed (its cursors would collide).
+//! Instead of rolling back and trying again, which another node can beat
+//! every time, the transaction stays open with the scopes' rows locked, the
+//! driver reads what it lacks (no one else can write those scopes now),
+//! computes the batch again on top, and writes it in the same transaction.
+//! Writers of one scope thus wait for each other in PostgreSQL, and a
+//! refused batch is refused once at most.
+//!
+//! A node that nobody else writes beside sends each batch whole in one
+//! flight (lock, check, write, commit); only after finding a scope written
+//! elsewhere does it lock first and look before writing, until a batch
+//! finds its scopes as it left them.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::{Object, Pool};
+use sync_core::Batch;
+
+use crate::Error;
+use crate::write::{self, Statements};
+
+/// The writing connection and what it holds.
+#[derive(Default)]
+pub(crate) struct Writer {
+    conn: Option<(Object, Statements)>,
+    /// A transaction is open on `conn` with these scopes' version rows
+    /// locked, at these versions.
+    held: Option<BTreeMap<String, i64>>,
+    /// An operation on `conn` was cut short (an error or a timeout): it may
+    /// be inside a transaction nobody tracks, so it is closed, not reused.
+    unsure: bool,
+    /// The last batch, when first sent, found a scope another node had
+    /// written. While that holds, batches lock first and check after (two
+    /// flights, a refusal keeps the locks); otherwise they are sent whole in
+    /// one flight that aborts if a scope moved, then lock and check.
+    contended: bool,
+}
+
+/// How to write one batch: the versions this node believes its scopes are
+/// at, the notice channel and this node's payload prefix, and how long an
+/// idle transaction may hold locks.
+pub(crate) struct Persist<'a> {
+    pub(crate) known: &'a BTreeMap<String, i64>,
+    pub(crate) notice: (&'a str, &'a str),
+    pub(crate) idle_limit: std::time::Duration,
+}
+
+impl Writer {
+    /// Writes `batch` if every scope it touches is at the version this node
+    /// knows; returns the written scopes' new versions. Otherwise returns
+    /// [`Error::Stale`] and keeps the scopes locked in the open transaction,
+    /// so the next call writes the batch computed again over what those
+    /// scopes gained, without any other node in between. An empty batch
+    /// releases what is held.
+    pub(crate) async fn persist(
+        &mut self,
+        pool: &Pool,
+        batch: &Batch,
+        how: Persist<'_>,
+    ) -> Result<Vec<(String, i64)>, Error> {
+        let written = batch.written_scopes();
+        let mut locked = written.clone();
+        locked.extend(batch.verify.iter().map(String::as_str));
+        let locked: Vec<&str> = locked.into_iter().collect();
+        // A scope this node saw written has its version row already.
+        let fresh: Vec<&str> = locked
+            .iter()
+            .copied()
+            .filter(|s| how.known.get(*s).is_none_or(|v| *v <= 0))
+            .collect();
+        if std::mem::take(&mut self.unsure) {
+            self.close();
+        }
+        if batch.is_empty() {
+            if self.held.is_some() {
+                self.release().await?;
+            }
+            return Ok(Vec::new());
+        }
+        self.unsure = true;
+        self.connect(pool, how.idle_limit).await?;
+        let Some((conn, st)) = &self.conn else {
+            return Err(Error::Config("no writing connection".into()));
+        };
+        let held = match self.held.take() {
+            Some(held) if locked.iter().all(|s| held.contains_key(*s)) => Some(held),
+            Some(_) => {
+                conn.batch_execute("ROLLBACK").await?;
+                None
+            }
+            None => None,
+        };
+        let first_look = held.is_none();
+        let versions = match held {
+            Some(held) => held,
+            None if self.contended => write::begin_and_lock(conn, st, &locked, &fresh).await?,
+            None => {
+                // Uncontended so far: lock, check, write and commit in one
+                // flight, on the versions this node knows.
+                let known: Vec<i64> = locked
+                    .iter()
+                    .map(|s| how.known.get(*s).copied().unwrap_or(0))
+                    .collect();
+                let stamp: BTreeMap<String, i64> = locked
+                    .iter()
+                    .zip(&known)
+                    .filter(|(s, _)| written.contains(**s))
+                    .map(|(s, v)| ((*s).to_owned(), v + 1))
+                    .collect();
+                let expect = write::Expect {
+                    scopes: &locked,
+                    fresh: &fresh,
+                    known: &known,
+                };
+                match write::write_and_commit(conn, st, batch, &stamp, how.notice, Some(expect))
+                    .await
+                {
+                    Ok(()) => {
+                        self.unsure = false;
+                        return Ok(stamp.into_iter().collect());
+                    }
+                    // Another node wrote first; the flight committed nothing.
+                    Err(Error::Postgres(e))
+                        if e.as_db_error().map(|d| d.code().code())
+                            == Some(crate::schema::STALE_CODE) =>
+                    {
+                        write::begin_and_lock(conn, st, &locked, &fresh).await?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let stale: Vec<String> = versions
+            .iter()
+            .filter(|(scope, version)| how.known.get(*scope).copied().unwrap_or(0) != **version)
+            .map(|(scope, _)| scope.clone())
+            .collect();
+        if first_look {
+            self.contended = !stale.is_empty();
+        }
+        if !stale.is_empty() {
+            self.held = Some(versions);
+            self.unsure = false;
+            return Err(Error::Stale { scopes: stale });
+        }
+        let bumped: BTreeMap<String, i64> = versions
+            .into_iter()
+            .filter(|(scope, _)| written.contains(scope.as_str()))
+            .map(|(scope, version)| (scope, version + 1))
+            .collect();
+        write::write_and_commit(conn, st, batch, &bumped, how.notice, None).await?;
+        self.unsure = false;
+        Ok(bumped.into_iter().collect())
+    }
+
+    /// Ends a held transaction, letting other nodes write its scopes.
+    async fn release(&mut self) -> Result<(), Error> {
+        self.held = None;
+        if let Some((conn, _)) = &self.conn {
+            self.unsure = true;
+            conn.batch_execute("ROLLBACK").await?;
+            self.unsure = false;
+        }
+        Ok(())
+    }
+
+    /// A live connection with its statements, from the pool when there is
+    /// none. A transaction open on a lost connection is gone with it.
+    async fn connect(&mut self, pool: &Pool, idle_limit: std::time::Duration) -> Result<(), Error> {
+        if self.conn.as_ref().is_some_and(|(c, _)| !c.is_closed()) {
+            return Ok(());
+        }
+        self.close();
+        let conn = pool.get().await?;
+        // A node that stops between a refusal and its next batch must not
+        // hold other nodes' writers for longer than an operation may take:
+        // PostgreSQL ends such a session and its locks. Plans are made for
+        // each batch's arrays, not a generic plan for any.
+        conn.batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = {}; SET plan_cache_mode = force_custom_plan",
+            idle_limit.as_millis().max(1)
+        ))
+        .await?;
+        let st = Statements::prepare(&conn).await?;
+        self.conn = Some((conn, st));
+        Ok(())
+    }
+
+    /// Drops the connection out of the pool (closing it ends any transaction
+    /// and its locks) and forgets what it held.
+    fn close(&mut self) {
+        self.held = None;
+        if let Some((conn, _)) = self.conn.take() {
+            drop(Object::take(conn));
+        }
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# PostgreSQL's own ceiling for the shape of a sync-postgres batch: pgbench
+# running pg-batch.sql (one transaction of BATCH changes and client records,
+# pipelined) on fresh sync tables, CLIENTS connections for DUR seconds.
+# SCOPES=shared: every connection writes one scope (they queue on its row
+# lock, as nodes on one scope do); SCOPES=own: one scope per connection.
+# Prints transactions/s and the mutations/s they carry (tps x BATCH).
+# usage: testkit/scripts/pg-ceiling.sh CLIENTS BATCH [shared|own]
+# psql: no NOTICE lines about schemas created and dropped.
+export PGOPTIONS="-c client_min_messages=warning"
+set -eu
+C=$1; B=$2; MODE=${3:-shared}; DUR=${DUR:-6}
+S=pgceiling_$$
+DIR=$(cd "$(dirname "$0")" && pwd)
+PSQL="psql -q -h 127.0.0.1 -U postgres -d test"
+$PSQL -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S" >/dev/null
+# The tables as sync-postgres creates them (schema 2).
+PGOPTIONS="-c client_min_messages=warning -c search_path=$S" $PSQL <<SQL >/dev/null
+CREATE TABLE sync_changes (scope TEXT NOT NULL, cursor BIGINT NOT NULL, group_end BIGINT NOT NULL,
+  time BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (scope, cursor));
+CREATE TABLE sync_clients (scope TEXT NOT NULL, client_id TEXT NOT NULL, seq BIGINT NOT NULL,
+  keep_from BIGINT NOT NULL, result TEXT NOT NULL, version BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (scope, client_id, seq));
+CREATE TABLE sync_scopes (scope TEXT NOT NULL PRIMARY KEY, version BIGINT NOT NULL,
+  ids_expired BIGINT NOT NULL DEFAULT 0);
+CREATE INDEX sync_clients_by_version ON sync_clients (scope, version);
+SQL
+if [ "$MODE" = own ]; then SCOPE='-D scope=:client_id'; else SCOPE='-D scope=0'; fi
+# :client_id is pgbench's own per-connection number.
+SCRIPT=$DIR/pg-batch.sql
+[ "$MODE" = own ] && { sed 's/:scope/:client_id/g' "$SCRIPT" > /tmp/pg-batch-own.$$.sql; SCRIPT=/tmp/pg-batch-own.$$.sql; SCOPE=; }
+out=$(PGOPTIONS="-c client_min_messages=warning -c search_path=$S" pgbench -h 127.0.0.1 -U postgres -n -M prepared -c "$C" -j "$C" -T "$DUR" \
+  -D batch="$B" $SCOPE -f "$SCRIPT" test 2>&1) || { echo "$out"; exit 1; }
+$PSQL -c "DROP SCHEMA $S CASCADE" >/dev/null
+rm -f /tmp/pg-batch-own.$$.sql
+tps=$(echo "$out" | grep -o 'tps = [0-9.]*' | head -1 | awk '{print $3}')
+lat=$(echo "$out" | grep -o 'latency average = [0-9.]* ms' | awk '{print $4}')
+echo "clients=$C batch=$B scopes=$MODE tps=$tps mutations/s=$(awk "BEGIN{printf \"%d\", $tps*$B}") latency_ms=$lat"

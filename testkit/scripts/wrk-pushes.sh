@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `wrk` pushing one fresh mutation per request over 100 scopes through NODES
+# server processes at once (32 connections to each, DUR seconds), on a
+# fresh SQLite file (STORE=sqlite, one node only) or a fresh PostgreSQL
+# schema (STORE=postgres). Prints the summed requests/s and non-2xx answers.
+# usage: STORE=postgres|sqlite testkit/scripts/wrk-pushes.sh NODES
+# psql: no NOTICE lines about schemas created and dropped.
+export PGOPTIONS="-c client_min_messages=warning"
+set -u
+N=$1; STORE=${STORE:-postgres}; BIN=${BIN:-target/release}; DUR=${DUR:-6}
+DIR=$(cd "$(dirname "$0")" && pwd)
+S=wrk_$$
+T=${TMPDIR:-/tmp}
+if [ "$STORE" = sqlite ]; then
+  rm -f $T/wrk-push.$$.db*
+  DB=$T/wrk-push.$$.db
+else
+  psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S" >/dev/null
+  DB="postgres://postgres@127.0.0.1/test?options=-c%20search_path%3D$S"
+fi
+pids=()
+for i in $(seq 1 $N); do
+  $BIN/adapter-tokio --addr 127.0.0.1:$((18950+i)) --db "$DB" --log-level error & pids+=($!)
+done
+sleep 1.5
+outs=()
+for i in $(seq 1 $N); do
+  wrk -t1 -c32 -d${DUR}s -s $DIR/wrk-fresh-push.lua http://127.0.0.1:$((18950+i)) -- node$i-$$ \
+    > $T/wrk.$i.out 2>&1 & outs+=($!)
+done
+wait "${outs[@]}"; kill "${pids[@]}"; wait 2>/dev/null
+total=0; bad=0
+for i in $(seq 1 $N); do
+  r=$(grep -o 'Requests/sec: *[0-9.]*' $T/wrk.$i.out | awk '{print $2}')
+  total=$(awk "BEGIN{print $total + ${r:-0}}")
+  b=$(grep -o 'Non-2xx or 3xx responses: *[0-9]*' $T/wrk.$i.out | awk '{print $NF}')
+  bad=$((bad + ${b:-0}))
+done
+if [ "$STORE" = sqlite ]; then rm -f $T/wrk-push.$$.db*; else
+  psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $S CASCADE" >/dev/null; fi
+echo "store=$STORE nodes=$N pushes/s=$(printf '%.0f' $total) non2xx=$bad"
