@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pushes as an outside load generator sees them: wrk (Debian's package) with
-# wrk-push.lua, one fresh mutation per request over 100 scopes, 32
+# wrk-fresh-push.lua, one fresh mutation per request over 100 scopes, 32
 # connections, one wrk thread, against a fresh server per run. Prints per run
 # the pushes/s, the non-2xx answers and the server's CPU per push (utime +
 # stime from /proc/PID/stat over the wrk run only), then the medians.
@@ -31,7 +31,7 @@ for run in $(seq 1 "$RUNS"); do
     for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
     load=$(cut -d' ' -f1 /proc/loadavg)
     before=$(cpu_ticks "$pid")
-    out=$(wrk -t1 -c32 -d"${SECONDS_}s" -s "$HERE/wrk-push.lua" "http://127.0.0.1:$PORT" 2>&1)
+    out=$(wrk -t1 -c32 -d"${SECONDS_}s" -s "$HERE/wrk-fresh-push.lua" "http://127.0.0.1:$PORT" -- "run$run" 2>&1)
     after=$(cpu_ticks "$pid")
     kill -TERM "$pid"; wait "$pid"
     requests=$(echo "$out" | awk '/requests in/ {print $1}')

@@ -85,10 +85,11 @@ where
             if let Some(number) = rebasing {
                 self.releasing = true;
                 self.persisting = Some((number, 0));
-                self.outputs.push_back(Output::Persist(PersistJob {
+                let forget = std::mem::take(&mut self.forget);
+                self.emit(Output::Persist(PersistJob {
                     number,
                     batch: Default::default(),
-                    forget: std::mem::take(&mut self.forget),
+                    forget,
                     marks: Default::default(),
                 }));
                 return true;
