@@ -42,8 +42,10 @@ pub struct Claims {
 pub enum Access {
     /// No authentication configured: everything is allowed.
     Anonymous,
-    /// A verified token's claims.
-    Token(Claims),
+    /// A verified token's claims, shared: every session and request holds
+    /// its `Access`, so it stays one pointer wide (an idle connection pays
+    /// for it).
+    Token(std::sync::Arc<Claims>),
 }
 
 impl Access {
@@ -198,13 +200,19 @@ mod tests {
 
     fn token(scopes: &[&str], topics: &[&str], publish: &[&str]) -> Access {
         let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
-        Access::Token(Claims {
+        Access::Token(std::sync::Arc::new(Claims {
             sub: "alice".into(),
             exp: 2_000_000_000,
             scopes: v(scopes),
             topics: v(topics),
             publish: v(publish),
-        })
+        }))
+    }
+
+    #[test]
+    fn an_access_is_one_pointer_wide() {
+        // Every session holds one: its size is paid per idle connection.
+        assert_eq!(std::mem::size_of::<Access>(), std::mem::size_of::<usize>());
     }
 
     #[test]

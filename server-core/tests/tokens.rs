@@ -45,13 +45,13 @@ fn refreshing() -> CoreConfig {
 
 fn token(ttl: u64, scopes: &[&str], topics: &[&str]) -> Access {
     let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
-    Access::Token(Claims {
+    Access::Token(std::sync::Arc::new(Claims {
         sub: "alice".into(),
         exp: WALL_SECS + ttl,
         scopes: v(scopes),
         topics: v(topics),
         publish: vec![],
-    })
+    }))
 }
 
 fn send(core: &mut Core, now: Instant, id: SessionId, v: Value) {
@@ -143,7 +143,7 @@ fn a_session_opened_with_an_expired_token_is_closed_at_once() {
     let (mut core, now) = core(refreshing());
     let mut t = token(0, &[], &[]);
     if let Access::Token(c) = &mut t {
-        c.exp = WALL_SECS - 5;
+        std::sync::Arc::make_mut(c).exp = WALL_SECS - 5;
     }
     let id = core.handle_open(now, t);
     let out = drain(&mut core);

@@ -46,7 +46,9 @@ impl TokenHooks {
 
     fn verify(&self, token: &str) -> Result<Access, AuthRejection> {
         match &self.verifier {
-            Some(v) => v.verify(token).map(Access::Token),
+            Some(v) => v
+                .verify(token)
+                .map(|claims| Access::Token(std::sync::Arc::new(claims))),
             None => Err(AuthRejection::unauthorized(
                 "this server does not use tokens",
             )),
