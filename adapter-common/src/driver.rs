@@ -40,6 +40,8 @@ pub(crate) struct Driver<R: Runtime, H: Hooks, A: App, S> {
     pub(crate) hooks: Arc<H>,
     pub(crate) core: Core<H, A>,
     pub(crate) store: Arc<Mutex<S>>,
+    /// The store never blocks ([`Store::blocks`]): its jobs run in place.
+    pub(crate) inline_jobs: bool,
     /// A weak sender to our own inbox: jobs report through it, and message
     /// hooks get a handle from it, without keeping the inbox open.
     pub(crate) weak: async_channel::WeakSender<Input<H::User>>,
@@ -360,12 +362,23 @@ where
         self.hooks.on_message(&mut ctx);
     }
 
-    /// Runs a store job on a blocking thread and feeds its report back in,
-    /// or `panicked` if the job panicked.
-    fn spawn_job<F>(&self, panicked: Input<H::User>, job: F)
+    /// Runs a store job and feeds its report back in (`panicked` if the
+    /// job panicked): in place for a store that never blocks, else on a
+    /// blocking thread.
+    fn spawn_job<F>(&mut self, panicked: Input<H::User>, job: F)
     where
         F: FnOnce(&mut S) -> Input<H::User> + Send + 'static,
     {
+        if self.inline_jobs {
+            let report = {
+                let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+                job(&mut store)
+            };
+            let now = self.rt.now();
+            self.handle(now, report);
+            let _ = panicked;
+            return;
+        }
         let Some(inbox) = self.weak.upgrade() else {
             return;
         };

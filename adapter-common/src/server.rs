@@ -52,6 +52,7 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
         P::State: Send,
         S: Store + Send + 'static,
     {
+        let inline_jobs = !store.blocks();
         let store = Arc::new(Mutex::new(store));
         let loading = store.clone();
         let recovered = rt
@@ -82,6 +83,7 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
             hooks: hooks.clone(),
             core,
             store,
+            inline_jobs,
             weak: inbox.downgrade(),
             flushes: flushes.clone(),
             flushes_read: Vec::new(),

@@ -157,4 +157,12 @@ impl Store for AnyStore {
     fn is_unavailable(error: &AnyStoreError) -> bool {
         error.unavailable
     }
+
+    fn blocks(&self) -> bool {
+        match self {
+            AnyStore::Sqlite(s) => s.blocks(),
+            AnyStore::Postgres(s) => s.blocks(),
+            AnyStore::Memory(s) => s.blocks(),
+        }
+    }
 }

@@ -72,6 +72,11 @@ impl MemoryStore {
 impl Store for MemoryStore {
     type Error = InjectedFailure;
 
+    /// Memory only: its calls never block.
+    fn blocks(&self) -> bool {
+        false
+    }
+
     fn persist(&mut self, batch: &Batch) -> Result<(), InjectedFailure> {
         if self.fail_next > 0 {
             self.fail_next -= 1;

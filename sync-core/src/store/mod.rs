@@ -117,4 +117,12 @@ pub trait Store {
         let _ = error;
         false
     }
+
+    /// True when its calls may block on IO (a disk, a network): a driver
+    /// then runs them on a thread where blocking is allowed. A store that
+    /// answers from memory returns false, and its jobs run in place, with no
+    /// hand-off to another thread and back. Default: true.
+    fn blocks(&self) -> bool {
+        true
+    }
 }
