@@ -85,7 +85,13 @@ where
                     self.handle(now, input);
                     for _ in 0..INPUT_BATCH {
                         match inbox.try_recv() {
-                            Ok(input) => self.handle(now, input),
+                            Ok(input) => {
+                                // Writers keep flushing during a long batch:
+                                // the hub judges each input against queue
+                                // depths as fresh as they can be.
+                                self.read_flushes(now);
+                                self.handle(now, input);
+                            }
                             Err(_) => break,
                         }
                     }
