@@ -151,12 +151,18 @@ where
                 }
             }
         }
+        // Reported once every frame of the batch is in the transport's hands
+        // (written, or in its last write buffer), before the final flush: a
+        // peer can read the batch's last message as soon as the flush writes
+        // it, and the hub must not still count it queued when that peer's
+        // next request arrives. A peer that stops reading stalls the feeding
+        // above, so its frames stay counted until they overflow its queue.
+        if messages > 0 {
+            server.flushed(id, messages, bytes);
+        }
         if sink.flush().await.is_err() {
             Box::pin(server.transport_closed(id)).await;
             return;
-        }
-        if messages > 0 {
-            server.flushed(id, messages, bytes);
         }
         if let Some(close) = close {
             // An error here means the peer closed first; either way we are done.
