@@ -36,10 +36,9 @@ pub struct ServerConfig {
     /// tungstenite read buffer per connection, in bytes. tungstenite's default
     /// is 128 KiB, far too much for many mostly idle connections. Each KiB
     /// here is about a KiB of memory per connection; larger frames still
-    /// arrive whole (the buffer grows for them), in more reads. Default 2 KiB
-    /// (1 KiB saves a KiB per idle connection, but 32 KiB messages then take
-    /// 32 reads each, which slowed a flood enough to make a paced reader look
-    /// slow in the conformance suite).
+    /// arrive whole (the buffer grows for them), in more reads. Default 2 KiB;
+    /// 1 KiB saves about a KiB per idle connection, at the cost of more reads
+    /// per large message.
     pub ws_read_buffer: usize,
     /// tungstenite write buffer target per connection: frames gather up to
     /// this size before being written; a flush writes the rest. Default 8 KiB.
