@@ -649,19 +649,18 @@ mod tests {
             panic!("the token subcommand")
         };
         assert_eq!(mint.scopes, ["user:{sub}", "team:*"]);
-        let token = mint
-            .mint(
-                a.jwt_secret.as_deref().unwrap(),
-                std::time::SystemTime::now(),
-            )
-            .unwrap();
+        // Minted at a fixed instant far ahead, so the token is valid now and
+        // its expiry is exact.
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+        let token = mint.mint(a.jwt_secret.as_deref().unwrap(), at).unwrap();
         let claims = TokenVerifier::hs256(b"s3cret")
             .unwrap()
             .verify(&token)
             .unwrap();
         assert_eq!(claims.sub, "alice");
         assert_eq!(claims.topics, ["chat:*"]);
-        assert!(mint.mint("", std::time::SystemTime::now()).is_err());
+        assert_eq!(claims.exp, 4_000_000_060);
+        assert!(mint.mint("", at).is_err());
     }
 
     #[test]

@@ -57,29 +57,10 @@
 //! Nothing is answered, published or poked before the batch holding it is
 //! reported persisted. A panic on any input is a bug.
 //!
-//! ```
-//! use std::time::{Duration, Instant};
-//! use server_core::{AllowAll, Body, CoreConfig, HttpSync, Output, ServerCore};
-//! use sync_core::{KvApp, MemoryStore, Store, Timestamp};
+//! The example below (`doc/example.md`, run as a doctest) is a loop's
+//! side: it reads its clock and hands the instant to every input.
 //!
-//! let mut store = MemoryStore::new();
-//! let now = Instant::now();
-//! let mut core: ServerCore<(), _, _> = ServerCore::new(
-//!     now, Timestamp::from_millis(1_795_328_895_000),
-//!     CoreConfig::with_seed(7), AllowAll, KvApp::new(), store.load().unwrap(),
-//! ).unwrap();
-//! let body = br#"{"mutations":[{"id":"m1","name":"put","args":{"key":"a","value":1}}]}"#;
-//! let push = HttpSync { method: "POST", path: "/push", query: "", body: Body::Read(body) };
-//! let request = core.handle_http_sync(now, &(), push);
-//! let Some(Output::Persist(job)) = core.poll_output() else { panic!("a batch to persist") };
-//! assert!(core.poll_output().is_none(), "nothing answered before it is durable");
-//! let result = server_core::jobs::persist(&mut store, &job);
-//! core.handle_persisted(now, job.number, result, Duration::ZERO).unwrap();
-//! let Some(Output::Answer { request: answered, response }) = core.poll_output() else {
-//!     panic!("the answer")
-//! };
-//! assert_eq!((answered, response.status), (request, 200));
-//! ```
+#![doc = include_str!("../doc/example.md")]
 
 pub mod broker;
 pub mod claims;

@@ -21,7 +21,7 @@ fn steps(seed: u64) -> usize {
 fn simulation_seeds() {
     if let Ok(s) = std::env::var("SIM_SEED") {
         let seed = s.parse().expect("SIM_SEED is a number");
-        eprintln!("{:?}", run_seed(seed, steps(seed)));
+        eprintln!("{:?}", run_seed(seed, steps(seed), Instant::now()));
         return;
     }
     let n: u64 = std::env::var("SIM_SEEDS")
@@ -30,7 +30,7 @@ fn simulation_seeds() {
         .unwrap_or(1000);
     let mut total = Counters::default();
     for seed in 0..n {
-        total.add(&run_seed(seed, steps(seed)));
+        total.add(&run_seed(seed, steps(seed), Instant::now()));
     }
     eprintln!("{n} seeds: {total:?}");
     if n >= 200 {

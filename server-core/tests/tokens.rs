@@ -294,6 +294,40 @@ fn a_flood_gets_one_error_frame_then_a_close_and_others_are_untouched() {
 }
 
 #[test]
+fn a_session_that_slows_down_is_forgiven_and_told_again_on_its_next_flood() {
+    let mut config = CoreConfig::with_seed(3);
+    config.message_rate = Some(RateLimit {
+        per_second: 10,
+        burst: 3,
+    });
+    let (mut core, now) = core(config);
+    let id = core.handle_open(now, Access::Anonymous);
+    let errors = |out: &[Value]| out.iter().filter(|v| v["topic"] == "error").count();
+    // The burst, one over it (told), one more (dropped silently).
+    for i in 0..5 {
+        send(&mut core, now, id, subscribe(&format!("a{i}")));
+    }
+    assert_eq!(errors(&drain(&mut core)), 1);
+    // 100 ms at 10 per second: one message passes, which forgives the drops.
+    let later = now + Duration::from_millis(100);
+    send(&mut core, later, id, subscribe("b0"));
+    // A second flood is told again rather than closed, since the first
+    // run of drops ended.
+    send(&mut core, later, id, subscribe("b1"));
+    let out = drain(&mut core);
+    assert_eq!(errors(&out), 1, "{out:?}");
+    assert!(out.iter().all(|v| v.get("close").is_none()), "{out:?}");
+    assert!(core.hub().contains(id));
+    // A long pause refills only up to the burst.
+    let much_later = later + Duration::from_secs(60);
+    for i in 0..4 {
+        send(&mut core, much_later, id, subscribe(&format!("c{i}")));
+    }
+    assert_eq!(errors(&drain(&mut core)), 1);
+    assert_eq!(core.hub().topics_of(id).unwrap().count(), 3 + 1 + 3);
+}
+
+#[test]
 fn a_session_from_this_machine_is_not_rate_limited() {
     let mut config = CoreConfig::with_seed(3);
     config.message_rate = Some(RateLimit {

@@ -516,3 +516,39 @@ fn the_same_inputs_give_the_same_outputs() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_broker_attached_late_is_asked_for_the_topics_already_subscribed() {
+    let mut config = CoreConfig::with_seed(1);
+    config.hub.backplane_events = true;
+    let mut h = Harness::with(config, MemoryStore::new());
+    let alice = h.open("alice");
+    h.subscribe(alice, "chat");
+    h.subscribe(alice, "sync:doc");
+    h.drain();
+    h.core.handle_broker_attached(h.now);
+    assert_eq!(
+        h.drain(),
+        [r#"broker Interest { subscribe: ["chat"], unsubscribe: [] }"#]
+    );
+    // Attaching again changes nothing.
+    h.core.handle_broker_attached(h.now);
+    assert_eq!(h.drain(), Vec::<String>::new());
+}
+
+#[test]
+fn a_sync_answer_that_overflows_the_queue_closes_before_reporting_closed() {
+    let mut config = CoreConfig::with_seed(1);
+    config.hub.limits.max_queued_messages = 1;
+    let mut h = Harness::with(config, MemoryStore::new());
+    let alice = h.open("alice");
+    let pull = r#"{"topic":"_sync","data":{"rid":1,"op":"pull","body":{"scope":"a"}}}"#;
+    // Never flushed: the second answer does not fit.
+    h.text(alice, pull);
+    h.text(alice, pull);
+    let lines = h.drain();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with("alice <- {"), "{lines:?}");
+    assert_eq!(lines[1], "alice <- close 4008 slow consumer");
+    assert_eq!(lines[2], "alice closed 4008");
+}

@@ -137,37 +137,3 @@ where
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use std::time::Instant;
-
-    use bytes::Bytes;
-    use live_core::Frame;
-
-    use crate::{CoreConfig, Output};
-
-    #[test]
-    fn a_sync_answer_that_overflows_the_queue_closes_before_reporting_closed() {
-        let now = Instant::now();
-        let mut config = CoreConfig::with_seed(1);
-        config.hub.limits.max_queued_messages = 1;
-        let mut core = super::super::test_core(config);
-        let id = core.handle_open(now, ());
-        let pull = r#"{"topic":"_sync","data":{"rid":1,"op":"pull","body":{"scope":"a"}}}"#;
-        for _ in 0..2 {
-            // Never flushed: the second answer does not fit.
-            core.handle_frame(now, id, Frame::Text(Bytes::from_static(pull.as_bytes())));
-        }
-        let mut order = Vec::new();
-        while let Some(out) = core.poll_output() {
-            order.push(match out {
-                Output::Send { .. } => "send",
-                Output::Close { code: 4008, .. } => "close",
-                Output::Closed { .. } => "closed",
-                other => panic!("unexpected {other:?}"),
-            });
-        }
-        assert_eq!(order, ["send", "close", "closed"]);
-    }
-}

@@ -346,17 +346,3 @@ impl<U, P, A: App> std::fmt::Debug for ServerCore<U, P, A> {
             .finish_non_exhaustive()
     }
 }
-
-/// A core over an empty store, for this module's unit tests.
-#[cfg(test)]
-fn test_core(config: CoreConfig) -> ServerCore<(), crate::AllowAll, sync_core::KvApp> {
-    ServerCore::new(
-        Instant::now(),
-        Timestamp::from_millis(0),
-        config,
-        crate::AllowAll,
-        sync_core::KvApp::new(),
-        Recovered::default(),
-    )
-    .expect("an empty store recovers")
-}

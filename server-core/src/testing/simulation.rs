@@ -1709,11 +1709,11 @@ impl Conn {
     }
 }
 
-/// Runs one seeded simulation of `steps` faulty steps. On a broken
-/// invariant prints the seed, how to replay it and the trace's tail, then
-/// panics again.
-pub fn run_seed(seed: u64, steps: usize) -> Counters {
-    let mut sim = Sim::new(Decisions::seeded(seed), Instant::now());
+/// Runs one seeded simulation of `steps` faulty steps from the instant
+/// `base`. On a broken invariant prints the seed, how to replay it and the
+/// trace's tail, then panics again.
+pub fn run_seed(seed: u64, steps: usize, base: Instant) -> Counters {
+    let mut sim = Sim::new(Decisions::seeded(seed), base);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run(steps)));
     if let Err(e) = result {
         eprintln!("--- trace tail of seed {seed} ---");
