@@ -8,52 +8,24 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use adapter_common::{OpenHooks, Server, ServerConfig, ServerHandle};
-use adapter_tokio::{TokioRuntime, serve};
+mod open_server;
+
+use adapter_common::ServerConfig;
 use futures_util::{SinkExt, StreamExt};
+use open_server::{GUARD, Running};
 use serde_json::{Value, json};
-use sync_core::{KvApp, MemoryStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
-const GUARD: Duration = Duration::from_secs(30);
-
-struct Running {
-    addr: SocketAddr,
-    handle: ServerHandle<()>,
-    accept: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
+/// The server with the test's limits, applied to loopback (where the test
+/// clients are) like to any other peer.
 async fn start(configure: impl FnOnce(&mut ServerConfig)) -> Running {
-    let mut config = ServerConfig::default();
-    // The test clients are on loopback: limit it like any other peer.
-    config.limit_loopback = true;
-    configure(&mut config);
-    let server = Server::start(
-        TokioRuntime::current(),
-        config,
-        OpenHooks,
-        KvApp::new(),
-        MemoryStore::new(),
-    )
+    open_server::start(|config| {
+        config.limit_loopback = true;
+        configure(config);
+    })
     .await
-    .expect("server starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let handle = server.handle().clone();
-    let accept = tokio::spawn(serve(listener, server, std::future::pending()));
-    Running {
-        addr,
-        handle,
-        accept,
-    }
 }
 
 /// A connection to `to` from the loopback address `from` (127.0.0.x).

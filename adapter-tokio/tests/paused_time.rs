@@ -3,30 +3,19 @@
 
 use std::time::Duration;
 
-use adapter_common::{OpenHooks, Server, ServerConfig};
-use adapter_tokio::{TokioRuntime, serve};
 use futures_util::StreamExt;
-use sync_core::{KvApp, MemoryStore};
 use tokio_tungstenite::tungstenite::Message;
+
+mod open_server;
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_session_is_closed_after_the_idle_timeout_in_paused_time() {
-    let mut config = ServerConfig::default();
-    config.seed = Some(7);
-    config.hub.timers.ping_interval = None;
-    config.hub.timers.idle_timeout = Some(Duration::from_secs(600));
-    let server = Server::start(
-        TokioRuntime::current(),
-        config,
-        OpenHooks,
-        KvApp::new(),
-        MemoryStore::new(),
-    )
-    .await
-    .expect("server starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-    let accept = tokio::spawn(serve(listener, server, std::future::pending()));
+    let server = open_server::start(|config| {
+        config.hub.timers.ping_interval = None;
+        config.hub.timers.idle_timeout = Some(Duration::from_secs(600));
+    })
+    .await;
+    let url = server.ws_url();
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let started = tokio::time::Instant::now();
     let closed = loop {
@@ -42,5 +31,4 @@ async fn an_idle_session_is_closed_after_the_idle_timeout_in_paused_time() {
         waited >= Duration::from_secs(600),
         "closed after {waited:?} of tokio time, before the idle timeout"
     );
-    accept.abort();
 }
