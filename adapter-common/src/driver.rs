@@ -290,11 +290,13 @@ where
                 Output::Persist(job) => {
                     let number = job.number;
                     let clock = self.rt.clone();
-                    let panicked = Input::Persisted(Box::new(Persisted {
-                        number,
-                        result: Err(PersistFailure::other("store job panicked")),
-                        took: Duration::ZERO,
-                    }));
+                    let panicked = move || {
+                        Input::Persisted(Box::new(Persisted {
+                            number,
+                            result: Err(PersistFailure::other("store job panicked")),
+                            took: Duration::ZERO,
+                        }))
+                    };
                     self.spawn_job(panicked, move |store: &mut S| {
                         let started = clock.now();
                         let result = server_core::jobs::persist(store, &job);
@@ -307,10 +309,12 @@ where
                     });
                 }
                 Output::Reload(job) => {
-                    let panicked = Input::Reloaded(Box::new(Reloaded {
-                        error: Some("reload job panicked".into()),
-                        ..Reloaded::default()
-                    }));
+                    let panicked = || {
+                        Input::Reloaded(Box::new(Reloaded {
+                            error: Some("reload job panicked".into()),
+                            ..Reloaded::default()
+                        }))
+                    };
                     self.spawn_job(panicked, move |store: &mut S| {
                         Input::Reloaded(Box::new(server_core::jobs::reload(store, &job)))
                     });
@@ -368,12 +372,13 @@ where
         self.hooks.on_message(&mut ctx);
     }
 
-    /// Runs a store job and feeds its report back in (`panicked` if the
-    /// job panicked): in place for a store that never blocks, else on a
-    /// blocking thread.
-    fn spawn_job<F>(&mut self, panicked: Input<H::User>, job: F)
+    /// Runs a store job and feeds its report back in (`panicked()` if the
+    /// job panicked on a blocking thread): in place for a store that never
+    /// blocks, else on a blocking thread.
+    fn spawn_job<F, P>(&mut self, panicked: P, job: F)
     where
         F: FnOnce(&mut S) -> Input<H::User> + Send + 'static,
+        P: FnOnce() -> Input<H::User> + Send + 'static,
     {
         if self.inline_jobs {
             let report = {
@@ -382,7 +387,6 @@ where
             };
             let now = self.rt.now();
             self.handle(now, report);
-            let _ = panicked;
             return;
         }
         let Some(inbox) = self.weak.upgrade() else {
@@ -394,7 +398,7 @@ where
             job(&mut store)
         });
         self.rt.spawn(async move {
-            let report = work.await.unwrap_or(panicked);
+            let report = work.await.unwrap_or_else(panicked);
             let _ = inbox.send(report).await;
         });
     }
