@@ -105,7 +105,7 @@ pub struct ServeArgs {
     pub idle_timeout: u64,
     /// tungstenite read buffer per connection, in bytes (about that much
     /// memory per connection; larger frames take more reads).
-    #[arg(long, env = "LIVE_SYNC_WS_READ_BUFFER", default_value_t = 2048)]
+    #[arg(long, env = "LIVE_SYNC_WS_READ_BUFFER", default_value_t = 512)]
     pub ws_read_buffer: usize,
     /// tungstenite write buffer target per connection, in bytes.
     #[arg(long, env = "LIVE_SYNC_WS_WRITE_BUFFER", default_value_t = 8192)]

@@ -33,12 +33,15 @@ pub struct ServerConfig {
     /// and the todo demo (`/`) for paths the static directory does not have.
     /// Off by default for embedders; the server binaries turn it on.
     pub builtin_web: bool,
-    /// tungstenite read buffer per connection, in bytes. tungstenite's default
-    /// is 128 KiB, far too much for many mostly idle connections. Each KiB
-    /// here is about a KiB of memory per connection; larger frames still
-    /// arrive whole (the buffer grows for them), in more reads. Default 2 KiB;
-    /// 1 KiB saves about a KiB per idle connection, at the cost of more reads
-    /// per large message.
+    /// tungstenite read buffer per connection, in bytes, which is also the
+    /// most one socket read takes. tungstenite's default is 128 KiB, far too
+    /// much for many mostly idle connections. Each KiB here is about a KiB
+    /// of memory per connection; larger frames still arrive whole (the buffer
+    /// grows for them), in more reads. Default 512 bytes: a client's frames
+    /// (subscribes, publishes, pushes of a few mutations) mostly fit in one
+    /// or two reads, and an idle connection costs about 3.6 KB in all (2 KiB
+    /// made it 5.1 KB; BENCHMARKS.md "Idle connections"). A server whose
+    /// clients send large frames at a high rate may want more.
     pub ws_read_buffer: usize,
     /// tungstenite write buffer target per connection: frames gather up to
     /// this size before being written; a flush writes the rest. Default 8 KiB.
@@ -106,7 +109,7 @@ impl Default for ServerConfig {
             origins: OriginPolicy::Any,
             static_dir: None,
             builtin_web: false,
-            ws_read_buffer: 2048,
+            ws_read_buffer: 512,
             ws_write_buffer: 8 * 1024,
             close_grace: Duration::from_secs(2),
             header_read_timeout: Duration::from_secs(10),

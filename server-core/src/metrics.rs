@@ -61,6 +61,11 @@ pub struct GuardMetrics {
     /// handshake) did not arrive within the header read timeout (counted
     /// by the accept loop).
     pub header_timeouts: u64,
+    /// Gauge: connections the accept loop holds open (HTTP and WebSocket,
+    /// including those still shaking hands).
+    pub connections_open: u64,
+    /// Gauge: WebSocket connection tasks alive (a leak shows here first).
+    pub websockets_open: u64,
 }
 
 /// Everything `/metrics` shows.
@@ -299,6 +304,20 @@ pub fn render(m: &MetricsSnapshot) -> String {
     ] {
         metric(name, counter, help, value.to_string());
     }
+    for (name, help, value) in [
+        (
+            "server_connections",
+            "Connections open (HTTP and WebSocket, counted from accept).",
+            g.connections_open,
+        ),
+        (
+            "server_websockets",
+            "WebSocket connection tasks alive.",
+            g.websockets_open,
+        ),
+    ] {
+        metric(name, gauge, help, value.to_string());
+    }
     out
 }
 
@@ -309,6 +328,20 @@ mod tests {
     fn value_of(text: &str, name: &str) -> Option<String> {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+    }
+
+    #[test]
+    fn the_accept_loops_gauges_are_gauges_with_their_values() {
+        let guard = GuardMetrics {
+            connections_open: 12,
+            websockets_open: 9,
+            ..GuardMetrics::default()
+        };
+        let text = render(&MetricsSnapshot::default().with_guard(guard));
+        assert_eq!(value_of(&text, "server_connections").as_deref(), Some("12"));
+        assert_eq!(value_of(&text, "server_websockets").as_deref(), Some("9"));
+        assert!(text.contains("# TYPE server_connections gauge"), "{text}");
+        assert!(text.contains("# TYPE server_websockets gauge"), "{text}");
     }
 
     #[test]
@@ -348,6 +381,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 33);
+        assert_eq!(samples.len(), 35);
     }
 }

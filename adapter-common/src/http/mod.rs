@@ -167,8 +167,11 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
             "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
             "/metrics" => match self.inner.server.metrics().await {
                 Ok(mut m) => {
-                    m.guard.connections_refused =
-                        crate::admission::lock(&self.inner.connections).refused();
+                    let connections = crate::admission::lock(&self.inner.connections);
+                    m.guard.connections_refused = connections.refused();
+                    m.guard.connections_open = connections.open() as u64;
+                    drop(connections);
+                    m.guard.websockets_open = self.open_websockets() as u64;
                     m.guard.header_timeouts = self
                         .inner
                         .header_timeouts

@@ -34,6 +34,23 @@ pub enum Mode {
     Idle(IdleArgs),
     /// Pushes on one node, pokes awaited on another: cross-node poke latency.
     Pokes(PokesArgs),
+    /// Clients arriving and leaving at a steady rate, each checking that its
+    /// session works (connection churn).
+    Churn(ChurnArgs),
+}
+
+/// Churn mode.
+#[derive(Debug, Clone, Args, PartialEq)]
+pub struct ChurnArgs {
+    /// New clients per second.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Seconds of arrivals.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds each client stays connected.
+    #[arg(long, default_value_t = 1.0)]
+    pub stay: f64,
 }
 
 /// Poke-latency mode.
@@ -107,6 +124,21 @@ pub struct SyncArgs {
     /// Skip the pull phase.
     #[arg(long)]
     pub no_pull: bool,
+    /// Total pushes per second over all clients (each client paced at its
+    /// share); unset: as fast as the server answers.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Write only this many keys per client, round and round (key
+    /// `k<client>-<seq mod keys>`), so a long run's state stays bounded;
+    /// unset: a new key per push.
+    #[arg(long)]
+    pub keys: Option<u64>,
+    /// After pushing, read every client's snapshot and check that nothing
+    /// acknowledged is missing: the server's last applied sequence for the
+    /// client is the last one it acknowledged, and that push's value is in
+    /// the data. The run fails if anything is missing.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Idle mode.

@@ -16,6 +16,10 @@
 //! cargo run --release -p testkit --bin loadgen -- --url http://127.0.0.1:18901 pokes --watch-url http://127.0.0.1:18902
 //! # idle: 10 000 connections held 30 s, server RSS delta per connection
 //! ulimit -n 65536; cargo run --release -p testkit --bin loadgen -- idle --connections 10000 --hold 30 --server-pid $(pgrep -n adapter-tokio)
+//! # churn: 200 clients a second arriving, subscribing, hearing themselves, leaving after 1 s
+//! cargo run --release -p testkit --bin loadgen -- churn --rate 200 --duration 60
+//! # a paced, verified sync load: 5000 pushes/s over 100 keys per client, then every client checked
+//! cargo run --release -p testkit --bin loadgen -- sync --rate 5000 --keys 100 --scope-per-client --no-pull --verify
 //! ```
 //!
 //! Global flags: `--url http://HOST:PORT` (default `http://127.0.0.1:8080`),
@@ -28,6 +32,7 @@
 //! publish.
 
 pub mod args;
+pub mod churn;
 pub mod fanout;
 pub mod idle;
 pub mod pokes;
@@ -71,5 +76,6 @@ pub async fn run(cli: &args::Cli) -> Result<String, LoadError> {
         args::Mode::Sync(a) => sync_load::run(cli, a).await?.to_string(),
         args::Mode::Idle(a) => idle::run(cli, a).await?.to_string(),
         args::Mode::Pokes(a) => pokes::run(cli, a).await?.to_string(),
+        args::Mode::Churn(a) => churn::run(cli, a).await?.to_string(),
     })
 }

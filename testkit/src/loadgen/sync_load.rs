@@ -1,6 +1,8 @@
 //! Sync load: K clients, each on one keep-alive HTTP connection, pushing one
-//! mutation per request (its own `client_id`, contiguous `seq`), then pulling the
-//! scope back page by page.
+//! mutation per request (its own `client_id`, contiguous `seq`), as fast as
+//! answered or paced at a total rate, then pulling the scope back page by page
+//! and, with `--verify`, checking every client's acknowledged pushes against
+//! its snapshot.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -32,6 +34,9 @@ pub struct SyncReport {
     pub pull_elapsed: Duration,
     /// Pull request latency.
     pub pull_latency: Summary,
+    /// With `--verify`: the clients checked (each found complete, or the run
+    /// fails).
+    pub verified: Option<usize>,
 }
 
 impl fmt::Display for SyncReport {
@@ -54,7 +59,14 @@ impl fmt::Display for SyncReport {
             self.pulled,
             per_second(self.pulled, self.pull_elapsed)
         )?;
-        write!(f, "pull latency: {}", self.pull_latency)
+        write!(f, "pull latency: {}", self.pull_latency)?;
+        if let Some(n) = self.verified {
+            write!(
+                f,
+                "\nverified: {n} clients, every acknowledged push applied exactly as acknowledged"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -65,6 +77,19 @@ pub fn scope_of(args: &SyncArgs, k: usize) -> String {
     } else {
         args.scope.clone()
     }
+}
+
+/// The key client `k`'s push number `seq` writes.
+pub fn key_of(args: &SyncArgs, k: usize, seq: u64) -> String {
+    match args.keys {
+        Some(n) if n > 0 => format!("k{k}-{}", seq % n),
+        _ => format!("k{k}-{seq}"),
+    }
+}
+
+/// The client id of client `k` in run `run_id`.
+fn client_of(run_id: u128, k: usize) -> String {
+    format!("load-{run_id}-{k}")
 }
 
 struct PushResult {
@@ -83,7 +108,17 @@ async fn pusher(
     let mut http = SyncHttp::new(&cli.url, &cli.sync_prefix, cli.token.as_deref())
         .map_err(|e| LoadError::Args(e.to_string()))?;
     let scope = scope_of(&args, k);
-    let client_id = format!("load-{run_id}-{k}");
+    let client_id = client_of(run_id, k);
+    // Paced: this client's share of the total rate, on a fixed schedule (a
+    // late push does not move the later ones).
+    let interval = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(args.clients.max(1) as f64 / r));
+    let paced_from = tokio::time::Instant::now()
+        + interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64(k as f64 / args.clients.max(1) as f64)
+        });
     let mut r = PushResult {
         pushes: 0,
         failures: 0,
@@ -98,11 +133,15 @@ async fn pusher(
         if done {
             return Ok(r);
         }
+        if let Some(i) = interval {
+            let attempt = r.pushes + r.failures;
+            tokio::time::sleep_until(paced_from + i.mul_f64(attempt as f64)).await;
+        }
         let m = with_client(
             put(
                 &format!("{client_id}-{seq}"),
                 &scope,
-                &format!("k{k}-{seq}"),
+                &key_of(&args, k, seq),
                 json!(seq),
             ),
             &client_id,
@@ -158,6 +197,50 @@ async fn puller(cli: Cli, scope: String) -> Result<(u64, Latencies), LoadError> 
     }
 }
 
+/// Checks client `k` after its last acknowledged push `last`: the snapshot,
+/// read as that client, reports `last` as its applied sequence and holds
+/// that push's value. Returns what is wrong, if anything.
+async fn verify_client(
+    cli: Cli,
+    args: SyncArgs,
+    k: usize,
+    run_id: u128,
+    last: u64,
+) -> Result<Option<String>, LoadError> {
+    let mut http = SyncHttp::new(&cli.url, &cli.sync_prefix, cli.token.as_deref())
+        .map_err(|e| LoadError::Args(e.to_string()))?;
+    let scope = scope_of(&args, k);
+    let body = json!({"scope": scope, "client_id": client_of(run_id, k)}).to_string();
+    let r = http
+        .call(http::Method::POST, "/snapshot", body)
+        .await
+        .map_err(|e| LoadError::Server(e.to_string()))?;
+    if r.status != 200 {
+        return Err(LoadError::Server(format!(
+            "snapshot answered {}: {}",
+            r.status,
+            r.text()
+        )));
+    }
+    let snap = r.json();
+    let applied = snap["client_seq"].as_u64().unwrap_or(0);
+    if applied != last {
+        return Ok(Some(format!(
+            "client {k}: {last} pushes acknowledged, the server applied {applied}"
+        )));
+    }
+    if last > 0 {
+        let key = key_of(&args, k, last);
+        if snap["data"][&key] != json!(last) {
+            return Ok(Some(format!(
+                "client {k}: key {key} holds {} instead of its last acknowledged value {last}",
+                snap["data"][&key]
+            )));
+        }
+    }
+    Ok(None)
+}
+
 /// Runs the sync mode.
 pub async fn run(cli: &Cli, args: &SyncArgs) -> Result<SyncReport, LoadError> {
     let run_id = std::time::SystemTime::now()
@@ -170,8 +253,10 @@ pub async fn run(cli: &Cli, args: &SyncArgs) -> Result<SyncReport, LoadError> {
         .collect();
     let mut push_latency = Latencies::new();
     let (mut pushes, mut failures) = (0, 0);
+    let mut acknowledged = Vec::with_capacity(args.clients);
     for r in future::join_all(tasks).await {
         let r = r.map_err(|e| LoadError::Task(e.to_string()))??;
+        acknowledged.push(r.pushes);
         pushes += r.pushes;
         failures += r.failures;
         push_latency.merge(&r.latencies);
@@ -191,6 +276,31 @@ pub async fn run(cli: &Cli, args: &SyncArgs) -> Result<SyncReport, LoadError> {
             pull_latency.merge(&lat);
         }
     }
+    let mut verified = None;
+    if args.verify {
+        let tasks: Vec<_> = acknowledged
+            .iter()
+            .enumerate()
+            .map(|(k, last)| {
+                tokio::spawn(verify_client(cli.clone(), args.clone(), k, run_id, *last))
+            })
+            .collect();
+        let mut wrong = Vec::new();
+        for r in future::join_all(tasks).await {
+            if let Some(w) = r.map_err(|e| LoadError::Task(e.to_string()))?? {
+                wrong.push(w);
+            }
+        }
+        if !wrong.is_empty() {
+            return Err(LoadError::Server(format!(
+                "acknowledged pushes missing for {} of {} clients: {}",
+                wrong.len(),
+                args.clients,
+                wrong.join("; ")
+            )));
+        }
+        verified = Some(args.clients);
+    }
     Ok(SyncReport {
         clients: args.clients,
         pushes,
@@ -200,6 +310,7 @@ pub async fn run(cli: &Cli, args: &SyncArgs) -> Result<SyncReport, LoadError> {
         pulled,
         pull_elapsed: pull_start.elapsed(),
         pull_latency: pull_latency.summary(),
+        verified,
     })
 }
 
@@ -238,9 +349,17 @@ mod tests {
             pulled: 20_000,
             pull_elapsed: Duration::from_millis(500),
             pull_latency: Summary::default(),
+            verified: Some(32),
         };
         let s = r.to_string();
         assert!(s.contains("mutations/s: 20000"), "{s}");
         assert!(s.contains("pulled changes: 20000 (40000/s)"), "{s}");
+        assert!(s.contains("verified: 32 clients"), "{s}");
+    }
+
+    #[test]
+    fn keys_new_per_push_or_round_and_round() {
+        assert_eq!(key_of(&sync_args(&[]), 2, 150), "k2-150");
+        assert_eq!(key_of(&sync_args(&["--keys", "100"]), 2, 150), "k2-50");
     }
 }
