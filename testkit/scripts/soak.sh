@@ -8,7 +8,10 @@
 #   pushes   32 clients, 4 000 pushes/s in all, each over 100 keys of its own
 #            scope, SQLite with synchronous=FULL (about a fifth of a node's
 #            push capacity, beside the fan-out: together about half the
-#            machine)
+#            machine); the same 32 client ids in every round, each resuming
+#            from the sequence the server last applied for it (the server
+#            keeps up to 1024 results per client id it has seen, so new ids
+#            every round would grow it by design, not by a leak)
 #   churn    200 clients a second connecting, subscribing, hearing their own
 #            publish and leaving after 1 s
 # The server runs with --keep-changes 1000: the engine holds each scope's
@@ -60,7 +63,7 @@ load() {
         --rate 500 --duration "$secs" >"$DIR/fanout.$tag" 2>&1 &
     fpid=$!
     "$BIN/loadgen" --url "$URL" sync --clients 32 --rate 4000 --keys 100 --duration "$secs" \
-        --scope soak --scope-per-client --no-pull --verify >"$DIR/sync.$tag" 2>&1 &
+        --scope soak --scope-per-client --client-prefix soak --no-pull --verify >"$DIR/sync.$tag" 2>&1 &
     spid=$!
     "$BIN/loadgen" --url "$URL" churn --rate 200 --duration "$secs" --stay 1 >"$DIR/churn.$tag" 2>&1 &
     cpid=$!

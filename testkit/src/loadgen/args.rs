@@ -139,6 +139,12 @@ pub struct SyncArgs {
     /// the data. The run fails if anything is missing.
     #[arg(long)]
     pub verify: bool,
+    /// Give client k the id `<prefix>-<k>` and let it resume from the
+    /// sequence the server last applied for it, as a returning client does
+    /// (so runs against one server reuse the same clients); unset: new
+    /// client ids every run.
+    #[arg(long)]
+    pub client_prefix: Option<String>,
 }
 
 /// Idle mode.

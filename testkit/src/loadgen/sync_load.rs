@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use futures_util::future;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::LoadError;
 use super::args::{Cli, SyncArgs};
@@ -88,11 +88,37 @@ pub fn key_of(args: &SyncArgs, k: usize, seq: u64) -> String {
 }
 
 /// The client id of client `k` in run `run_id`.
-fn client_of(run_id: u128, k: usize) -> String {
-    format!("load-{run_id}-{k}")
+fn client_of(args: &SyncArgs, run_id: u128, k: usize) -> String {
+    match &args.client_prefix {
+        Some(prefix) => format!("{prefix}-{k}"),
+        None => format!("load-{run_id}-{k}"),
+    }
+}
+
+/// `POST /snapshot` of `scope` as `client_id` (which adds its `client_seq`).
+async fn snapshot_as(
+    http: &mut SyncHttp,
+    scope: &str,
+    client_id: &str,
+) -> Result<Value, LoadError> {
+    let body = json!({"scope": scope, "client_id": client_id}).to_string();
+    let r = http
+        .call(http::Method::POST, "/snapshot", body)
+        .await
+        .map_err(|e| LoadError::Server(e.to_string()))?;
+    if r.status != 200 {
+        return Err(LoadError::Server(format!(
+            "snapshot answered {}: {}",
+            r.status,
+            r.text()
+        )));
+    }
+    Ok(r.json())
 }
 
 struct PushResult {
+    /// The last sequence the server acknowledged (0: none ever).
+    last_seq: u64,
     pushes: u64,
     failures: u64,
     latencies: Latencies,
@@ -108,7 +134,7 @@ async fn pusher(
     let mut http = SyncHttp::new(&cli.url, &cli.sync_prefix, cli.token.as_deref())
         .map_err(|e| LoadError::Args(e.to_string()))?;
     let scope = scope_of(&args, k);
-    let client_id = client_of(run_id, k);
+    let client_id = client_of(&args, run_id, k);
     // Paced: this client's share of the total rate, on a fixed schedule (a
     // late push does not move the later ones).
     let interval = args
@@ -119,15 +145,24 @@ async fn pusher(
         + interval.map_or(Duration::ZERO, |i| {
             i.mul_f64(k as f64 / args.clients.max(1) as f64)
         });
+    // A returning client continues after what the server applied for it.
+    let resume_from = if args.client_prefix.is_some() {
+        snapshot_as(&mut http, &scope, &client_id).await?["client_seq"]
+            .as_u64()
+            .unwrap_or(0)
+    } else {
+        0
+    };
     let mut r = PushResult {
+        last_seq: resume_from,
         pushes: 0,
         failures: 0,
         latencies: Latencies::new(),
     };
-    let mut seq = 1u64;
+    let mut seq = resume_from + 1;
     loop {
         let done = match args.mutations {
-            Some(n) => seq > n,
+            Some(n) => r.pushes >= n,
             None => Instant::now() >= until,
         };
         if done {
@@ -156,6 +191,7 @@ async fn pusher(
         if ok {
             r.latencies.record(sent.elapsed());
             r.pushes += 1;
+            r.last_seq = seq;
             seq += 1;
         } else {
             r.failures += 1;
@@ -197,7 +233,7 @@ async fn puller(cli: Cli, scope: String) -> Result<(u64, Latencies), LoadError> 
     }
 }
 
-/// Checks client `k` after its last acknowledged push `last`: the snapshot,
+/// Checks client `k` after its last acknowledged sequence `last`: the snapshot,
 /// read as that client, reports `last` as its applied sequence and holds
 /// that push's value. Returns what is wrong, if anything.
 async fn verify_client(
@@ -209,24 +245,11 @@ async fn verify_client(
 ) -> Result<Option<String>, LoadError> {
     let mut http = SyncHttp::new(&cli.url, &cli.sync_prefix, cli.token.as_deref())
         .map_err(|e| LoadError::Args(e.to_string()))?;
-    let scope = scope_of(&args, k);
-    let body = json!({"scope": scope, "client_id": client_of(run_id, k)}).to_string();
-    let r = http
-        .call(http::Method::POST, "/snapshot", body)
-        .await
-        .map_err(|e| LoadError::Server(e.to_string()))?;
-    if r.status != 200 {
-        return Err(LoadError::Server(format!(
-            "snapshot answered {}: {}",
-            r.status,
-            r.text()
-        )));
-    }
-    let snap = r.json();
+    let snap = snapshot_as(&mut http, &scope_of(&args, k), &client_of(&args, run_id, k)).await?;
     let applied = snap["client_seq"].as_u64().unwrap_or(0);
     if applied != last {
         return Ok(Some(format!(
-            "client {k}: {last} pushes acknowledged, the server applied {applied}"
+            "client {k}: pushes up to {last} acknowledged, the server applied up to {applied}"
         )));
     }
     if last > 0 {
@@ -256,7 +279,7 @@ pub async fn run(cli: &Cli, args: &SyncArgs) -> Result<SyncReport, LoadError> {
     let mut acknowledged = Vec::with_capacity(args.clients);
     for r in future::join_all(tasks).await {
         let r = r.map_err(|e| LoadError::Task(e.to_string()))??;
-        acknowledged.push(r.pushes);
+        acknowledged.push(r.last_seq);
         pushes += r.pushes;
         failures += r.failures;
         push_latency.merge(&r.latencies);
