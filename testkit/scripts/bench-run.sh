@@ -10,6 +10,7 @@
 # Scenarios (BENCHMARKS.md, "Server targets at a glance"):
 #   fanout500   1000 subscribers on one topic, 1 publisher at 500/s for 10 s
 #   fanout2000  1000 subscribers, 4 publishers at 2000/s in all for 10 s
+#   fanout2500  1000 subscribers, 4 publishers at 2500/s in all for 10 s
 #   idle        10 000 idle WebSocket connections held 5 s (RSS per connection)
 #   durable     32 sync clients, one mutation per request, 10 s, SQLite file
 #   memory      the same sync load against --memory
@@ -24,7 +25,7 @@
 # (default 18080), with any LIVE_SYNC_* settings of the environment removed.
 # The load generator is LOADGEN, default BIN_DIR/loadgen.
 
-BENCH_SCENARIOS_ALL="fanout500 fanout2000 idle durable memory"
+BENCH_SCENARIOS_ALL="fanout500 fanout2000 fanout2500 idle durable memory"
 BENCH_IDLE_CONNECTIONS=10000
 BENCH_CLK_TCK=$(getconf CLK_TCK)
 BENCH_PID=
@@ -132,6 +133,7 @@ bench_run() {
     case $scenario in
     fanout500) gen=(fanout --subscribers 1000 --topics 1 --publishers 1 --rate 500 --duration 10) ;;
     fanout2000) gen=(fanout --subscribers 1000 --topics 1 --publishers 4 --rate 2000 --duration 10) ;;
+    fanout2500) gen=(fanout --subscribers 1000 --topics 1 --publishers 4 --rate 2500 --duration 10) ;;
     idle)
         gen=(idle --connections "$BENCH_IDLE_CONNECTIONS" --hold 5)
         if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $(( BENCH_IDLE_CONNECTIONS + 256 )) ]; then

@@ -5,7 +5,7 @@
 # the server's peak RSS and CPU time and the load average before each run.
 # The run itself is bench_run in bench-run.sh (shared with compare.sh).
 # usage: testkit/scripts/single-node.sh [adapter-tokio|adapter-smol] [RUNS] [SCENARIO...]
-# scenarios: fanout500 fanout2000 idle durable (default: all four) memory
+# scenarios: fanout500 fanout2000 idle durable (default: all four) fanout2500 memory
 set -u
 SERVER=${1:-adapter-tokio}; RUNS=${2:-3}; shift 2 2>/dev/null || shift $#
 SCENARIOS=${*:-fanout500 fanout2000 idle durable}
