@@ -107,11 +107,17 @@ judge warm >/dev/null || { echo "the warm-up already failed:"; judge warm; exit 
 
 started=$(date +%s)
 cpu0=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+# Resident memory once a minute during the soak: a leak climbs, a working
+# set levels off.
+( while sleep 60; do awk '/^VmRSS/ {printf "%s ", $2}' "/proc/$PID/status" 2>/dev/null || break; done ) >"$DIR/rss" &
+SAMPLER=$!
 load $(( MINUTES * 60 )) soak
+kill "$SAMPLER" 2>/dev/null
 cpu1=$(awk '{print $14 + $15}' "/proc/$PID/stat")
 PEAK=$(awk '/^VmHWM/ {print $2}' "/proc/$PID/status")
 sleep 15
 levels; show after
+echo "RSS each minute of the soak (kB): $(cat "$DIR/rss")"
 echo "soak took $(( $(date +%s) - started )) s; server CPU $(awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz}') s; peak RSS $PEAK kB; load average $(cut -d' ' -f1 /proc/loadavg)"
 failed=0
 judge soak || failed=1
