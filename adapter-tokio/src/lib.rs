@@ -37,9 +37,6 @@
 //! [`Router`] (`server.service()`), a `tower::Service` and a hyper `Service`;
 //! see `examples/embed_axum.rs`.
 
-pub mod broker;
-/// The Rust client: reconnecting live pub/sub and an offline-first sync replica.
-pub mod client;
 mod runtime;
 mod serve;
 mod signal;
