@@ -9,8 +9,6 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use live_core::handshake::OriginPolicy;
 use sync_core::MemoryStore;
-use sync_postgres::{PgOptions, PgStore};
-use sync_sqlite::{Durability, SqliteStore};
 
 use crate::auth::{KeyError, TokenHooks, TokenVerifier};
 use crate::config::ServerConfig;
@@ -348,22 +346,38 @@ impl ServeArgs {
     }
 
     /// Opens the chosen store. Blocking: call it on a blocking thread.
+    /// A store left out of this build (its cargo feature is off) is refused
+    /// with an error that names the feature.
     pub fn open_store(&self) -> Result<AnyStore, AnyStoreError> {
         if self.memory {
             return Ok(AnyStore::Memory(MemoryStore::new()));
         }
         if let Some(url) = self.postgres_url() {
-            return PgStore::connect(url, PgOptions::default())
+            #[cfg(feature = "postgres")]
+            return sync_postgres::PgStore::connect(url, sync_postgres::PgOptions::default())
                 .map(|s| AnyStore::Postgres(Box::new(s)))
                 .map_err(AnyStoreError::other);
+            #[cfg(not(feature = "postgres"))]
+            return Err(AnyStoreError::other(crate::store::NotBuilt {
+                what: format!("--db {url}"),
+                feature: "postgres",
+            }));
         }
-        let durability = match self.durability {
-            DurabilityArg::Full => Durability::Full,
-            DurabilityArg::Normal => Durability::Normal,
-        };
-        SqliteStore::open(&self.db, durability)
-            .map(AnyStore::Sqlite)
-            .map_err(AnyStoreError::other)
+        #[cfg(feature = "sqlite")]
+        {
+            let durability = match self.durability {
+                DurabilityArg::Full => sync_sqlite::Durability::Full,
+                DurabilityArg::Normal => sync_sqlite::Durability::Normal,
+            };
+            sync_sqlite::SqliteStore::open(&self.db, durability)
+                .map(AnyStore::Sqlite)
+                .map_err(AnyStoreError::other)
+        }
+        #[cfg(not(feature = "sqlite"))]
+        Err(AnyStoreError::other(crate::store::NotBuilt {
+            what: format!("--db {} (a SQLite file)", self.db.display()),
+            feature: "sqlite",
+        }))
     }
 
     /// Where sync data lives, for the start-up log line.
@@ -669,6 +683,7 @@ mod tests {
         assert!(matches!(a.open_store().unwrap(), AnyStore::Memory(_)));
     }
 
+    #[cfg(feature = "sqlite")]
     #[test]
     fn sqlite_store_opens_the_named_file() {
         let dir = tempfile::tempdir().unwrap();

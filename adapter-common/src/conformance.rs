@@ -1,9 +1,10 @@
 //! The conformance profile's server, shared by every adapter's conformance
 //! test (feature `test-support`): the profile's hooks, its sync app and its
 //! configuration, so each adapter's test only binds a listener and runs its
-//! own accept loop.
+//! own accept loop. The outline (`adapter-tokio/tests/conformance.rs` and
+//! `adapter-smol/tests/conformance.rs` are the compiled versions):
 //!
-//! ```ignore
+//! ```text
 //! async fn start(p: Profile) -> Box<dyn ServerUnderTest> {
 //!     let server = conformance::start(MyRuntime::current(), &p).await;
 //!     let listener = /* bind 127.0.0.1:0 */;

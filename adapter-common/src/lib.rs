@@ -78,6 +78,6 @@ pub use hooks::{AuthRejection, Hooks, MessageCtx, OpenHooks};
 pub use runtime::Runtime;
 pub use server::{Server, StartError};
 pub use server_core::ServerError;
-pub use store::{AnyStore, AnyStoreError};
+pub use store::{AnyStore, AnyStoreError, NotBuilt};
 
 pub use live_core::{CloseReason, Command, SessionId};

@@ -7,11 +7,17 @@
 //! variable. On loopback everyone may connect; any other address needs
 //! `--jwt-secret` (or `--jwt-public-key`) for signed tokens, or an explicit
 //! `--allow-anonymous`. `token --sub USER ...` prints a token signed with
-//! `--jwt-secret` instead of serving.
+//! `--jwt-secret` instead of serving. `--broker redis://...|nats://...`
+//! links the node to a broker as on tokio: both brokers' client libraries
+//! need tokio, so the link runs on a one-thread tokio runtime of its own
+//! (`live_broker::start_on_own_thread`) and talks to the server through its
+//! runtime-neutral handle.
 
 use std::process::ExitCode;
 
+use adapter_common::backplane::BrokerUrl;
 use adapter_common::cli::{ServeArgs, StartupError};
+use adapter_common::{Hooks, Server};
 use adapter_smol::{ExecutorThreads, SmolRuntime, serve, serve_tls, shutdown_signal};
 use clap::Parser;
 
@@ -47,6 +53,10 @@ async fn run(rt: SmolRuntime, args: ServeArgs) -> Result<(), StartupError> {
     let tls = args.tls_config()?;
     let listener = smol::net::TcpListener::bind(args.addr).await?;
     let server = args.start_server(rt).await?;
+    if let Some(broker) = &args.broker {
+        start_broker(broker, &server).await?;
+        tracing::info!(%broker, "live fans out through the broker");
+    }
     args.log_listening(listener.local_addr()?);
     match tls {
         Some(tls) => serve_tls(listener, server, shutdown_signal(), tls).await?,
@@ -54,4 +64,26 @@ async fn run(rt: SmolRuntime, args: ServeArgs) -> Result<(), StartupError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Links the server to `broker` on the link's own thread and tokio runtime.
+#[cfg(any(feature = "redis", feature = "nats"))]
+async fn start_broker<H: Hooks>(
+    broker: &BrokerUrl,
+    server: &Server<SmolRuntime, H>,
+) -> Result<(), StartupError> {
+    live_broker::start_on_own_thread(broker, server.handle().clone()).await?;
+    Ok(())
+}
+
+/// Without a broker feature, `--broker` is refused (never ignored).
+#[cfg(not(any(feature = "redis", feature = "nats")))]
+async fn start_broker<H: Hooks>(
+    broker: &BrokerUrl,
+    _server: &Server<SmolRuntime, H>,
+) -> Result<(), StartupError> {
+    Err(format!(
+        "--broker {broker}: this build has no broker support; enable the cargo feature `redis` or `nats`"
+    )
+    .into())
 }

@@ -33,13 +33,12 @@
 //! # }
 //! ```
 //!
-//! To mount into an existing axum or hyper application instead, use
-//! [`Router`] (`server.service()`), a `tower::Service` and a hyper `Service`;
-//! see `examples/embed_axum.rs`.
+//! Applications depend on the `live-sync` crate instead, whose builder
+//! starts this adapter and whose `Server::router()` (feature `axum`) gives
+//! an `axum::Router` of the routes to nest and merge. [`Router`] here is the
+//! service beneath it (`server.service()`), a `tower::Service` and a hyper
+//! `Service` answering every route.
 
-pub mod broker;
-/// The Rust client: reconnecting live pub/sub and an offline-first sync replica.
-pub mod client;
 mod runtime;
 mod serve;
 mod signal;

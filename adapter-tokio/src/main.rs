@@ -11,7 +11,9 @@
 
 use std::process::ExitCode;
 
+use adapter_common::backplane::BrokerUrl;
 use adapter_common::cli::{ServeArgs, StartupError};
+use adapter_common::{Hooks, Server};
 use adapter_tokio::{TokioRuntime, serve, serve_tls, shutdown_signal};
 use clap::Parser;
 
@@ -46,7 +48,7 @@ async fn run(args: ServeArgs) -> Result<(), StartupError> {
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let server = args.start_server(TokioRuntime::current()).await?;
     if let Some(broker) = &args.broker {
-        adapter_tokio::broker::start(broker, server.handle().clone()).await?;
+        start_broker(broker, &server).await?;
         tracing::info!(%broker, "live fans out through the broker");
     }
     args.log_listening(listener.local_addr()?);
@@ -56,4 +58,26 @@ async fn run(args: ServeArgs) -> Result<(), StartupError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Links the server to `broker` on this runtime.
+#[cfg(any(feature = "redis", feature = "nats"))]
+async fn start_broker<H: Hooks>(
+    broker: &BrokerUrl,
+    server: &Server<TokioRuntime, H>,
+) -> Result<(), StartupError> {
+    live_broker::start(broker, server.handle().clone()).await?;
+    Ok(())
+}
+
+/// Without a broker feature, `--broker` is refused (never ignored).
+#[cfg(not(any(feature = "redis", feature = "nats")))]
+async fn start_broker<H: Hooks>(
+    broker: &BrokerUrl,
+    _server: &Server<TokioRuntime, H>,
+) -> Result<(), StartupError> {
+    Err(format!(
+        "--broker {broker}: this build has no broker support; enable the cargo feature `redis` or `nats`"
+    )
+    .into())
 }

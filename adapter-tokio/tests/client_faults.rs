@@ -7,9 +7,9 @@ mod common;
 use std::future::Future;
 use std::time::Duration;
 
-use adapter_tokio::client::{DisconnectReason, LiveClient, LiveEvent, SyncClient};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use live_sync_client::{DisconnectReason, LiveClient, LiveEvent, SyncClient};
 use serde_json::{Value, json};
 use sync_core::{KvApp, ReplicaConfig, ReplicaEvent};
 use tokio::net::{TcpListener, TcpStream};

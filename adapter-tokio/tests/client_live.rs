@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use adapter_tokio::client::{
+use common::*;
+use live_sync_client::{
     Backoff, ClientError, ConnectionState, DisconnectReason, LiveClient, LiveEvent, LiveOptions,
 };
-use common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

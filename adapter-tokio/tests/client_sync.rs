@@ -6,10 +6,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use adapter_tokio::client::{
+use common::*;
+use live_sync_client::{
     ClientError, HttpTransport, LiveClient, LiveEvent, SyncClient, SyncEvents, SyncTransport,
 };
-use common::*;
 use serde_json::{Value, json};
 use sync_core::{KvApp, KvState, ReplicaConfig, ReplicaEvent};
 use testkit::conformance::ServerUnderTest;

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use adapter_common::auth::{TokenHooks, TokenVerifier};
 use adapter_common::{Server, ServerConfig};
-use adapter_tokio::client::{
+use adapter_tokio::{TokioRuntime, serve};
+use live_sync_client::{
     HttpTransport, LiveClient, LiveEvent, LiveOptions, SyncClient, SyncTransport,
 };
-use adapter_tokio::{TokioRuntime, serve};
 use serde_json::json;
 use testkit::tokens;
 use tokio::net::TcpListener;

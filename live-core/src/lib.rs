@@ -75,8 +75,3 @@ pub use hub::Hub;
 pub use id::{IdGenerator, SeededIds, SessionId};
 pub use metrics::Metrics;
 pub use output::{Action, AuthorizeTicket, Command, Event, TimerReason};
-
-/// The workspace README's examples compile and run as doc tests of this crate.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeExamples;

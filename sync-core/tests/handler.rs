@@ -78,6 +78,38 @@ fn push_bodies() {
     }
 }
 
+/// go-mizu's browser sync client names the client `client`, not `client_id`,
+/// and sends `created_at`: both parse to the same request as our own field
+/// names. Giving both names at once is refused, not silently resolved.
+#[test]
+fn mizu_client_field_names_parse_like_ours() {
+    let l = Limits::default();
+    let mizu = json!({"mutations":[{
+        "id":"m1","name":"put","scope":"todos","client":"tab-1","seq":1,
+        "args":{"key":"a","value":1},"created_at":"2026-01-01T00:00:00.000Z"
+    }]});
+    let ours = json!({"mutations":[{
+        "id":"m1","name":"put","scope":"todos","client_id":"tab-1","seq":1,
+        "args":{"key":"a","value":1}
+    }]});
+    let a = parse_http("POST", "/push", "", mizu.to_string().as_bytes(), &l).unwrap();
+    let b = parse_http("POST", "/push", "", ours.to_string().as_bytes(), &l).unwrap();
+    assert_eq!(a, b);
+    let both = json!([{"id":"m1","name":"put","client":"a","client_id":"a","seq":1}]);
+    let (s, body) = err(parse_http(
+        "POST",
+        "/push",
+        "",
+        both.to_string().as_bytes(),
+        &l,
+    ));
+    assert_eq!((s, body["code"].clone()), (400, json!("invalid_mutation")));
+    assert!(
+        body["error"].as_str().unwrap().contains("client_id"),
+        "{body}"
+    );
+}
+
 #[test]
 fn pull_and_snapshot_by_get_and_post_with_limit_caps() {
     let l = Limits::default();

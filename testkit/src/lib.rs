@@ -12,9 +12,10 @@
 //! # Wiring an adapter
 //!
 //! An adapter crate adds `testkit` as a dev-dependency and a test file, e.g.
-//! `adapter-tokio/tests/conformance.rs`:
+//! `adapter-tokio/tests/conformance.rs` (which compiles it for real; this
+//! is its outline):
 //!
-//! ```ignore
+//! ```text
 //! use testkit::conformance::{BoxFuture, ServerUnderTest};
 //! use testkit::profile::Profile;
 //!

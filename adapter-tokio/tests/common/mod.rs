@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use adapter_common::Server;
 use adapter_common::conformance::{self, ProfileHooks, ProfileServer};
-use adapter_tokio::client::{LiveClient, LiveEvent, LiveEvents, LiveOptions, Message};
 use adapter_tokio::{TokioRuntime, serve};
+use live_sync_client::{LiveClient, LiveEvent, LiveEvents, LiveOptions, Message};
 use serde_json::{Value, json};
 use sync_sqlite::{Durability, SqliteStore};
 use testkit::profile::Profile;

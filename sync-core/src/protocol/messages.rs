@@ -25,7 +25,8 @@ pub struct Mutation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,
     /// The originating client; with `seq`, enables ordered exactly-once apply.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Read from `client` too: go-mizu's browser sync client names it so.
+    #[serde(default, alias = "client", skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// The client's contiguous sequence number (1, 2, 3, ...) within the scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]

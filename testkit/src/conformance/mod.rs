@@ -80,7 +80,7 @@ macro_rules! cases {
         /// Expands into one `#[test]` per conformance case; the argument is an
         /// async function `fn(Profile) -> impl Future<Output = Box<dyn ServerUnderTest>>`.
         ///
-        /// ```ignore
+        /// ```text
         /// testkit::conformance_suite!(start);
         /// ```
         #[macro_export]

@@ -3,7 +3,7 @@
 // request.
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
-import { LiveClient, MemoryStorage, SyncClient } from "../../../web/live-sync.js";
+import { LiveClient, MemoryStorage, SyncClient } from "live-sync";
 import { FakeServer, FakeWebSocket, until } from "./fake-server.mjs";
 
 const open = [];
@@ -286,7 +286,7 @@ test("with the socket down the client polls on the fallback interval", async () 
 });
 
 test("localStorage records round-trip and are listed per scope", async () => {
-  const { LocalStorageStorage } = await import("../../../web/live-sync.js");
+  const { LocalStorageStorage } = await import("live-sync");
   const ls = memoryWebStorage();
   ls.setItem("unrelated", "x");
   ls.setItem("live-sync\u0000broken", "{not json");

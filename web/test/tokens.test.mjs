@@ -3,7 +3,7 @@
 // token after 4001 and after a 401 of the sync endpoints.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { LiveClient, MemoryStorage, SyncClient, tokenExpiry } from "../../../web/live-sync.js";
+import { LiveClient, MemoryStorage, SyncClient, tokenExpiry } from "live-sync";
 import { FakeServer, FakeWebSocket, until } from "./fake-server.mjs";
 
 /** An unsigned JWT-shaped token expiring `ttl` seconds from now. */

@@ -2,7 +2,7 @@
 // WebSocket stand-in driven by the test.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { LiveClient, backoffDelay } from "../../../web/live-sync.js";
+import { LiveClient, backoffDelay } from "live-sync";
 import { FakeWebSocket, until } from "./fake-server.mjs";
 
 test("backoff grows exponentially inside [d/2, d] and stops at the cap", () => {

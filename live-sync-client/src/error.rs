@@ -19,10 +19,10 @@ pub enum ClientError {
     /// A header name or value given in the options is not valid HTTP.
     #[error("invalid header: {0}")]
     InvalidHeader(String),
-    /// [`LiveClient::connect`](super::LiveClient::connect) was called outside a
-    /// tokio runtime, so the connection task could not be spawned.
-    #[error("no tokio runtime: call connect from within a runtime")]
-    NoRuntime,
+    /// Outside a tokio runtime, the client's own IO thread and runtime could
+    /// not be started (the operating system refused a thread or a reactor).
+    #[error("cannot start the client's IO runtime: {0}")]
+    NoRuntime(String),
     /// The client was closed (or its connection task has ended).
     #[error("the client is closed")]
     Closed,

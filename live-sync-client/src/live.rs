@@ -39,8 +39,9 @@ pub struct LiveClient {
 
 impl LiveClient {
     /// Starts a client for `url` (`ws://host[:port]/path[?query]`). Fails only
-    /// on a bad URL or outside a tokio runtime; an unreachable server is
-    /// reported as events and retried.
+    /// on a bad URL; an unreachable server is reported as events and retried.
+    /// Works within any executor (tokio, smol) or none: outside tokio, the
+    /// socket work runs on the client's own IO thread (see `runtime.rs`).
     pub fn connect(
         url: &str,
         options: LiveOptions,
@@ -70,7 +71,7 @@ impl LiveClient {
                 reason: "no host",
             });
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ClientError::NoRuntime)?;
+        let runtime = super::runtime::io_handle()?;
         let (commands_tx, commands) = mpsc::channel(options.command_buffer.max(1));
         let (events_tx, events) = mpsc::channel(options.event_buffer.max(1));
         let (state_tx, state) = watch::channel(ConnectionState::Connecting);

@@ -1,5 +1,22 @@
-//! The Rust client: live pub/sub with automatic reconnect, and an
-//! offline-first sync replica over the same connection.
+//! The Rust client of live + sync: live pub/sub with automatic reconnect,
+//! and an offline-first sync replica over the same connection.
+//!
+//! # What this crate owns
+//!
+//! The client's IO around two sans-IO parts it does not own (the wire
+//! format, and `sync_core::Replica`, the replica's whole algorithm): the
+//! connection task, reconnects, the subscription set, routing of sync
+//! frames, and the sync driver. It must never decide sync semantics itself
+//! (what to push, pull or retry is the replica's) nor need a particular
+//! executor from its caller: it runs on tokio and on smol alike (below).
+//!
+//! # Runtimes
+//!
+//! Within a tokio runtime, the client's tasks run on it. Anywhere else (a
+//! smol executor, a plain thread), they run on one shared single-threaded
+//! tokio runtime on the client's own thread, and everything the application
+//! awaits goes through runtime-neutral channels: the same code works on
+//! both. `examples/tokio_client.rs` and `examples/smol_client.rs` run it.
 //!
 //! - [`LiveClient`][live] (`live.rs`, task in `connection.rs`): connect,
 //!   subscribe, publish, send, receive [`LiveEvents`][events]; reconnects with
@@ -17,16 +34,16 @@
 //! Not built in: TLS (`wss://`, `https://`) and keeping pending mutations
 //! across a restart of the process.
 //!
-//! [live]: crate::client::LiveClient
-//! [events]: crate::client::LiveEvents
-//! [backoff]: crate::client::Backoff
-//! [sync]: crate::client::SyncClient
-//! [http]: crate::client::SyncTransport::Http
-//! [error]: crate::client::ClientError
+//! [live]: crate::LiveClient
+//! [events]: crate::LiveEvents
+//! [backoff]: crate::Backoff
+//! [sync]: crate::SyncClient
+//! [http]: crate::SyncTransport::Http
+//! [error]: crate::ClientError
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), adapter_tokio::client::ClientError> {
-//! use adapter_tokio::client::{LiveClient, LiveEvent, LiveOptions, SyncClient};
+//! # async fn demo() -> Result<(), live_sync_client::ClientError> {
+//! use live_sync_client::{LiveClient, LiveEvent, LiveOptions, SyncClient};
 //! use serde_json::json;
 //! use sync_core::{KvApp, ReplicaConfig};
 //!
@@ -52,6 +69,7 @@ mod http_transport;
 mod live;
 mod options;
 mod refresh;
+mod runtime;
 mod subscriptions;
 mod sync;
 mod sync_driver;
@@ -66,3 +84,6 @@ pub use live::{LiveClient, LiveEvents};
 pub use options::{LiveOptions, ReconnectPolicy, TokenProvider};
 pub use sync::{SyncClient, SyncEvents};
 pub use sync_driver::{SyncStatus, SyncTransport};
+
+/// The replica's types a client application names.
+pub use sync_core::{App, KvApp, KvState, ReplicaConfig, ReplicaEvent};

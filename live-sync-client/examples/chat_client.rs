@@ -2,9 +2,9 @@
 //! room; every message in the room is printed, as are connection changes.
 //! Stop the server and start it again to watch it reconnect and resubscribe.
 //!
-//! `cargo run -p adapter-tokio --example chat_client -- ws://127.0.0.1:8080/ws alice lobby`
+//! `cargo run -p live-sync-client --example chat_client -- ws://127.0.0.1:8080/ws alice lobby`
 
-use adapter_tokio::client::{LiveClient, LiveEvent, LiveOptions};
+use live_sync_client::{LiveClient, LiveEvent, LiveOptions};
 use serde_json::json;
 
 #[tokio::main]

@@ -9,7 +9,7 @@ use adapter_common::backplane::{BackplaneCommand, encode_message};
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 
-use super::{Link, apply_interest};
+use crate::{Link, apply_interest};
 
 const PREFIX: &str = "live:";
 
@@ -17,7 +17,7 @@ fn channel(topic: &str) -> String {
     format!("{PREFIX}{topic}")
 }
 
-pub(super) async fn run<U: Send + 'static>(
+pub(crate) async fn run<U: Send + 'static>(
     client: redis::Client,
     link: Link<U>,
     commands: async_channel::Receiver<BackplaneCommand>,

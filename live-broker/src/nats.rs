@@ -11,7 +11,7 @@ use std::time::Instant;
 use adapter_common::backplane::{BackplaneCommand, encode_message};
 use futures_util::StreamExt;
 
-use super::Link;
+use crate::Link;
 
 fn subject(topic: &str) -> String {
     let mut s = String::with_capacity(5 + topic.len() * 2);
@@ -22,7 +22,7 @@ fn subject(topic: &str) -> String {
     s
 }
 
-pub(super) async fn run<U: Send + 'static>(
+pub(crate) async fn run<U: Send + 'static>(
     url: String,
     link: Link<U>,
     commands: async_channel::Receiver<BackplaneCommand>,

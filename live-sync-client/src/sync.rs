@@ -78,7 +78,12 @@ where
             tap,
             topic,
         });
-        let task = tokio::spawn(drive(shared.clone(), live.clone(), transport, taps));
+        let task = super::runtime::io_handle()?.spawn(drive(
+            shared.clone(),
+            live.clone(),
+            transport,
+            taps,
+        ));
         let client = SyncClient {
             shared,
             live: live.clone(),

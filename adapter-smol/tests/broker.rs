@@ -1,0 +1,107 @@
+//! `--broker` on the smol binary: two smol nodes sharing Redis (then NATS)
+//! deliver a publish made on one node to a subscriber on the other. The link
+//! runs on its own one-thread tokio runtime beside the smol executor.
+//!
+//! Needs `TEST_REDIS_URL` / `TEST_NATS_URL` (`.ci/run` sets them); without
+//! them the tests say so and check nothing, unless `TEST_SERVICES_REQUIRED=1`
+//! makes that a failure.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use http::Method;
+use serde_json::json;
+use testkit::http_client::HttpConn;
+use testkit::ws_client::{Incoming, WsClient};
+use tokio::process::{Child, Command};
+
+fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("TEST_SERVICES_REQUIRED").as_deref() != Ok("1"),
+                "TEST_SERVICES_REQUIRED=1 but {var} is not set"
+            );
+            eprintln!("{var} not set: skipping a test that needs the service");
+            None
+        }
+    }
+}
+
+/// A smol server node on a free port linked to `broker`, ready once
+/// `/healthz` answers (killed on drop).
+async fn node(broker: &str) -> (Child, String) {
+    let port = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_adapter-smol"))
+        .args([
+            "--addr",
+            &addr,
+            "--memory",
+            "--log-level",
+            "warn",
+            "--broker",
+            broker,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the smol server");
+    for _ in 0..600 {
+        if let Ok(mut conn) = HttpConn::new(&format!("http://{addr}")) {
+            if let Ok(r) = conn.request(Method::GET, "/healthz", &[], "").await {
+                assert_eq!(r.status, 200);
+                return (child, addr);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the smol server did not answer /healthz");
+}
+
+async fn fans_out_between_two_smol_nodes(broker: &str) {
+    let (_a, a) = node(broker).await;
+    let (_b, b) = node(broker).await;
+    let mut subscriber = WsClient::connect_as(&format!("ws://{a}/ws"), "s").await;
+    subscriber.subscribe("news").await;
+    // Answered after the subscribe was handled: the subscription is in place.
+    subscriber
+        .send(&json!({"topic":"_sync","data":{"rid":1,"op":"pull","body":{"scope":"s"}}}))
+        .await;
+    subscriber.recv_topic("_sync").await;
+    let mut publisher = WsClient::connect_as(&format!("ws://{b}/ws"), "p").await;
+    // Node a subscribes to the broker channel in the background: publish on
+    // node b until a message crosses.
+    for attempt in 0..200 {
+        publisher.publish("news", json!({"attempt": attempt})).await;
+        if let Ok(Incoming::Message(m)) =
+            tokio::time::timeout(Duration::from_millis(100), subscriber.recv()).await
+        {
+            assert_eq!(m["topic"], json!("news"), "{m}");
+            assert!(m["data"]["attempt"].is_u64(), "{m}");
+            return;
+        }
+    }
+    panic!("no publish made on node b reached node a's subscriber through {broker}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smol_nodes_fan_out_through_redis() {
+    let Some(url) = service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    fans_out_between_two_smol_nodes(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smol_nodes_fan_out_through_nats() {
+    let Some(url) = service_url("TEST_NATS_URL") else {
+        return;
+    };
+    fans_out_between_two_smol_nodes(&url).await;
+}

@@ -1,0 +1,267 @@
+//! Broker links for the live backplane (`--broker`): Redis pub/sub and NATS.
+//!
+//! # What this crate owns
+//!
+//! The links between a running server ([`ServerHandle`]) and a broker, each
+//! behind its cargo feature (`redis`, `nats`) so that a build without one
+//! compiles none of its client library. The links run on tokio (both client
+//! libraries need it): [`start`] on the caller's tokio runtime,
+//! [`start_on_own_thread`] on a one-thread tokio runtime of their own, for
+//! servers on another runtime (smol). They talk to the server only through
+//! its handle's runtime-neutral channels, so either works for any server.
+//!
+//! # What it must never do
+//!
+//! Decide anything about topics or delivery: which topics cross nodes and
+//! when to subscribe are the server core's (`server_core::broker`); a link
+//! only carries out its commands and hands messages back.
+//!
+//! A link attaches itself to a running server
+//! ([`adapter_common::ServerHandle::attach_backplane`]), then carries out the
+//! server core's [`BackplaneCommand`]s (subscribe to a topic's channel while the
+//! node has local subscribers, publish local clients' messages) and hands
+//! other nodes' messages back with
+//! [`adapter_common::ServerHandle::deliver_remote`]. Each message carries the
+//! sending node's name so a node never delivers its own publish twice.
+//! Messages from one node are published in order on one connection, so
+//! per-topic order from one publisher holds on every node.
+//!
+//! When the broker connection drops, the link logs it, keeps track of the
+//! wanted topics, and on return resubscribes them all and logs the gap (how
+//! long, how many publishes of this node could not be sent): messages sent
+//! during the gap are lost, as with any pub/sub broker.
+
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use adapter_common::ServerHandle;
+#[cfg(any(feature = "redis", feature = "nats"))]
+use adapter_common::backplane::decode_message;
+use adapter_common::backplane::{BackplaneCommand, BrokerUrl};
+#[cfg(any(feature = "redis", feature = "nats"))]
+use bytes::Bytes;
+
+/// Why a broker link could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The server is gone.
+    #[error("server stopped")]
+    Stopped,
+    /// The URL was refused by the client library.
+    #[error("invalid broker URL: {0}")]
+    Url(String),
+    /// This build has no link for the URL's broker.
+    #[error(
+        "--broker {url}: this build has no {broker} support; enable the cargo feature `{feature}`"
+    )]
+    NotBuilt {
+        /// The URL asked for.
+        url: String,
+        /// The broker's name.
+        broker: &'static str,
+        /// The cargo feature that brings its link in.
+        feature: &'static str,
+    },
+    /// The link's thread or runtime could not be started.
+    #[error("cannot start the broker link's thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A link's whole life: runs until the server stops.
+type LinkTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Attaches a link to `url` to the server behind `handle` and runs it in the
+/// background of the current tokio runtime until the server stops.
+/// Connecting happens in the background too (and is retried), so a broker
+/// that is down at start delays nothing. Must be called within a tokio
+/// runtime; servers on another runtime use [`start_on_own_thread`].
+pub async fn start<U: Send + 'static>(
+    url: &BrokerUrl,
+    handle: ServerHandle<U>,
+) -> Result<(), BrokerError> {
+    let task = attach(url, handle).await?;
+    tokio::spawn(task);
+    Ok(())
+}
+
+/// As [`start`], for a server on any runtime: the link runs on a one-thread
+/// tokio runtime on a thread of its own (named `live-broker`), which ends
+/// when the server stops. Resolves once the link is attached (or refused).
+pub async fn start_on_own_thread<U: Send + 'static>(
+    url: &BrokerUrl,
+    handle: ServerHandle<U>,
+) -> Result<(), BrokerError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(BrokerError::Thread)?;
+    let (attached_tx, attached) = async_channel::bounded(1);
+    let url = url.clone();
+    std::thread::Builder::new()
+        .name("live-broker".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match attach(&url, handle).await {
+                    Ok(task) => {
+                        let _ = attached_tx.send(Ok(())).await;
+                        task.await;
+                    }
+                    Err(e) => {
+                        let _ = attached_tx.send(Err(e)).await;
+                    }
+                }
+            });
+        })
+        .map_err(BrokerError::Thread)?;
+    attached.recv().await.unwrap_or(Err(BrokerError::Stopped))
+}
+
+/// [`start`] within a tokio runtime, [`start_on_own_thread`] anywhere else.
+pub async fn start_anywhere<U: Send + 'static>(
+    url: &BrokerUrl,
+    handle: ServerHandle<U>,
+) -> Result<(), BrokerError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        start(url, handle).await
+    } else {
+        start_on_own_thread(url, handle).await
+    }
+}
+
+/// Refuses a URL whose broker this build lacks, then attaches to the
+/// server and returns the link's task (not yet running).
+async fn attach<U: Send + 'static>(
+    url: &BrokerUrl,
+    handle: ServerHandle<U>,
+) -> Result<LinkTask, BrokerError> {
+    check_built(url)?;
+    let commands = handle
+        .attach_backplane()
+        .await
+        .map_err(|_| BrokerError::Stopped)?;
+    link_task(url, handle, commands)
+}
+
+/// The error for a broker whose feature is off, before anything is attached.
+fn check_built(url: &BrokerUrl) -> Result<(), BrokerError> {
+    let not_built = |broker, feature| -> Result<(), BrokerError> {
+        Err(BrokerError::NotBuilt {
+            url: url.to_string(),
+            broker,
+            feature,
+        })
+    };
+    match url {
+        #[cfg(not(feature = "redis"))]
+        BrokerUrl::Redis(_) => not_built("Redis", "redis"),
+        #[cfg(not(feature = "nats"))]
+        BrokerUrl::Nats(_) => not_built("NATS", "nats"),
+        _ => {
+            let _ = not_built;
+            Ok(())
+        }
+    }
+}
+
+#[allow(unused_variables)]
+fn link_task<U: Send + 'static>(
+    url: &BrokerUrl,
+    handle: ServerHandle<U>,
+    commands: async_channel::Receiver<BackplaneCommand>,
+) -> Result<LinkTask, BrokerError> {
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    let link = Link {
+        node: node_name(),
+        handle,
+    };
+    match url {
+        #[cfg(feature = "redis")]
+        BrokerUrl::Redis(u) => {
+            let client =
+                ::redis::Client::open(u.as_str()).map_err(|e| BrokerError::Url(e.to_string()))?;
+            Ok(Box::pin(redis::run(client, link, commands)))
+        }
+        #[cfg(feature = "nats")]
+        BrokerUrl::Nats(u) => Ok(Box::pin(nats::run(u.clone(), link, commands))),
+        _ => Err(BrokerError::Url(url.to_string())),
+    }
+}
+
+/// What both links share: this node's name and the way back into the server.
+#[cfg(any(feature = "redis", feature = "nats"))]
+struct Link<U> {
+    node: String,
+    handle: ServerHandle<U>,
+}
+
+#[cfg(any(feature = "redis", feature = "nats"))]
+impl<U: Send + 'static> Link<U> {
+    /// Delivers a broker message on `topic` locally, unless it is our own.
+    async fn deliver(&self, topic: String, payload: &[u8]) {
+        match decode_message(payload) {
+            Some((node, _)) if node == self.node => {}
+            Some((_, data)) => {
+                let _ = self
+                    .handle
+                    .deliver_remote(topic, Bytes::copy_from_slice(data))
+                    .await;
+            }
+            None => tracing::warn!(%topic, "broker message not from a live node; dropped"),
+        }
+    }
+}
+
+/// The wanted topic set after one interest command.
+#[cfg(feature = "redis")]
+fn apply_interest(topics: &mut std::collections::BTreeSet<String>, command: &BackplaneCommand) {
+    if let BackplaneCommand::Interest {
+        subscribe,
+        unsubscribe,
+    } = command
+    {
+        topics.extend(subscribe.iter().cloned());
+        for t in unsubscribe {
+            topics.remove(t);
+        }
+    }
+}
+
+/// A name for this node in its broker messages: process id and start time.
+#[cfg(any(feature = "redis", feature = "nats"))]
+fn node_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A broker whose feature is off is refused by name, before the link
+    /// touches the server.
+    #[test]
+    fn a_broker_left_out_of_the_build_is_refused_with_its_feature() {
+        let redis: BrokerUrl = "redis://127.0.0.1:6379".parse().unwrap();
+        let nats: BrokerUrl = "nats://127.0.0.1:4222".parse().unwrap();
+        for (url, built, feature) in [
+            (redis, cfg!(feature = "redis"), "`redis`"),
+            (nats, cfg!(feature = "nats"), "`nats`"),
+        ] {
+            match check_built(&url) {
+                Ok(()) => assert!(built, "{url} accepted without its feature"),
+                Err(e) => {
+                    assert!(!built, "{url} refused with its feature: {e}");
+                    assert!(e.to_string().contains(feature), "{e}");
+                }
+            }
+        }
+    }
+}

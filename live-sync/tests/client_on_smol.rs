@@ -1,0 +1,104 @@
+//! The Rust client used from smol code, against the server on smol: no tokio
+//! runtime anywhere in the application. Live (subscribe, receive a server
+//! publish, publish to another client) and sync (a mutation pushed, settled
+//! and visible in the server's snapshot) both work.
+
+use std::time::Duration;
+
+use live_sync::client::{LiveClient, LiveEvent, LiveEvents, LiveOptions, SyncClient};
+use live_sync::{Builder, ExecutorThreads, KvApp, SmolRuntime};
+use serde_json::json;
+use sync_core::ReplicaConfig;
+
+/// Waits for the next message on `topic`, skipping connection events; fails
+/// after 30 s instead of hanging.
+async fn next_message(events: &mut LiveEvents, topic: &str) -> serde_json::Value {
+    let wait = async {
+        while let Some(event) = events.recv().await {
+            if let LiveEvent::Message(m) = event {
+                if m.topic == topic {
+                    return Some(m.data);
+                }
+            }
+        }
+        None
+    };
+    let timeout = async {
+        smol::Timer::after(Duration::from_secs(30)).await;
+        None
+    };
+    smol::future::or(wait, timeout)
+        .await
+        .unwrap_or_else(|| panic!("no message on {topic}"))
+}
+
+#[test]
+fn the_client_works_from_smol_against_the_smol_server() {
+    let rt = SmolRuntime::new();
+    let _workers = ExecutorThreads::start(&rt, 2).unwrap();
+    smol::block_on(async {
+        assert!(
+            tokio::runtime::Handle::try_current().is_err(),
+            "this test must run outside tokio"
+        );
+        let server = Builder::new().start_on(rt.clone()).await.unwrap();
+        let handle = server.handle().clone();
+        let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let serving = rt.executor().spawn(server.serve_on(listener, async move {
+            let _ = stopped.recv().await;
+        }));
+
+        let (alice, mut alice_events) = LiveClient::connect(&url, LiveOptions::default()).unwrap();
+        let (bob, mut bob_events) = LiveClient::connect(&url, LiveOptions::default()).unwrap();
+        alice.subscribe("news").await.unwrap();
+        bob.subscribe("news").await.unwrap();
+        alice.wait_connected().await.unwrap();
+        bob.wait_connected().await.unwrap();
+        // Connected means the subscribes were sent; publish from the server
+        // until both sessions hold the subscription.
+        let mut delivered = 0;
+        for _ in 0..500 {
+            delivered = handle
+                .publish("news", r#""from the server""#)
+                .await
+                .unwrap();
+            if delivered == 2 {
+                break;
+            }
+            smol::Timer::after(Duration::from_millis(10)).await;
+        }
+        assert_eq!(delivered, 2, "both subscriptions reached the server");
+        assert_eq!(
+            next_message(&mut alice_events, "news").await,
+            json!("from the server")
+        );
+
+        bob.publish("news", json!({"from": "bob"})).await.unwrap();
+        loop {
+            // Skip the server's repeated publishes that came before bob's.
+            if next_message(&mut alice_events, "news").await == json!({"from": "bob"}) {
+                break;
+            }
+        }
+        drop(bob_events.recv());
+
+        let config = ReplicaConfig::new("todos", "smol-laptop");
+        let (todos, _sync_events) = SyncClient::start(&alice, KvApp::new(), config)
+            .await
+            .unwrap();
+        todos
+            .mutate("put", json!({"key": "t1", "value": {"title": "milk"}}))
+            .unwrap();
+        let status = todos.wait_settled().await.unwrap();
+        assert_eq!((status.cursor, status.pending), (1, 0));
+        assert_eq!(todos.state().get("t1"), Some(&json!({"title": "milk"})));
+
+        todos.close().await;
+        alice.close().await.unwrap();
+        bob.close().await.unwrap();
+        stop.send(()).await.unwrap();
+        serving.await.unwrap();
+    });
+}
