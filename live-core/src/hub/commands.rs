@@ -144,7 +144,8 @@ impl<A> Hub<A> {
     }
 
     /// Closes every session with 1001 (going away). Sessions opened later are
-    /// closed at once the same way.
+    /// closed at once the same way. Topic histories are dropped (nobody can
+    /// recover from a hub that serves no one), so no timer is left.
     pub fn shutdown(&mut self, now: Instant) {
         let _ = now;
         self.shut_down = true;
@@ -152,6 +153,7 @@ impl<A> Hub<A> {
         for key in keys {
             self.close_key(key, CloseReason::Shutdown);
         }
+        self.history = crate::history::History::default();
     }
 
     fn key(&self, id: SessionId) -> Result<usize, HubError> {
