@@ -69,6 +69,19 @@ pub struct ServeArgs {
     /// given: any origin.
     #[arg(long = "origin", env = "LIVE_SYNC_ORIGINS", value_delimiter = ',')]
     pub origins: Vec<String>,
+    /// Topics that keep a history of recent publications, so a client that
+    /// names its last position on reconnect gets what it missed:
+    /// `PATTERN=SIZE[/TTL]`, `*` matching any characters, TTL in s, m or h
+    /// (`chat:*=100/300s`). Repeat or comma-separate; the first matching
+    /// rule wins. None: no history.
+    #[arg(
+        long = "history",
+        env = "LIVE_SYNC_HISTORY",
+        value_name = "PATTERN=SIZE[/TTL]",
+        value_delimiter = ',',
+        value_parser = crate::history_flag::parse_history_rule
+    )]
+    pub history: Vec<live_core::HistoryRule>,
     /// Largest WebSocket message accepted, in bytes (bigger closes with 1009).
     #[arg(long, env = "LIVE_SYNC_READ_LIMIT", default_value_t = 4 * 1024 * 1024)]
     pub read_limit: usize,
@@ -255,6 +268,7 @@ impl ServeArgs {
         hub.limits.max_queued_messages = self.max_queued_messages;
         hub.limits.max_queued_bytes = self.max_queued_bytes;
         hub.limits.max_topics_per_session = self.max_topics_per_session;
+        hub.history = self.history.clone();
         let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         hub.timers.ping_interval = secs(self.ping_interval);
         hub.timers.idle_timeout = secs(self.idle_timeout);
@@ -542,6 +556,36 @@ mod tests {
         assert_eq!(c.engine.keep_changes, Some(5000));
         assert!(c.origins.allows("http://b.test"));
         assert!(!c.origins.allows("http://c.test"));
+    }
+
+    #[test]
+    fn history_rules_reach_the_hub_and_malformed_ones_are_refused() {
+        let a = parse(&[
+            "--history",
+            "chat:*=100/300s",
+            "--history",
+            "news=5,feed=2/1m",
+        ])
+        .unwrap();
+        let rules = a.server_config().hub.history;
+        let shown: Vec<_> = rules
+            .iter()
+            .map(|r| (r.pattern.as_str(), r.limits.size, r.limits.ttl))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("chat:*", 100, Some(Duration::from_secs(300))),
+                ("news", 5, None),
+                ("feed", 2, Some(Duration::from_secs(60))),
+            ]
+        );
+        assert!(parse(&[]).unwrap().server_config().hub.history.is_empty());
+        let err = parse(&["--history", "chat:*=100/300"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a unit"), "{err}");
+        assert!(parse(&["--history", "chat"]).is_err());
     }
 
     #[test]

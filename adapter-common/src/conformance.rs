@@ -57,6 +57,11 @@ impl Hooks for ProfileHooks {
         }
     }
 
+    /// Presence shows the profile's user name.
+    fn presence_user(&self, user: &String) -> Option<String> {
+        Some(user.clone())
+    }
+
     fn on_message(&self, ctx: &mut MessageCtx<'_, String>) {
         let data: Value = serde_json::from_slice(ctx.data()).unwrap_or(Value::Null);
         let reply = profile::on_message_reply(ctx.topic(), &data);
@@ -96,6 +101,13 @@ pub fn config(p: &Profile) -> ServerConfig {
     c.sync_limits.default_pull_limit = p.pull_limit_default as u64;
     c.sync_limits.max_pull_limit = p.pull_limit_max as u64;
     c.engine.default_pull_limit = p.pull_limit_default as u64;
+    c.hub.history = p
+        .history
+        .iter()
+        .map(|&(pattern, size)| {
+            live_core::HistoryRule::new(pattern, live_core::HistoryLimits::new(size, None))
+        })
+        .collect();
     c
 }
 

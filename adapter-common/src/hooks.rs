@@ -124,6 +124,14 @@ pub trait Hooks: Send + Sync + 'static {
         None
     }
 
+    /// The user `user`'s sessions show in presence (`"user"` of `join`,
+    /// `leave` and `presence` answers); `None` (the default) shows `null`.
+    /// Runs in the server's driver: no IO.
+    fn presence_user(&self, user: &Self::User) -> Option<String> {
+        let _ = user;
+        None
+    }
+
     /// A message that is not a built-in command nor a `_sync` operation
     /// (mizu's `OnMessage`). Runs in the server's driver, so replies made through
     /// `ctx` are queued before the session's next frame is handled; for IO,
@@ -283,5 +291,9 @@ impl<H: Hooks> Policy<H::User> for HookPolicy<H> {
         Some(sync_core::Timestamp::from_millis(
             u64::try_from(millis).unwrap_or(u64::MAX),
         ))
+    }
+
+    fn presence_user(&self, user: &H::User) -> Option<String> {
+        self.0.presence_user(user)
     }
 }

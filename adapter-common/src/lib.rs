@@ -61,6 +61,7 @@ pub mod conformance;
 pub mod connection;
 mod driver;
 mod handle;
+mod history_flag;
 mod hooks;
 pub mod http;
 mod inbox;

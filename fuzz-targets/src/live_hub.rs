@@ -9,7 +9,10 @@
 //!    against a hub checked for the rules that hold whatever the content: no
 //!    panic, a session closes once and hears nothing after its close, queues and
 //!    topic sets stay within their limits, topic membership agrees both ways,
-//!    every text frame sent is JSON, and the next deadline is in the future.
+//!    every text frame sent is JSON (a `subscribed` reply with its epoch,
+//!    offset and recovered flag), history memory stays within the rules'
+//!    sizes, and the next deadline is in the future. Subscribes with
+//!    `since`/`history`/`presence` and presence queries are part of both.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -18,7 +21,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use live_core::testing::model::{self, TOPICS};
 use live_core::{
-    Action, AuthorizeTicket, Event, Frame, Hub, HubConfig, OutFrame, Rejection, SessionId,
+    Action, AuthorizeTicket, Event, Frame, HistoryLimits, HistoryRule, Hub, HubConfig, OutFrame,
+    Rejection, SessionId,
 };
 
 /// One operation of the fuzz input.
@@ -37,6 +41,20 @@ pub enum Op {
         t: u8,
     },
     Unsubscribe {
+        s: u8,
+        t: u8,
+    },
+    /// A subscribe with options: `since` (epoch choice, offset back from
+    /// the latest), `history`, and (outside the model) `presence`.
+    SubscribeSince {
+        s: u8,
+        t: u8,
+        since: Option<(u8, u8)>,
+        history: bool,
+        presence: bool,
+    },
+    /// A presence query.
+    Presence {
         s: u8,
         t: u8,
     },
@@ -122,6 +140,21 @@ fn model_ops(ops: &[Op]) -> Vec<model::Op> {
                 s: s(i),
                 t: usize::from(*t),
             },
+            // Presence is outside the model: a watcher's joins and leaves
+            // would be frames it does not predict.
+            Op::SubscribeSince { presence: true, .. } | Op::Presence { .. } => continue,
+            Op::SubscribeSince {
+                s: i,
+                t,
+                since,
+                history,
+                presence: false,
+            } => M::SubscribeSince {
+                s: s(i),
+                t: usize::from(*t),
+                since: since.map(|(e, back)| (e, u64::from(back))),
+                history: *history,
+            },
             Op::Publish { s: i, t, size } => M::Publish {
                 s: s(i),
                 t: usize::from(*t),
@@ -160,6 +193,10 @@ const MAX_TOPICS: usize = 4;
 
 fn config() -> HubConfig {
     let mut c = HubConfig::default();
+    c.history = vec![
+        HistoryRule::new("b", HistoryLimits::new(3, Some(Duration::from_secs(20)))),
+        HistoryRule::new("t*", HistoryLimits::new(2, None)),
+    ];
     c.limits.max_queued_messages = 6;
     c.limits.max_queued_bytes = 400;
     c.limits.max_topics_per_session = MAX_TOPICS;
@@ -235,6 +272,36 @@ impl Checked {
                 };
                 let topic = self.topic(*t);
                 let text = format!(r#"{{"topic":"{command}","data":{{"topic":"{topic}"}}}}"#);
+                self.text(*s, Frame::Text(Bytes::from(text)));
+            }
+            Op::SubscribeSince {
+                s,
+                t,
+                since,
+                history,
+                presence,
+            } => {
+                let topic = self.topic(*t);
+                let since = match since {
+                    Some((e, back)) => {
+                        let (epoch, last) = self
+                            .hub
+                            .history_position(&topic)
+                            .map_or(("x".to_owned(), 0), |(e, o)| (e.to_owned(), o));
+                        let epoch = if e % 2 == 0 { epoch } else { "nope".to_owned() };
+                        let offset = last.saturating_sub(u64::from(*back));
+                        format!(r#","since":{{"epoch":"{epoch}","offset":{offset}}}"#)
+                    }
+                    None => String::new(),
+                };
+                let text = format!(
+                    r#"{{"topic":"subscribe","data":{{"topic":"{topic}"{since},"history":{history},"presence":{presence}}}}}"#
+                );
+                self.text(*s, Frame::Text(Bytes::from(text)));
+            }
+            Op::Presence { s, t } => {
+                let topic = self.topic(*t);
+                let text = format!(r#"{{"topic":"presence","data":{{"topic":"{topic}"}}}}"#);
                 self.text(*s, Frame::Text(Bytes::from(text)));
             }
             Op::Publish { s, t, size } => {
@@ -318,6 +385,11 @@ impl Checked {
                         let v: serde_json::Value =
                             serde_json::from_slice(text).expect("text frames are JSON");
                         assert!(v["topic"].is_string(), "{v}");
+                        if v["topic"] == "subscribed" {
+                            let d = &v["data"];
+                            assert!(d["epoch"].is_string() && d["offset"].is_u64(), "{v}");
+                            assert!(d["recovered"].is_boolean(), "{v}");
+                        }
                     }
                     self.outstanding
                         .entry(id)
@@ -345,6 +417,10 @@ impl Checked {
 
     fn check(&self) {
         let limits = &self.hub.config().limits;
+        // History memory stays within the rules' sizes (3 at most here).
+        let m = self.hub.metrics();
+        assert!(m.history_entries <= 3 * m.history_topics, "{m:?}");
+        assert_eq!(m.history_entries == 0, m.history_bytes == 0, "{m:?}");
         let mut members: BTreeMap<String, usize> = BTreeMap::new();
         for &id in &self.ids {
             assert_eq!(self.hub.contains(id), !self.closed.contains(&id));

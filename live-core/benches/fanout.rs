@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the hub's hot paths: one publish fanned out to 1, 100
-//! and 10 000 subscribers, and subscribe/unsubscribe churn.
+//! and 10 000 subscribers, the same with topic history off, on, and
+//! configured for other topics only, and subscribe/unsubscribe churn.
 //!
 //! Run: `cargo bench -p live-core --bench fanout`.
 
@@ -8,12 +9,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use live_core::{Frame, Hub, HubConfig, SessionId};
+use live_core::{Frame, HistoryLimits, HistoryRule, Hub, HubConfig, SessionId};
 
 /// A hub with unbounded queues (so the benchmark needs no flush reports) and
 /// `n` active sessions.
 fn hub_with_sessions(n: usize) -> (Hub<()>, Vec<SessionId>, Instant) {
+    hub_with_history(n, Vec::new())
+}
+
+/// As [`hub_with_sessions`], with these history rules.
+fn hub_with_history(n: usize, history: Vec<HistoryRule>) -> (Hub<()>, Vec<SessionId>, Instant) {
     let mut config = HubConfig::default();
+    config.history = history;
     config.limits.max_queued_messages = usize::MAX;
     config.limits.max_queued_bytes = usize::MAX;
     let mut hub = Hub::new(config, 1);
@@ -113,5 +120,39 @@ fn churn(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, publish, churn);
+/// Publish and drain with history off, on for the topic (100 kept), and on
+/// for another pattern only (the rule is matched on every publish).
+fn history(c: &mut Criterion) {
+    let mut group = c.benchmark_group("history");
+    let data = br#"{"user":"alice","text":"hello, world","ts":1732250000000}"#;
+    let keep = HistoryLimits::new(100, None);
+    let cases = [
+        ("off", Vec::new()),
+        ("on", vec![HistoryRule::new("room:*", keep)]),
+        ("other_topics", vec![HistoryRule::new("chat:*", keep)]),
+    ];
+    for (label, rules) in cases {
+        for n in [100usize, 10_000] {
+            let (mut hub, ids, now) = hub_with_history(n, rules.clone());
+            for &id in &ids {
+                hub.subscribe(id, "room:lobby").unwrap();
+            }
+            let id = BenchmarkId::new(format!("publish_and_drain_{label}"), n);
+            group.bench_with_input(id, &n, |b, _| {
+                b.iter(|| {
+                    let delivered = hub.publish_at(now, "room:lobby", data).unwrap();
+                    let mut drained = 0;
+                    while let Some(action) = hub.poll_action() {
+                        black_box(&action);
+                        drained += 1;
+                    }
+                    assert_eq!(delivered, drained);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, publish, history, churn);
 criterion_main!(benches);

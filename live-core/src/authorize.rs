@@ -59,6 +59,14 @@ pub trait Authorizer<A>: Send {
         let _ = request;
         Decision::Ask
     }
+
+    /// The user a session's presence shows (`"user"` in `join`, `leave` and
+    /// `presence` answers), derived from its authentication value; `None`
+    /// shows `null`. Default `None`.
+    fn presence_user(&mut self, auth: &A) -> Option<String> {
+        let _ = auth;
+        None
+    }
 }
 
 /// The default policy: ordinary topics allowed, sync scopes asked.

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::HistoryRule;
+
 /// Everything a [`Hub`](crate::Hub) can be tuned with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -26,6 +28,12 @@ pub struct HubConfig {
     /// when it loses its last, and [`Event::Published`](crate::Event::Published)
     /// for every client publish (already fanned out locally). Default `false`.
     pub backplane_events: bool,
+    /// Topics that keep a history of recent publications, first match wins:
+    /// their publications carry an `offset`, and a subscribe naming `since`
+    /// replays what was missed. Empty (default): no history, and publishing
+    /// costs nothing more. An embedder's
+    /// [`HistoryPolicy`](crate::HistoryPolicy) is asked before these rules.
+    pub history: Vec<HistoryRule>,
 }
 
 impl Default for HubConfig {
@@ -36,6 +44,7 @@ impl Default for HubConfig {
             commands: BuiltinCommands::default(),
             application_messages: true,
             backplane_events: false,
+            history: Vec::new(),
         }
     }
 }
@@ -120,6 +129,9 @@ pub struct BuiltinCommands {
     pub unsubscribe: bool,
     /// `{"topic":"publish","data":{"topic":T,"data":any}}`. Default on.
     pub publish: bool,
+    /// `{"topic":"presence","data":{"topic":T}}`: who is subscribed to `T`,
+    /// for a session allowed to subscribe to it. Default on.
+    pub presence: bool,
 }
 
 impl Default for BuiltinCommands {
@@ -128,6 +140,7 @@ impl Default for BuiltinCommands {
             subscribe: true,
             unsubscribe: true,
             publish: true,
+            presence: true,
         }
     }
 }
@@ -139,6 +152,7 @@ impl BuiltinCommands {
             subscribe: false,
             unsubscribe: false,
             publish: false,
+            presence: false,
         }
     }
 }

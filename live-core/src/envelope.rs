@@ -99,6 +99,20 @@ pub(crate) fn encode(topic: &str, data: &[u8]) -> Bytes {
     Bytes::from(buf)
 }
 
+/// Encodes `{"topic":<topic>,"data":<data>,"offset":<offset>}`, a publication
+/// on a topic with history. Clients that do not know offsets ignore the field.
+pub(crate) fn encode_with_offset(topic: &str, data: &[u8], offset: u64) -> Bytes {
+    let mut buf = Vec::with_capacity(topic.len() + data.len() + 52);
+    buf.extend_from_slice(b"{\"topic\":");
+    write_json_string(&mut buf, topic);
+    buf.extend_from_slice(b",\"data\":");
+    buf.extend_from_slice(data);
+    buf.extend_from_slice(b",\"offset\":");
+    buf.extend_from_slice(offset.to_string().as_bytes());
+    buf.push(b'}');
+    Bytes::from(buf)
+}
+
 /// Encodes an error frame `{"topic":"error","data":{"code":..,"message":..}}`.
 pub(crate) fn encode_error(code: ErrorCode, message: &str) -> Bytes {
     let mut data = Vec::with_capacity(message.len() + 40);
@@ -113,7 +127,7 @@ pub(crate) fn encode_error(code: ErrorCode, message: &str) -> Bytes {
 /// The topic of error frames; clients may not subscribe or publish on it.
 pub(crate) const ERROR_TOPIC: &str = "error";
 
-fn write_json_string(buf: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_json_string(buf: &mut Vec<u8>, s: &str) {
     // Writing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *buf, s);
 }

@@ -11,8 +11,9 @@
 //! authorization and published only by the server), topic membership, fan-out of
 //! one shared encoded frame, per-session send-queue bounds (slow consumers are
 //! closed with 4008), read limit, heartbeats and idle timeout, RFC 6455 control
-//! frames, error frames, operator counters, and the pure WebSocket handshake
-//! rules ([`handshake`]) both adapters share.
+//! frames, error frames, operator counters, per-topic history rings with
+//! recovery on subscribe, presence, and the pure WebSocket handshake rules
+//! ([`handshake`]) both adapters share.
 //!
 //! # What it must never do
 //!
@@ -44,6 +45,17 @@
 //!   (the sender too, if subscribed) receives `{"topic":T,"data":any}`;
 //! - any other topic: an application message ([`Event::Message`]).
 //!
+//! On topics with history ([`HubConfig::history`], [`HistoryPolicy`]) a
+//! publication carries its offset, `{"topic":T,"data":any,"offset":N}`, and a
+//! subscribe may name a position, `"since":{"epoch":E,"offset":N}`, or ask
+//! for it, `"history":true`: it is answered
+//! `{"topic":"subscribed","data":{"topic":T,"epoch":E,"offset":N,"recovered":b}}`,
+//! then, when recovered, with every publication after the position, before any
+//! live one. `"presence":true` in a subscribe makes the session hear
+//! `{"topic":"join"|"leave","data":{"topic":T,"session":S,"user":U}}`, and
+//! `{"topic":"presence","data":{"topic":T}}` lists `T`'s subscribers; both need
+//! the right to subscribe to `T` ([`Authorizer::presence_user`] gives `U`).
+//!
 //! Errors come back as `{"topic":"error","data":{"code":C,"message":M}}` with the
 //! codes of [`ErrorCode`]; the connection stays open.
 
@@ -55,10 +67,13 @@ mod envelope;
 mod error;
 mod frame;
 pub mod handshake;
+mod history;
 mod hub;
 mod id;
 mod metrics;
+mod options;
 mod output;
+mod presence;
 mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -71,6 +86,7 @@ pub use close::{CloseReason, codes};
 pub use config::{BuiltinCommands, HubConfig, Limits, Timers};
 pub use error::{ErrorCode, HubError};
 pub use frame::{Frame, OutFrame, PeerFault};
+pub use history::{HistoryLimits, HistoryPolicy, HistoryRule};
 pub use hub::Hub;
 pub use id::{IdGenerator, SeededIds, SessionId};
 pub use metrics::Metrics;

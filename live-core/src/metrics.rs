@@ -31,4 +31,16 @@ pub struct Metrics {
     /// (1009), text that is not UTF-8 (1007), broken framing (1002), whether
     /// the hub or the transport's WebSocket library found it.
     pub peer_fault_closes: u64,
+    /// Gauge: topics with a history running.
+    pub history_topics: usize,
+    /// Gauge: publications held in history.
+    pub history_entries: usize,
+    /// Gauge: bytes of the frames held in history.
+    pub history_bytes: usize,
+    /// Gauge: (session, topic) pairs of sessions that hear joins and leaves.
+    pub presence_watchers: usize,
+    /// Total: subscribes naming a position that got everything they missed.
+    pub recoveries: u64,
+    /// Total: subscribes naming a position that was gone (`recovered:false`).
+    pub recoveries_failed: u64,
 }

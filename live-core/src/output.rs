@@ -154,4 +154,6 @@ pub enum TimerReason {
     Idle,
     /// A session's next heartbeat ping.
     Ping,
+    /// The oldest publication of a topic's history reaches its TTL.
+    HistoryExpiry,
 }

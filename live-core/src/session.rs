@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::options::SubscribeOptions;
 use crate::{AuthorizeTicket, Command, SessionId, TimerReason};
 
 /// Where a session is in its life. Closed sessions are removed from the hub, so
@@ -24,7 +25,22 @@ pub(crate) struct PendingAuthorize {
     pub(crate) topic: String,
     /// For a publish: the raw JSON data to fan out once allowed.
     pub(crate) data: Bytes,
+    /// What else the command asked (a subscribe's options, or that it is a
+    /// presence query needing the right to subscribe).
+    pub(crate) detail: Detail,
     pub(crate) deadline: Option<Instant>,
+}
+
+/// What a client command asks beyond its [`Command`] and topic.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Detail {
+    /// Nothing: a plain command.
+    #[default]
+    Plain,
+    /// A subscribe with options (`since`, `history`, `presence`).
+    Subscribe(SubscribeOptions),
+    /// A presence query; authorized as a subscribe to its topic.
+    PresenceQuery,
 }
 
 pub(crate) struct Session<A> {

@@ -1,6 +1,7 @@
 //! State-machine property test: random input sequences drive the hub and the
 //! reference model (`live_core::testing::model`) side by side; after every step
-//! what each session received must match the model exactly.
+//! what each session received must match the model exactly, history replies
+//! and replays included.
 
 use live_core::testing::model::{Op, TOPICS, run};
 use proptest::prelude::*;
@@ -12,6 +13,13 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<bool>().prop_map(|p| Op::Open { pre_authenticated: p }),
         2 => (s.clone(), prop::bool::weighted(0.85)).prop_map(|(s, ok)| Op::Auth { s, ok }),
         4 => (s.clone(), t.clone()).prop_map(|(s, t)| Op::Subscribe { s, t }),
+        3 => (
+            s.clone(),
+            t.clone(),
+            prop::option::weighted(0.8, (0u8..2, 0u64..8)),
+            any::<bool>()
+        )
+            .prop_map(|(s, t, since, history)| Op::SubscribeSince { s, t, since, history }),
         2 => (s.clone(), t.clone()).prop_map(|(s, t)| Op::Unsubscribe { s, t }),
         4 => (s.clone(), t.clone(), 0usize..60).prop_map(|(s, t, size)| Op::Publish { s, t, size }),
         2 => (t, 0usize..60).prop_map(|(t, size)| Op::ServerPublish { t, size }),

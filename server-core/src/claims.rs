@@ -110,6 +110,11 @@ impl Policy<Access> for ClaimsPolicy {
     fn expires_at(&self, user: &Access) -> Option<Timestamp> {
         user.expires_at()
     }
+
+    /// A token's user is its `sub` claim; anonymous access shows `null`.
+    fn presence_user(&self, user: &Access) -> Option<String> {
+        user.user().map(str::to_owned)
+    }
 }
 
 fn any_matches(patterns: &[String], sub: &str, value: &str) -> bool {

@@ -182,6 +182,42 @@ pub fn render(m: &MetricsSnapshot) -> String {
         l.peer_fault_closes.to_string(),
     );
     metric(
+        "live_history_topics",
+        gauge,
+        "Topics with a history running.",
+        l.history_topics.to_string(),
+    );
+    metric(
+        "live_history_entries",
+        gauge,
+        "Publications held in topic histories.",
+        l.history_entries.to_string(),
+    );
+    metric(
+        "live_history_bytes",
+        gauge,
+        "Bytes of the frames held in topic histories.",
+        l.history_bytes.to_string(),
+    );
+    metric(
+        "live_presence_watchers",
+        gauge,
+        "Session-topic pairs that receive joins and leaves.",
+        l.presence_watchers.to_string(),
+    );
+    metric(
+        "live_recoveries_total",
+        counter,
+        "Subscribes naming a position that got everything they missed.",
+        l.recoveries.to_string(),
+    );
+    metric(
+        "live_recoveries_failed_total",
+        counter,
+        "Subscribes naming a position that was gone (recovered false).",
+        l.recoveries_failed.to_string(),
+    );
+    metric(
         "sync_pushes_total",
         counter,
         "Push requests handled.",
@@ -349,6 +385,8 @@ mod tests {
         let mut live = live_core::Metrics::default();
         live.sessions = 3;
         live.slow_consumer_closes = 7;
+        live.history_bytes = 1234;
+        live.presence_watchers = 2;
         let sync = SyncMetrics {
             pushes: 11,
             persist_seconds: 0.25,
@@ -361,6 +399,14 @@ mod tests {
             Some("7")
         );
         assert_eq!(value_of(&text, "sync_pushes_total").as_deref(), Some("11"));
+        assert_eq!(
+            value_of(&text, "live_history_bytes").as_deref(),
+            Some("1234")
+        );
+        assert_eq!(
+            value_of(&text, "live_presence_watchers").as_deref(),
+            Some("2")
+        );
         assert_eq!(
             value_of(&text, "sync_persist_seconds_total").as_deref(),
             Some("0.250000")
@@ -381,6 +427,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 35);
+        assert_eq!(samples.len(), 41);
     }
 }

@@ -35,6 +35,13 @@ pub trait Policy<U> {
         let _ = user;
         None
     }
+
+    /// The user `user`'s sessions show in presence (`"user"` of `join`,
+    /// `leave` and `presence` answers); `None` shows `null`. Default `None`.
+    fn presence_user(&self, user: &U) -> Option<String> {
+        let _ = user;
+        None
+    }
 }
 
 /// Everything allowed: every scope as claimed, every topic.
@@ -78,6 +85,10 @@ impl<U, P: Policy<U> + Send + Sync> live_core::Authorizer<U> for PolicyAuthorize
                 .scope()
                 .is_some_and(|scope| scope_maps_to_itself(&*self.0, request.auth, scope)),
         )
+    }
+
+    fn presence_user(&mut self, auth: &U) -> Option<String> {
+        self.0.presence_user(auth)
     }
 }
 

@@ -62,6 +62,10 @@ fn simulation_seeds() {
         );
         assert!(total.time_jumps > 0 && total.pings > 0, "{total:?}");
         assert!(total.reconnects > 0, "{total:?}");
+        assert!(
+            total.recoveries > 20 && total.recovery_misses > 20 && total.feed_reads > 500,
+            "{total:?}"
+        );
     }
 }
 

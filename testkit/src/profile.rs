@@ -20,6 +20,9 @@ pub const DENY_TOKEN: &str = "deny";
 /// The scope every authenticated user may use besides their own.
 pub const SHARED_SCOPE: &str = "shared";
 
+/// Publications the profile's history topics keep.
+pub const HISTORY_SIZE: usize = 5;
+
 /// Limits and paths of the conformance profile.
 ///
 /// The server under test must be configured with exactly these values; the suite
@@ -46,6 +49,9 @@ pub struct Profile {
     pub pull_limit_default: usize,
     /// Largest pull page; a bigger requested limit is capped to it.
     pub pull_limit_max: usize,
+    /// Topics that keep a history, as `(pattern, size)` rules without a TTL
+    /// (`*` matches any characters); other topics keep none.
+    pub history: &'static [(&'static str, usize)],
 }
 
 impl Profile {
@@ -62,6 +68,7 @@ impl Profile {
             push_batch_max: 100,
             pull_limit_default: 100,
             pull_limit_max: 1000,
+            history: &[("hist:*", HISTORY_SIZE)],
         }
     }
 }

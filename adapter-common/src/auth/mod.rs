@@ -79,6 +79,10 @@ impl Hooks for TokenHooks {
         ClaimsPolicy.authorize_topic(user, topic, command)
     }
 
+    fn presence_user(&self, user: &Access) -> Option<String> {
+        ClaimsPolicy.presence_user(user)
+    }
+
     fn client_key(&self, user: &Access) -> Option<String> {
         user.user().map(|sub| format!("sub:{sub}"))
     }

@@ -21,6 +21,7 @@ impl<A> Hub<A> {
         id: SessionId,
         result: Result<A, Rejection>,
     ) -> Result<(), HubError> {
+        self.clock = Some(now);
         let &key = self.by_id.get(&id).ok_or(HubError::UnknownSession(id))?;
         if !matches!(self.sessions[key].phase, Phase::Authenticating { .. }) {
             return Err(HubError::AlreadyAuthenticated(id));
@@ -54,6 +55,7 @@ impl<A> Hub<A> {
     /// then processed. Ignored when the ticket is no longer outstanding (its
     /// session closed or the question timed out).
     pub fn handle_authorize(&mut self, now: Instant, ticket: AuthorizeTicket, allowed: bool) {
+        self.clock = Some(now);
         let Some(key) = self.tickets.remove(&ticket.0) else {
             return;
         };
@@ -61,7 +63,14 @@ impl<A> Hub<A> {
             return;
         };
         if allowed {
-            self.apply_command(key, pending.command, &pending.topic, pending.data);
+            self.apply_command(
+                now,
+                key,
+                pending.command,
+                &pending.topic,
+                pending.data,
+                pending.detail,
+            );
         } else {
             self.send_error(
                 key,

@@ -36,11 +36,27 @@ impl<A> Hub<A> {
     /// including `sync:` ones. The envelope is encoded once and its bytes shared by
     /// every subscriber. Returns how many sessions it was queued for; subscribers
     /// whose queue overflows are closed as slow consumers.
+    ///
+    /// On a topic with history the publication is numbered and kept, stamped
+    /// with the latest instant an input brought; [`publish_at`](Hub::publish_at)
+    /// gives the instant itself.
     pub fn publish(&mut self, topic: &str, data: &[u8]) -> Result<usize, HubError> {
         self.check_topic(topic)?;
         let data = envelope::validate_json(data).map_err(HubError::InvalidJson)?;
-        let frame = envelope::encode(topic, data);
+        let frame = self.encode_publication(self.clock, topic, data);
         Ok(self.fan_out(topic, frame))
+    }
+
+    /// [`publish`](Hub::publish) at `now`: the instant a history entry's TTL
+    /// counts from.
+    pub fn publish_at(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        data: &[u8],
+    ) -> Result<usize, HubError> {
+        self.clock = Some(now);
+        self.publish(topic, data)
     }
 
     /// Sends `{"topic":topic,"data":data}` to every authenticated session,
@@ -128,7 +144,8 @@ impl<A> Hub<A> {
     }
 
     /// Closes every session with 1001 (going away). Sessions opened later are
-    /// closed at once the same way.
+    /// closed at once the same way. Topic histories are dropped (nobody can
+    /// recover from a hub that serves no one), so no timer is left.
     pub fn shutdown(&mut self, now: Instant) {
         let _ = now;
         self.shut_down = true;
@@ -136,6 +153,7 @@ impl<A> Hub<A> {
         for key in keys {
             self.close_key(key, CloseReason::Shutdown);
         }
+        self.history = crate::history::History::default();
     }
 
     fn key(&self, id: SessionId) -> Result<usize, HubError> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::Hub;
+use super::presence::Change;
 use crate::envelope;
 use crate::session::Phase;
 use crate::{Action, CloseReason, ErrorCode, Event, OutFrame};
@@ -15,7 +16,7 @@ const MAX_CLOSE_REASON: usize = 123;
 
 impl<A> Hub<A> {
     /// Whether one more frame of `len` bytes fits this session's queue.
-    fn fits(&self, queued_messages: usize, queued_bytes: usize, len: usize) -> bool {
+    pub(super) fn fits(&self, queued_messages: usize, queued_bytes: usize, len: usize) -> bool {
         let limits = &self.config.limits;
         queued_messages < limits.max_queued_messages
             && (queued_messages == 0 || queued_bytes.saturating_add(len) <= limits.max_queued_bytes)
@@ -103,6 +104,7 @@ impl<A> Hub<A> {
         self.topics.entry(name.clone()).or_default().insert(key);
         self.sessions[key].topics.insert(name);
         self.metrics.subscriptions += 1;
+        self.announce(Change::Join, topic, key);
         true
     }
 
@@ -127,11 +129,17 @@ impl<A> Hub<A> {
     }
 
     /// Removes `key` from the topic's subscriber set, and the topic when empty.
+    /// Watchers of the topic hear the leave; an empty history of a topic
+    /// left by all is forgotten.
     fn leave_topic(&mut self, key: usize, topic: &str) {
+        if !self.watchers.is_empty() {
+            self.watchers.remove(topic, key);
+        }
         if let Some(set) = self.topics.get_mut(topic) {
             set.remove(&key);
             if set.is_empty() {
                 self.topics.remove(topic);
+                self.release_history(topic);
                 if self.config.backplane_events {
                     self.events.push_back(Event::TopicInactive {
                         topic: topic.to_owned(),
@@ -139,6 +147,7 @@ impl<A> Hub<A> {
                 }
             }
         }
+        self.announce(Change::Leave, topic, key);
     }
 
     /// Ends the session at `key`: sends the close frame (unless the transport is

@@ -21,6 +21,7 @@ impl<A> Hub<A> {
     /// client sends meanwhile are held and processed, in order, once it is
     /// authenticated.
     pub fn handle_open(&mut self, now: Instant) -> SessionId {
+        self.clock = Some(now);
         let deadline = self.config.timers.auth_timeout.and_then(|d| after(now, d));
         let key = self.open(now, Phase::Authenticating { deadline });
         let id = self.sessions[key].id;
@@ -36,6 +37,7 @@ impl<A> Hub<A> {
     /// A transport was accepted whose upgrade request the adapter already
     /// authenticated as `auth`; the session is active at once.
     pub fn handle_open_authenticated(&mut self, now: Instant, auth: A) -> SessionId {
+        self.clock = Some(now);
         let key = self.open(now, Phase::Active { auth });
         let id = self.sessions[key].id;
         if self.shut_down {
@@ -50,6 +52,7 @@ impl<A> Hub<A> {
     /// UTF-8, bad control frames) close the session; bad messages earn an error
     /// frame. Ignored when the session is no longer open.
     pub fn handle_frame(&mut self, now: Instant, id: SessionId, frame: Frame) {
+        self.clock = Some(now);
         let Some(&key) = self.by_id.get(&id) else {
             return;
         };

@@ -10,7 +10,9 @@ use super::Hub;
 use super::timers::after;
 use crate::authorize::{AuthorizeRequest, Decision, sync_scope};
 use crate::envelope::{self, ERROR_TOPIC};
-use crate::session::PendingAuthorize;
+use crate::options;
+use crate::presence::PRESENCE_TOPIC;
+use crate::session::{Detail, PendingAuthorize};
 use crate::{AuthorizeTicket, Command, ErrorCode, Event};
 
 impl<A> Hub<A> {
@@ -45,10 +47,12 @@ impl<A> Hub<A> {
             }
         };
         let commands = self.config.commands;
-        let command = match env.topic.as_str() {
-            "subscribe" if commands.subscribe => Command::Subscribe,
-            "unsubscribe" if commands.unsubscribe => Command::Unsubscribe,
-            "publish" if commands.publish => Command::Publish,
+        let (command, query) = match env.topic.as_str() {
+            "subscribe" if commands.subscribe => (Command::Subscribe, false),
+            "unsubscribe" if commands.unsubscribe => (Command::Unsubscribe, false),
+            "publish" if commands.publish => (Command::Publish, false),
+            // A presence query needs the right to subscribe to its topic.
+            PRESENCE_TOPIC if commands.presence => (Command::Subscribe, true),
             _ => {
                 if env.topic.len() > self.config.limits.max_topic_len {
                     self.send_error(key, ErrorCode::TopicTooLong, "topic is too long");
@@ -85,6 +89,20 @@ impl<A> Hub<A> {
             self.send_error(key, ErrorCode::BadTopic, "the error topic is reserved");
             return;
         }
+        let detail = if query {
+            Detail::PresenceQuery
+        } else if command == Command::Subscribe {
+            match options::parse(env.data.unwrap_or("{}")) {
+                Ok(o) if o.is_plain() => Detail::Plain,
+                Ok(o) => Detail::Subscribe(o),
+                Err((code, message)) => {
+                    self.send_error(key, code, message);
+                    return;
+                }
+            }
+        } else {
+            Detail::Plain
+        };
         let data = match target.data {
             Some(d) => payload.slice_ref(d.as_bytes()),
             None => Bytes::from_static(b"null"),
@@ -92,8 +110,10 @@ impl<A> Hub<A> {
         let subscribed = self.sessions[key].topics.contains(topic.as_str());
         let decision = match command {
             // Repeating a subscription or leaving a topic one is not in changes
-            // nothing, so it needs no permission.
-            Command::Subscribe if subscribed => return,
+            // nothing, so it needs no permission; a subscriber may ask for its
+            // position, presence or the member list of its topic.
+            Command::Subscribe if subscribed && matches!(detail, Detail::Plain) => return,
+            Command::Subscribe if subscribed => Decision::Allow,
             Command::Unsubscribe if !subscribed => return,
             Command::Unsubscribe if sync_scope(&topic).is_some() => Decision::Allow,
             Command::Publish if sync_scope(&topic).is_some() => {
@@ -104,13 +124,13 @@ impl<A> Hub<A> {
             _ => self.ask_authorizer(key, command, &topic),
         };
         match decision {
-            Decision::Allow => self.apply_command(key, command, &topic, data),
+            Decision::Allow => self.apply_command(now, key, command, &topic, data, detail),
             Decision::Deny => self.send_error(
                 key,
                 ErrorCode::Forbidden,
                 &forbidden_message(command, &topic),
             ),
-            Decision::Ask => self.ask_application(now, key, command, topic, data),
+            Decision::Ask => self.ask_application(now, key, command, topic, data, detail),
         }
     }
 
@@ -141,6 +161,7 @@ impl<A> Hub<A> {
         command: Command,
         topic: String,
         data: Bytes,
+        detail: Detail,
     ) {
         let ticket = AuthorizeTicket(self.next_ticket);
         self.next_ticket += 1;
@@ -156,6 +177,7 @@ impl<A> Hub<A> {
             command,
             topic: topic.clone(),
             data,
+            detail,
             deadline,
         }));
         self.events.push_back(Event::Authorize {
@@ -167,20 +189,37 @@ impl<A> Hub<A> {
     }
 
     /// Carries out an allowed client command.
-    pub(super) fn apply_command(&mut self, key: usize, command: Command, topic: &str, data: Bytes) {
+    pub(super) fn apply_command(
+        &mut self,
+        now: Instant,
+        key: usize,
+        command: Command,
+        topic: &str,
+        data: Bytes,
+        detail: Detail,
+    ) {
         match command {
             Command::Subscribe => {
+                if let Detail::PresenceQuery = detail {
+                    self.answer_presence(key, topic);
+                    return;
+                }
                 let s = &self.sessions[key];
-                if s.topics.contains(topic) {
-                    return;
+                let fresh = !s.topics.contains(topic);
+                if fresh {
+                    if s.topics.len() >= self.config.limits.max_topics_per_session {
+                        let message =
+                            format!("too many topics for this session; not subscribed to {topic}");
+                        self.send_error(key, ErrorCode::TooManyTopics, &message);
+                        return;
+                    }
+                    self.subscribe_key(key, topic);
                 }
-                if s.topics.len() >= self.config.limits.max_topics_per_session {
-                    let message =
-                        format!("too many topics for this session; not subscribed to {topic}");
-                    self.send_error(key, ErrorCode::TooManyTopics, &message);
-                    return;
+                if let Detail::Subscribe(options) = detail
+                    && self.sessions.contains(key)
+                {
+                    self.answer_subscribe(now, key, topic, &options, fresh);
                 }
-                self.subscribe_key(key, topic);
             }
             Command::Unsubscribe => {
                 self.unsubscribe_key(key, topic);
@@ -188,7 +227,7 @@ impl<A> Hub<A> {
             Command::Publish => {
                 // Read before fanning out: the publisher may be closed by it.
                 let id = self.sessions[key].id;
-                let frame = envelope::encode(topic, &data);
+                let frame = self.encode_publication(Some(now), topic, &data);
                 self.fan_out(topic, frame);
                 if self.config.backplane_events {
                     self.events.push_back(Event::Published {

@@ -9,6 +9,8 @@ mod commands;
 mod delivery;
 mod inbound;
 mod messages;
+mod presence;
+mod recovery;
 mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -17,10 +19,12 @@ use std::time::Instant;
 
 use slab::Slab;
 
+use crate::history::History;
+use crate::presence::Watchers;
 use crate::session::Session;
 use crate::{
-    Action, Authorizer, DefaultAuthorizer, Event, HubConfig, IdGenerator, Metrics, SeededIds,
-    SessionId, TimerReason,
+    Action, Authorizer, DefaultAuthorizer, Event, HistoryPolicy, HubConfig, IdGenerator, Metrics,
+    SeededIds, SessionId, TimerReason,
 };
 
 /// The pub/sub hub: every session, its topics and its send queue, as a pure state
@@ -80,6 +84,15 @@ pub struct Hub<A> {
     events: VecDeque<Event<A>>,
     metrics: Metrics,
     shut_down: bool,
+    /// Rings of the topics with history (see `recovery.rs`).
+    history: History,
+    /// The embedder's choice of history topics, asked before the rules.
+    history_policy: Option<Box<dyn HistoryPolicy>>,
+    /// Sessions that hear joins and leaves, per topic.
+    watchers: Watchers,
+    /// The latest instant an input brought: server commands that take no
+    /// time (`publish`) stamp history entries with it.
+    clock: Option<Instant>,
 }
 
 impl<A: 'static> Hub<A> {
@@ -105,6 +118,10 @@ impl<A: 'static> Hub<A> {
             events: VecDeque::new(),
             metrics: Metrics::default(),
             shut_down: false,
+            history: History::default(),
+            history_policy: None,
+            watchers: Watchers::default(),
+            clock: None,
         }
     }
 
@@ -118,6 +135,13 @@ impl<A: 'static> Hub<A> {
     /// their answer.
     pub fn set_authorizer(&mut self, authorizer: impl Authorizer<A> + 'static) {
         self.authorizer = Box::new(authorizer);
+    }
+
+    /// Lets `policy` decide which topics keep history, before the
+    /// configured rules (builder form).
+    pub fn with_history_policy(mut self, policy: impl HistoryPolicy + 'static) -> Self {
+        self.history_policy = Some(Box::new(policy));
+        self
     }
 }
 
@@ -195,7 +219,18 @@ impl<A> Hub<A> {
         let mut m = self.metrics;
         m.sessions = self.sessions.len();
         m.topics = self.topics.len();
+        let usage = self.history.usage();
+        m.history_topics = usage.topics;
+        m.history_entries = usage.entries;
+        m.history_bytes = usage.bytes;
+        m.presence_watchers = self.watchers.count();
         m
+    }
+
+    /// The epoch and latest offset of a topic with a history running (it
+    /// starts with the first publication or history subscribe).
+    pub fn history_position(&self, topic: &str) -> Option<(&str, u64)> {
+        self.history.position(topic)
     }
 
     /// Whether [`shutdown`](Hub::shutdown) has run.
@@ -224,6 +259,14 @@ impl<A> Hub<A> {
     /// [`handle_timeout`](Hub::handle_timeout) once it has passed. After
     /// `handle_timeout(now)`, the deadline returned is always later than `now`.
     pub fn poll_timeout(&self) -> Option<(Instant, TimerReason)> {
-        self.timers.first().map(|&(at, _, reason)| (at, reason))
+        let session = self.timers.first().map(|&(at, _, reason)| (at, reason));
+        let history = self
+            .history
+            .next_expiry()
+            .map(|at| (at, TimerReason::HistoryExpiry));
+        match (session, history) {
+            (Some(s), Some(h)) => Some(if h.0 < s.0 { h } else { s }),
+            (s, h) => s.or(h),
+        }
     }
 }

@@ -17,6 +17,8 @@ impl<A> Hub<A> {
     /// authentication or idle deadline passed, answers unanswered authorization
     /// questions with `authorize_timeout`, and sends due pings.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = Some(now);
+        self.expire_history(now);
         let mut due = Vec::new();
         while let Some(&(at, key, _)) = self.timers.first() {
             if at > now {

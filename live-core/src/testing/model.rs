@@ -11,6 +11,12 @@
 //! that rule is covered by the transcript tests instead.
 
 //!
+//! History is modelled on topic `b` (size [`HISTORY_SIZE`], TTL
+//! [`HISTORY_TTL`]): offsets, epochs (the model draws them from its own copy of
+//! the hub's seeded generator, so it predicts them exactly), trimming, expiry,
+//! forgetting an empty history nobody listens to, and the `subscribed` reply
+//! with its replay. Presence is covered by the transcript tests.
+//!
 //! Shared by the property test (`tests/model.rs`, operations from proptest) and the
 //! fuzz target (operations decoded from arbitrary bytes), so both check exactly
 //! the same rules.
@@ -19,7 +25,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::{
-    Action, AuthorizeTicket, Event, Frame, Hub, HubConfig, OutFrame, Rejection, SessionId,
+    Action, AuthorizeTicket, Event, Frame, HistoryLimits, HistoryRule, Hub, HubConfig, IdGenerator,
+    OutFrame, Rejection, SeededIds, SessionId,
 };
 use bytes::Bytes;
 
@@ -62,6 +69,13 @@ const MAX_HELD: usize = 3;
 const PING: Duration = Duration::from_secs(10);
 const IDLE: Duration = Duration::from_secs(35);
 const AUTH: Duration = Duration::from_secs(5);
+/// The topic (index into [`TOPICS`]) that keeps history.
+pub const HISTORY_TOPIC: usize = 1;
+/// Publications its history keeps.
+pub const HISTORY_SIZE: usize = 3;
+/// How long its history keeps them.
+pub const HISTORY_TTL: Duration = Duration::from_secs(20);
+const SEED: u64 = 11;
 
 /// One input to the hub (and the model). Session indexes wrap around every
 /// session ever opened, so any index is valid once one session exists; topic
@@ -69,21 +83,67 @@ const AUTH: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 #[allow(missing_docs)]
 pub enum Op {
-    Open { pre_authenticated: bool },
-    Auth { s: usize, ok: bool },
-    Subscribe { s: usize, t: usize },
-    Unsubscribe { s: usize, t: usize },
-    Publish { s: usize, t: usize, size: usize },
-    ServerPublish { t: usize, size: usize },
-    ServerClose { s: usize },
-    Flush { s: usize, n: usize },
-    Ping { s: usize },
-    Pong { s: usize },
-    Garbage { s: usize },
-    PeerClose { s: usize },
-    TransportClosed { s: usize },
-    Answer { allow: bool },
-    Advance { ms: u64 },
+    Open {
+        pre_authenticated: bool,
+    },
+    Auth {
+        s: usize,
+        ok: bool,
+    },
+    Subscribe {
+        s: usize,
+        t: usize,
+    },
+    /// A subscribe with a `since` (`epoch`: 0 the topic's current epoch, 1 a
+    /// wrong one; `back`: how far before the latest offset, 7 meaning one
+    /// past it) or `"history":true` alone.
+    SubscribeSince {
+        s: usize,
+        t: usize,
+        since: Option<(u8, u64)>,
+        history: bool,
+    },
+    Unsubscribe {
+        s: usize,
+        t: usize,
+    },
+    Publish {
+        s: usize,
+        t: usize,
+        size: usize,
+    },
+    ServerPublish {
+        t: usize,
+        size: usize,
+    },
+    ServerClose {
+        s: usize,
+    },
+    Flush {
+        s: usize,
+        n: usize,
+    },
+    Ping {
+        s: usize,
+    },
+    Pong {
+        s: usize,
+    },
+    Garbage {
+        s: usize,
+    },
+    PeerClose {
+        s: usize,
+    },
+    TransportClosed {
+        s: usize,
+    },
+    Answer {
+        allow: bool,
+    },
+    Advance {
+        ms: u64,
+    },
 }
 
 impl Op {
@@ -93,6 +153,17 @@ impl Op {
         let size = |n: &usize| n % 200;
         match self {
             Op::Subscribe { s, t: i } => Op::Subscribe { s: *s, t: t(i) },
+            Op::SubscribeSince {
+                s,
+                t: i,
+                since,
+                history,
+            } => Op::SubscribeSince {
+                s: *s,
+                t: t(i),
+                since: since.map(|(e, back)| (e % 2, back % 8)),
+                history: *history,
+            },
             Op::Unsubscribe { s, t: i } => Op::Unsubscribe { s: *s, t: t(i) },
             Op::Publish { s, t: i, size: n } => Op::Publish {
                 s: *s,
@@ -119,6 +190,10 @@ fn config() -> HubConfig {
     c.timers.idle_timeout = Some(IDLE);
     c.timers.auth_timeout = Some(AUTH);
     c.timers.authorize_timeout = None;
+    c.history = vec![HistoryRule::new(
+        TOPICS[HISTORY_TOPIC],
+        HistoryLimits::new(HISTORY_SIZE, Some(HISTORY_TTL)),
+    )];
     c
 }
 
@@ -126,6 +201,8 @@ fn config() -> HubConfig {
 #[derive(Debug, Clone)]
 enum Msg {
     Subscribe(usize),
+    /// Topic, `since` as sent (epoch string, offset), `history`.
+    SubscribeWith(usize, Option<(String, u64)>, bool),
     Unsubscribe(usize),
     Publish(usize, usize),
     Garbage,
@@ -138,6 +215,16 @@ impl Msg {
                 r#"{{"topic":"subscribe","data":{{"topic":"{}"}}}}"#,
                 TOPICS[*t]
             ),
+            Msg::SubscribeWith(t, since, history) => {
+                let since = match since {
+                    Some((e, o)) => format!(r#","since":{{"epoch":"{e}","offset":{o}}}"#),
+                    None => String::new(),
+                };
+                format!(
+                    r#"{{"topic":"subscribe","data":{{"topic":"{}"{since},"history":{history}}}}}"#,
+                    TOPICS[*t]
+                )
+            }
             Msg::Unsubscribe(t) => {
                 format!(
                     r#"{{"topic":"unsubscribe","data":{{"topic":"{}"}}}}"#,
@@ -202,13 +289,30 @@ struct MSession {
     close_code: Option<u16>,
 }
 
+/// A subscribe's options as sent: `since` (epoch, offset) and `history`.
+type Opts = (Option<(String, u64)>, bool);
+
+/// The history of [`HISTORY_TOPIC`]: epoch, latest offset, and the kept
+/// publications `(offset, published at, frame)`.
+#[derive(Debug)]
+struct MHistory {
+    epoch: String,
+    last: u64,
+    entries: VecDeque<(u64, Instant, String)>,
+}
+
 #[derive(Debug)]
 struct Model {
     now: Instant,
     sessions: Vec<MSession>,
-    /// Questions asked, in order: (question number, session index, topic index).
-    questions: VecDeque<(u64, usize, usize)>,
+    /// Questions asked, in order: (question number, session index, topic
+    /// index, the subscribe's options when it had some).
+    questions: VecDeque<(u64, usize, usize, Option<Opts>)>,
     next_question: u64,
+    /// A copy of the hub's id generator: sessions and epochs draw from it in
+    /// the same order.
+    ids: SeededIds,
+    history: Option<MHistory>,
 }
 
 impl Model {
@@ -249,6 +353,39 @@ impl Model {
         if let Some(code) = code {
             s.received.push(Out::Close(code));
         }
+        self.settle();
+    }
+
+    /// An empty history nobody listens to is forgotten (its next publication
+    /// starts a new epoch).
+    fn settle(&mut self) {
+        let listened = self
+            .sessions
+            .iter()
+            .any(|s| s.open && s.topics.contains(&HISTORY_TOPIC));
+        if !listened && self.history.as_ref().is_some_and(|h| h.entries.is_empty()) {
+            self.history = None;
+        }
+    }
+
+    /// Starts the history with a fresh epoch if it has none.
+    fn start_history(&mut self) -> &mut MHistory {
+        let ids = &mut self.ids;
+        self.history.get_or_insert_with(|| MHistory {
+            epoch: format!("{:016x}", ids.next_id()),
+            last: 0,
+            entries: VecDeque::new(),
+        })
+    }
+
+    /// Drops the publications whose TTL passed.
+    fn expire(&mut self) {
+        let now = self.now;
+        if let Some(h) = &mut self.history {
+            while h.entries.front().is_some_and(|e| e.1 + HISTORY_TTL <= now) {
+                h.entries.pop_front();
+            }
+        }
     }
 
     fn enqueue(&mut self, i: usize, out: Out) {
@@ -263,7 +400,24 @@ impl Model {
     }
 
     fn fan_out(&mut self, t: usize, size: usize) {
-        let frame = envelope(TOPICS[t], &data(size));
+        let frame = if t == HISTORY_TOPIC {
+            let now = self.now;
+            let h = self.start_history();
+            h.last += 1;
+            let frame = format!(
+                r#"{{"topic":"{}","data":{},"offset":{}}}"#,
+                TOPICS[t],
+                data(size),
+                h.last
+            );
+            h.entries.push_back((h.last, now, frame.clone()));
+            if h.entries.len() > HISTORY_SIZE {
+                h.entries.pop_front();
+            }
+            frame
+        } else {
+            envelope(TOPICS[t], &data(size))
+        };
         let subs: Vec<usize> = (0..self.sessions.len())
             .filter(|&i| self.sessions[i].open && self.sessions[i].topics.contains(&t))
             .collect();
@@ -295,21 +449,14 @@ impl Model {
                 i,
                 Out::Text(error("bad_json", "message is not a JSON object")),
             ),
-            Msg::Subscribe(t) => {
-                if self.sessions[i].topics.contains(&t) {
-                    return;
-                }
-                if TOPICS[t].starts_with("sync:") {
-                    let q = self.next_question;
-                    self.next_question += 1;
-                    self.sessions[i].pending = Some((q, t));
-                    self.questions.push_back((q, i, t));
-                } else {
-                    self.apply_subscribe(i, t);
-                }
+            Msg::Subscribe(t) => self.subscribe(i, t, None),
+            Msg::SubscribeWith(t, since, history) => {
+                let opts = (since.is_some() || history).then_some((since, history));
+                self.subscribe(i, t, opts);
             }
             Msg::Unsubscribe(t) => {
                 self.sessions[i].topics.remove(&t);
+                self.settle();
             }
             Msg::Publish(t, size) => {
                 if TOPICS[t].starts_with("sync:") {
@@ -327,10 +474,75 @@ impl Model {
         }
     }
 
-    fn apply_subscribe(&mut self, i: usize, t: usize) {
+    fn subscribe(&mut self, i: usize, t: usize, opts: Option<Opts>) {
         if self.sessions[i].topics.contains(&t) {
+            // A subscriber asking for its position needs no permission.
+            if opts.is_some() {
+                self.apply_subscribe(i, t, opts);
+            }
             return;
         }
+        if TOPICS[t].starts_with("sync:") {
+            let q = self.next_question;
+            self.next_question += 1;
+            self.sessions[i].pending = Some((q, t));
+            self.questions.push_back((q, i, t, opts));
+        } else {
+            self.apply_subscribe(i, t, opts);
+        }
+    }
+
+    fn apply_subscribe(&mut self, i: usize, t: usize, opts: Option<Opts>) {
+        let fresh = !self.sessions[i].topics.contains(&t);
+        if fresh && !self.join(i, t) {
+            return;
+        }
+        let Some((since, _)) = opts else {
+            return;
+        };
+        if t == HISTORY_TOPIC {
+            self.start_history();
+            self.expire();
+        }
+        let history = self.history.as_ref().filter(|_| t == HISTORY_TOPIC);
+        let replay: Option<Vec<String>> = since.as_ref().and_then(|(e, o)| {
+            let h = history?;
+            if h.epoch != *e || *o > h.last {
+                return None;
+            }
+            if !fresh || *o == h.last {
+                return (*o == h.last).then(Vec::new);
+            }
+            let first = h.entries.front()?.0;
+            (first <= o + 1).then(|| {
+                h.entries
+                    .iter()
+                    .filter(|x| x.0 > *o)
+                    .map(|x| x.2.clone())
+                    .collect()
+            })
+        });
+        let (epoch, offset) = history.map_or((String::new(), 0), |h| (h.epoch.clone(), h.last));
+        let reply = envelope(
+            "subscribed",
+            &format!(
+                r#"{{"topic":"{}","epoch":"{epoch}","offset":{offset},"recovered":{}}}"#,
+                TOPICS[t],
+                replay.is_some()
+            ),
+        );
+        self.enqueue(i, Out::Text(reply));
+        for frame in replay.into_iter().flatten() {
+            if !self.sessions[i].open {
+                return;
+            }
+            self.enqueue(i, Out::Text(frame));
+        }
+    }
+
+    /// Adds the session to the topic under the topic limit. Returns whether
+    /// it is subscribed.
+    fn join(&mut self, i: usize, t: usize) -> bool {
         if self.sessions[i].topics.len() >= MAX_TOPICS {
             self.enqueue(
                 i,
@@ -342,9 +554,10 @@ impl Model {
                     ),
                 )),
             );
-            return;
+            return false;
         }
         self.sessions[i].topics.insert(t);
+        true
     }
 
     fn process_held(&mut self, i: usize) {
@@ -374,13 +587,13 @@ impl Model {
         }
     }
 
-    fn answer(&mut self, q: u64, i: usize, t: usize, allow: bool) {
+    fn answer(&mut self, q: u64, i: usize, t: usize, opts: Option<Opts>, allow: bool) {
         if !self.sessions[i].open || self.sessions[i].pending.map(|p| p.0) != Some(q) {
             return;
         }
         self.sessions[i].pending = None;
         if allow {
-            self.apply_subscribe(i, t);
+            self.apply_subscribe(i, t, opts);
         } else {
             self.enqueue(
                 i,
@@ -394,6 +607,8 @@ impl Model {
     }
 
     fn timeout(&mut self) {
+        self.expire();
+        self.settle();
         for i in 0..self.sessions.len() {
             let s = &mut self.sessions[i];
             if !s.open {
@@ -471,7 +686,7 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
     let ops: Vec<Op> = ops.iter().map(Op::normalised).collect();
     let start = Instant::now();
     let mut d = Driver {
-        hub: Hub::new(config(), 11),
+        hub: Hub::new(config(), SEED),
         now: start,
         received: BTreeMap::new(),
         outstanding: BTreeMap::new(),
@@ -484,6 +699,8 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
         sessions: Vec::new(),
         questions: VecDeque::new(),
         next_question: 0,
+        ids: SeededIds::new(SEED),
+        history: None,
     };
     for (step, op) in ops.iter().enumerate() {
         match op {
@@ -493,6 +710,7 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                 } else {
                     d.hub.handle_open(d.now)
                 };
+                ensure_eq!(id.as_u64(), m.ids.next_id(), "step {step}: session id");
                 m.open(id, *pre_authenticated);
             }
             Op::Auth { s, ok } => {
@@ -507,11 +725,36 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                 }
             }
             Op::Subscribe { s, t } => client(&mut d, &mut m, *s, Msg::Subscribe(*t)),
+            Op::SubscribeSince {
+                s,
+                t,
+                since,
+                history,
+            } => {
+                // Offsets count back from the latest (7: one past it), so
+                // positions near the ring's edges are common.
+                let since = since.map(|(e, back)| {
+                    let (epoch, last) = match &m.history {
+                        Some(h) => (h.epoch.clone(), h.last),
+                        None => ("none".to_owned(), 0),
+                    };
+                    let epoch = if e == 0 { epoch } else { "nope".to_owned() };
+                    let offset = if back == 7 {
+                        last + 1
+                    } else {
+                        last.saturating_sub(back)
+                    };
+                    (epoch, offset)
+                });
+                client(&mut d, &mut m, *s, Msg::SubscribeWith(*t, since, *history));
+            }
             Op::Unsubscribe { s, t } => client(&mut d, &mut m, *s, Msg::Unsubscribe(*t)),
             Op::Publish { s, t, size } => client(&mut d, &mut m, *s, Msg::Publish(*t, *size)),
             Op::Garbage { s } => client(&mut d, &mut m, *s, Msg::Garbage),
             Op::ServerPublish { t, size } => {
-                d.hub.publish(TOPICS[*t], data(*size).as_bytes()).unwrap();
+                d.hub
+                    .publish_at(d.now, TOPICS[*t], data(*size).as_bytes())
+                    .unwrap();
                 m.fan_out(*t, *size);
             }
             Op::ServerClose { s } => {
@@ -569,13 +812,13 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                 }
             }
             Op::Answer { allow } => {
-                if let Some((q, i, t)) = m.questions.pop_front() {
+                if let Some((q, i, t, opts)) = m.questions.pop_front() {
                     let (ticket, id, topic) =
                         d.tickets.pop_front().expect("hub asked fewer questions");
                     ensure_eq!(id, m.sessions[i].id);
                     ensure_eq!(topic.as_str(), TOPICS[t]);
                     d.hub.handle_authorize(d.now, ticket, *allow);
-                    m.answer(q, i, t, *allow);
+                    m.answer(q, i, t, opts, *allow);
                 }
             }
             Op::Advance { ms } => {
@@ -642,6 +885,16 @@ fn check(d: &Driver, m: &Model, step: usize) -> Result<(), String> {
             .count();
         ensure_eq!(d.hub.subscriber_count(name), want);
     }
+    let position = d.hub.history_position(TOPICS[HISTORY_TOPIC]);
+    let want = m.history.as_ref().map(|h| (h.epoch.as_str(), h.last));
+    ensure_eq!(position, want, "step {}: history position", step);
+    let held = m.history.as_ref().map_or(0, |h| h.entries.len());
+    ensure_eq!(
+        d.hub.metrics().history_entries,
+        held,
+        "step {}: history entries",
+        step
+    );
     let live_questions = m.questions.len();
     ensure_eq!(
         d.tickets.len(),

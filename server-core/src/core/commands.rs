@@ -24,7 +24,7 @@ where
     /// (if attached) to the other nodes, `sync:` topics excepted. Returns how
     /// many local sessions it was queued for.
     pub fn publish(&mut self, topic: &str, data: Bytes) -> Result<usize, HubError> {
-        let result = self.hub.publish(topic, &data);
+        let result = self.hub.publish_at(self.now, topic, &data);
         if result.is_ok() {
             self.forward_to_broker(topic.to_owned(), data);
         }
@@ -123,7 +123,7 @@ where
     /// `topic` only.
     pub fn handle_broker_message(&mut self, now: Instant, topic: &str, data: &[u8]) {
         self.at(now);
-        if let Err(e) = self.hub.publish(topic, data) {
+        if let Err(e) = self.hub.publish_at(self.now, topic, data) {
             self.emit(Output::Notice(Notice::RemoteRefused {
                 topic: topic.to_owned(),
                 message: e.to_string(),

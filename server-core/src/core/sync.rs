@@ -152,7 +152,7 @@ where
                 if let Some((topic, data)) = output.poke_message() {
                     self.metrics.pokes += 1;
                     // A `sync:` topic and a JSON object: the hub cannot refuse it.
-                    let _ = self.hub.publish(&topic, data.as_bytes());
+                    let _ = self.hub.publish_at(self.now, &topic, data.as_bytes());
                 }
             }
             EngineOutput::Response {

@@ -18,6 +18,11 @@
 //! - a broker: interest commands and publishes go to it, another node's
 //!   publishes come back from it, it goes away (losing what is sent
 //!   meanwhile) and is restored;
+//! - recovering clients: live clients subscribed to the history topic
+//!   [`FEED`] that reconnect after every end of their session and subscribe
+//!   again naming the last position they read; every publication they read
+//!   must carry the offset right after the previous one (no gap, no
+//!   duplicate), and a `recovered:false` reply resets their position;
 //! - server commands (publish, close, trim), store notices (reloads), time
 //!   jumps to the core's next wake-up (heartbeats, idle timeouts), and a
 //!   graceful shutdown at the end.
@@ -31,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use live_core::{CloseReason, Frame, OutFrame, PeerFault, SessionId};
+use live_core::{CloseReason, Frame, HistoryLimits, HistoryRule, OutFrame, PeerFault, SessionId};
 use serde_json::{Value, json};
 use sync_core::handler::parse_ws_response;
 use sync_core::store::{Batch, ScopeRecords};
@@ -49,6 +54,12 @@ use crate::{
 pub const SCOPES: [&str; 2] = ["room", "hall"];
 /// The live topics clients subscribe and publish to.
 pub const TOPICS: [&str; 3] = ["chat", "news", "game"];
+/// The topic with history that recovering clients follow.
+pub const FEED: &str = "feed";
+/// What its history keeps: fewer publications than the queue bound, so a
+/// replay never overflows a fresh session.
+const FEED_HISTORY: usize = 3;
+const FEED_TTL: Duration = Duration::from_millis(3000);
 
 const WALL_BASE: u64 = 1_795_328_895_000;
 /// The hub's queue bound in the simulation: small, so slow consumers
@@ -203,6 +214,9 @@ enum Behaviour {
     Slow,
     /// Flushes but never answers pings nor sends anything: idle timeout.
     Mute,
+    /// Flushes, answers pings, follows [`FEED`] and resumes it from its
+    /// last read position after every end of its session.
+    Recovering,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +236,14 @@ enum Received {
         body: Bytes,
     },
     Poke(u64),
+    /// The reply to a subscribe naming a position on [`FEED`].
+    Subscribed {
+        epoch: String,
+        offset: u64,
+        recovered: bool,
+    },
+    /// A publication on [`FEED`] to a recovering client, with its offset.
+    Feed(u64),
     Other,
 }
 
@@ -252,6 +274,8 @@ struct Conn {
     reconnect_at: Option<u64>,
     /// Ended for good.
     retired: bool,
+    /// A recovering client's position on [`FEED`] (epoch, last offset read).
+    feed: Option<(String, u64)>,
 }
 
 #[derive(Debug)]
@@ -329,6 +353,12 @@ pub struct Counters {
     pub reconnects: u64,
     pub ws_syncs: u64,
     pub http_syncs: u64,
+    /// `subscribed` replies with `recovered:true` read.
+    pub recoveries: u64,
+    /// `subscribed` replies with `recovered:false` read.
+    pub recovery_misses: u64,
+    /// Publications on the feed read by recovering clients.
+    pub feed_reads: u64,
 }
 
 impl Counters {
@@ -367,7 +397,10 @@ impl Counters {
             resets,
             reconnects,
             ws_syncs,
-            http_syncs
+            http_syncs,
+            recoveries,
+            recovery_misses,
+            feed_reads
         );
     }
 }
@@ -428,6 +461,10 @@ impl Sim {
         config.hub.timers.ping_interval = Some(PING);
         config.hub.timers.idle_timeout = Some(IDLE);
         config.hub.backplane_events = true;
+        config.hub.history = vec![HistoryRule::new(
+            FEED,
+            HistoryLimits::new(FEED_HISTORY, Some(FEED_TTL)),
+        )];
         config.engine.keep_changes = rng.chance(0.3).then(|| 2 + rng.below(12));
         let mut store = SimStore {
             lie: sabotage == Sabotage::LyingStore,
@@ -519,6 +556,7 @@ impl Sim {
         let behaviour = match self.rng.below(10) {
             0 | 1 => Behaviour::Slow,
             2 => Behaviour::Mute,
+            3 | 4 => Behaviour::Recovering,
             _ => Behaviour::Normal,
         };
         let c = self.conns.len();
@@ -745,7 +783,34 @@ impl Sim {
         if topic == "error" {
             return Received::Other;
         }
+        if topic == "subscribed" {
+            assert_eq!(
+                data["topic"], FEED,
+                "only the feed is subscribed with a position"
+            );
+            return Received::Subscribed {
+                epoch: data["epoch"].as_str().expect("an epoch").to_owned(),
+                offset: data["offset"].as_u64().expect("an offset"),
+                recovered: data["recovered"].as_bool().expect("recovered"),
+            };
+        }
         let n = data["n"].as_u64().expect("publishes carry their number");
+        if topic == FEED {
+            let offset = v["offset"]
+                .as_u64()
+                .expect("feed publications carry offsets");
+            if self.conns[c].role == Role::Live(Behaviour::Recovering) {
+                assert!(
+                    self.conns[c].subs.contains(FEED),
+                    "feed to a non-subscriber"
+                );
+                // A replay may send again what a closed session never read:
+                // no gap and no duplicate are checked where it is read.
+                self.delivered.insert((c, n));
+                self.counters.deliveries += 1;
+                return Received::Feed(offset);
+            }
+        }
         assert!(
             topic == "echo" || self.conns[c].subs.contains(&topic),
             "{}: publish on {topic} without a subscription",
@@ -930,12 +995,33 @@ impl Sim {
                 let now = self.now();
                 self.replicas[j].replica.handle_connected(now);
             }
-            Role::Live(_) => {
-                for topic in std::mem::take(&mut self.conns[c].resubscribe) {
+            Role::Live(behaviour) => {
+                let mut topics = std::mem::take(&mut self.conns[c].resubscribe);
+                topics.remove(FEED);
+                for topic in topics {
                     self.subscribe(c, &topic);
+                }
+                if behaviour == Behaviour::Recovering {
+                    self.subscribe_feed(c);
                 }
             }
         }
+    }
+
+    /// Subscribes a recovering client to the feed from the last position it
+    /// read, or asks for the position when it has none.
+    fn subscribe_feed(&mut self, c: usize) {
+        if self.conns[c].sid.is_none() {
+            return;
+        }
+        self.conns[c].subs.insert(FEED.to_owned());
+        let data = match &self.conns[c].feed {
+            Some((epoch, offset)) => {
+                json!({"topic": FEED, "since": {"epoch": epoch, "offset": offset}})
+            }
+            None => json!({"topic": FEED, "history": true}),
+        };
+        self.text(c, &json!({"topic": "subscribe", "data": data}));
     }
 
     /// The session of connection `c` ended (closed, or the server crashed).
@@ -952,7 +1038,7 @@ impl Sim {
                 conn.reconnect_at = Some(self.now_ms + delay);
                 self.replicas[j].replica.handle_disconnected(now);
             }
-            Role::Live(_) if crash => {
+            Role::Live(b) if crash || b == Behaviour::Recovering => {
                 conn.resubscribe = subs;
                 conn.reconnect_at = Some(self.now_ms + delay);
             }
@@ -1056,8 +1142,15 @@ impl Sim {
         if behaviour == Behaviour::Mute {
             return;
         }
-        let topic = TOPICS[self.rng.below(3) as usize];
+        let recovering = behaviour == Behaviour::Recovering;
+        let topic = if recovering && self.rng.chance(0.6) {
+            FEED
+        } else {
+            TOPICS[self.rng.below(3) as usize]
+        };
         match self.rng.below(100) {
+            // A recovering client stays on the feed for its whole life.
+            0..=27 if topic == FEED => {}
             0..=19 => self.subscribe(c, topic),
             20..=27 => {
                 self.conns[c].subs.remove(topic);
@@ -1451,6 +1544,39 @@ impl Sim {
                     self.replicas[j].replica.handle_poke(now, cursor);
                 }
             }
+            Received::Subscribed {
+                epoch,
+                offset,
+                recovered,
+            } => {
+                let conn = &mut self.conns[c];
+                if recovered {
+                    let (at, last) = conn.feed.as_ref().expect("recovered without a position");
+                    assert_eq!(*at, epoch, "{}: recovered in another epoch", conn.name);
+                    assert!(offset >= *last, "{}: recovered past the head", conn.name);
+                    self.counters.recoveries += 1;
+                } else {
+                    // Nothing old follows: the client reloads and goes on
+                    // from the head.
+                    conn.feed = Some((epoch, offset));
+                    self.counters.recovery_misses += 1;
+                }
+            }
+            Received::Feed(offset) => {
+                let conn = &mut self.conns[c];
+                let name = conn.name.clone();
+                let (_, last) = conn
+                    .feed
+                    .as_mut()
+                    .unwrap_or_else(|| panic!("{name}: a feed publication before the reply"));
+                assert_eq!(
+                    offset,
+                    *last + 1,
+                    "{name}: feed offset {offset} after {last}: a gap or a duplicate"
+                );
+                *last = offset;
+                self.counters.feed_reads += 1;
+            }
             Received::Reply { to: None, .. } | Received::Other => {}
         }
     }
@@ -1705,6 +1831,7 @@ impl Conn {
             next_rid: 0,
             reconnect_at: None,
             retired: false,
+            feed: None,
         }
     }
 }

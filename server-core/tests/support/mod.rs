@@ -32,6 +32,11 @@ impl Policy<String> for TestPolicy {
     fn authorize_topic(&self, user: &String, topic: &str, _command: Command) -> bool {
         topic != "private" || user == "admin"
     }
+
+    /// Presence shows the session's name.
+    fn presence_user(&self, user: &String) -> Option<String> {
+        Some(user.clone())
+    }
 }
 
 pub type Core = ServerCore<String, TestPolicy, KvApp>;

@@ -10,6 +10,7 @@
 //! run on any runtime (its start future is polled on that tokio runtime, so a smol
 //! server should run its executor on its own threads).
 
+mod history_cases;
 mod live_cases;
 mod seed_flows;
 mod sync_cases;
@@ -115,6 +116,15 @@ cases! { $;
     live_cases::live_private_topic_is_owner_only,
     live_cases::live_readonly_topic_refuses_client_publish,
     live_cases::live_slow_consumer_is_closed_while_others_receive_everything,
+    history_cases::history_offsets_are_dense_per_topic,
+    history_cases::history_subscribed_reply_has_the_documented_shape,
+    history_cases::history_plain_subscribe_gets_no_reply,
+    history_cases::history_recovery_replays_in_order_then_live_without_duplicates,
+    history_cases::history_wrong_epoch_is_not_recovered_and_sends_nothing_old,
+    history_cases::history_trimmed_position_is_not_recovered,
+    history_cases::history_malformed_since_gets_an_error_frame,
+    history_cases::presence_join_leave_and_query,
+    history_cases::presence_and_recovery_need_the_subscribe_right,
     sync_cases::sync_push_pull_snapshot_basics,
     sync_cases::sync_get_forms_of_pull_and_snapshot,
     sync_cases::sync_pull_pagination_has_more_and_next_cursor,

@@ -1,0 +1,165 @@
+//! History, recovery and presence through the whole server core: pokes on
+//! `sync:` topics with history, scope rules for recovery, expiry on the
+//! core's timer, the presence user from the policy, and the metrics.
+
+mod support;
+
+use std::time::Duration;
+
+use live_core::{HistoryLimits, HistoryRule, TimerReason};
+use server_core::CoreConfig;
+use server_core::TimerReason as CoreTimer;
+use support::Harness;
+use sync_core::MemoryStore;
+
+fn config(pattern: &str, size: usize, ttl: Option<Duration>) -> CoreConfig {
+    let mut c = CoreConfig::with_seed(7);
+    c.hub.timers.ping_interval = None;
+    c.hub.timers.idle_timeout = None;
+    c.hub.history = vec![HistoryRule::new(pattern, HistoryLimits::new(size, ttl))];
+    c
+}
+
+fn since(topic: &str, epoch: &str, offset: u64) -> String {
+    format!(
+        r#"{{"topic":"subscribe","data":{{"topic":"{topic}","since":{{"epoch":"{epoch}","offset":{offset}}}}}}}"#
+    )
+}
+
+#[test]
+fn pokes_on_a_scope_with_history_are_numbered_and_recovered_after_a_reconnect() {
+    let mut h = Harness::with(config("sync:*", 10, None), MemoryStore::new());
+    let alice = h.open("alice");
+    h.subscribe(alice, "sync:s");
+    h.push("p1", "s", &["a"]);
+    h.drain();
+    h.persist_ok();
+    let lines = h.drain();
+    assert!(
+        lines.contains(&r#"alice <- {"topic":"sync:s","data":{"cursor":1},"offset":1}"#.to_owned()),
+        "{lines:?}"
+    );
+    let epoch = h
+        .core
+        .hub()
+        .history_position("sync:s")
+        .unwrap()
+        .0
+        .to_owned();
+    h.core.handle_transport_closed(h.now, alice);
+    h.push("p2", "s", &["b"]);
+    h.drain();
+    h.persist_ok();
+    h.drain();
+    let again = h.open("alice2");
+    h.text(again, &since("sync:s", &epoch, 1));
+    let lines = h.drain();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                r#"alice2 <- {{"topic":"subscribed","data":{{"topic":"sync:s","epoch":"{epoch}","offset":2,"recovered":true}}}}"#
+            ),
+            r#"alice2 <- {"topic":"sync:s","data":{"cursor":2},"offset":2}"#.to_owned(),
+        ]
+    );
+    assert_eq!(h.core.metrics().live.recoveries, 1);
+}
+
+#[test]
+fn recovery_and_presence_of_a_scope_follow_the_scope_rules() {
+    let mut h = Harness::with(config("sync:*", 10, None), MemoryStore::new());
+    let alice = h.open("alice");
+    h.subscribe(alice, "sync:s");
+    h.push("p1", "s", &["a"]);
+    h.drain();
+    h.persist_ok();
+    h.drain();
+    let epoch = h
+        .core
+        .hub()
+        .history_position("sync:s")
+        .unwrap()
+        .0
+        .to_owned();
+    let deny = h.open("deny");
+    h.text(deny, &since("sync:s", &epoch, 0));
+    h.text(deny, r#"{"topic":"presence","data":{"topic":"sync:s"}}"#);
+    let lines = h.drain();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert!(
+            line.starts_with("deny <- ") && line.contains("forbidden"),
+            "{line}"
+        );
+    }
+    assert!(
+        h.core.hub().topics_of(deny).unwrap().next().is_none(),
+        "nothing subscribed"
+    );
+}
+
+#[test]
+fn history_expires_on_the_core_timer_and_the_metrics_follow() {
+    let ttl = Duration::from_secs(30);
+    let mut h = Harness::with(config("chat:*", 10, Some(ttl)), MemoryStore::new());
+    let a = h.open("a");
+    h.subscribe(a, "chat:x");
+    h.core
+        .publish("chat:x", bytes::Bytes::from_static(b"\"hi\""))
+        .unwrap();
+    assert_eq!(
+        h.drain(),
+        [r#"a <- {"topic":"chat:x","data":"hi","offset":1}"#]
+    );
+    let m = h.core.metrics().live;
+    assert_eq!((m.history_topics, m.history_entries), (1, 1));
+    assert_eq!(
+        m.history_bytes,
+        r#"{"topic":"chat:x","data":"hi","offset":1}"#.len()
+    );
+    let (at, why) = h.core.poll_timeout().unwrap();
+    assert_eq!(why, CoreTimer::Hub(TimerReason::HistoryExpiry));
+    assert_eq!(at, h.now + ttl);
+    h.advance(ttl);
+    h.core.handle_timeout(h.now);
+    let m = h.core.metrics().live;
+    assert_eq!((m.history_entries, m.history_bytes), (0, 0));
+    let text = server_core::metrics::render(&h.core.metrics());
+    assert!(text.contains("\nlive_history_entries 0\n"), "{text}");
+}
+
+#[test]
+fn presence_shows_the_user_the_policy_derives_and_needs_the_topic_right() {
+    let mut h = Harness::new();
+    let admin = h.open("admin");
+    h.text(
+        admin,
+        r#"{"topic":"subscribe","data":{"topic":"private","presence":true}}"#,
+    );
+    let bob = h.open("bob");
+    h.text(
+        bob,
+        r#"{"topic":"subscribe","data":{"topic":"private","presence":true}}"#,
+    );
+    h.text(bob, r#"{"topic":"presence","data":{"topic":"private"}}"#);
+    let admin2 = h.open("admin");
+    h.subscribe(admin2, "private");
+    h.text(admin2, r#"{"topic":"presence","data":{"topic":"private"}}"#);
+    let lines = h.drain();
+    let bob_lines: Vec<_> = lines.iter().filter(|l| l.starts_with("bob <- ")).collect();
+    assert_eq!(bob_lines.len(), 2, "{lines:?}");
+    assert!(bob_lines.iter().all(|l| l.contains("forbidden")));
+    assert!(
+        lines.contains(&format!(
+            r#"admin <- {{"topic":"join","data":{{"topic":"private","session":"{admin2}","user":"admin"}}}}"#
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!(
+            r#"admin <- {{"topic":"presence","data":{{"topic":"private","clients":[{{"session":"{admin}","user":"admin"}},{{"session":"{admin2}","user":"admin"}}]}}}}"#
+        )),
+        "{lines:?}"
+    );
+}
