@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use adapter_common::backplane::{BackplaneCommand, encode_message};
 use futures_util::StreamExt;

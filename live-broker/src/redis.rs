@@ -3,7 +3,9 @@
 //! (channel `live:<topic>`).
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use adapter_common::backplane::{BackplaneCommand, encode_message};
 use futures_util::StreamExt;
