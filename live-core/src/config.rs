@@ -34,6 +34,14 @@ pub struct HubConfig {
     /// costs nothing more. An embedder's
     /// [`HistoryPolicy`](crate::HistoryPolicy) is asked before these rules.
     pub history: Vec<HistoryRule>,
+    /// Whether a broker keeps the history of topics with one (`--broker`):
+    /// their publications are not numbered here but handed out as
+    /// [`Event::Append`](crate::Event::Append), and come back numbered to
+    /// every node with [`Hub::deliver_numbered`](crate::Hub::deliver_numbered);
+    /// a subscribe naming a position asks the broker with
+    /// [`Event::ReadHistory`](crate::Event::ReadHistory). `sync:` topics keep
+    /// their history on the node. Default `false`.
+    pub broker_history: bool,
 }
 
 impl Default for HubConfig {
@@ -45,6 +53,7 @@ impl Default for HubConfig {
             application_messages: true,
             backplane_events: false,
             history: Vec::new(),
+            broker_history: false,
         }
     }
 }

@@ -86,7 +86,7 @@ pub use close::{CloseReason, codes};
 pub use config::{BuiltinCommands, HubConfig, Limits, Timers};
 pub use error::{ErrorCode, HubError};
 pub use frame::{Frame, OutFrame, PeerFault};
-pub use history::{HistoryLimits, HistoryPolicy, HistoryRule};
+pub use history::{HistoryLimits, HistoryPolicy, HistoryRead, HistoryRule};
 pub use hub::Hub;
 pub use id::{IdGenerator, SeededIds, SessionId};
 pub use metrics::Metrics;

@@ -11,6 +11,7 @@ mod inbound;
 mod messages;
 mod presence;
 mod recovery;
+mod remote;
 mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -86,6 +87,9 @@ pub struct Hub<A> {
     shut_down: bool,
     /// Rings of the topics with history (see `recovery.rs`).
     history: History,
+    /// Positions and waiting reads of topics whose history a broker keeps
+    /// (see `remote.rs`).
+    remote: remote::Remote,
     /// The embedder's choice of history topics, asked before the rules.
     history_policy: Option<Box<dyn HistoryPolicy>>,
     /// Sessions that hear joins and leaves, per topic.
@@ -119,6 +123,7 @@ impl<A: 'static> Hub<A> {
             metrics: Metrics::default(),
             shut_down: false,
             history: History::default(),
+            remote: remote::Remote::default(),
             history_policy: None,
             watchers: Watchers::default(),
             clock: None,
@@ -229,8 +234,12 @@ impl<A> Hub<A> {
 
     /// The epoch and latest offset of a topic with a history running (it
     /// starts with the first publication or history subscribe).
+    /// On a topic whose history a broker keeps: the latest position seen
+    /// while it has subscribers.
     pub fn history_position(&self, topic: &str) -> Option<(&str, u64)> {
-        self.history.position(topic)
+        self.history
+            .position(topic)
+            .or_else(|| self.remote.position(topic))
     }
 
     /// Whether [`shutdown`](Hub::shutdown) has run.
