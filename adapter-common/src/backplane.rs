@@ -59,6 +59,30 @@ pub fn decode_message(payload: &[u8]) -> Option<(&str, &[u8])> {
     Some((node, &payload[at + 1..]))
 }
 
+/// What goes over the broker for a publication it numbered: `#`, the
+/// epoch, a space, the offset, a newline, the raw JSON data. A node name
+/// never starts with `#`, so the two kinds of message cannot be confused.
+pub fn encode_numbered(epoch: &str, offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(epoch.len() + 24 + data.len());
+    out.push(b'#');
+    out.extend_from_slice(epoch.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(offset.to_string().as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(data);
+    out
+}
+
+/// The epoch, offset and data of a numbered broker message, or `None`
+/// when it is not one.
+pub fn decode_numbered(payload: &[u8]) -> Option<(&str, u64, &[u8])> {
+    let rest = payload.strip_prefix(b"#")?;
+    let at = rest.iter().position(|&b| b == b'\n')?;
+    let head = std::str::from_utf8(&rest[..at]).ok()?;
+    let (epoch, offset) = head.split_once(' ')?;
+    Some((epoch, offset.parse().ok()?, &rest[at + 1..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +101,12 @@ mod tests {
             Some(("node-1", &br#"{"a":"x\ny"}"#[..]))
         );
         assert_eq!(decode_message(b"no newline"), None);
+        let n = encode_numbered("9f3c", 42, br#"{"a":1}"#);
+        assert_eq!(&n[..], b"#9f3c 42\n{\"a\":1}");
+        assert_eq!(decode_numbered(&n), Some(("9f3c", 42, &br#"{"a":1}"#[..])));
+        assert_eq!(decode_numbered(b"#e x\n1"), None);
+        assert_eq!(decode_numbered(b"node\n1"), None);
+        assert_eq!(decode_numbered(b"#e 1"), None);
         assert!(is_local_only("sync:doc"));
         assert!(!is_local_only("chat"));
     }

@@ -265,6 +265,8 @@ impl ServeArgs {
         let mut hub = live_core::HubConfig::default();
         hub.limits.read_limit = self.read_limit;
         hub.backplane_events = self.broker.is_some();
+        // Many nodes serve one topic: the broker numbers and keeps history.
+        hub.broker_history = self.broker.is_some();
         hub.limits.max_queued_messages = self.max_queued_messages;
         hub.limits.max_queued_bytes = self.max_queued_bytes;
         hub.limits.max_topics_per_session = self.max_topics_per_session;
@@ -619,6 +621,7 @@ mod tests {
             Some(crate::backplane::BrokerUrl::Nats(_))
         ));
         assert!(a.server_config().hub.backplane_events);
+        assert!(a.server_config().hub.broker_history);
         assert!(!parse(&[]).unwrap().server_config().hub.backplane_events);
         assert!(parse(&["--broker", "amqp://x"]).is_err());
     }

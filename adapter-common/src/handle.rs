@@ -77,6 +77,43 @@ impl<U: Send + 'static> ServerHandle<U> {
         self.send_input(Input::BrokerMessage { topic, data }).await
     }
 
+    /// Delivers a publication the broker numbered (`offset` within `epoch`)
+    /// on a topic whose history it keeps, from any node, this one included,
+    /// to this node's subscribers of `topic`.
+    pub async fn deliver_numbered(
+        &self,
+        topic: String,
+        epoch: String,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), ServerError> {
+        self.send_input(Input::BrokerNumbered {
+            topic,
+            epoch,
+            offset,
+            data,
+        })
+        .await
+    }
+
+    /// The broker could not take a [`BackplaneCommand::Append`]: the
+    /// publication is delivered to this node's subscribers only, without an
+    /// offset.
+    pub async fn append_failed(&self, topic: String, data: Bytes) -> Result<(), ServerError> {
+        self.send_input(Input::BrokerAppendFailed { topic, data })
+            .await
+    }
+
+    /// Answers a [`BackplaneCommand::ReadHistory`] (`None`: the broker could
+    /// not be read).
+    pub async fn history_read(
+        &self,
+        request: u64,
+        read: Option<server_core::HistoryRead>,
+    ) -> Result<(), ServerError> {
+        self.send_input(Input::HistoryRead { request, read }).await
+    }
+
     /// The broker link reconnected after losing its connection: the server
     /// asks again for every topic it has local subscribers for.
     pub async fn backplane_restored(&self) -> Result<(), ServerError> {

@@ -71,6 +71,23 @@ pub(crate) enum Input<U> {
     },
     /// The broker link reconnected.
     BrokerRestored,
+    /// A publication the broker numbered, on a topic whose history it keeps.
+    BrokerNumbered {
+        topic: String,
+        epoch: String,
+        offset: u64,
+        data: Bytes,
+    },
+    /// The broker could not take an append: deliver it on this node only.
+    BrokerAppendFailed {
+        topic: String,
+        data: Bytes,
+    },
+    /// The answer to a history read (`None`: the broker could not be read).
+    HistoryRead {
+        request: u64,
+        read: Option<server_core::HistoryRead>,
+    },
     /// A server-side command.
     Call(Box<Call>),
     Shutdown {
