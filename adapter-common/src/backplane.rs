@@ -6,6 +6,7 @@
 
 pub use server_core::BackplaneCommand;
 pub use server_core::broker::is_local_only;
+pub use server_core::{HistoryLimits, HistoryRead};
 
 /// Which broker a server's backplane uses (`--broker`).
 #[derive(Debug, Clone, PartialEq, Eq)]

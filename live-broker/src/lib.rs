@@ -35,14 +35,16 @@
 mod nats;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_history;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use adapter_common::ServerHandle;
-#[cfg(any(feature = "redis", feature = "nats"))]
-use adapter_common::backplane::decode_message;
 use adapter_common::backplane::{BackplaneCommand, BrokerUrl};
+#[cfg(any(feature = "redis", feature = "nats"))]
+use adapter_common::backplane::{decode_message, decode_numbered};
 #[cfg(any(feature = "redis", feature = "nats"))]
 use bytes::Bytes;
 
@@ -202,8 +204,22 @@ struct Link<U> {
 
 #[cfg(any(feature = "redis", feature = "nats"))]
 impl<U: Send + 'static> Link<U> {
-    /// Delivers a broker message on `topic` locally, unless it is our own.
+    /// Delivers a broker message on `topic` locally, unless it is our own
+    /// plain publish (a numbered one comes back to every node, ours too:
+    /// only the broker's copy carries its offset).
     async fn deliver(&self, topic: String, payload: &[u8]) {
+        if let Some((epoch, offset, data)) = decode_numbered(payload) {
+            let _ = self
+                .handle
+                .deliver_numbered(
+                    topic,
+                    epoch.to_owned(),
+                    offset,
+                    Bytes::copy_from_slice(data),
+                )
+                .await;
+            return;
+        }
         match decode_message(payload) {
             Some((node, _)) if node == self.node => {}
             Some((_, data)) => {
@@ -229,6 +245,38 @@ fn apply_interest(topics: &mut std::collections::BTreeSet<String>, command: &Bac
         for t in unsubscribe {
             topics.remove(t);
         }
+    }
+}
+
+/// A fresh epoch for a topic whose history starts in the broker: 16 hex
+/// digits from the standard library's per-process random hash keys.
+#[cfg(any(feature = "redis", feature = "nats"))]
+fn fresh_epoch() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
+/// Answers what a history command waits for when the broker cannot do it:
+/// an append is delivered on this node only, a read fails.
+#[cfg(any(feature = "redis", feature = "nats"))]
+async fn answer_unreachable<U: Send + 'static>(
+    handle: &ServerHandle<U>,
+    command: BackplaneCommand,
+) {
+    match command {
+        BackplaneCommand::Append { topic, data, .. } => {
+            let _ = handle.append_failed(topic, data).await;
+        }
+        BackplaneCommand::ReadHistory { request, .. } => {
+            let _ = handle.history_read(request, None).await;
+        }
+        _ => {}
     }
 }
 

@@ -11,7 +11,8 @@ use adapter_common::backplane::{BackplaneCommand, encode_message};
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 
-use crate::{Link, apply_interest};
+use crate::redis_history::{self, Scripts};
+use crate::{Link, answer_unreachable, apply_interest};
 
 const PREFIX: &str = "live:";
 
@@ -51,6 +52,12 @@ pub(crate) async fn run<U: Send + 'static>(
                         command = commands.recv() => match command {
                             Err(_) => return,
                             Ok(c @ BackplaneCommand::Interest { .. }) => apply_interest(&mut topics, &c),
+                            Ok(c) if redis_history::is_history(&c) => {
+                                if matches!(c, BackplaneCommand::Append { .. }) {
+                                    *dropped += 1;
+                                }
+                                answer_unreachable(&link.handle, c).await;
+                            }
                             Ok(_) => *dropped += 1,
                         },
                     }
@@ -76,6 +83,7 @@ pub(crate) async fn run<U: Send + 'static>(
             );
         }
         let mut dropped = 0;
+        let mut scripts = Scripts::new();
         loop {
             tokio::select! {
                 command = commands.recv() => {
@@ -99,6 +107,27 @@ pub(crate) async fn run<U: Send + 'static>(
                             }
                             r
                         }
+                        BackplaneCommand::Append { topic, data, limits } => {
+                            let r = redis_history::append(&mut publisher, &mut scripts, topic, channel(topic), data, limits).await;
+                            if let Err(e) = &r {
+                                dropped += 1;
+                                tracing::warn!(%topic, error = %e, "broker (redis) append failed; the publication stays on this node");
+                                let _ = link.handle.append_failed(topic.clone(), data.clone()).await;
+                            }
+                            only_connection_errors(r)
+                        }
+                        BackplaneCommand::ReadHistory { request, topic, after, limits } => {
+                            let r = redis_history::read(&mut publisher, &mut scripts, topic, *after, limits).await;
+                            let (read, r) = match r {
+                                Ok(read) => (read, Ok(())),
+                                Err(e) => (None, Err(e)),
+                            };
+                            if read.is_none() {
+                                tracing::warn!(%topic, "broker (redis) history read failed");
+                            }
+                            let _ = link.handle.history_read(*request, read).await;
+                            only_connection_errors(r)
+                        }
                         _ => Ok(()),
                     };
                     apply_interest(&mut topics, &command);
@@ -118,5 +147,15 @@ pub(crate) async fn run<U: Send + 'static>(
             }
         }
         lost = Some((Instant::now(), dropped));
+    }
+}
+
+/// A script's own error (a key of another type, a reply of another shape)
+/// is the command's failure, already answered; only a lost connection ends
+/// the connection.
+fn only_connection_errors(r: redis::RedisResult<()>) -> redis::RedisResult<()> {
+    match r {
+        Err(e) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => Ok(()),
+        other => other,
     }
 }
