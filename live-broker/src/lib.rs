@@ -33,6 +33,8 @@
 
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "nats")]
+mod nats_history;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]

@@ -12,10 +12,15 @@ use adapter_common::backplane::{BackplaneCommand, encode_message};
 use futures_util::StreamExt;
 
 use crate::Link;
+use crate::nats_history::{History, numbered};
 
 fn subject(topic: &str) -> String {
-    let mut s = String::with_capacity(5 + topic.len() * 2);
-    s.push_str("live.");
+    format!("live.{}", hex_topic(topic))
+}
+
+/// The topic's bytes in hex: a single subject token whatever it holds.
+pub(crate) fn hex_topic(topic: &str) -> String {
+    let mut s = String::with_capacity(topic.len() * 2);
     for b in topic.as_bytes() {
         let _ = write!(s, "{b:02x}");
     }
@@ -61,6 +66,7 @@ pub(crate) async fn run<U: Send + 'static>(
             return;
         }
     };
+    let mut history = History::new(client.clone());
     let mut subscriptions: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
     while let Ok(command) = commands.recv().await {
         match command {
@@ -79,7 +85,22 @@ pub(crate) async fn run<U: Send + 'static>(
                             let (link, topic2) = (link.clone(), topic.clone());
                             let task = tokio::spawn(async move {
                                 while let Some(m) = sub.next().await {
-                                    link.deliver(topic2.clone(), &m.payload).await;
+                                    match numbered(m.headers.as_ref()) {
+                                        // The epoch marker of an empty history.
+                                        Some((_, 0)) => {}
+                                        Some((epoch, offset)) => {
+                                            let _ = link
+                                                .handle
+                                                .deliver_numbered(
+                                                    topic2.clone(),
+                                                    epoch,
+                                                    offset,
+                                                    m.payload,
+                                                )
+                                                .await;
+                                        }
+                                        None => link.deliver(topic2.clone(), &m.payload).await,
+                                    }
                                 }
                             });
                             subscriptions.insert(topic, task.abort_handle());
@@ -95,6 +116,31 @@ pub(crate) async fn run<U: Send + 'static>(
                 if let Err(e) = client.publish(subject(&topic), payload.into()).await {
                     tracing::warn!(error = %e, %topic, "broker (nats) publish failed");
                 }
+            }
+            BackplaneCommand::Append {
+                topic,
+                data,
+                limits,
+            } => {
+                if let Err(e) = history.append(&topic, data.clone(), &limits).await {
+                    tracing::warn!(error = %e, %topic, "broker (nats) append failed; the publication stays on this node");
+                    let _ = link.handle.append_failed(topic, data).await;
+                }
+            }
+            BackplaneCommand::ReadHistory {
+                request,
+                topic,
+                after,
+                limits,
+            } => {
+                let read = match history.read(&topic, after, &limits).await {
+                    Ok(read) => Some(read),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %topic, "broker (nats) history read failed");
+                        None
+                    }
+                };
+                let _ = link.handle.history_read(request, read).await;
             }
             _ => {}
         }
