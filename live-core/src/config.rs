@@ -42,6 +42,14 @@ pub struct HubConfig {
     /// [`Event::ReadHistory`](crate::Event::ReadHistory). `sync:` topics keep
     /// their history on the node. Default `false`.
     pub broker_history: bool,
+    /// Whether presence spans the nodes sharing a broker (`--broker`):
+    /// local joins and leaves are reported as
+    /// [`Event::PresenceChange`](crate::Event::PresenceChange), other nodes'
+    /// come in with [`Hub::deliver_presence`](crate::Hub::deliver_presence),
+    /// and a `presence` query waits for the broker's members
+    /// ([`Event::PresenceQuery`](crate::Event::PresenceQuery)). `sync:`
+    /// topics stay on the node. Default `false`.
+    pub broker_presence: bool,
 }
 
 impl Default for HubConfig {
@@ -54,6 +62,7 @@ impl Default for HubConfig {
             backplane_events: false,
             history: Vec::new(),
             broker_history: false,
+            broker_presence: false,
         }
     }
 }

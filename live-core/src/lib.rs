@@ -91,3 +91,4 @@ pub use hub::Hub;
 pub use id::{IdGenerator, SeededIds, SessionId};
 pub use metrics::Metrics;
 pub use output::{Action, AuthorizeTicket, Command, Event, TimerReason};
+pub use presence::PresenceMember;

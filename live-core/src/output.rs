@@ -162,6 +162,28 @@ pub enum Event<A> {
         /// What the topic's history keeps.
         limits: crate::HistoryLimits,
     },
+    /// A local session joined or left `topic` (only with
+    /// [`HubConfig::broker_presence`](crate::HubConfig::broker_presence)):
+    /// record it in the broker and tell the other nodes, which announce it
+    /// with [`Hub::deliver_presence`](crate::Hub::deliver_presence).
+    PresenceChange {
+        /// The topic.
+        topic: String,
+        /// The session and its presence user.
+        member: crate::PresenceMember,
+        /// Joined (`true`) or left.
+        joined: bool,
+    },
+    /// A `presence` query (only with
+    /// [`HubConfig::broker_presence`](crate::HubConfig::broker_presence)):
+    /// read the topic's members the broker holds and answer with
+    /// [`Hub::handle_presence_members`](crate::Hub::handle_presence_members).
+    PresenceQuery {
+        /// Names the answer.
+        request: u64,
+        /// The topic.
+        topic: String,
+    },
     /// The session ended. Reported exactly once per session that was opened.
     Closed {
         /// The session.

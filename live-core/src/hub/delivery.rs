@@ -168,6 +168,9 @@ impl<A> Hub<A> {
             return;
         }
         self.unsubscribe_all_key(key);
+        if !self.presence_queries.is_empty() {
+            self.presence_queries.retain(|_, (k, _, _)| *k != key);
+        }
         let s = self.sessions.remove(key);
         self.by_id.remove(&s.id);
         if let Some((at, why)) = s.timer {

@@ -94,6 +94,10 @@ pub struct Hub<A> {
     history_policy: Option<Box<dyn HistoryPolicy>>,
     /// Sessions that hear joins and leaves, per topic.
     watchers: Watchers,
+    /// Presence queries waiting for the broker's members: request ->
+    /// (slab key, session, topic).
+    presence_queries: BTreeMap<u64, (usize, SessionId, String)>,
+    next_presence_query: u64,
     /// The latest instant an input brought: server commands that take no
     /// time (`publish`) stamp history entries with it.
     clock: Option<Instant>,
@@ -126,6 +130,8 @@ impl<A: 'static> Hub<A> {
             remote: remote::Remote::default(),
             history_policy: None,
             watchers: Watchers::default(),
+            presence_queries: BTreeMap::new(),
+            next_presence_query: 0,
             clock: None,
         }
     }
