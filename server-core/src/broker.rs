@@ -22,12 +22,17 @@
 //!   an offset;
 //! - a subscribe that names a position is answered from a
 //!   [`BackplaneCommand::ReadHistory`] sent after the step's interest
-//!   change, so the link subscribes to the topic before it reads.
+//!   change, so the link subscribes to the topic before it reads;
+//! - presence spans the nodes (`HubConfig::broker_presence`): each local
+//!   join and leave goes out as [`BackplaneCommand::Presence`] (the link
+//!   records the member, keeps it fresh while it stays, and tells the other
+//!   nodes), and a `presence` query reads the broker's members
+//!   ([`BackplaneCommand::ReadPresence`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use live_core::HistoryLimits;
+use live_core::{HistoryLimits, PresenceMember};
 
 /// What the core asks of a broker link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +78,27 @@ pub enum BackplaneCommand {
         after: Option<u64>,
         /// What the topic's history keeps.
         limits: HistoryLimits,
+    },
+    /// A local session joined (`joined`) or left `topic`: record it in the
+    /// broker (refreshed while it stays; a node that dies leaves entries
+    /// that expire) and tell the other nodes
+    /// (`ServerHandle::deliver_presence`).
+    Presence {
+        /// The topic.
+        topic: String,
+        /// The session and its presence user.
+        member: PresenceMember,
+        /// Joined or left.
+        joined: bool,
+    },
+    /// Read the members of `topic` the broker holds (every node's) and
+    /// answer with `ServerHandle::presence_read` (`None`: it could not be
+    /// read).
+    ReadPresence {
+        /// Names the answer.
+        request: u64,
+        /// The topic.
+        topic: String,
     },
 }
 

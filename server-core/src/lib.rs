@@ -89,5 +89,6 @@ pub use policy::{AllowAll, Policy};
 pub use request::{Body, HttpSync};
 
 pub use live_core::{
-    CloseReason, Command, Frame, HistoryLimits, HistoryRead, OutFrame, PeerFault, SessionId,
+    CloseReason, Command, Frame, HistoryLimits, HistoryRead, OutFrame, PeerFault, PresenceMember,
+    SessionId,
 };

@@ -250,3 +250,55 @@ fn a_broker_keeps_history_the_read_follows_the_interest_and_without_a_link_nothi
         .handle_broker_numbered(h.now, "chat:2", "e", 1, b"\"x\"");
     assert!(h.drain().is_empty(), "the live copy of a replayed one");
 }
+
+/// Presence across nodes (`broker_presence`): joins and leaves go to the
+/// broker (sync topics excepted), other nodes' are announced, and a query
+/// waits for the broker's members, read after the step's interest change;
+/// without a link it lists this node's subscribers at once.
+#[test]
+fn presence_spans_nodes_through_the_broker() {
+    let mut c = config("none", 1, None);
+    c.hub.backplane_events = true;
+    c.hub.broker_presence = true;
+    let mut h = Harness::with(c, MemoryStore::new());
+    let alice = h.open("alice");
+    h.text(alice, r#"{"topic":"presence","data":{"topic":"room"}}"#);
+    assert_eq!(
+        h.drain(),
+        [r#"alice <- {"topic":"presence","data":{"topic":"room","clients":[]}}"#]
+    );
+    h.core.handle_broker_attached(h.now);
+    h.text(
+        alice,
+        r#"{"topic":"subscribe","data":{"topic":"room","presence":true}}"#,
+    );
+    h.text(alice, r#"{"topic":"presence","data":{"topic":"room"}}"#);
+    let lines = h.drain();
+    let id = h.core.hub().sessions().next().unwrap().to_string();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                r#"broker Presence {{ topic: "room", member: PresenceMember {{ session: "{id}", user: Some("alice") }}, joined: true }}"#
+            ),
+            r#"broker Interest { subscribe: ["room"], unsubscribe: [] }"#.to_owned(),
+            r#"broker ReadPresence { request: 2, topic: "room" }"#.to_owned(),
+        ]
+    );
+    let bob = server_core::PresenceMember {
+        session: "00000000000000ff".into(),
+        user: Some("bob".into()),
+    };
+    h.core
+        .handle_presence_members(h.now, 2, Some(vec![bob.clone()]));
+    h.core.handle_broker_presence(h.now, "room", &bob, false);
+    assert_eq!(
+        h.drain(),
+        [
+            format!(
+                r#"alice <- {{"topic":"presence","data":{{"topic":"room","clients":[{{"session":"{id}","user":"alice"}},{{"session":"00000000000000ff","user":"bob"}}]}}}}"#
+            ),
+            r#"alice <- {"topic":"leave","data":{"topic":"room","session":"00000000000000ff","user":"bob"}}"#.to_owned(),
+        ]
+    );
+}

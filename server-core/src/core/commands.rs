@@ -184,6 +184,39 @@ where
         self.pump();
     }
 
+    /// Another node's session joined or left `topic`: announced to this
+    /// node's watchers of it.
+    pub fn handle_broker_presence(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        member: &live_core::PresenceMember,
+        joined: bool,
+    ) {
+        self.at(now);
+        if let Err(e) = self.hub.deliver_presence(topic, member, joined) {
+            self.emit(Output::Notice(Notice::RemoteRefused {
+                topic: topic.to_owned(),
+                message: e.to_string(),
+            }));
+        }
+        self.pump();
+    }
+
+    /// The answer to [`BackplaneCommand::ReadPresence`] `request` (`None`:
+    /// the broker could not be read; the query lists this node's
+    /// subscribers only).
+    pub fn handle_presence_members(
+        &mut self,
+        now: Instant,
+        request: u64,
+        members: Option<Vec<live_core::PresenceMember>>,
+    ) {
+        self.at(now);
+        self.hub.handle_presence_members(request, members);
+        self.pump();
+    }
+
     /// Sends a local publish to the other nodes, if a broker is attached and
     /// the topic crosses nodes.
     pub(super) fn forward_to_broker(&mut self, topic: String, data: Bytes) {

@@ -149,6 +149,27 @@ where
                     let _ = self.hub.deliver_unnumbered(self.now, &topic, &data);
                 }
             }
+            Event::PresenceChange {
+                topic,
+                member,
+                joined,
+            } => {
+                if self.broker.is_some() && !crate::broker::is_local_only(&topic) {
+                    self.emit(Output::Broker(BackplaneCommand::Presence {
+                        topic,
+                        member,
+                        joined,
+                    }));
+                }
+            }
+            Event::PresenceQuery { request, topic } => {
+                if self.broker.is_some() {
+                    self.reads
+                        .push(BackplaneCommand::ReadPresence { request, topic });
+                } else {
+                    self.hub.handle_presence_members(request, None);
+                }
+            }
             Event::ReadHistory {
                 request,
                 topic,
