@@ -207,6 +207,14 @@ where
                 core.handle_broker_append_failed(now, &topic, &data)
             }
             Input::HistoryRead { request, read } => core.handle_history_read(now, request, read),
+            Input::BrokerPresence {
+                topic,
+                member,
+                joined,
+            } => core.handle_broker_presence(now, &topic, &member, joined),
+            Input::PresenceRead { request, members } => {
+                core.handle_presence_members(now, request, members)
+            }
             Input::Call(call) => self.call(*call),
             Input::Shutdown { done } => {
                 self.shutdown.push(done);
@@ -346,6 +354,12 @@ where
                                 Some(Input::HistoryRead {
                                     request,
                                     read: None,
+                                })
+                            }
+                            BackplaneCommand::ReadPresence { request, .. } => {
+                                Some(Input::PresenceRead {
+                                    request,
+                                    members: None,
                                 })
                             }
                             _ => None,

@@ -114,6 +114,33 @@ impl<U: Send + 'static> ServerHandle<U> {
         self.send_input(Input::HistoryRead { request, read }).await
     }
 
+    /// Another node's session joined (`joined`) or left `topic`: announced
+    /// to this node's watchers of it.
+    pub async fn deliver_presence(
+        &self,
+        topic: String,
+        member: server_core::PresenceMember,
+        joined: bool,
+    ) -> Result<(), ServerError> {
+        self.send_input(Input::BrokerPresence {
+            topic,
+            member,
+            joined,
+        })
+        .await
+    }
+
+    /// Answers a [`BackplaneCommand::ReadPresence`] (`None`: the broker
+    /// could not be read).
+    pub async fn presence_read(
+        &self,
+        request: u64,
+        members: Option<Vec<server_core::PresenceMember>>,
+    ) -> Result<(), ServerError> {
+        self.send_input(Input::PresenceRead { request, members })
+            .await
+    }
+
     /// The broker link reconnected after losing its connection: the server
     /// asks again for every topic it has local subscribers for.
     pub async fn backplane_restored(&self) -> Result<(), ServerError> {

@@ -83,6 +83,17 @@ pub(crate) enum Input<U> {
         topic: String,
         data: Bytes,
     },
+    /// Another node's session joined or left a topic.
+    BrokerPresence {
+        topic: String,
+        member: server_core::PresenceMember,
+        joined: bool,
+    },
+    /// The broker's members of a topic (`None`: it could not be read).
+    PresenceRead {
+        request: u64,
+        members: Option<Vec<server_core::PresenceMember>>,
+    },
     /// The answer to a history read (`None`: the broker could not be read).
     HistoryRead {
         request: u64,

@@ -273,3 +273,79 @@ async fn nats_history_expired_by_its_ttl_is_not_recovered() {
 async fn redis_unreachable_leaves_history_on_the_node() {
     an_unreachable_broker_leaves_history_on_the_node("redis://127.0.0.1:1").await;
 }
+
+/// Presence across two nodes: a watcher on one hears the joins and leaves
+/// of sessions on the other, and a query lists both nodes' subscribers.
+async fn presence_spans_two_nodes(broker: &str) {
+    let topic = unique("room-");
+    let [a, b] = <[Node; 2]>::try_from(nodes(broker, "h:*=10", 2).await)
+        .ok()
+        .unwrap();
+    let mut alice = client(&a, "alice").await;
+    alice
+        .send(&json!({"topic":"subscribe","data":{"topic": topic, "presence": true}}))
+        .await;
+    alice
+        .send(&json!({"topic":"presence","data":{"topic": topic}}))
+        .await;
+    let (list, _) = alice.recv_topic("presence").await;
+    let clients = list["data"]["clients"].as_array().unwrap().clone();
+    assert_eq!(clients.len(), 1, "alice alone: {list}");
+    let alice_id = clients[0]["session"].as_str().unwrap().to_owned();
+
+    // Bob joins on node b: alice hears it once node a follows the topic
+    // (it does since her subscribe).
+    let mut bob = client(&b, "bob").await;
+    bob.subscribe(&topic).await;
+    let (join, _) = alice.recv_topic("join").await;
+    assert_eq!(join["data"]["topic"], topic.as_str());
+    let bob_id = join["data"]["session"].as_str().unwrap().to_owned();
+    assert_ne!(bob_id, alice_id);
+
+    // Both nodes' subscribers, asked on either node.
+    for (who, ws) in [("alice", &mut alice), ("bob", &mut bob)] {
+        ws.send(&json!({"topic":"presence","data":{"topic": topic}}))
+            .await;
+        let (list, _) = ws.recv_topic("presence").await;
+        let mut sessions: Vec<String> = list["data"]["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["session"].as_str().unwrap().to_owned())
+            .collect();
+        sessions.sort();
+        let mut want = vec![alice_id.clone(), bob_id.clone()];
+        want.sort();
+        assert_eq!(sessions, want, "asked by {who}: {list}");
+    }
+
+    // Bob leaves: alice hears it and the list shrinks.
+    bob.close().await;
+    let (leave, _) = alice.recv_topic("leave").await;
+    assert_eq!(leave["data"]["session"], bob_id.as_str());
+    alice
+        .send(&json!({"topic":"presence","data":{"topic": topic}}))
+        .await;
+    let (list, _) = alice.recv_topic("presence").await;
+    assert_eq!(
+        list["data"]["clients"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_presence_spans_two_nodes() {
+    let Some(url) = service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    presence_spans_two_nodes(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_presence_spans_two_nodes() {
+    let Some(url) = service_url("TEST_NATS_URL") else {
+        return;
+    };
+    presence_spans_two_nodes(&url).await;
+}

@@ -35,10 +35,14 @@
 mod nats;
 #[cfg(feature = "nats")]
 mod nats_history;
+#[cfg(feature = "nats")]
+mod nats_presence;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_history;
+#[cfg(feature = "redis")]
+mod redis_presence;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,7 +50,7 @@ use std::pin::Pin;
 use adapter_common::ServerHandle;
 use adapter_common::backplane::{BackplaneCommand, BrokerUrl};
 #[cfg(any(feature = "redis", feature = "nats"))]
-use adapter_common::backplane::{decode_message, decode_numbered};
+use adapter_common::backplane::{decode_message, decode_numbered, decode_presence};
 #[cfg(any(feature = "redis", feature = "nats"))]
 use bytes::Bytes;
 
@@ -222,6 +226,12 @@ impl<U: Send + 'static> Link<U> {
                 .await;
             return;
         }
+        if let Some((node, joined, member)) = decode_presence(payload) {
+            if node != self.node {
+                let _ = self.handle.deliver_presence(topic, member, joined).await;
+            }
+            return;
+        }
         match decode_message(payload) {
             Some((node, _)) if node == self.node => {}
             Some((_, data)) => {
@@ -277,6 +287,9 @@ async fn answer_unreachable<U: Send + 'static>(
         }
         BackplaneCommand::ReadHistory { request, .. } => {
             let _ = handle.history_read(request, None).await;
+        }
+        BackplaneCommand::ReadPresence { request, .. } => {
+            let _ = handle.presence_read(request, None).await;
         }
         _ => {}
     }

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 
 use crate::Link;
 use crate::nats_history::{History, numbered};
+use crate::nats_presence::{self, Presence};
 
 fn subject(topic: &str) -> String {
     format!("live.{}", hex_topic(topic))
@@ -67,8 +68,22 @@ pub(crate) async fn run<U: Send + 'static>(
         }
     };
     let mut history = History::new(client.clone());
+    let mut presence = Presence::new(client.clone());
+    let mut refresh = tokio::time::interval(nats_presence::REFRESH);
     let mut subscriptions: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
-    while let Ok(command) = commands.recv().await {
+    loop {
+        let command = tokio::select! {
+            command = commands.recv() => match command {
+                Ok(c) => c,
+                Err(_) => return,
+            },
+            _ = refresh.tick() => {
+                if let Err(e) = presence.refresh().await {
+                    tracing::warn!(error = %e, "broker (nats) presence refresh failed");
+                }
+                continue;
+            }
+        };
         match command {
             BackplaneCommand::Interest {
                 subscribe,
@@ -126,6 +141,29 @@ pub(crate) async fn run<U: Send + 'static>(
                     tracing::warn!(error = %e, %topic, "broker (nats) append failed; the publication stays on this node");
                     let _ = link.handle.append_failed(topic, data).await;
                 }
+            }
+            BackplaneCommand::Presence {
+                topic,
+                member,
+                joined,
+            } => {
+                let plain = subject(&topic);
+                if let Err(e) = presence
+                    .change(&client, &link.node, &topic, plain, member, joined)
+                    .await
+                {
+                    tracing::warn!(error = %e, %topic, "broker (nats) presence change failed");
+                }
+            }
+            BackplaneCommand::ReadPresence { request, topic } => {
+                let members = match presence.read(&topic).await {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %topic, "broker (nats) presence read failed");
+                        None
+                    }
+                };
+                let _ = link.handle.presence_read(request, members).await;
             }
             BackplaneCommand::ReadHistory {
                 request,

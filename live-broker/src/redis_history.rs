@@ -92,7 +92,7 @@ impl Scripts {
 }
 
 /// Runs `body` with EVALSHA, loading it first if needed or lost.
-async fn eval(
+pub(crate) async fn eval(
     conn: &mut MultiplexedConnection,
     sha: &mut Option<String>,
     body: &str,
@@ -220,12 +220,14 @@ fn parse_read(value: Value) -> Option<HistoryRead> {
     })
 }
 
-/// Whether a command is one of history's (answered even when Redis is
+/// Whether a command waits for an answer (given even when Redis is
 /// unreachable).
-pub(crate) fn is_history(command: &BackplaneCommand) -> bool {
+pub(crate) fn waits_for_answer(command: &BackplaneCommand) -> bool {
     matches!(
         command,
-        BackplaneCommand::Append { .. } | BackplaneCommand::ReadHistory { .. }
+        BackplaneCommand::Append { .. }
+            | BackplaneCommand::ReadHistory { .. }
+            | BackplaneCommand::ReadPresence { .. }
     )
 }
 
