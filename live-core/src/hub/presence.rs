@@ -104,7 +104,7 @@ impl<A> Hub<A> {
         let Some((key, id, topic)) = self.presence_queries.remove(&request) else {
             return;
         };
-        if !self.sessions.get(key).is_some_and(|s| s.id == id) {
+        if self.sessions.get(key).is_none_or(|s| s.id != id) {
             return;
         }
         self.answer_presence_with(key, &topic, &members.unwrap_or_default());

@@ -153,14 +153,12 @@ where
                 topic,
                 member,
                 joined,
-            } => {
-                if self.broker.is_some() && !crate::broker::is_local_only(&topic) {
-                    self.emit(Output::Broker(BackplaneCommand::Presence {
-                        topic,
-                        member,
-                        joined,
-                    }));
-                }
+            } if self.broker.is_some() && !crate::broker::is_local_only(&topic) => {
+                self.emit(Output::Broker(BackplaneCommand::Presence {
+                    topic,
+                    member,
+                    joined,
+                }));
             }
             Event::PresenceQuery { request, topic } => {
                 if self.broker.is_some() {
