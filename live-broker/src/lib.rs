@@ -37,6 +37,8 @@ mod nats;
 mod nats_history;
 #[cfg(feature = "nats")]
 mod nats_presence;
+#[cfg(feature = "nats")]
+mod nats_subject;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]

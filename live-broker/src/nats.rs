@@ -4,7 +4,6 @@
 //! link logs the loss and the gap.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
@@ -14,18 +13,10 @@ use futures_util::StreamExt;
 use crate::Link;
 use crate::nats_history::{History, numbered};
 use crate::nats_presence::{self, Presence};
+use crate::nats_subject::hex_topic;
 
 fn subject(topic: &str) -> String {
     format!("live.{}", hex_topic(topic))
-}
-
-/// The topic's bytes in hex: a single subject token whatever it holds.
-pub(crate) fn hex_topic(topic: &str) -> String {
-    let mut s = String::with_capacity(topic.len() * 2);
-    for b in topic.as_bytes() {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 pub(crate) async fn run<U: Send + 'static>(

@@ -20,7 +20,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 use bytes::Bytes;
 
-use crate::nats::hex_topic;
+use crate::nats_subject::hex_topic;
 
 const EPOCH: &str = "Live-Epoch";
 const OFFSET: &str = "Live-Offset";

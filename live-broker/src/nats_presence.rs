@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
-use crate::nats::hex_topic;
+use crate::nats_subject::hex_topic;
 
 /// How often a node stores its sessions' entries again.
 pub(crate) const REFRESH: Duration = Duration::from_secs(10);
