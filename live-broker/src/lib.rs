@@ -26,6 +26,15 @@
 //! Messages from one node are published in order on one connection, so
 //! per-topic order from one publisher holds on every node.
 //!
+//! Topics with history and presence go through the broker's storage: the
+//! link numbers and keeps publications there (`redis_history`,
+//! `nats_history`: Redis Streams, JetStream streams), reads them back for a
+//! recovering subscribe, and records, refreshes and reads members
+//! (`redis_presence`, `nats_presence`), always as the server core's
+//! commands ask; every command that waits for an answer gets one, a failed
+//! one included (an append the broker could not take is handed back to be
+//! delivered on this node only).
+//!
 //! When the broker connection drops, the link logs it, keeps track of the
 //! wanted topics, and on return resubscribes them all and logs the gap (how
 //! long, how many publishes of this node could not be sent): messages sent
