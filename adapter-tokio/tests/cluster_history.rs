@@ -216,9 +216,19 @@ async fn an_unreachable_broker_leaves_history_on_the_node(broker: &str) {
     let (m, _) = ws.recv_topic("h:down").await;
     assert_eq!(m["data"]["i"], 1);
     assert!(m.get("offset").is_none(), "not numbered: {m}");
-    // Still serving.
+    // Still serving, and the metrics say what stayed on the node.
     let mut other = client(&node, "d").await;
     other.subscribe("plain").await;
+    let mut http = testkit::http_client::HttpConn::new(&format!("http://{}", node.addr)).unwrap();
+    let r = http
+        .request(http::Method::GET, "/metrics", &[], "")
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        body.lines().any(|l| l == "live_history_unnumbered_total 1"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,6 +105,7 @@ fn publishes_go_to_the_broker_and_come_back_numbered() {
     let now = h.now;
     h.hub.deliver_unnumbered(now, "chat:1", b"8").unwrap();
     assert_eq!(h.drain(), [r#"a <- {"topic":"chat:1","data":8}"#]);
+    assert_eq!(h.hub.metrics().history_unnumbered, 1);
     // Garbage from the broker is refused, never delivered.
     assert!(
         h.hub

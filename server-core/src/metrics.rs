@@ -218,6 +218,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
         l.recoveries_failed.to_string(),
     );
     metric(
+        "live_history_unnumbered_total",
+        counter,
+        "Publications on broker-kept history topics the broker could not take (delivered on this node only, without offset).",
+        l.history_unnumbered.to_string(),
+    );
+    metric(
         "sync_pushes_total",
         counter,
         "Push requests handled.",

@@ -192,6 +192,7 @@ impl<A> Hub<A> {
         self.clock = Some(now);
         self.check_topic(topic)?;
         let data = envelope::validate_json(data).map_err(HubError::InvalidJson)?;
+        self.metrics.history_unnumbered += 1;
         let frame = envelope::encode(topic, data);
         Ok(self.fan_out_holding(topic, None, frame, Vec::new()))
     }
