@@ -433,6 +433,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 41);
+        assert_eq!(samples.len(), 42);
     }
 }
