@@ -14,7 +14,7 @@ mod cluster;
 
 use std::time::Duration;
 
-use cluster::{Node, service_url};
+use cluster::{Node, TcpProxy, service_url};
 use serde_json::{Value, json};
 use testkit::ws_client::WsClient;
 
@@ -358,4 +358,61 @@ async fn nats_presence_spans_two_nodes() {
         return;
     };
     presence_spans_two_nodes(&url).await;
+}
+
+/// Redis goes away in the middle of a stream and comes back: meanwhile the
+/// node delivers publications on its own, without offsets, and logs it;
+/// afterwards they are numbered again, going on from where the broker was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_mid_stream_keeps_the_node_serving() {
+    let Some(url) = service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    let target = url.trim_start_matches("redis://").trim_end_matches('/');
+    let proxy = TcpProxy::start(target).await;
+    let broker = format!("redis://{}", proxy.addr);
+    let node = Node::start_with(
+        "",
+        &["--memory", "--broker", &broker, "--history", "h:*=100"],
+    )
+    .await;
+    let topic = unique("h:outage-");
+    let mut ws = client(&node, "c").await;
+    subscribe_with(&mut ws, &topic, json!({"history": true})).await;
+    let mut writer = client(&node, "w").await;
+    publish_range(&mut writer, &topic, 1..=1).await;
+    assert_eq!(offsets_until(&mut ws, &topic, 1).await, [1]);
+
+    proxy.cut();
+    writer.publish(&topic, json!({"i": "during"})).await;
+    let (m, _) = ws.recv_topic(&topic).await;
+    assert_eq!(m["data"]["i"], "during");
+    assert!(
+        m.get("offset").is_none(),
+        "not numbered while Redis is away: {m}"
+    );
+    // The log says so (its lines are collected as they come).
+    for _ in 0..100 {
+        if node.logged("append failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(node.logged("append failed"), "the fallback is logged");
+
+    proxy.restore();
+    // Numbered again once the link is back, after offset 1.
+    let mut numbered = None;
+    for attempt in 0..200 {
+        writer
+            .publish(&topic, json!({"i": "after", "n": attempt}))
+            .await;
+        let (m, _) = ws.recv_topic(&topic).await;
+        if let Some(o) = m["offset"].as_u64() {
+            numbered = Some(o);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(numbered.is_some_and(|o| o >= 2), "{numbered:?}");
 }

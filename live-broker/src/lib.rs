@@ -272,16 +272,15 @@ fn apply_interest(topics: &mut std::collections::BTreeSet<String>, command: &Bac
 }
 
 /// A fresh epoch for a topic whose history starts in the broker: 16 hex
-/// digits from the standard library's per-process random hash keys.
+/// digits from the standard library's random hash keys (seeded from the
+/// operating system; each call draws new keys).
 #[cfg(any(feature = "redis", feature = "nats"))]
 fn fresh_epoch() -> String {
     use std::hash::{BuildHasher, Hasher};
+    static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    h.write_u64(DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
 }
 
@@ -294,6 +293,7 @@ async fn answer_unreachable<U: Send + 'static>(
 ) {
     match command {
         BackplaneCommand::Append { topic, data, .. } => {
+            tracing::warn!(%topic, "broker unreachable: append failed; the publication stays on this node");
             let _ = handle.append_failed(topic, data).await;
         }
         BackplaneCommand::ReadHistory { request, .. } => {
