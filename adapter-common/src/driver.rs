@@ -197,21 +197,17 @@ where
             }
             Input::BrokerMessage { topic, data } => core.handle_broker_message(now, &topic, &data),
             Input::BrokerRestored => core.handle_broker_restored(now),
-            Input::BrokerNumbered {
-                topic,
-                epoch,
-                offset,
-                data,
-            } => core.handle_broker_numbered(now, &topic, &epoch, offset, &data),
+            Input::BrokerNumbered(n) => {
+                core.handle_broker_numbered(now, &n.topic, &n.epoch, n.offset, &n.data)
+            }
             Input::BrokerAppendFailed { topic, data } => {
                 core.handle_broker_append_failed(now, &topic, &data)
             }
             Input::HistoryRead { request, read } => core.handle_history_read(now, request, read),
-            Input::BrokerPresence {
-                topic,
-                member,
-                joined,
-            } => core.handle_broker_presence(now, &topic, &member, joined),
+            Input::BrokerPresence(change) => {
+                let (topic, member, joined) = *change;
+                core.handle_broker_presence(now, &topic, &member, joined)
+            }
             Input::PresenceRead { request, members } => {
                 core.handle_presence_members(now, request, members)
             }

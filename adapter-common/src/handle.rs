@@ -87,12 +87,12 @@ impl<U: Send + 'static> ServerHandle<U> {
         offset: u64,
         data: Bytes,
     ) -> Result<(), ServerError> {
-        self.send_input(Input::BrokerNumbered {
+        self.send_input(Input::BrokerNumbered(Box::new(crate::inbox::Numbered {
             topic,
             epoch,
             offset,
             data,
-        })
+        })))
         .await
     }
 
@@ -122,12 +122,8 @@ impl<U: Send + 'static> ServerHandle<U> {
         member: server_core::PresenceMember,
         joined: bool,
     ) -> Result<(), ServerError> {
-        self.send_input(Input::BrokerPresence {
-            topic,
-            member,
-            joined,
-        })
-        .await
+        self.send_input(Input::BrokerPresence(Box::new((topic, member, joined))))
+            .await
     }
 
     /// Answers a [`BackplaneCommand::ReadPresence`] (`None`: the broker
