@@ -14,8 +14,10 @@
 //! History is modelled on topic `b` (size [`HISTORY_SIZE`], TTL
 //! [`HISTORY_TTL`]): offsets, epochs (the model draws them from its own copy of
 //! the hub's seeded generator, so it predicts them exactly), trimming, expiry,
-//! forgetting an empty history nobody listens to, and the `subscribed` reply
-//! with its replay. Presence is covered by the transcript tests.
+//! dropping an empty history nobody listens to (its position is kept and
+//! its offsets go on in the same epoch when it comes back), and the
+//! `subscribed` reply with its replay. Presence is covered by the transcript
+//! tests.
 //!
 //! Shared by the property test (`tests/model.rs`, operations from proptest) and the
 //! fuzz target (operations decoded from arbitrary bytes), so both check exactly
@@ -313,6 +315,8 @@ struct Model {
     /// the same order.
     ids: SeededIds,
     history: Option<MHistory>,
+    /// The position of a dropped history: `(epoch, last)`.
+    dropped: Option<(String, u64)>,
 }
 
 impl Model {
@@ -364,17 +368,24 @@ impl Model {
             .iter()
             .any(|s| s.open && s.topics.contains(&HISTORY_TOPIC));
         if !listened && self.history.as_ref().is_some_and(|h| h.entries.is_empty()) {
-            self.history = None;
+            self.dropped = self.history.take().map(|h| (h.epoch, h.last));
         }
     }
 
-    /// Starts the history with a fresh epoch if it has none.
+    /// Starts the history if it has none: where it was dropped, or in a
+    /// fresh epoch.
     fn start_history(&mut self) -> &mut MHistory {
         let ids = &mut self.ids;
-        self.history.get_or_insert_with(|| MHistory {
-            epoch: format!("{:016x}", ids.next_id()),
-            last: 0,
-            entries: VecDeque::new(),
+        let dropped = &mut self.dropped;
+        self.history.get_or_insert_with(|| {
+            let (epoch, last) = dropped
+                .take()
+                .unwrap_or_else(|| (format!("{:016x}", ids.next_id()), 0));
+            MHistory {
+                epoch,
+                last,
+                entries: VecDeque::new(),
+            }
         })
     }
 
@@ -701,6 +712,7 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
         next_question: 0,
         ids: SeededIds::new(SEED),
         history: None,
+        dropped: None,
     };
     for (step, op) in ops.iter().enumerate() {
         match op {
