@@ -56,12 +56,18 @@ until grep -q "clients subscribed" "$DIR/loadgen.err" 2>/dev/null; do
     sleep 0.1
 done
 sleep "$UP"
-echo "== stopping node A (SIG$SIGNAL), $DOWN s down, then starting it again"
+ms() { date +%s%3N; }
+t_kill=$(ms)
 kill "-$SIGNAL" "$a"; wait "$a" 2>/dev/null
+t_exit=$(ms)
 sleep "$DOWN"
 node "$PORT_A"; ready "$PORT_A"
+t_up=$(ms)
 wait "$gen"; rc=$?
 echo "== $SERVER broker=$BROKER clients=$CLIENTS rate=$RATE/s jitter=${JITTER}s (loadgen exit $rc)"
+echo "node A: SIG$SIGNAL at $t_kill ms, exited $((t_exit - t_kill)) ms later, listening again $((t_up - t_kill)) ms after the signal"
 cat "$DIR/loadgen.out"
+last=$(grep -o 'last reply at [0-9]*' "$DIR/loadgen.out" | grep -o '[0-9]*$')
+[ -n "$last" ] && echo "last client reply $((last - t_up)) ms after node A listened again"
 grep -v "clients subscribed" "$DIR/loadgen.err" | tail -5
 exit $rc

@@ -110,6 +110,9 @@ pub struct ResumeReport {
     pub first_failure: Option<String>,
     /// From the first connection loss to the last client's reply.
     pub all_recovered_after: Option<Duration>,
+    /// Wall time (ms since the Unix epoch) of the first connection loss
+    /// and of the last reply, to set beside the node's own restart times.
+    pub loss_and_last_reply_unix_ms: Option<(u128, u128)>,
     /// From each client's connection loss to its recovered reply.
     pub recovery: Summary,
     /// Offsets skipped over, plus each client's shortfall from the final offset.
@@ -140,6 +143,12 @@ impl fmt::Display for ResumeReport {
                 d.as_secs_f64()
             )?,
             None => writeln!(f, "all recovered: no connection was lost")?,
+        }
+        if let Some((loss, last)) = self.loss_and_last_reply_unix_ms {
+            writeln!(
+                f,
+                "first loss at {loss} ms, last reply at {last} ms (Unix time)"
+            )?;
         }
         writeln!(f, "loss to recovered reply: {}", self.recovery)?;
         write!(
@@ -196,15 +205,27 @@ async fn subscribe(
     }
 }
 
+/// How long one connection attempt may take: a node that is shutting down
+/// may still complete TCP handshakes it will never answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One connection attempt, bounded by [`CONNECT_TIMEOUT`].
+async fn connect_once(url: &str, cli: &Cli) -> Option<WsClient> {
+    tokio::time::timeout(CONNECT_TIMEOUT, WsClient::connect(url, &token_opts(cli)))
+        .await
+        .ok()?
+        .ok()
+}
+
 /// Connects, retrying with backoff until `give_up`.
 async fn connect_retrying(url: &str, cli: &Cli, n: u64, give_up: Instant) -> Option<WsClient> {
     let mut attempt = 0u64;
     loop {
-        if let Ok(ws) = WsClient::connect(url, &token_opts(cli)).await {
+        if let Some(ws) = connect_once(url, cli).await {
             return Some(ws);
         }
         attempt += 1;
-        let base = Duration::from_millis(100 * (1 << attempt.min(4)));
+        let base = Duration::from_millis(100 * (1 << attempt.min(3)));
         let wait = base.mul_f64(0.5 + spread(n, attempt));
         if Instant::now() + wait > give_up {
             return None;
@@ -311,7 +332,7 @@ async fn publisher(
     for i in 0..total {
         tokio::time::sleep_until(start + interval.mul_f64(i as f64)).await;
         if ws.is_none() {
-            ws = WsClient::connect(&url, &token_opts(&cli)).await.ok();
+            ws = connect_once(&url, &cli).await;
         }
         let Some(conn) = ws.as_mut() else {
             unsent += 1;
@@ -354,6 +375,8 @@ pub async fn run(cli: &Cli, args: &ResumeArgs) -> Result<ResumeReport, LoadError
         .ws_url(),
         None => plan.url.clone(),
     };
+    // Instants become wall times through this pair, for the report.
+    let anchor = (Instant::now(), std::time::SystemTime::now());
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(args.clients);
     let mut clients = JoinSet::new();
@@ -396,12 +419,18 @@ pub async fn run(cli: &Cli, args: &ResumeArgs) -> Result<ResumeReport, LoadError
             Err(e) => return Err(LoadError::Task(e.to_string())),
         }
     }
-    Ok(summarise(
-        outcomes,
-        publishes,
-        publishes_unsent,
-        first_failure,
-    ))
+    let mut report = summarise(outcomes.clone(), publishes, publishes_unsent, first_failure);
+    let unix_ms = |at: Instant| {
+        let wall = anchor.1 + at.saturating_duration_since(anchor.0);
+        wall.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    };
+    let first_loss = outcomes.iter().filter_map(|o| o.first_loss).min();
+    let last_reply = outcomes.iter().filter_map(|o| o.last_reply).max();
+    if let (Some(a), Some(b)) = (first_loss, last_reply) {
+        report.loss_and_last_reply_unix_ms = Some((unix_ms(a), unix_ms(b)));
+    }
+    Ok(report)
 }
 
 fn summarise(
@@ -428,6 +457,7 @@ fn summarise(
         failed: 0,
         first_failure: None,
         all_recovered_after: None,
+        loss_and_last_reply_unix_ms: None,
         recovery: Summary::default(),
         missing: 0,
         duplicates: 0,
