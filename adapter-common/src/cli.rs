@@ -82,6 +82,12 @@ pub struct ServeArgs {
         value_parser = crate::history_flag::parse_history_rule
     )]
     pub history: Vec<live_core::HistoryRule>,
+    /// Most topics with a history running. Beyond it the history published
+    /// to least recently that nobody is subscribed to is dropped (clients
+    /// behind it are told they missed something). With the rules' sizes this
+    /// bounds history memory for rules without a TTL.
+    #[arg(long, env = "LIVE_SYNC_HISTORY_MAX_TOPICS", default_value_t = 100_000)]
+    pub history_max_topics: usize,
     /// Largest WebSocket message accepted, in bytes (bigger closes with 1009).
     #[arg(long, env = "LIVE_SYNC_READ_LIMIT", default_value_t = 4 * 1024 * 1024)]
     pub read_limit: usize,
@@ -271,6 +277,7 @@ impl ServeArgs {
         hub.limits.max_queued_messages = self.max_queued_messages;
         hub.limits.max_queued_bytes = self.max_queued_bytes;
         hub.limits.max_topics_per_session = self.max_topics_per_session;
+        hub.limits.max_history_topics = self.history_max_topics;
         hub.history = self.history.clone();
         let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         hub.timers.ping_interval = secs(self.ping_interval);
@@ -584,6 +591,24 @@ mod tests {
             ]
         );
         assert!(parse(&[]).unwrap().server_config().hub.history.is_empty());
+        assert_eq!(
+            parse(&[])
+                .unwrap()
+                .server_config()
+                .hub
+                .limits
+                .max_history_topics,
+            100_000
+        );
+        assert_eq!(
+            parse(&["--history-max-topics", "5"])
+                .unwrap()
+                .server_config()
+                .hub
+                .limits
+                .max_history_topics,
+            5
+        );
         let err = parse(&["--history", "chat:*=100/300"])
             .unwrap_err()
             .to_string();

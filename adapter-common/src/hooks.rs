@@ -132,6 +132,15 @@ pub trait Hooks: Send + Sync + 'static {
         None
     }
 
+    /// The history `topic` keeps (`HistoryLimits::new(size, ttl)`),
+    /// deciding before the `--history` rules (`ServerConfig::hub.history`);
+    /// `None` (the default) leaves it to them. Asked on every publish to a
+    /// topic without a history running: no IO, keep it cheap.
+    fn history(&self, topic: &str) -> Option<live_core::HistoryLimits> {
+        let _ = topic;
+        None
+    }
+
     /// A message that is not a built-in command nor a `_sync` operation
     /// (mizu's `OnMessage`). Runs in the server's driver, so replies made through
     /// `ctx` are queued before the session's next frame is handled; for IO,
@@ -295,5 +304,9 @@ impl<H: Hooks> Policy<H::User> for HookPolicy<H> {
 
     fn presence_user(&self, user: &H::User) -> Option<String> {
         self.0.presence_user(user)
+    }
+
+    fn history(&self, topic: &str) -> Option<live_core::HistoryLimits> {
+        self.0.history(topic)
     }
 }

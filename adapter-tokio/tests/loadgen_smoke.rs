@@ -7,7 +7,7 @@ use adapter_tokio::{TokioRuntime, serve};
 use clap::Parser;
 use testkit::conformance::ServerUnderTest;
 use testkit::loadgen::args::{Cli, Mode};
-use testkit::loadgen::{fanout, idle, sync_load};
+use testkit::loadgen::{fanout, idle, resume, sync_load};
 use testkit::profile::Profile;
 
 /// Stops the accept loop when the server is dropped.
@@ -64,6 +64,35 @@ async fn fanout_delivers_everything_it_expects() {
     assert_eq!(r.delivered, r.expected, "{r}");
     assert_eq!(r.latency.count, r.delivered);
     assert_eq!((r.closed_slow, r.closed_other), (0, 0), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_clients_read_every_offset_once() {
+    // The profile gives `hist:*` a history; nobody is cut here, so every
+    // client reads every offset live and the final offset is the publishes.
+    let (_server, cli) = cli(&[
+        "resume",
+        "--clients",
+        "20",
+        "--topic",
+        "hist:resume",
+        "--rate",
+        "50",
+        "--duration",
+        "0.5",
+        "--drain",
+        "0.5",
+    ])
+    .await;
+    let Mode::Resume(args) = &cli.mode else {
+        unreachable!("parsed as resume")
+    };
+    let r = resume::run(&cli, args).await.expect("resume run");
+    assert_eq!(r.clients, 20, "{r}");
+    assert_eq!(r.publishes, 25, "{r}");
+    assert_eq!(r.final_offset, 25, "{r}");
+    assert_eq!((r.missing, r.duplicates, r.failed), (0, 0, 0), "{r}");
+    assert_eq!((r.disconnected, r.recovered), (0, 0), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

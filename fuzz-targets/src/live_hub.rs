@@ -45,7 +45,7 @@ pub enum Op {
         t: u8,
     },
     /// A subscribe with options: `since` (epoch choice, offset back from
-    /// the latest), `history`, and (outside the model) `presence`.
+    /// the latest), `history` and `presence`.
     SubscribeSince {
         s: u8,
         t: u8,
@@ -140,20 +140,22 @@ fn model_ops(ops: &[Op]) -> Vec<model::Op> {
                 s: s(i),
                 t: usize::from(*t),
             },
-            // Presence is outside the model: a watcher's joins and leaves
-            // would be frames it does not predict.
-            Op::SubscribeSince { presence: true, .. } | Op::Presence { .. } => continue,
+            Op::Presence { s: i, t } => M::Presence {
+                s: s(i),
+                t: usize::from(*t),
+            },
             Op::SubscribeSince {
                 s: i,
                 t,
                 since,
                 history,
-                presence: false,
+                presence,
             } => M::SubscribeSince {
                 s: s(i),
                 t: usize::from(*t),
                 since: since.map(|(e, back)| (e, u64::from(back))),
                 history: *history,
+                presence: *presence,
             },
             Op::Publish { s: i, t, size } => M::Publish {
                 s: s(i),

@@ -92,6 +92,13 @@ pub struct Limits {
     /// asynchronous authorization answer. One more, or held payloads totalling more
     /// than `read_limit` bytes, closes it with 1008. Default 64.
     pub max_pending_inbound: usize,
+    /// Most topics with a history running. Beyond it the ring published to
+    /// least recently that nobody is subscribed to is dropped (its position
+    /// is remembered: the topic's offsets go on in the same epoch, and a
+    /// client further behind is told it missed what was dropped). With the
+    /// rules' sizes this bounds history memory when a rule has no TTL.
+    /// Default 100 000.
+    pub max_history_topics: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +110,7 @@ impl Default for Limits {
             max_topic_len: 256,
             max_topics_per_session: 1024,
             max_pending_inbound: 64,
+            max_history_topics: 100_000,
         }
     }
 }

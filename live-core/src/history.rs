@@ -5,10 +5,18 @@
 //! Every publication on a topic with history gets the next offset of that
 //! topic (1, 2, 3, ...), dense within the topic's *epoch*. The epoch is a string
 //! drawn from the hub's id generator when the topic's history starts; it
-//! changes whenever the history is lost (a new hub, or a topic whose ring ran
-//! empty and that nobody listened to, which is forgotten to keep memory
-//! bounded). A position `(epoch, offset)` therefore never names two different
-//! publications.
+//! changes whenever the history is lost (a new hub). A position
+//! `(epoch, offset)` therefore never names two different publications.
+//!
+//! Memory stays bounded by the rules' sizes and TTLs and by the number of
+//! rings: a ring that ran empty and that nobody listens to is dropped, and
+//! beyond [`Limits::max_history_topics`](crate::Limits::max_history_topics)
+//! rings the one published to least recently that nobody listens to is
+//! dropped. A dropped ring leaves its epoch and last offset behind (a few
+//! dozen bytes, as many as there may be rings, oldest dropped first): when
+//! the topic comes back its offsets go on in the same epoch, so a client
+//! whose position is the last offset is told it missed nothing, and one
+//! further behind that it missed what was dropped.
 //!
 //! A ring keeps at most `size` publications and, with a TTL, only those younger
 //! than it. Time comes in as an argument: the hub never reads a clock.
@@ -142,6 +150,8 @@ struct Entry {
 struct Ring {
     epoch: Arc<str>,
     limits: HistoryLimits,
+    /// When it was last started or published to, in [`History::tick`]s.
+    touched: u64,
     /// The offset of the latest publication (0: none yet).
     last: u64,
     entries: VecDeque<Entry>,
@@ -171,8 +181,48 @@ pub(crate) struct History {
     /// least one entry, never later than its oldest entry's expiry. Stale
     /// entries (a ring trimmed or forgotten since) fire harmlessly.
     expiry: BTreeSet<(Instant, Arc<str>)>,
+    /// Every ring's topic by the tick it was last touched, least recently
+    /// published first (ticks are unique).
+    recency: BTreeMap<u64, Arc<str>>,
+    /// Counts starts and publications: the order of `recency`.
+    tick: u64,
+    /// What dropped rings left behind, for the topics' return.
+    dropped: Dropped,
     entries: usize,
     bytes: usize,
+}
+
+/// The position a dropped ring reached: `(epoch, last offset)` by topic,
+/// at most as many as there may be rings, the oldest forgotten first.
+#[derive(Default)]
+struct Dropped {
+    by_topic: BTreeMap<Arc<str>, (Arc<str>, u64, u64)>,
+    /// Topics by the order they were dropped in, oldest first.
+    order: BTreeMap<u64, Arc<str>>,
+    next: u64,
+}
+
+impl Dropped {
+    fn keep(&mut self, topic: Arc<str>, epoch: Arc<str>, last: u64, cap: usize) {
+        let n = self.next;
+        self.next += 1;
+        if let Some((_, _, old)) = self.by_topic.insert(topic.clone(), (epoch, last, n)) {
+            self.order.remove(&old);
+        }
+        self.order.insert(n, topic);
+        while self.by_topic.len() > cap.max(1) {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            self.by_topic.remove(&oldest);
+        }
+    }
+
+    fn take(&mut self, topic: &str) -> Option<(Arc<str>, u64)> {
+        let (epoch, last, n) = self.by_topic.remove(topic)?;
+        self.order.remove(&n);
+        Some((epoch, last))
+    }
 }
 
 impl History {
@@ -186,20 +236,40 @@ impl History {
         self.rings.contains_key(topic)
     }
 
-    /// Starts the topic's history if it has none, with a fresh epoch.
+    /// Starts the topic's history if it has none: where it was dropped, if
+    /// its position is still remembered, or at 0 in a fresh epoch.
     pub(crate) fn start(&mut self, topic: &str, limits: HistoryLimits, ids: &mut dyn IdGenerator) {
-        if !self.rings.contains_key(topic) {
-            let epoch = format!("{:016x}", ids.next_id());
-            self.rings.insert(
-                Arc::from(topic),
-                Ring {
-                    epoch: Arc::from(epoch),
-                    limits,
-                    last: 0,
-                    entries: VecDeque::new(),
-                },
-            );
+        if self.rings.contains_key(topic) {
+            return;
         }
+        let (epoch, last) = match self.dropped.take(topic) {
+            Some(kept) => kept,
+            None => (Arc::from(format!("{:016x}", ids.next_id())), 0),
+        };
+        let name: Arc<str> = Arc::from(topic);
+        self.tick += 1;
+        self.recency.insert(self.tick, name.clone());
+        self.rings.insert(
+            name,
+            Ring {
+                epoch,
+                limits,
+                touched: self.tick,
+                last,
+                entries: VecDeque::new(),
+            },
+        );
+    }
+
+    /// How many rings are running.
+    pub(crate) fn topics(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Up to `n` topics, least recently published first: the candidates
+    /// for [`forget`](History::forget) when there are too many rings.
+    pub(crate) fn least_recent(&self, n: usize) -> Vec<Arc<str>> {
+        self.recency.values().take(n).cloned().collect()
     }
 
     /// Numbers and keeps one publication (the topic's history must be
@@ -211,6 +281,11 @@ impl History {
             return envelope::encode(topic, data);
         };
         ring.last += 1;
+        self.tick += 1;
+        if let Some(name) = self.recency.remove(&ring.touched) {
+            self.recency.insert(self.tick, name);
+        }
+        ring.touched = self.tick;
         let frame = envelope::encode_with_offset(topic, data, ring.last);
         if ring.limits.size == 0 {
             return frame;
@@ -262,11 +337,15 @@ impl History {
         self.rings.get(topic).is_none_or(|r| r.entries.is_empty())
     }
 
-    /// Forgets the topic's history: its offsets restart under a new epoch.
-    pub(crate) fn forget(&mut self, topic: &str) {
-        if let Some(ring) = self.rings.remove(topic) {
+    /// Drops the topic's ring and what it holds, remembering only its
+    /// position (for at most `remember` dropped rings): when the topic comes
+    /// back, its offsets go on from there in the same epoch.
+    pub(crate) fn forget(&mut self, topic: &str, remember: usize) {
+        if let Some((name, ring)) = self.rings.remove_entry(topic) {
             self.entries -= ring.entries.len();
             self.bytes -= ring.entries.iter().map(|e| e.frame.len()).sum::<usize>();
+            self.recency.remove(&ring.touched);
+            self.dropped.keep(name, ring.epoch, ring.last, remember);
         }
     }
 
@@ -384,7 +463,50 @@ mod tests {
         assert_eq!(h.after("t", &since(&epoch, 0)), None);
         assert_eq!(h.after("t", &since(&epoch, 4)), None);
         assert_eq!(h.after("t", &since("other", 2)), None);
-        h.forget("t");
+        h.forget("t", 10);
         assert_eq!(h.usage(), Usage::default());
+        // Back again: the same epoch, offsets going on, nothing to replay.
+        h.start("t", HistoryLimits::new(2, None), &mut ids);
+        assert_eq!(h.position("t"), Some((epoch.as_str(), 3)));
+        assert_eq!(h.after("t", &since(&epoch, 3)), Some(vec![]));
+        assert_eq!(h.after("t", &since(&epoch, 2)), None, "3 was dropped");
+        let f4 = h.append(None, "t", b"4");
+        assert_eq!(&f4[..], br#"{"topic":"t","data":4,"offset":4}"#);
+    }
+
+    #[test]
+    fn rings_are_ordered_by_their_last_publication() {
+        let mut h = History::default();
+        let mut ids = SeededIds::new(1);
+        for t in ["a", "b", "c"] {
+            h.start(t, HistoryLimits::new(1, None), &mut ids);
+        }
+        h.append(None, "a", b"1");
+        let order: Vec<String> = h.least_recent(3).iter().map(|t| t.to_string()).collect();
+        assert_eq!(order, ["b", "c", "a"]);
+        h.forget("b", 10);
+        assert_eq!(h.topics(), 2);
+        let order: Vec<String> = h.least_recent(3).iter().map(|t| t.to_string()).collect();
+        assert_eq!(order, ["c", "a"]);
+    }
+
+    #[test]
+    fn only_so_many_dropped_positions_are_remembered_oldest_first() {
+        let mut h = History::default();
+        let mut ids = SeededIds::new(1);
+        let mut epochs = Vec::new();
+        for t in ["a", "b", "c"] {
+            h.start(t, HistoryLimits::new(1, None), &mut ids);
+            h.append(None, t, b"1");
+            epochs.push(h.position(t).unwrap().0.to_owned());
+            h.forget(t, 2);
+        }
+        // "a" was dropped first and fell out: it starts over in a new epoch.
+        h.start("a", HistoryLimits::new(1, None), &mut ids);
+        let (epoch, last) = h.position("a").unwrap();
+        assert_ne!(epoch, epochs[0]);
+        assert_eq!(last, 0);
+        h.start("c", HistoryLimits::new(1, None), &mut ids);
+        assert_eq!(h.position("c"), Some((epochs[2].as_str(), 1)));
     }
 }

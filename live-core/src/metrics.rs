@@ -37,6 +37,9 @@ pub struct Metrics {
     pub history_entries: usize,
     /// Gauge: bytes of the frames held in history.
     pub history_bytes: usize,
+    /// Total: rings dropped because there were more than
+    /// [`Limits::max_history_topics`](crate::Limits::max_history_topics).
+    pub history_topics_dropped: u64,
     /// Gauge: (session, topic) pairs of sessions that hear joins and leaves.
     pub presence_watchers: usize,
     /// Total: subscribes naming a position that got everything they missed.

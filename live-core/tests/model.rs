@@ -17,9 +17,17 @@ fn op() -> impl Strategy<Value = Op> {
             s.clone(),
             t.clone(),
             prop::option::weighted(0.8, (0u8..2, 0u64..8)),
-            any::<bool>()
+            any::<bool>(),
+            prop::bool::weighted(0.4)
         )
-            .prop_map(|(s, t, since, history)| Op::SubscribeSince { s, t, since, history }),
+            .prop_map(|(s, t, since, history, presence)| Op::SubscribeSince {
+                s,
+                t,
+                since,
+                history,
+                presence
+            }),
+        2 => (s.clone(), t.clone()).prop_map(|(s, t)| Op::Presence { s, t }),
         2 => (s.clone(), t.clone()).prop_map(|(s, t)| Op::Unsubscribe { s, t }),
         4 => (s.clone(), t.clone(), 0usize..60).prop_map(|(s, t, size)| Op::Publish { s, t, size }),
         2 => (t, 0usize..60).prop_map(|(t, size)| Op::ServerPublish { t, size }),

@@ -178,3 +178,31 @@ fn a_malformed_presence_flag_or_query_is_an_error_frame() {
         ]
     );
 }
+
+#[test]
+fn watchers_closed_as_slow_while_announcing_each_others_leave_close_once() {
+    // A leaves t1 (closed by the server); B, watching t1 with a full queue,
+    // is closed as slow; B's leave of t2 goes to the watchers of t2, where A
+    // is one, with a full queue too. A is closed exactly once and hears
+    // nothing of its own closing.
+    let mut config = live_core::HubConfig::default();
+    config.limits.max_queued_messages = 3;
+    let mut h = Harness::with_config(config);
+    let a = h.open("a");
+    let b = h.open("b");
+    h.subscribe(a, "t1");
+    watch(&mut h, a, "t2");
+    watch(&mut h, b, "t1");
+    h.subscribe(b, "t2"); // a hears the join
+    h.subscribe(b, "t3");
+    h.publish(a, "t1", "1");
+    h.publish(a, "t1", "2");
+    h.publish(a, "t3", "3");
+    assert_eq!(h.drain().len(), 6, "both queues full, nobody closed yet");
+    h.hub.close(a, 4100, "bye").unwrap();
+    let closed = h.closed();
+    assert_eq!(closed.len(), 2, "{closed:?}");
+    assert!(!h.hub.contains(a) && !h.hub.contains(b));
+    assert_eq!(h.hub.metrics().presence_watchers, 0);
+    assert_eq!(h.hub.metrics().sessions, 0);
+}

@@ -71,6 +71,7 @@ pub use adapter_common::{
     AuthRejection, CloseReason, Hooks, MessageCtx, OpenHooks, Runtime, ServerConfig, ServerHandle,
     SessionId,
 };
+pub use live_core::{HistoryLimits, HistoryRule};
 pub use sync_core::{App, KvApp, MemoryStore, Store};
 
 /// The `http` crate, for the request heads [`Hooks`] receive.

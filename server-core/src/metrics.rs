@@ -200,6 +200,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
         l.history_bytes.to_string(),
     );
     metric(
+        "live_history_topics_dropped_total",
+        counter,
+        "Topic histories dropped for going over the most topics with history.",
+        l.history_topics_dropped.to_string(),
+    );
+    metric(
         "live_presence_watchers",
         gauge,
         "Session-topic pairs that receive joins and leaves.",
@@ -433,6 +439,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 42);
+        assert_eq!(samples.len(), 43);
     }
 }

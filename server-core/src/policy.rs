@@ -5,7 +5,7 @@
 //! every sync request inside the state machine. Authentication, which may
 //! need IO, happens before a connection or request reaches the core.
 
-use live_core::Command;
+use live_core::{Command, HistoryLimits};
 use sync_core::Timestamp;
 
 /// Authorization of sync scopes and live topics for an authenticated user.
@@ -40,6 +40,15 @@ pub trait Policy<U> {
     /// `leave` and `presence` answers); `None` shows `null`. Default `None`.
     fn presence_user(&self, user: &U) -> Option<String> {
         let _ = user;
+        None
+    }
+
+    /// The history `topic` keeps, deciding before the configured rules
+    /// (`HubConfig::history`); `None` (the default) leaves it to them.
+    /// Asked on every publish to a topic without a history running, so it
+    /// must be cheap.
+    fn history(&self, topic: &str) -> Option<HistoryLimits> {
+        let _ = topic;
         None
     }
 }
@@ -89,6 +98,19 @@ impl<U, P: Policy<U> + Send + Sync> live_core::Authorizer<U> for PolicyAuthorize
 
     fn presence_user(&mut self, auth: &U) -> Option<String> {
         self.0.presence_user(auth)
+    }
+}
+
+/// The hub's history policy backed by a [`Policy`] (for users of type `U`:
+/// the question itself names no user).
+pub(crate) struct PolicyHistory<P, U>(
+    pub(crate) std::sync::Arc<P>,
+    pub(crate) std::marker::PhantomData<fn() -> U>,
+);
+
+impl<U, P: Policy<U> + Send + Sync> live_core::HistoryPolicy for PolicyHistory<P, U> {
+    fn history(&self, topic: &str) -> Option<HistoryLimits> {
+        self.0.history(topic)
     }
 }
 

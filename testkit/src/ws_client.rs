@@ -172,6 +172,15 @@ impl WsClient {
         self.send_text(v.to_string()).await;
     }
 
+    /// Sends `v` and says whether the frame was written (false when the
+    /// connection is gone or the write hung).
+    pub async fn try_send(&mut self, v: &Value) -> bool {
+        matches!(
+            tokio::time::timeout(WAIT, self.ws.send(Message::text(v.to_string()))).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Sends a text frame; a send error is ignored here and shows up on the next
     /// read as [`Incoming::Ended`].
     pub async fn send_text(&mut self, s: String) {

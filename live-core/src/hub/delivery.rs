@@ -167,11 +167,22 @@ impl<A> Hub<A> {
         if !self.sessions.contains(key) {
             return;
         }
+        // It hears nothing more: announcing its leaves may close watchers as
+        // slow, whose own leaves must not be queued for (or close) this
+        // session while it is half gone.
+        if !self.watchers.is_empty() {
+            for topic in &self.sessions[key].topics {
+                self.watchers.remove(topic, key);
+            }
+        }
         self.unsubscribe_all_key(key);
         if !self.presence_queries.is_empty() {
             self.presence_queries.retain(|_, (k, _, _)| *k != key);
         }
-        let s = self.sessions.remove(key);
+        let Some(s) = self.sessions.try_remove(key) else {
+            // Closed meanwhile by what its leaving set off; reported then.
+            return;
+        };
         self.by_id.remove(&s.id);
         if let Some((at, why)) = s.timer {
             self.timers.remove(&(at, key, why));

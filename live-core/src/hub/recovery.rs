@@ -65,9 +65,33 @@ impl<A> Hub<A> {
             return envelope::encode(topic, data);
         }
         if self.start_history(topic) {
-            self.history.append(now, topic, data)
+            let frame = self.history.append(now, topic, data);
+            self.bound_history_topics();
+            frame
         } else {
             envelope::encode(topic, data)
+        }
+    }
+
+    /// Beyond the most topics with history, drops the rings published to
+    /// least recently that nobody is subscribed to (a ring someone listens
+    /// to stays: those are bounded by the subscription limits).
+    fn bound_history_topics(&mut self) {
+        let max = self.config.limits.max_history_topics;
+        let mut over = self.history.topics().saturating_sub(max);
+        if over == 0 {
+            return;
+        }
+        // Look a little past the excess, for rings with subscribers.
+        for topic in self.history.least_recent(over + 64) {
+            if over == 0 {
+                break;
+            }
+            if !self.topics.contains_key(&*topic) {
+                self.history.forget(&topic, max);
+                self.metrics.history_topics_dropped += 1;
+                over -= 1;
+            }
         }
     }
 
@@ -117,6 +141,7 @@ impl<A> Hub<A> {
         }
         let (epoch, offset) = self.history.position(topic).unwrap_or(("", 0));
         let reply = encode_subscribed(topic, epoch, offset, replay.is_some());
+        self.bound_history_topics();
         if !self.enqueue(key, OutFrame::Text(reply)) {
             return;
         }
@@ -135,15 +160,18 @@ impl<A> Hub<A> {
         }
         for topic in self.history.handle_timeout(now) {
             if !self.topics.contains_key(&*topic) {
-                self.history.forget(&topic);
+                self.history
+                    .forget(&topic, self.config.limits.max_history_topics);
             }
         }
     }
 
-    /// A topic lost its last subscriber: an empty history is forgotten.
+    /// A topic lost its last subscriber: an empty history is dropped (its
+    /// position is remembered).
     pub(super) fn release_history(&mut self, topic: &str) {
         if !self.history_off() && self.history.contains(topic) && self.history.is_empty(topic) {
-            self.history.forget(topic);
+            self.history
+                .forget(topic, self.config.limits.max_history_topics);
         }
     }
 }

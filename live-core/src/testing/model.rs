@@ -14,8 +14,12 @@
 //! History is modelled on topic `b` (size [`HISTORY_SIZE`], TTL
 //! [`HISTORY_TTL`]): offsets, epochs (the model draws them from its own copy of
 //! the hub's seeded generator, so it predicts them exactly), trimming, expiry,
-//! forgetting an empty history nobody listens to, and the `subscribed` reply
-//! with its replay. Presence is covered by the transcript tests.
+//! dropping an empty history nobody listens to (its position is kept and
+//! its offsets go on in the same epoch when it comes back), and the
+//! `subscribed` reply with its replay. Presence is modelled on every topic:
+//! `join` and `leave` to the sessions that subscribed with `"presence":true`
+//! (in slab key order, which the model mirrors, slow watchers closed after
+//! the others were served), and the member list of a `presence` query.
 //!
 //! Shared by the property test (`tests/model.rs`, operations from proptest) and the
 //! fuzz target (operations decoded from arbitrary bytes), so both check exactly
@@ -102,6 +106,12 @@ pub enum Op {
         t: usize,
         since: Option<(u8, u64)>,
         history: bool,
+        presence: bool,
+    },
+    /// A presence query: `{"topic":"presence","data":{"topic":T}}`.
+    Presence {
+        s: usize,
+        t: usize,
     },
     Unsubscribe {
         s: usize,
@@ -158,12 +168,15 @@ impl Op {
                 t: i,
                 since,
                 history,
+                presence,
             } => Op::SubscribeSince {
                 s: *s,
                 t: t(i),
                 since: since.map(|(e, back)| (e % 2, back % 8)),
                 history: *history,
+                presence: *presence,
             },
+            Op::Presence { s, t: i } => Op::Presence { s: *s, t: t(i) },
             Op::Unsubscribe { s, t: i } => Op::Unsubscribe { s: *s, t: t(i) },
             Op::Publish { s, t: i, size: n } => Op::Publish {
                 s: *s,
@@ -201,8 +214,10 @@ fn config() -> HubConfig {
 #[derive(Debug, Clone)]
 enum Msg {
     Subscribe(usize),
-    /// Topic, `since` as sent (epoch string, offset), `history`.
-    SubscribeWith(usize, Option<(String, u64)>, bool),
+    /// Topic and options as sent.
+    SubscribeWith(usize, Opts),
+    /// A presence query.
+    Presence(usize),
     Unsubscribe(usize),
     Publish(usize, usize),
     Garbage,
@@ -215,16 +230,20 @@ impl Msg {
                 r#"{{"topic":"subscribe","data":{{"topic":"{}"}}}}"#,
                 TOPICS[*t]
             ),
-            Msg::SubscribeWith(t, since, history) => {
-                let since = match since {
+            Msg::SubscribeWith(t, o) => {
+                let since = match &o.since {
                     Some((e, o)) => format!(r#","since":{{"epoch":"{e}","offset":{o}}}"#),
                     None => String::new(),
                 };
                 format!(
-                    r#"{{"topic":"subscribe","data":{{"topic":"{}"{since},"history":{history}}}}}"#,
-                    TOPICS[*t]
+                    r#"{{"topic":"subscribe","data":{{"topic":"{}"{since},"history":{},"presence":{}}}}}"#,
+                    TOPICS[*t], o.history, o.presence
                 )
             }
+            Msg::Presence(t) => format!(
+                r#"{{"topic":"presence","data":{{"topic":"{}"}}}}"#,
+                TOPICS[*t]
+            ),
             Msg::Unsubscribe(t) => {
                 format!(
                     r#"{{"topic":"unsubscribe","data":{{"topic":"{}"}}}}"#,
@@ -277,6 +296,11 @@ impl Out {
 #[derive(Debug)]
 struct MSession {
     id: SessionId,
+    /// Its slot in the hub's slab: the order of fan-out, announcements and
+    /// member lists.
+    key: usize,
+    /// Topics whose joins and leaves it hears.
+    watching: BTreeSet<usize>,
     open: bool,
     authenticating: Option<Instant>,
     topics: BTreeSet<usize>,
@@ -289,8 +313,32 @@ struct MSession {
     close_code: Option<u16>,
 }
 
-/// A subscribe's options as sent: `since` (epoch, offset) and `history`.
-type Opts = (Option<(String, u64)>, bool);
+/// A subscribe's options as sent.
+#[derive(Debug, Clone, Default)]
+struct Opts {
+    since: Option<(String, u64)>,
+    history: bool,
+    presence: bool,
+}
+
+impl Opts {
+    /// Whether the subscribe earns a `subscribed` reply.
+    fn wants_reply(&self) -> bool {
+        self.since.is_some() || self.history
+    }
+
+    /// Whether it asks nothing beyond the subscription.
+    fn is_plain(&self) -> bool {
+        !self.wants_reply() && !self.presence
+    }
+}
+
+/// What an authorization question was asked for.
+#[derive(Debug, Clone)]
+enum Asked {
+    Subscribe(Option<Opts>),
+    Presence,
+}
 
 /// The history of [`HISTORY_TOPIC`]: epoch, latest offset, and the kept
 /// publications `(offset, published at, frame)`.
@@ -306,13 +354,19 @@ struct Model {
     now: Instant,
     sessions: Vec<MSession>,
     /// Questions asked, in order: (question number, session index, topic
-    /// index, the subscribe's options when it had some).
-    questions: VecDeque<(u64, usize, usize, Option<Opts>)>,
+    /// index, what for).
+    questions: VecDeque<(u64, usize, usize, Asked)>,
     next_question: u64,
     /// A copy of the hub's id generator: sessions and epochs draw from it in
     /// the same order.
     ids: SeededIds,
     history: Option<MHistory>,
+    /// The position of a dropped history: `(epoch, last)`.
+    dropped: Option<(String, u64)>,
+    /// Vacated slab slots, the last vacated reused first (as `slab` does).
+    free: Vec<usize>,
+    /// Slab slots ever used.
+    slots: usize,
 }
 
 impl Model {
@@ -327,8 +381,14 @@ impl Model {
     }
 
     fn open(&mut self, id: SessionId, pre: bool) {
+        let key = self.free.pop().unwrap_or_else(|| {
+            self.slots += 1;
+            self.slots - 1
+        });
         self.sessions.push(MSession {
             id,
+            key,
+            watching: BTreeSet::new(),
             open: true,
             authenticating: (!pre).then(|| self.now + AUTH),
             topics: BTreeSet::new(),
@@ -345,7 +405,8 @@ impl Model {
     fn close(&mut self, i: usize, code: Option<u16>, reported: u16) {
         let s = &mut self.sessions[i];
         s.open = false;
-        s.topics.clear();
+        s.watching.clear();
+        let topics = std::mem::take(&mut s.topics);
         s.held.clear();
         s.pending = None;
         s.queue.clear();
@@ -353,7 +414,66 @@ impl Model {
         if let Some(code) = code {
             s.received.push(Out::Close(code));
         }
+        // Topic indexes are in name order, the order it leaves them in.
+        for t in topics {
+            self.announce("leave", t, i);
+        }
+        let key = self.sessions[i].key;
+        self.free.push(key);
         self.settle();
+    }
+
+    /// Open sessions matching `pick`, in slab key order.
+    fn in_key_order(&self, pick: impl Fn(&MSession) -> bool) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..self.sessions.len())
+            .filter(|&j| self.sessions[j].open && pick(&self.sessions[j]))
+            .collect();
+        v.sort_by_key(|&j| self.sessions[j].key);
+        v
+    }
+
+    /// Tells the watchers of `t` other than session `i` that it joined or
+    /// left.
+    fn announce(&mut self, kind: &str, t: usize, i: usize) {
+        let targets = self.in_key_order(|s| s.watching.contains(&t));
+        let targets: Vec<usize> = targets.into_iter().filter(|&j| j != i).collect();
+        let frame = envelope(
+            kind,
+            &format!(
+                r#"{{"topic":"{}","session":"{}","user":null}}"#,
+                TOPICS[t], self.sessions[i].id
+            ),
+        );
+        self.send_shared(&targets, &frame);
+    }
+
+    /// One frame for each of `targets`; those it does not fit are closed as
+    /// slow after the others were served.
+    fn send_shared(&mut self, targets: &[usize], frame: &str) {
+        let mut overflowed = Vec::new();
+        for &j in targets {
+            if !self.sessions[j].open {
+                continue;
+            }
+            if self.fits(j, frame.len()) {
+                let s = &mut self.sessions[j];
+                s.queue.push_back(frame.len());
+                s.received.push(Out::Text(frame.to_owned()));
+            } else {
+                overflowed.push(j);
+            }
+        }
+        for j in overflowed {
+            if self.sessions[j].open {
+                self.close(j, Some(4008), 4008);
+            }
+        }
+    }
+
+    fn fits(&self, i: usize, len: usize) -> bool {
+        let s = &self.sessions[i];
+        let bytes: usize = s.queue.iter().sum();
+        s.queue.len() < MAX_MSGS && (s.queue.is_empty() || bytes + len <= MAX_BYTES)
     }
 
     /// An empty history nobody listens to is forgotten (its next publication
@@ -364,17 +484,24 @@ impl Model {
             .iter()
             .any(|s| s.open && s.topics.contains(&HISTORY_TOPIC));
         if !listened && self.history.as_ref().is_some_and(|h| h.entries.is_empty()) {
-            self.history = None;
+            self.dropped = self.history.take().map(|h| (h.epoch, h.last));
         }
     }
 
-    /// Starts the history with a fresh epoch if it has none.
+    /// Starts the history if it has none: where it was dropped, or in a
+    /// fresh epoch.
     fn start_history(&mut self) -> &mut MHistory {
         let ids = &mut self.ids;
-        self.history.get_or_insert_with(|| MHistory {
-            epoch: format!("{:016x}", ids.next_id()),
-            last: 0,
-            entries: VecDeque::new(),
+        let dropped = &mut self.dropped;
+        self.history.get_or_insert_with(|| {
+            let (epoch, last) = dropped
+                .take()
+                .unwrap_or_else(|| (format!("{:016x}", ids.next_id()), 0));
+            MHistory {
+                epoch,
+                last,
+                entries: VecDeque::new(),
+            }
         })
     }
 
@@ -389,12 +516,11 @@ impl Model {
     }
 
     fn enqueue(&mut self, i: usize, out: Out) {
-        let s = &mut self.sessions[i];
-        let bytes: usize = s.queue.iter().sum();
-        if s.queue.len() >= MAX_MSGS || (!s.queue.is_empty() && bytes + out.len() > MAX_BYTES) {
+        if !self.fits(i, out.len()) {
             self.close(i, Some(4008), 4008);
             return;
         }
+        let s = &mut self.sessions[i];
         s.queue.push_back(out.len());
         s.received.push(out);
     }
@@ -418,12 +544,8 @@ impl Model {
         } else {
             envelope(TOPICS[t], &data(size))
         };
-        let subs: Vec<usize> = (0..self.sessions.len())
-            .filter(|&i| self.sessions[i].open && self.sessions[i].topics.contains(&t))
-            .collect();
-        for i in subs {
-            self.enqueue(i, Out::Text(frame.clone()));
-        }
+        let subs = self.in_key_order(|s| s.topics.contains(&t));
+        self.send_shared(&subs, &frame);
     }
 
     fn arrive(&mut self, i: usize, msg: Msg) {
@@ -450,13 +572,24 @@ impl Model {
                 Out::Text(error("bad_json", "message is not a JSON object")),
             ),
             Msg::Subscribe(t) => self.subscribe(i, t, None),
-            Msg::SubscribeWith(t, since, history) => {
-                let opts = (since.is_some() || history).then_some((since, history));
+            Msg::SubscribeWith(t, opts) => {
+                let opts = (!opts.is_plain()).then_some(opts);
                 self.subscribe(i, t, opts);
             }
+            Msg::Presence(t) => {
+                if self.sessions[i].topics.contains(&t) || !TOPICS[t].starts_with("sync:") {
+                    self.answer_presence(i, t);
+                } else {
+                    self.ask(i, t, Asked::Presence);
+                }
+            }
             Msg::Unsubscribe(t) => {
-                self.sessions[i].topics.remove(&t);
-                self.settle();
+                let s = &mut self.sessions[i];
+                if s.topics.remove(&t) {
+                    s.watching.remove(&t);
+                    self.settle();
+                    self.announce("leave", t, i);
+                }
             }
             Msg::Publish(t, size) => {
                 if TOPICS[t].starts_with("sync:") {
@@ -483,13 +616,37 @@ impl Model {
             return;
         }
         if TOPICS[t].starts_with("sync:") {
-            let q = self.next_question;
-            self.next_question += 1;
-            self.sessions[i].pending = Some((q, t));
-            self.questions.push_back((q, i, t, opts));
+            self.ask(i, t, Asked::Subscribe(opts));
         } else {
             self.apply_subscribe(i, t, opts);
         }
+    }
+
+    /// Holds session `i` on a question to the application about `t`.
+    fn ask(&mut self, i: usize, t: usize, what: Asked) {
+        let q = self.next_question;
+        self.next_question += 1;
+        self.sessions[i].pending = Some((q, t));
+        self.questions.push_back((q, i, t, what));
+    }
+
+    /// `{"topic":"presence","data":{"topic":T,"clients":[...]}}`: every
+    /// subscriber of `t` in key order.
+    fn answer_presence(&mut self, i: usize, t: usize) {
+        let members: Vec<String> = self
+            .in_key_order(|s| s.topics.contains(&t))
+            .into_iter()
+            .map(|j| format!(r#"{{"session":"{}","user":null}}"#, self.sessions[j].id))
+            .collect();
+        let frame = envelope(
+            "presence",
+            &format!(
+                r#"{{"topic":"{}","clients":[{}]}}"#,
+                TOPICS[t],
+                members.join(",")
+            ),
+        );
+        self.enqueue(i, Out::Text(frame));
     }
 
     fn apply_subscribe(&mut self, i: usize, t: usize, opts: Option<Opts>) {
@@ -497,9 +654,21 @@ impl Model {
         if fresh && !self.join(i, t) {
             return;
         }
-        let Some((since, _)) = opts else {
+        let Some(Opts {
+            since, presence, ..
+        }) = opts.clone()
+        else {
             return;
         };
+        if !self.sessions[i].open {
+            return;
+        }
+        if presence && self.sessions[i].topics.contains(&t) {
+            self.sessions[i].watching.insert(t);
+        }
+        if !opts.as_ref().is_some_and(Opts::wants_reply) {
+            return;
+        }
         if t == HISTORY_TOPIC {
             self.start_history();
             self.expire();
@@ -557,6 +726,7 @@ impl Model {
             return false;
         }
         self.sessions[i].topics.insert(t);
+        self.announce("join", t, i);
         true
     }
 
@@ -587,13 +757,16 @@ impl Model {
         }
     }
 
-    fn answer(&mut self, q: u64, i: usize, t: usize, opts: Option<Opts>, allow: bool) {
+    fn answer(&mut self, q: u64, i: usize, t: usize, what: Asked, allow: bool) {
         if !self.sessions[i].open || self.sessions[i].pending.map(|p| p.0) != Some(q) {
             return;
         }
         self.sessions[i].pending = None;
         if allow {
-            self.apply_subscribe(i, t, opts);
+            match what {
+                Asked::Subscribe(opts) => self.apply_subscribe(i, t, opts),
+                Asked::Presence => self.answer_presence(i, t),
+            }
         } else {
             self.enqueue(
                 i,
@@ -701,6 +874,9 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
         next_question: 0,
         ids: SeededIds::new(SEED),
         history: None,
+        dropped: None,
+        free: Vec::new(),
+        slots: 0,
     };
     for (step, op) in ops.iter().enumerate() {
         match op {
@@ -725,11 +901,13 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                 }
             }
             Op::Subscribe { s, t } => client(&mut d, &mut m, *s, Msg::Subscribe(*t)),
+            Op::Presence { s, t } => client(&mut d, &mut m, *s, Msg::Presence(*t)),
             Op::SubscribeSince {
                 s,
                 t,
                 since,
                 history,
+                presence,
             } => {
                 // Offsets count back from the latest (7: one past it), so
                 // positions near the ring's edges are common.
@@ -746,7 +924,12 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                     };
                     (epoch, offset)
                 });
-                client(&mut d, &mut m, *s, Msg::SubscribeWith(*t, since, *history));
+                let opts = Opts {
+                    since,
+                    history: *history,
+                    presence: *presence,
+                };
+                client(&mut d, &mut m, *s, Msg::SubscribeWith(*t, opts));
             }
             Op::Unsubscribe { s, t } => client(&mut d, &mut m, *s, Msg::Unsubscribe(*t)),
             Op::Publish { s, t, size } => client(&mut d, &mut m, *s, Msg::Publish(*t, *size)),
@@ -812,13 +995,13 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                 }
             }
             Op::Answer { allow } => {
-                if let Some((q, i, t, opts)) = m.questions.pop_front() {
+                if let Some((q, i, t, what)) = m.questions.pop_front() {
                     let (ticket, id, topic) =
                         d.tickets.pop_front().expect("hub asked fewer questions");
                     ensure_eq!(id, m.sessions[i].id);
                     ensure_eq!(topic.as_str(), TOPICS[t]);
                     d.hub.handle_authorize(d.now, ticket, *allow);
-                    m.answer(q, i, t, opts, *allow);
+                    m.answer(q, i, t, what, *allow);
                 }
             }
             Op::Advance { ms } => {
@@ -893,6 +1076,18 @@ fn check(d: &Driver, m: &Model, step: usize) -> Result<(), String> {
         d.hub.metrics().history_entries,
         held,
         "step {}: history entries",
+        step
+    );
+    let watching: usize = m
+        .sessions
+        .iter()
+        .filter(|s| s.open)
+        .map(|s| s.watching.len())
+        .sum();
+    ensure_eq!(
+        d.hub.metrics().presence_watchers,
+        watching,
+        "step {}: presence watchers",
         step
     );
     let live_questions = m.questions.len();

@@ -120,7 +120,11 @@ where
         let engine = Engine::recover(app, engine_config, recovered)?;
         let policy = Arc::new(policy);
         let hub = Hub::new(config.hub.clone(), config.seed)
-            .with_authorizer(crate::policy::PolicyAuthorizer(policy.clone()));
+            .with_authorizer(crate::policy::PolicyAuthorizer(policy.clone()))
+            .with_history_policy(crate::policy::PolicyHistory(
+                policy.clone(),
+                std::marker::PhantomData,
+            ));
         Ok(ServerCore {
             hub,
             engine,

@@ -37,6 +37,43 @@ pub enum Mode {
     /// Clients arriving and leaving at a steady rate, each checking that its
     /// session works (connection churn).
     Churn(ChurnArgs),
+    /// Clients on a topic with history that lose their connection (the node
+    /// is restarted meanwhile) and resume from their last position.
+    Resume(ResumeArgs),
+}
+
+/// Resume mode.
+#[derive(Debug, Clone, Args, PartialEq)]
+pub struct ResumeArgs {
+    /// Subscribed clients, all on `--url`.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// The topic (the server must give it a history).
+    #[arg(long, default_value = "resume-1")]
+    pub topic: String,
+    /// Origin of the node the publisher uses (`http://HOST:PORT`; default
+    /// `--url`): another node of the cluster keeps publishing while `--url`
+    /// restarts.
+    #[arg(long)]
+    pub publish_url: Option<String>,
+    /// Publishes per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds over which the clients' reconnects are spread.
+    #[arg(long, default_value_t = 1.0)]
+    pub jitter: f64,
+    /// Seconds a client keeps trying to reconnect.
+    #[arg(long, default_value_t = 30.0)]
+    pub give_up: f64,
+    /// Seconds to keep reading after the last publish.
+    #[arg(long, default_value_t = 3.0)]
+    pub drain: f64,
+    /// Subscribes outstanding at once while setting up.
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
 }
 
 /// Churn mode.

@@ -20,6 +20,8 @@
 //! cargo run --release -p testkit --bin loadgen -- churn --rate 200 --duration 60
 //! # a paced, verified sync load: 5000 pushes/s over 100 keys per client, then every client checked
 //! cargo run --release -p testkit --bin loadgen -- sync --rate 5000 --keys 100 --scope-per-client --no-pull --verify
+//! # resume: 1000 clients on node A lose it while B keeps publishing (restart A meanwhile)
+//! cargo run --release -p testkit --bin loadgen -- --url http://127.0.0.1:18901 resume --publish-url http://127.0.0.1:18902
 //! ```
 //!
 //! Global flags: `--url http://HOST:PORT` (default `http://127.0.0.1:8080`),
@@ -36,6 +38,7 @@ pub mod churn;
 pub mod fanout;
 pub mod idle;
 pub mod pokes;
+pub mod resume;
 pub mod stats;
 pub mod sync_load;
 
@@ -77,5 +80,6 @@ pub async fn run(cli: &args::Cli) -> Result<String, LoadError> {
         args::Mode::Idle(a) => idle::run(cli, a).await?.to_string(),
         args::Mode::Pokes(a) => pokes::run(cli, a).await?.to_string(),
         args::Mode::Churn(a) => churn::run(cli, a).await?.to_string(),
+        args::Mode::Resume(a) => resume::run(cli, a).await?.to_string(),
     })
 }
