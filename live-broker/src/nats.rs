@@ -59,6 +59,8 @@ pub(crate) async fn run<U: Send + 'static>(
         }
     };
     let mut history = History::new(client.clone());
+    // History reads running at once.
+    let reads = Arc::new(tokio::sync::Semaphore::new(32));
     let mut presence = Presence::new(client.clone());
     let mut refresh = tokio::time::interval(nats_presence::REFRESH);
     let mut subscriptions: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
@@ -162,14 +164,28 @@ pub(crate) async fn run<U: Send + 'static>(
                 after,
                 limits,
             } => {
-                let read = match history.read(&topic, after, &limits).await {
-                    Ok(read) => Some(read),
+                // The read starts after the topic's subscription went out
+                // on the same connection, and runs beside later commands.
+                match history.reader(&topic, &limits).await {
+                    Ok(reader) => {
+                        let (link, reads) = (link.clone(), reads.clone());
+                        tokio::spawn(async move {
+                            let _permit = reads.acquire_owned().await;
+                            let read = match reader.read(after).await {
+                                Ok(read) => Some(read),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, %topic, "broker (nats) history read failed");
+                                    None
+                                }
+                            };
+                            let _ = link.handle.history_read(request, read).await;
+                        });
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, %topic, "broker (nats) history read failed");
-                        None
+                        let _ = link.handle.history_read(request, None).await;
                     }
-                };
-                let _ = link.handle.history_read(request, read).await;
+                }
             }
             _ => {}
         }

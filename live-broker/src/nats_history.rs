@@ -19,6 +19,7 @@ use adapter_common::backplane::{HistoryLimits, HistoryRead};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use crate::nats_subject::hex_topic;
 
@@ -181,26 +182,134 @@ impl History {
         Err("other nodes kept appending first".to_owned())
     }
 
-    /// The topic's epoch, last offset and the publications after `after`.
-    pub(crate) async fn read(
+    /// What a read of `topic` needs, to run apart from the link's loop
+    /// (reads of many resuming clients go on at once; appends stay in
+    /// order in the loop).
+    pub(crate) async fn reader(
         &mut self,
         topic: &str,
-        after: Option<u64>,
         limits: &HistoryLimits,
-    ) -> Result<HistoryRead, String> {
-        let stream = self.stream(limits).await?;
-        let subject = subject(limits, topic);
-        let mut last = Self::last_of(&stream, &subject).await?;
+    ) -> Result<Reader, String> {
+        Ok(Reader {
+            js: self.js.clone(),
+            stream: self.stream(limits).await?,
+            subject: subject(limits, topic),
+            keeps: limits.size > 0,
+        })
+    }
+}
+
+/// One history read.
+pub(crate) struct Reader {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    subject: String,
+    keeps: bool,
+}
+
+impl Reader {
+    /// The first message of the subject at or after stream sequence `seq`.
+    async fn next_from(
+        &self,
+        seq: u64,
+    ) -> Result<Option<jetstream::message::StreamMessage>, String> {
+        match self
+            .stream
+            .raw_message_builder()
+            .sequence(seq)
+            .next_by_subject(self.subject.clone())
+            .send()
+            .await
+        {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The offset of a message (0 for one without: the epoch marker).
+    fn offset(m: &jetstream::message::StreamMessage) -> u64 {
+        numbered(Some(&m.headers)).map_or(0, |(_, o)| o)
+    }
+
+    /// The messages of the subject from stream sequence `from` up to
+    /// `last`, through a short-lived consumer that hands them over in
+    /// batches (one request per batch instead of one per message).
+    async fn fetch(&self, from: u64, last: &Last, after: u64) -> Result<Vec<(u64, Bytes)>, String> {
+        use jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+        let consumer = self
+            .stream
+            .create_consumer(pull::Config {
+                filter_subject: self.subject.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(10),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut entries = Vec::new();
+        let wanted = usize::try_from(last.offset.saturating_sub(after)).unwrap_or(usize::MAX);
+        let result = async {
+            loop {
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(wanted.saturating_sub(entries.len()).clamp(1, 512))
+                    .messages()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut got = 0;
+                while let Some(m) = batch.next().await {
+                    let m = m.map_err(|e| e.to_string())?;
+                    got += 1;
+                    let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+                    if seq > last.seq {
+                        return Ok(());
+                    }
+                    if let Some((epoch, offset)) = numbered(m.headers.as_ref())
+                        && epoch == last.epoch
+                        && offset > after
+                    {
+                        entries.push((offset, m.payload.clone()));
+                    }
+                    if seq == last.seq {
+                        return Ok(());
+                    }
+                }
+                if got == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        let name = consumer.cached_info().name.clone();
+        let _ = self.stream.delete_consumer(&name).await;
+        result.map(|()| entries)
+    }
+
+    /// The topic's epoch, last offset and the publications after `after`.
+    pub(crate) async fn read(self, after: Option<u64>) -> Result<HistoryRead, String> {
+        let mut last = History::last_of(&self.stream, &self.subject).await?;
         if last.is_none() {
             // An empty subject: a marker fixes the epoch (losing the race
             // to another node's marker or publication is as good).
-            let empty = Last {
-                seq: 0,
-                epoch: crate::fresh_epoch(),
-                offset: 0,
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(Bytes::new())
+                .header(EPOCH, crate::fresh_epoch().as_str())
+                .header(OFFSET, "0")
+                .expected_last_subject_sequence(0);
+            let acked = match self.js.send_publish(self.subject.clone(), publish).await {
+                Ok(ack) => ack.await.map(|_| ()),
+                Err(e) => Err(e),
             };
-            self.store(&subject, &empty, 0, Bytes::new()).await?;
-            last = Self::last_of(&stream, &subject).await?;
+            match acked {
+                Ok(()) => {}
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            last = History::last_of(&self.stream, &self.subject).await?;
         }
         let Some(last) = last else {
             return Ok(HistoryRead::default());
@@ -208,32 +317,21 @@ impl History {
         let mut entries = Vec::new();
         if let Some(after) = after
             && after < last.offset
-            && limits.size > 0
+            && self.keeps
         {
-            let mut seq = 1;
-            while seq <= last.seq {
-                let m = match stream
-                    .raw_message_builder()
-                    .sequence(seq)
-                    .next_by_subject(subject.clone())
-                    .send()
-                    .await
-                {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => break,
-                    Err(e) => return Err(e.to_string()),
-                };
-                if m.sequence > last.seq {
-                    break;
+            // Offsets grow with stream sequences within a subject (it holds
+            // one epoch: an epoch ends only when the subject ran empty):
+            // find the first message past `after` by bisection, then walk.
+            let (mut lo, mut hi) = (1, last.seq);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match self.next_from(mid).await? {
+                    Some(m) if Self::offset(&m) > after => hi = mid,
+                    Some(m) => lo = m.sequence + 1,
+                    None => break,
                 }
-                if let Some((epoch, offset)) = numbered(Some(&m.headers))
-                    && epoch == last.epoch
-                    && offset > after
-                {
-                    entries.push((offset, m.payload));
-                }
-                seq = m.sequence + 1;
             }
+            entries = self.fetch(lo, &last, after).await?;
         }
         Ok(HistoryRead {
             epoch: last.epoch,
