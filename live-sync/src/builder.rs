@@ -146,7 +146,8 @@ impl<H, A, S> Builder<H, A, S> {
 
     /// Fans live publishes out to other nodes through a broker,
     /// `redis://HOST:PORT` (feature `redis`) or `nats://HOST:PORT` (feature
-    /// `nats`). Checked when the server starts.
+    /// `nats`), which also keeps the history of topics with one and the
+    /// presence of every topic. Checked when the server starts.
     pub fn broker(mut self, url: impl Into<String>) -> Self {
         self.broker = Some(url.into());
         self
@@ -184,6 +185,10 @@ where
             .transpose()?;
         if broker.is_some() {
             config.hub.backplane_events = true;
+            // Many nodes serve one topic: the broker keeps history and
+            // presence.
+            config.hub.broker_history = true;
+            config.hub.broker_presence = true;
         }
         let store = rt
             .spawn_blocking(move || store.open())
