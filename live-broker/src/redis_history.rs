@@ -4,17 +4,26 @@
 //! Redis's clock, ms). One Lua script numbers, keeps and publishes a
 //! publication atomically, so every node sees the offsets in order on the
 //! topic's channel; another reads the epoch, the latest offset and the
-//! entries after a position in one go. With a TTL every key expires that
-//! long after the topic's latest publication (the next one starts a new
-//! epoch), and the read leaves out entries older than it.
+//! entries after a position in one go. With a TTL the stream expires that
+//! long after the topic's latest publication and a read leaves out entries
+//! older than it; the counter and the epoch stay [`POSITION_KEPT`] (or the
+//! TTL, when longer) after the latest publication, so a topic that was
+//! quiet for a while goes on in its epoch (a client that had read
+//! everything is recovered, one behind what expired is not), and only a
+//! topic quiet for longer starts a new one.
 
 use adapter_common::backplane::{BackplaneCommand, HistoryLimits, HistoryRead};
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Value};
 
+/// How long a topic with a TTL keeps its position (counter and epoch) after
+/// its latest publication, unless its TTL is longer.
+const POSITION_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// KEYS: counter, epoch, stream, channel. ARGV: data, size, ttl ms (0:
-/// none), an epoch for a topic that has none. Returns the offset.
+/// none), an epoch for a topic that has none, how long the position stays
+/// (ms, with a ttl). Returns the offset.
 const APPEND: &str = r"
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
@@ -31,8 +40,9 @@ if size > 0 then
   redis.call('XADD', KEYS[3], 'MAXLEN', size, offset .. '-0', 'd', ARGV[1], 't', ms)
 end
 if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
+  local kept = tonumber(ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], kept)
+  redis.call('PEXPIRE', KEYS[2], kept)
   if size > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
 redis.call('PUBLISH', KEYS[4], '#' .. epoch .. ' ' .. offset .. '\n' .. ARGV[1])
@@ -40,7 +50,8 @@ return offset
 ";
 
 /// KEYS: counter, epoch, stream. ARGV: after (-1: the position only), ttl
-/// ms (0: none), an epoch for a topic that has none. Returns
+/// ms (0: none), an epoch for a topic that has none, how long the position
+/// stays (ms, with a ttl). Returns
 /// `{epoch, last, offset1, data1, offset2, data2, ...}`.
 const READ: &str = r"
 local epoch = redis.call('GET', KEYS[2])
@@ -49,7 +60,7 @@ if not epoch then
   epoch = ARGV[3]
   redis.call('SET', KEYS[2], epoch)
   redis.call('DEL', KEYS[1], KEYS[3])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4])) end
 end
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local out = {epoch, last}
@@ -141,6 +152,12 @@ fn ttl_ms(limits: &HistoryLimits) -> u64 {
     })
 }
 
+/// How long the position stays after the latest publication, in ms.
+fn position_kept_ms(limits: &HistoryLimits) -> u64 {
+    let kept = u64::try_from(POSITION_KEPT.as_millis()).unwrap_or(u64::MAX);
+    ttl_ms(limits).max(kept)
+}
+
 /// Numbers, keeps and publishes one publication on `channel`.
 pub(crate) async fn append(
     conn: &mut MultiplexedConnection,
@@ -156,6 +173,7 @@ pub(crate) async fn append(
         limits.size.to_string().into_bytes(),
         ttl_ms(limits).to_string().into_bytes(),
         crate::fresh_epoch().into_bytes(),
+        position_kept_ms(limits).to_string().into_bytes(),
     ];
     eval(
         conn,
@@ -182,6 +200,7 @@ pub(crate) async fn read(
         after.into_bytes(),
         ttl_ms(limits).to_string().into_bytes(),
         crate::fresh_epoch().into_bytes(),
+        position_kept_ms(limits).to_string().into_bytes(),
     ];
     let value = eval(conn, &mut scripts.read, READ, &[n, e, s], &args).await?;
     Ok(parse_read(value))
