@@ -66,6 +66,11 @@ fn simulation_seeds() {
             total.recoveries > 20 && total.recovery_misses > 20 && total.feed_reads > 500,
             "{total:?}"
         );
+        // Runs where the broker keeps the feed's history.
+        assert!(
+            total.broker_numbered > 100 && total.broker_reads > 20 && total.broker_recoveries > 10,
+            "{total:?}"
+        );
     }
 }
 

@@ -18,6 +18,12 @@
 //! - a broker: interest commands and publishes go to it, another node's
 //!   publishes come back from it, it goes away (losing what is sent
 //!   meanwhile) and is restored;
+//! - in some runs the broker keeps [`FEED`]'s history (`broker_history`):
+//!   publications on it go to the broker, which numbers them and hands them
+//!   back in order after a delay, and history reads are answered later
+//!   still, while live ones keep coming (such runs have no broker outage:
+//!   one would lose numbered publications on their way, a gap the live
+//!   subscribers would see);
 //! - recovering clients: live clients subscribed to the history topic
 //!   [`FEED`] that reconnect after every end of their session and subscribe
 //!   again naming the last position they read; every publication they read
@@ -310,7 +316,21 @@ struct Broker {
     restore_at: Option<u64>,
     /// The topics the broker delivers to this node.
     interest: BTreeSet<String>,
+    /// The broker keeps [`FEED`]'s history.
+    history: bool,
+    /// [`FEED`]'s latest offset in the broker.
+    feed_last: u64,
+    /// [`FEED`]'s kept publications: offset, when (ms), data.
+    feed: VecDeque<(u64, u64, Bytes)>,
+    /// Numbered publications on their way to this node, in order.
+    numbered: VecDeque<(u64, Bytes)>,
+    /// History reads waiting for their answer: request, after.
+    reads: VecDeque<(u64, Option<u64>)>,
 }
+
+/// The epoch of [`FEED`]'s history in the simulated broker, which never
+/// loses it.
+const BROKER_EPOCH: &str = "0000000000b20ce5";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum AckKey {
@@ -359,6 +379,12 @@ pub struct Counters {
     pub recovery_misses: u64,
     /// Publications on the feed read by recovering clients.
     pub feed_reads: u64,
+    /// Numbered publications the broker handed to the node.
+    pub broker_numbered: u64,
+    /// History reads the broker answered.
+    pub broker_reads: u64,
+    /// `recovered:true` replies read while the broker keeps the history.
+    pub broker_recoveries: u64,
 }
 
 impl Counters {
@@ -398,6 +424,9 @@ impl Counters {
             reconnects,
             ws_syncs,
             http_syncs,
+            broker_numbered,
+            broker_reads,
+            broker_recoveries,
             recoveries,
             recovery_misses,
             feed_reads
@@ -461,6 +490,8 @@ impl Sim {
         config.hub.timers.ping_interval = Some(PING);
         config.hub.timers.idle_timeout = Some(IDLE);
         config.hub.backplane_events = true;
+        let broker_history = rng.chance(0.4);
+        config.hub.broker_history = broker_history;
         config.hub.history = vec![HistoryRule::new(
             FEED,
             HistoryLimits::new(FEED_HISTORY, Some(FEED_TTL)),
@@ -515,7 +546,8 @@ impl Sim {
         for _ in 0..2 + sim.rng.below(4) {
             sim.spawn_live();
         }
-        if sim.rng.chance(0.8) {
+        sim.broker.history = broker_history;
+        if broker_history || sim.rng.chance(0.8) {
             sim.broker.attached = true;
             sim.broker.up = true;
             sim.with_core(|c, now| c.handle_broker_attached(now));
@@ -621,7 +653,8 @@ impl Sim {
                     .expect("send to an open session");
             }
         }
-        // Every publish reached every subscriber that was not closed meanwhile.
+        // Every publish reached every subscriber that was not closed
+        // meanwhile (a publication the broker numbers comes back later).
         for (c, n) in std::mem::take(&mut self.expected) {
             assert!(
                 self.delivered.contains(&(c, n)) || self.closed_now.contains(&c),
@@ -966,7 +999,24 @@ impl Sim {
                     self.counters.broker_out += 1;
                 }
             }
-            other => panic!("the simulated node keeps its history itself: {other:?}"),
+            BackplaneCommand::Append { topic, data, .. } => {
+                assert!(
+                    self.broker.history && topic == FEED,
+                    "an append of {topic} without the broker keeping its history"
+                );
+                assert!(self.broker.up, "no outage when the broker keeps history");
+                self.broker_append(data);
+            }
+            BackplaneCommand::ReadHistory {
+                request,
+                topic,
+                after,
+                ..
+            } => {
+                assert!(self.broker.history && topic == FEED, "a read of {topic}");
+                self.broker.reads.push_back((request, after));
+            }
+            other => panic!("the simulated broker has no use for {other:?}"),
         }
     }
 
@@ -1073,6 +1123,10 @@ impl Sim {
 
     fn expect_publish(&mut self, topic: &str) -> u64 {
         let n = self.fresh_n();
+        if self.broker.history && topic == FEED {
+            self.counters.publishes += 1;
+            return n;
+        }
         for c in self.subscribers(topic) {
             self.expected.push((c, n));
         }
@@ -1292,11 +1346,79 @@ impl Sim {
         assert!(self.tickets.insert(ticket), "ticket reused");
     }
 
+    /// The broker numbers and keeps a publication on [`FEED`]; it travels
+    /// to this node if the node follows the topic now.
+    fn broker_append(&mut self, data: Bytes) {
+        self.expire_feed();
+        let b = &mut self.broker;
+        b.feed_last += 1;
+        b.feed.push_back((b.feed_last, self.now_ms, data.clone()));
+        while b.feed.len() > FEED_HISTORY {
+            b.feed.pop_front();
+        }
+        if b.interest.contains(FEED) {
+            b.numbered.push_back((b.feed_last, data));
+        }
+    }
+
+    fn expire_feed(&mut self) {
+        let ttl = u64::try_from(FEED_TTL.as_millis()).unwrap_or(u64::MAX);
+        let now = self.now_ms;
+        self.broker.feed.retain(|&(_, at, _)| at + ttl > now);
+    }
+
+    /// The broker's side of [`FEED`]'s history: numbered publications
+    /// arrive in order, reads are answered, other nodes publish.
+    fn broker_history(&mut self) {
+        if self.core.is_none() {
+            return;
+        }
+        if !self.broker.numbered.is_empty() && self.rng.chance(0.5) {
+            if let Some((offset, data)) = self.broker.numbered.pop_front() {
+                self.counters.broker_numbered += 1;
+                self.with_core(|core, now| {
+                    core.handle_broker_numbered(now, FEED, BROKER_EPOCH, offset, &data);
+                });
+            }
+        }
+        if !self.broker.reads.is_empty() && self.rng.chance(0.3) {
+            if let Some((request, after)) = self.broker.reads.pop_front() {
+                self.counters.broker_reads += 1;
+                self.expire_feed();
+                let entries = match after {
+                    Some(after) => self
+                        .broker
+                        .feed
+                        .iter()
+                        .filter(|(o, _, _)| *o > after)
+                        .map(|(o, _, d)| (*o, d.clone()))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let read = crate::HistoryRead {
+                    epoch: BROKER_EPOCH.to_owned(),
+                    last: self.broker.feed_last,
+                    entries,
+                };
+                self.with_core(|core, now| core.handle_history_read(now, request, Some(read)));
+            }
+        }
+        if self.rng.chance(0.03) {
+            // Another node publishes on the feed.
+            let n = self.fresh_n();
+            self.counters.publishes += 1;
+            self.broker_append(Bytes::from(json!({ "n": n }).to_string()));
+        }
+    }
+
     fn broker_faults(&mut self) {
         if !self.broker.attached {
             return;
         }
-        if self.broker.up && self.core.is_some() && self.rng.chance(0.004) {
+        if self.broker.history {
+            self.broker_history();
+        }
+        if self.broker.up && !self.broker.history && self.core.is_some() && self.rng.chance(0.004) {
             self.log("broker lost".into());
             self.counters.broker_outages += 1;
             self.broker.up = false;
@@ -1352,6 +1474,10 @@ impl Sim {
         }
         self.broker.interest.clear();
         self.broker.restore_at = None;
+        // What was on its way to the node, or being read for it, is lost
+        // with it; the broker keeps the history.
+        self.broker.numbered.clear();
+        self.broker.reads.clear();
         self.down_until = self.now_ms + 50 + self.rng.below(1500);
     }
 
@@ -1556,6 +1682,9 @@ impl Sim {
                     assert_eq!(*at, epoch, "{}: recovered in another epoch", conn.name);
                     assert!(offset >= *last, "{}: recovered past the head", conn.name);
                     self.counters.recoveries += 1;
+                    if self.broker.history {
+                        self.counters.broker_recoveries += 1;
+                    }
                 } else {
                     // Nothing old follows: the client reloads and goes on
                     // from the head.
