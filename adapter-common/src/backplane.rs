@@ -6,6 +6,7 @@
 
 pub use server_core::BackplaneCommand;
 pub use server_core::broker::is_local_only;
+pub use server_core::{HistoryLimits, HistoryRead, PresenceMember};
 
 /// Which broker a server's backplane uses (`--broker`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,69 @@ pub fn decode_message(payload: &[u8]) -> Option<(&str, &[u8])> {
     Some((node, &payload[at + 1..]))
 }
 
+/// What goes over the broker for a publication it numbered: `#`, the
+/// epoch, a space, the offset, a newline, the raw JSON data. A node name
+/// never starts with `#`, so the two kinds of message cannot be confused.
+pub fn encode_numbered(epoch: &str, offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(epoch.len() + 24 + data.len());
+    out.push(b'#');
+    out.extend_from_slice(epoch.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(offset.to_string().as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(data);
+    out
+}
+
+/// The epoch, offset and data of a numbered broker message, or `None`
+/// when it is not one.
+pub fn decode_numbered(payload: &[u8]) -> Option<(&str, u64, &[u8])> {
+    let rest = payload.strip_prefix(b"#")?;
+    let at = rest.iter().position(|&b| b == b'\n')?;
+    let head = std::str::from_utf8(&rest[..at]).ok()?;
+    let (epoch, offset) = head.split_once(' ')?;
+    Some((epoch, offset.parse().ok()?, &rest[at + 1..]))
+}
+
+/// A member as the broker stores it: `{"session":S,"user":U}`.
+pub fn encode_member(member: &PresenceMember) -> String {
+    serde_json::json!({"session": member.session, "user": member.user}).to_string()
+}
+
+/// A stored member, or `None` when it is not one.
+pub fn decode_member(text: &[u8]) -> Option<PresenceMember> {
+    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+    let session = v.get("session")?.as_str()?.to_owned();
+    let user = match v.get("user")? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(u) => Some(u.clone()),
+        _ => return None,
+    };
+    Some(PresenceMember { session, user })
+}
+
+/// What goes over the broker for a join or leave: `@`, the sending node's
+/// name, a newline, `+` (joined) or `-` (left), the member's JSON.
+pub fn encode_presence(node: &str, joined: bool, member: &PresenceMember) -> Vec<u8> {
+    let mut out = format!("@{node}\n{}", if joined { '+' } else { '-' }).into_bytes();
+    out.extend_from_slice(encode_member(member).as_bytes());
+    out
+}
+
+/// The node, the change and the member of a presence message, or `None`
+/// when it is not one.
+pub fn decode_presence(payload: &[u8]) -> Option<(&str, bool, PresenceMember)> {
+    let rest = payload.strip_prefix(b"@")?;
+    let at = rest.iter().position(|&b| b == b'\n')?;
+    let node = std::str::from_utf8(&rest[..at]).ok()?;
+    let (joined, member) = match rest.get(at + 1..)?.split_first()? {
+        (b'+', m) => (true, m),
+        (b'-', m) => (false, m),
+        _ => return None,
+    };
+    Some((node, joined, decode_member(member)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +141,22 @@ mod tests {
             Some(("node-1", &br#"{"a":"x\ny"}"#[..]))
         );
         assert_eq!(decode_message(b"no newline"), None);
+        let n = encode_numbered("9f3c", 42, br#"{"a":1}"#);
+        assert_eq!(&n[..], b"#9f3c 42\n{\"a\":1}");
+        assert_eq!(decode_numbered(&n), Some(("9f3c", 42, &br#"{"a":1}"#[..])));
+        assert_eq!(decode_numbered(b"#e x\n1"), None);
+        assert_eq!(decode_numbered(b"node\n1"), None);
+        assert_eq!(decode_numbered(b"#e 1"), None);
+        let bob = PresenceMember {
+            session: "00ff".into(),
+            user: Some("bob".into()),
+        };
+        let p = encode_presence("n1", false, &bob);
+        assert_eq!(decode_presence(&p), Some(("n1", false, bob.clone())));
+        assert_eq!(decode_presence(b"@n1\n*{}"), None);
+        assert_eq!(decode_presence(b"@n1\n+{\"session\":1}"), None);
+        assert_eq!(decode_presence(b"n1\n+{}"), None);
+        assert_eq!(decode_member(encode_member(&bob).as_bytes()), Some(bob));
         assert!(is_local_only("sync:doc"));
         assert!(!is_local_only("chat"));
     }

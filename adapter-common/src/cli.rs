@@ -271,6 +271,9 @@ impl ServeArgs {
         let mut hub = live_core::HubConfig::default();
         hub.limits.read_limit = self.read_limit;
         hub.backplane_events = self.broker.is_some();
+        // Many nodes serve one topic: the broker numbers and keeps history.
+        hub.broker_history = self.broker.is_some();
+        hub.broker_presence = self.broker.is_some();
         hub.limits.max_queued_messages = self.max_queued_messages;
         hub.limits.max_queued_bytes = self.max_queued_bytes;
         hub.limits.max_topics_per_session = self.max_topics_per_session;
@@ -644,6 +647,8 @@ mod tests {
             Some(crate::backplane::BrokerUrl::Nats(_))
         ));
         assert!(a.server_config().hub.backplane_events);
+        assert!(a.server_config().hub.broker_history);
+        assert!(a.server_config().hub.broker_presence);
         assert!(!parse(&[]).unwrap().server_config().hub.backplane_events);
         assert!(parse(&["--broker", "amqp://x"]).is_err());
     }

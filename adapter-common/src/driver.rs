@@ -197,6 +197,20 @@ where
             }
             Input::BrokerMessage { topic, data } => core.handle_broker_message(now, &topic, &data),
             Input::BrokerRestored => core.handle_broker_restored(now),
+            Input::BrokerNumbered(n) => {
+                core.handle_broker_numbered(now, &n.topic, &n.epoch, n.offset, &n.data)
+            }
+            Input::BrokerAppendFailed { topic, data } => {
+                core.handle_broker_append_failed(now, &topic, &data)
+            }
+            Input::HistoryRead { request, read } => core.handle_history_read(now, request, read),
+            Input::BrokerPresence(change) => {
+                let (topic, member, joined) = *change;
+                core.handle_broker_presence(now, &topic, &member, joined)
+            }
+            Input::PresenceRead { request, members } => {
+                core.handle_presence_members(now, request, members)
+            }
             Input::Call(call) => self.call(*call),
             Input::Shutdown { done } => {
                 self.shutdown.push(done);
@@ -321,11 +335,38 @@ where
                 }
                 Output::Broker(command) => {
                     if let Some(broker) = &self.broker
-                        && broker.try_send(command).is_err()
+                        && let Err(e) = broker.try_send(command)
                     {
                         tracing::warn!(
                             "broker link not keeping up or gone; a backplane command was dropped"
                         );
+                        // What waits for an answer gets one: an append is
+                        // delivered here only, a read fails.
+                        let answer = match e.into_inner() {
+                            BackplaneCommand::Append { topic, data, .. } => {
+                                Some(Input::BrokerAppendFailed { topic, data })
+                            }
+                            BackplaneCommand::ReadHistory { request, .. } => {
+                                Some(Input::HistoryRead {
+                                    request,
+                                    read: None,
+                                })
+                            }
+                            BackplaneCommand::ReadPresence { request, .. } => {
+                                Some(Input::PresenceRead {
+                                    request,
+                                    members: None,
+                                })
+                            }
+                            _ => None,
+                        };
+                        if let Some(answer) = answer
+                            && let Some(inbox) = self.weak.upgrade()
+                        {
+                            self.rt.spawn(async move {
+                                let _ = inbox.send(answer).await;
+                            });
+                        }
                     }
                 }
                 Output::Done { ticket, result } => {

@@ -77,6 +77,66 @@ impl<U: Send + 'static> ServerHandle<U> {
         self.send_input(Input::BrokerMessage { topic, data }).await
     }
 
+    /// Delivers a publication the broker numbered (`offset` within `epoch`)
+    /// on a topic whose history it keeps, from any node, this one included,
+    /// to this node's subscribers of `topic`.
+    pub async fn deliver_numbered(
+        &self,
+        topic: String,
+        epoch: String,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), ServerError> {
+        self.send_input(Input::BrokerNumbered(Box::new(crate::inbox::Numbered {
+            topic,
+            epoch,
+            offset,
+            data,
+        })))
+        .await
+    }
+
+    /// The broker could not take a [`BackplaneCommand::Append`]: the
+    /// publication is delivered to this node's subscribers only, without an
+    /// offset.
+    pub async fn append_failed(&self, topic: String, data: Bytes) -> Result<(), ServerError> {
+        self.send_input(Input::BrokerAppendFailed { topic, data })
+            .await
+    }
+
+    /// Answers a [`BackplaneCommand::ReadHistory`] (`None`: the broker could
+    /// not be read).
+    pub async fn history_read(
+        &self,
+        request: u64,
+        read: Option<server_core::HistoryRead>,
+    ) -> Result<(), ServerError> {
+        self.send_input(Input::HistoryRead { request, read }).await
+    }
+
+    /// Another node's session joined (`joined`) or left `topic`: announced
+    /// to this node's watchers of it.
+    pub async fn deliver_presence(
+        &self,
+        topic: String,
+        member: server_core::PresenceMember,
+        joined: bool,
+    ) -> Result<(), ServerError> {
+        self.send_input(Input::BrokerPresence(Box::new((topic, member, joined))))
+            .await
+    }
+
+    /// Answers a [`BackplaneCommand::ReadPresence`] (`None`: the broker
+    /// could not be read).
+    pub async fn presence_read(
+        &self,
+        request: u64,
+        members: Option<Vec<server_core::PresenceMember>>,
+    ) -> Result<(), ServerError> {
+        self.send_input(Input::PresenceRead { request, members })
+            .await
+    }
+
     /// The broker link reconnected after losing its connection: the server
     /// asks again for every topic it has local subscribers for.
     pub async fn backplane_restored(&self) -> Result<(), ServerError> {

@@ -71,6 +71,26 @@ pub(crate) enum Input<U> {
     },
     /// The broker link reconnected.
     BrokerRestored,
+    /// A publication the broker numbered, on a topic whose history it keeps
+    /// (boxed: every connection's frames travel as inputs too).
+    BrokerNumbered(Box<Numbered>),
+    /// The broker could not take an append: deliver it on this node only.
+    BrokerAppendFailed {
+        topic: String,
+        data: Bytes,
+    },
+    /// Another node's session joined (`.2`) or left a topic (boxed).
+    BrokerPresence(Box<(String, server_core::PresenceMember, bool)>),
+    /// The broker's members of a topic (`None`: it could not be read).
+    PresenceRead {
+        request: u64,
+        members: Option<Vec<server_core::PresenceMember>>,
+    },
+    /// The answer to a history read (`None`: the broker could not be read).
+    HistoryRead {
+        request: u64,
+        read: Option<server_core::HistoryRead>,
+    },
     /// A server-side command.
     Call(Box<Call>),
     Shutdown {
@@ -135,6 +155,14 @@ pub(crate) enum Call {
     Metrics {
         reply: Reply<MetricsSnapshot>,
     },
+}
+
+/// A numbered publication from the broker.
+pub(crate) struct Numbered {
+    pub(crate) topic: String,
+    pub(crate) epoch: String,
+    pub(crate) offset: u64,
+    pub(crate) data: Bytes,
 }
 
 #[cfg(test)]

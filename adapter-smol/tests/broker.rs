@@ -32,6 +32,11 @@ fn service_url(var: &str) -> Option<String> {
 /// A smol server node on a free port linked to `broker`, ready once
 /// `/healthz` answers (killed on drop).
 async fn node(broker: &str) -> (Child, String) {
+    node_with(broker, &[]).await
+}
+
+/// [`node`] with extra flags.
+async fn node_with(broker: &str, extra: &[&str]) -> (Child, String) {
     let port = {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap().port()
@@ -47,6 +52,7 @@ async fn node(broker: &str) -> (Child, String) {
             "--broker",
             broker,
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -104,4 +110,75 @@ async fn smol_nodes_fan_out_through_nats() {
         return;
     };
     fans_out_between_two_smol_nodes(&url).await;
+}
+
+/// A client that read up to a position on one smol node resumes on the
+/// other: the broker numbered and kept the publications.
+async fn resumes_on_another_smol_node(broker: &str) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let topic = format!("h:smol-{}-{nanos:x}", std::process::id());
+    let (_a, a) = node_with(broker, &["--history", "h:*=100"]).await;
+    let (_b, b) = node_with(broker, &["--history", "h:*=100"]).await;
+    let mut reader = WsClient::connect_as(&format!("ws://{a}/ws"), "r").await;
+    reader
+        .send(&json!({"topic":"subscribe","data":{"topic": topic, "history": true}}))
+        .await;
+    let (reply, _) = reader.recv_topic("subscribed").await;
+    let epoch = reply["data"]["epoch"].as_str().unwrap().to_owned();
+    let mut writer = WsClient::connect_as(&format!("ws://{a}/ws"), "w").await;
+    for i in 1..=3 {
+        writer.publish(&topic, json!(i)).await;
+    }
+    for i in 1..=3u64 {
+        let (m, _) = reader.recv_topic(&topic).await;
+        assert_eq!(m["offset"].as_u64(), Some(i), "{m}");
+    }
+    reader.close().await;
+    for i in 4..=5 {
+        writer.publish(&topic, json!(i)).await;
+    }
+    // Wait until the broker numbered both (a position reply says so).
+    let mut probe = WsClient::connect_as(&format!("ws://{b}/ws"), "p").await;
+    for _ in 0..200 {
+        probe
+            .send(&json!({"topic":"subscribe","data":{"topic": topic, "history": true}}))
+            .await;
+        let (r, _) = probe.recv_topic("subscribed").await;
+        if r["data"]["offset"].as_u64() >= Some(5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut back = WsClient::connect_as(&format!("ws://{b}/ws"), "r").await;
+    back.send(&json!({"topic":"subscribe","data":{"topic": topic, "since": {"epoch": epoch, "offset": 3}}}))
+        .await;
+    let (reply, _) = back.recv_topic("subscribed").await;
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    for i in 4..=5u64 {
+        let (m, _) = back.recv_topic(&topic).await;
+        assert_eq!(
+            (m["offset"].as_u64(), m["data"].as_u64()),
+            (Some(i), Some(i)),
+            "{m}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smol_client_resumes_on_another_node_through_redis() {
+    let Some(url) = service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    resumes_on_another_smol_node(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smol_client_resumes_on_another_node_through_nats() {
+    let Some(url) = service_url("TEST_NATS_URL") else {
+        return;
+    };
+    resumes_on_another_smol_node(&url).await;
 }

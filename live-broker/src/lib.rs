@@ -26,6 +26,15 @@
 //! Messages from one node are published in order on one connection, so
 //! per-topic order from one publisher holds on every node.
 //!
+//! Topics with history and presence go through the broker's storage: the
+//! link numbers and keeps publications there (`redis_history`,
+//! `nats_history`: Redis Streams, JetStream streams), reads them back for a
+//! recovering subscribe, and records, refreshes and reads members
+//! (`redis_presence`, `nats_presence`), always as the server core's
+//! commands ask; every command that waits for an answer gets one, a failed
+//! one included (an append the broker could not take is handed back to be
+//! delivered on this node only).
+//!
 //! When the broker connection drops, the link logs it, keeps track of the
 //! wanted topics, and on return resubscribes them all and logs the gap (how
 //! long, how many publishes of this node could not be sent): messages sent
@@ -33,16 +42,26 @@
 
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "nats")]
+mod nats_history;
+#[cfg(feature = "nats")]
+mod nats_presence;
+#[cfg(feature = "nats")]
+mod nats_subject;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_history;
+#[cfg(feature = "redis")]
+mod redis_presence;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use adapter_common::ServerHandle;
-#[cfg(any(feature = "redis", feature = "nats"))]
-use adapter_common::backplane::decode_message;
 use adapter_common::backplane::{BackplaneCommand, BrokerUrl};
+#[cfg(any(feature = "redis", feature = "nats"))]
+use adapter_common::backplane::{decode_message, decode_numbered, decode_presence};
 #[cfg(any(feature = "redis", feature = "nats"))]
 use bytes::Bytes;
 
@@ -202,8 +221,28 @@ struct Link<U> {
 
 #[cfg(any(feature = "redis", feature = "nats"))]
 impl<U: Send + 'static> Link<U> {
-    /// Delivers a broker message on `topic` locally, unless it is our own.
+    /// Delivers a broker message on `topic` locally, unless it is our own
+    /// plain publish (a numbered one comes back to every node, ours too:
+    /// only the broker's copy carries its offset).
     async fn deliver(&self, topic: String, payload: &[u8]) {
+        if let Some((epoch, offset, data)) = decode_numbered(payload) {
+            let _ = self
+                .handle
+                .deliver_numbered(
+                    topic,
+                    epoch.to_owned(),
+                    offset,
+                    Bytes::copy_from_slice(data),
+                )
+                .await;
+            return;
+        }
+        if let Some((node, joined, member)) = decode_presence(payload) {
+            if node != self.node {
+                let _ = self.handle.deliver_presence(topic, member, joined).await;
+            }
+            return;
+        }
         match decode_message(payload) {
             Some((node, _)) if node == self.node => {}
             Some((_, data)) => {
@@ -229,6 +268,41 @@ fn apply_interest(topics: &mut std::collections::BTreeSet<String>, command: &Bac
         for t in unsubscribe {
             topics.remove(t);
         }
+    }
+}
+
+/// A fresh epoch for a topic whose history starts in the broker: 16 hex
+/// digits from the standard library's random hash keys (seeded from the
+/// operating system; each call draws new keys).
+#[cfg(any(feature = "redis", feature = "nats"))]
+fn fresh_epoch() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// Answers what a history command waits for when the broker cannot do it:
+/// an append is delivered on this node only, a read fails.
+#[cfg(any(feature = "redis", feature = "nats"))]
+async fn answer_unreachable<U: Send + 'static>(
+    handle: &ServerHandle<U>,
+    command: BackplaneCommand,
+) {
+    match command {
+        BackplaneCommand::Append { topic, data, .. } => {
+            tracing::warn!(%topic, "broker unreachable: append failed; the publication stays on this node");
+            let _ = handle.append_failed(topic, data).await;
+        }
+        BackplaneCommand::ReadHistory { request, .. } => {
+            let _ = handle.history_read(request, None).await;
+        }
+        BackplaneCommand::ReadPresence { request, .. } => {
+            let _ = handle.presence_read(request, None).await;
+        }
+        _ => {}
     }
 }
 

@@ -4,7 +4,6 @@
 //! link logs the loss and the gap.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
@@ -12,14 +11,12 @@ use adapter_common::backplane::{BackplaneCommand, encode_message};
 use futures_util::StreamExt;
 
 use crate::Link;
+use crate::nats_history::{History, numbered};
+use crate::nats_presence::{self, Presence};
+use crate::nats_subject::hex_topic;
 
 fn subject(topic: &str) -> String {
-    let mut s = String::with_capacity(5 + topic.len() * 2);
-    s.push_str("live.");
-    for b in topic.as_bytes() {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    format!("live.{}", hex_topic(topic))
 }
 
 pub(crate) async fn run<U: Send + 'static>(
@@ -61,8 +58,23 @@ pub(crate) async fn run<U: Send + 'static>(
             return;
         }
     };
+    let mut history = History::new(client.clone());
+    let mut presence = Presence::new(client.clone());
+    let mut refresh = tokio::time::interval(nats_presence::REFRESH);
     let mut subscriptions: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
-    while let Ok(command) = commands.recv().await {
+    loop {
+        let command = tokio::select! {
+            command = commands.recv() => match command {
+                Ok(c) => c,
+                Err(_) => return,
+            },
+            _ = refresh.tick() => {
+                if let Err(e) = presence.refresh().await {
+                    tracing::warn!(error = %e, "broker (nats) presence refresh failed");
+                }
+                continue;
+            }
+        };
         match command {
             BackplaneCommand::Interest {
                 subscribe,
@@ -79,7 +91,22 @@ pub(crate) async fn run<U: Send + 'static>(
                             let (link, topic2) = (link.clone(), topic.clone());
                             let task = tokio::spawn(async move {
                                 while let Some(m) = sub.next().await {
-                                    link.deliver(topic2.clone(), &m.payload).await;
+                                    match numbered(m.headers.as_ref()) {
+                                        // The epoch marker of an empty history.
+                                        Some((_, 0)) => {}
+                                        Some((epoch, offset)) => {
+                                            let _ = link
+                                                .handle
+                                                .deliver_numbered(
+                                                    topic2.clone(),
+                                                    epoch,
+                                                    offset,
+                                                    m.payload,
+                                                )
+                                                .await;
+                                        }
+                                        None => link.deliver(topic2.clone(), &m.payload).await,
+                                    }
                                 }
                             });
                             subscriptions.insert(topic, task.abort_handle());
@@ -95,6 +122,54 @@ pub(crate) async fn run<U: Send + 'static>(
                 if let Err(e) = client.publish(subject(&topic), payload.into()).await {
                     tracing::warn!(error = %e, %topic, "broker (nats) publish failed");
                 }
+            }
+            BackplaneCommand::Append {
+                topic,
+                data,
+                limits,
+            } => {
+                if let Err(e) = history.append(&topic, data.clone(), &limits).await {
+                    tracing::warn!(error = %e, %topic, "broker (nats) append failed; the publication stays on this node");
+                    let _ = link.handle.append_failed(topic, data).await;
+                }
+            }
+            BackplaneCommand::Presence {
+                topic,
+                member,
+                joined,
+            } => {
+                let plain = subject(&topic);
+                if let Err(e) = presence
+                    .change(&client, &link.node, &topic, plain, member, joined)
+                    .await
+                {
+                    tracing::warn!(error = %e, %topic, "broker (nats) presence change failed");
+                }
+            }
+            BackplaneCommand::ReadPresence { request, topic } => {
+                let members = match presence.read(&topic).await {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %topic, "broker (nats) presence read failed");
+                        None
+                    }
+                };
+                let _ = link.handle.presence_read(request, members).await;
+            }
+            BackplaneCommand::ReadHistory {
+                request,
+                topic,
+                after,
+                limits,
+            } => {
+                let read = match history.read(&topic, after, &limits).await {
+                    Ok(read) => Some(read),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %topic, "broker (nats) history read failed");
+                        None
+                    }
+                };
+                let _ = link.handle.history_read(request, read).await;
             }
             _ => {}
         }

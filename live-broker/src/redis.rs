@@ -11,7 +11,9 @@ use adapter_common::backplane::{BackplaneCommand, encode_message};
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 
-use crate::{Link, apply_interest};
+use crate::redis_history::{self, Scripts};
+use crate::redis_presence::{self, Presence};
+use crate::{Link, answer_unreachable, apply_interest};
 
 const PREFIX: &str = "live:";
 
@@ -28,6 +30,7 @@ pub(crate) async fn run<U: Send + 'static>(
     // Since when the broker is unreachable, and how many of our publishes
     // could not be sent meanwhile.
     let mut lost: Option<(Instant, u64)> = None;
+    let mut presence = Presence::default();
     loop {
         let connected = async {
             let publisher = client.get_multiplexed_async_connection().await?;
@@ -51,6 +54,15 @@ pub(crate) async fn run<U: Send + 'static>(
                         command = commands.recv() => match command {
                             Err(_) => return,
                             Ok(c @ BackplaneCommand::Interest { .. }) => apply_interest(&mut topics, &c),
+                            Ok(BackplaneCommand::Presence { topic, member, joined }) => {
+                                presence.track(&topic, &member, joined);
+                            }
+                            Ok(c) if redis_history::waits_for_answer(&c) => {
+                                if matches!(c, BackplaneCommand::Append { .. }) {
+                                    *dropped += 1;
+                                }
+                                answer_unreachable(&link.handle, c).await;
+                            }
                             Ok(_) => *dropped += 1,
                         },
                     }
@@ -76,8 +88,20 @@ pub(crate) async fn run<U: Send + 'static>(
             );
         }
         let mut dropped = 0;
+        let mut scripts = Scripts::new();
+        // The first tick is at once: entries written before a drop (or
+        // tracked during it) are restored.
+        let mut refresh = tokio::time::interval(redis_presence::REFRESH);
         loop {
             tokio::select! {
+                _ = refresh.tick() => {
+                    if let Err(e) = presence.refresh(&mut publisher, channel).await {
+                        tracing::warn!(error = %e, "broker (redis) presence refresh failed");
+                        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                            break;
+                        }
+                    }
+                }
                 command = commands.recv() => {
                     let Ok(command) = command else { return };
                     let sent = match &command {
@@ -99,6 +123,46 @@ pub(crate) async fn run<U: Send + 'static>(
                             }
                             r
                         }
+                        BackplaneCommand::Append { topic, data, limits } => {
+                            let r = redis_history::append(&mut publisher, &mut scripts, topic, channel(topic), data, limits).await;
+                            if let Err(e) = &r {
+                                dropped += 1;
+                                tracing::warn!(%topic, error = %e, "broker (redis) append failed; the publication stays on this node");
+                                let _ = link.handle.append_failed(topic.clone(), data.clone()).await;
+                            }
+                            only_connection_errors(r)
+                        }
+                        BackplaneCommand::Presence { topic, member, joined } => {
+                            let r = presence.change(&mut publisher, &link.node, topic, channel(topic), member, *joined).await;
+                            if let Err(e) = &r {
+                                tracing::warn!(%topic, error = %e, "broker (redis) presence change failed");
+                            }
+                            only_connection_errors(r)
+                        }
+                        BackplaneCommand::ReadPresence { request, topic } => {
+                            let r = presence.read(&mut publisher, topic).await;
+                            let (members, r) = match r {
+                                Ok(m) => (Some(m), Ok(())),
+                                Err(e) => {
+                                    tracing::warn!(%topic, error = %e, "broker (redis) presence read failed");
+                                    (None, Err(e))
+                                }
+                            };
+                            let _ = link.handle.presence_read(*request, members).await;
+                            only_connection_errors(r)
+                        }
+                        BackplaneCommand::ReadHistory { request, topic, after, limits } => {
+                            let r = redis_history::read(&mut publisher, &mut scripts, topic, *after, limits).await;
+                            let (read, r) = match r {
+                                Ok(read) => (read, Ok(())),
+                                Err(e) => (None, Err(e)),
+                            };
+                            if read.is_none() {
+                                tracing::warn!(%topic, "broker (redis) history read failed");
+                            }
+                            let _ = link.handle.history_read(*request, read).await;
+                            only_connection_errors(r)
+                        }
                         _ => Ok(()),
                     };
                     apply_interest(&mut topics, &command);
@@ -118,5 +182,15 @@ pub(crate) async fn run<U: Send + 'static>(
             }
         }
         lost = Some((Instant::now(), dropped));
+    }
+}
+
+/// A script's own error (a key of another type, a reply of another shape)
+/// is the command's failure, already answered; only a lost connection ends
+/// the connection.
+fn only_connection_errors(r: redis::RedisResult<()>) -> redis::RedisResult<()> {
+    match r {
+        Err(e) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => Ok(()),
+        other => other,
     }
 }

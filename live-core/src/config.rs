@@ -34,6 +34,22 @@ pub struct HubConfig {
     /// costs nothing more. An embedder's
     /// [`HistoryPolicy`](crate::HistoryPolicy) is asked before these rules.
     pub history: Vec<HistoryRule>,
+    /// Whether a broker keeps the history of topics with one (`--broker`):
+    /// their publications are not numbered here but handed out as
+    /// [`Event::Append`](crate::Event::Append), and come back numbered to
+    /// every node with [`Hub::deliver_numbered`](crate::Hub::deliver_numbered);
+    /// a subscribe naming a position asks the broker with
+    /// [`Event::ReadHistory`](crate::Event::ReadHistory). `sync:` topics keep
+    /// their history on the node. Default `false`.
+    pub broker_history: bool,
+    /// Whether presence spans the nodes sharing a broker (`--broker`):
+    /// local joins and leaves are reported as
+    /// [`Event::PresenceChange`](crate::Event::PresenceChange), other nodes'
+    /// come in with [`Hub::deliver_presence`](crate::Hub::deliver_presence),
+    /// and a `presence` query waits for the broker's members
+    /// ([`Event::PresenceQuery`](crate::Event::PresenceQuery)). `sync:`
+    /// topics stay on the node. Default `false`.
+    pub broker_presence: bool,
 }
 
 impl Default for HubConfig {
@@ -45,6 +61,8 @@ impl Default for HubConfig {
             application_messages: true,
             backplane_events: false,
             history: Vec::new(),
+            broker_history: false,
+            broker_presence: false,
         }
     }
 }

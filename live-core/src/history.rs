@@ -117,6 +117,19 @@ fn glob_matches(pattern: &str, value: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// What a broker holds of one topic's history, the answer to
+/// [`Event::ReadHistory`](crate::Event::ReadHistory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryRead {
+    /// The topic's epoch (empty: the broker holds no history for it).
+    pub epoch: String,
+    /// The offset of its latest publication (0: none).
+    pub last: u64,
+    /// `(offset, raw JSON data)` of the publications after the asked offset
+    /// up to `last`, oldest first, as far as the broker still holds them.
+    pub entries: Vec<(u64, Bytes)>,
+}
+
 /// A position a client names: the epoch and the last offset it received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Since {

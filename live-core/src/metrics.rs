@@ -46,4 +46,7 @@ pub struct Metrics {
     pub recoveries: u64,
     /// Total: subscribes naming a position that was gone (`recovered:false`).
     pub recoveries_failed: u64,
+    /// Total: publications on topics whose history a broker keeps that it
+    /// could not take, delivered on this node only without an offset.
+    pub history_unnumbered: u64,
 }

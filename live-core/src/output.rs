@@ -130,6 +130,60 @@ pub enum Event<A> {
         /// The raw JSON data.
         data: Bytes,
     },
+    /// A publication on a topic whose history the broker keeps
+    /// ([`HubConfig::broker_history`](crate::HubConfig::broker_history)). Nothing
+    /// was delivered yet: the broker numbers it, keeps it within `limits` and
+    /// hands it to every node with interest in the topic, this one included,
+    /// which delivers it with [`Hub::deliver_numbered`](crate::Hub::deliver_numbered).
+    /// When the broker cannot take it, [`Hub::deliver_unnumbered`](crate::Hub::deliver_unnumbered)
+    /// delivers it on this node alone.
+    Append {
+        /// The topic.
+        topic: String,
+        /// The raw JSON data.
+        data: Bytes,
+        /// What the topic's history keeps.
+        limits: crate::HistoryLimits,
+    },
+    /// A subscribe asked for its position on a topic whose history the
+    /// broker keeps: read the broker's epoch and latest offset of the topic
+    /// and, when `after` is given, the publications after that offset, then
+    /// answer with [`Hub::handle_history_read`](crate::Hub::handle_history_read).
+    /// Asked after the subscription took effect (after the
+    /// [`Event::TopicActive`] it may have caused), so a read started once the
+    /// broker delivers the topic misses nothing.
+    ReadHistory {
+        /// Names the answer.
+        request: u64,
+        /// The topic.
+        topic: String,
+        /// Read the publications after this offset; `None`: the position only.
+        after: Option<u64>,
+        /// What the topic's history keeps.
+        limits: crate::HistoryLimits,
+    },
+    /// A local session joined or left `topic` (only with
+    /// [`HubConfig::broker_presence`](crate::HubConfig::broker_presence)):
+    /// record it in the broker and tell the other nodes, which announce it
+    /// with [`Hub::deliver_presence`](crate::Hub::deliver_presence).
+    PresenceChange {
+        /// The topic.
+        topic: String,
+        /// The session and its presence user.
+        member: crate::PresenceMember,
+        /// Joined (`true`) or left.
+        joined: bool,
+    },
+    /// A `presence` query (only with
+    /// [`HubConfig::broker_presence`](crate::HubConfig::broker_presence)):
+    /// read the topic's members the broker holds and answer with
+    /// [`Hub::handle_presence_members`](crate::Hub::handle_presence_members).
+    PresenceQuery {
+        /// Names the answer.
+        request: u64,
+        /// The topic.
+        topic: String,
+    },
     /// The session ended. Reported exactly once per session that was opened.
     Closed {
         /// The session.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+#[cfg(test)]
 use crate::SessionId;
 use crate::envelope::{encode, write_json_string};
 
@@ -64,10 +65,20 @@ impl Watchers {
     }
 }
 
+/// One member of a topic as other nodes report it: its session id and
+/// presence user.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PresenceMember {
+    /// The session id (16 hex digits for this hub's sessions).
+    pub session: String,
+    /// What the presence user shows (`None`: `null`).
+    pub user: Option<String>,
+}
+
 /// One member as the wire shows it: `{"session":S,"user":U}`.
-fn write_member(buf: &mut Vec<u8>, session: SessionId, user: Option<&str>) {
+fn write_member(buf: &mut Vec<u8>, session: &str, user: Option<&str>) {
     buf.extend_from_slice(b"{\"session\":");
-    write_json_string(buf, &session.to_string());
+    write_json_string(buf, session);
     buf.extend_from_slice(b",\"user\":");
     match user {
         Some(u) => write_json_string(buf, u),
@@ -77,17 +88,12 @@ fn write_member(buf: &mut Vec<u8>, session: SessionId, user: Option<&str>) {
 }
 
 /// `{"topic":"join"|"leave","data":{"topic":T,"session":S,"user":U}}`.
-pub(crate) fn encode_change(
-    kind: &str,
-    topic: &str,
-    session: SessionId,
-    user: Option<&str>,
-) -> Bytes {
+pub(crate) fn encode_change(kind: &str, topic: &str, session: &str, user: Option<&str>) -> Bytes {
     let mut data = Vec::with_capacity(topic.len() + 64);
     data.extend_from_slice(b"{\"topic\":");
     write_json_string(&mut data, topic);
     data.extend_from_slice(b",\"session\":");
-    write_json_string(&mut data, &session.to_string());
+    write_json_string(&mut data, session);
     data.extend_from_slice(b",\"user\":");
     match user {
         Some(u) => write_json_string(&mut data, u),
@@ -100,7 +106,7 @@ pub(crate) fn encode_change(
 /// `{"topic":"presence","data":{"topic":T,"clients":[{"session":S,"user":U},...]}}`.
 pub(crate) fn encode_list<'a>(
     topic: &str,
-    members: impl Iterator<Item = (SessionId, Option<&'a str>)>,
+    members: impl Iterator<Item = (&'a str, Option<&'a str>)>,
 ) -> Bytes {
     let mut data = Vec::with_capacity(topic.len() + 64);
     data.extend_from_slice(b"{\"topic\":");
@@ -122,7 +128,8 @@ mod tests {
 
     #[test]
     fn frames_are_the_documented_json() {
-        let s = SessionId::from_u64(0xab);
+        let id = SessionId::from_u64(0xab).to_string();
+        let s = id.as_str();
         let join = encode_change("join", "room", s, Some("ann"));
         assert_eq!(
             &join[..],

@@ -13,11 +13,26 @@
 //!   node after it has the change (see the core's reload policy), so a poke
 //!   never reaches a client before its node can serve the change;
 //! - a local publish is delivered locally by the hub and sent to the broker
-//!   once; the link drops the broker's copy of its own messages.
+//!   once; the link drops the broker's copy of its own messages;
+//! - on a topic whose history the broker keeps (`HubConfig::broker_history`)
+//!   a publish is not delivered locally: it goes out as
+//!   [`BackplaneCommand::Append`], the broker numbers it and every node
+//!   interested in the topic, this one included, delivers it numbered; when
+//!   the broker cannot take it, it is delivered on this node only, without
+//!   an offset;
+//! - a subscribe that names a position is answered from a
+//!   [`BackplaneCommand::ReadHistory`] sent after the step's interest
+//!   change, so the link subscribes to the topic before it reads;
+//! - presence spans the nodes (`HubConfig::broker_presence`): each local
+//!   join and leave goes out as [`BackplaneCommand::Presence`] (the link
+//!   records the member, keeps it fresh while it stays, and tells the other
+//!   nodes), and a `presence` query reads the broker's members
+//!   ([`BackplaneCommand::ReadPresence`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use live_core::{HistoryLimits, PresenceMember};
 
 /// What the core asks of a broker link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +52,53 @@ pub enum BackplaneCommand {
         topic: String,
         /// The raw JSON data.
         data: Bytes,
+    },
+    /// Number a publication on a topic whose history the broker keeps, keep
+    /// it within `limits`, and deliver it to every node interested in the
+    /// topic, this one included (`ServerHandle::deliver_numbered`). When it
+    /// cannot, hand it back (`ServerHandle::append_failed`).
+    Append {
+        /// The topic.
+        topic: String,
+        /// The raw JSON data.
+        data: Bytes,
+        /// What the topic's history keeps.
+        limits: HistoryLimits,
+    },
+    /// Read the topic's epoch, latest offset and, when `after` is given,
+    /// the publications after it; answer with `ServerHandle::history_read`
+    /// (`None` when the broker cannot be read). Sent after the interest
+    /// change that subscribes to the topic.
+    ReadHistory {
+        /// Names the answer.
+        request: u64,
+        /// The topic.
+        topic: String,
+        /// Read the publications after this offset; `None`: the position only.
+        after: Option<u64>,
+        /// What the topic's history keeps.
+        limits: HistoryLimits,
+    },
+    /// A local session joined (`joined`) or left `topic`: record it in the
+    /// broker (refreshed while it stays; a node that dies leaves entries
+    /// that expire) and tell the other nodes
+    /// (`ServerHandle::deliver_presence`).
+    Presence {
+        /// The topic.
+        topic: String,
+        /// The session and its presence user.
+        member: PresenceMember,
+        /// Joined or left.
+        joined: bool,
+    },
+    /// Read the members of `topic` the broker holds (every node's) and
+    /// answer with `ServerHandle::presence_read` (`None`: it could not be
+    /// read).
+    ReadPresence {
+        /// Names the answer.
+        request: u64,
+        /// The topic.
+        topic: String,
     },
 }
 

@@ -88,4 +88,7 @@ pub use output::{
 pub use policy::{AllowAll, Policy};
 pub use request::{Body, HttpSync};
 
-pub use live_core::{CloseReason, Command, Frame, OutFrame, PeerFault, SessionId};
+pub use live_core::{
+    CloseReason, Command, Frame, HistoryLimits, HistoryRead, OutFrame, PeerFault, PresenceMember,
+    SessionId,
+};

@@ -224,6 +224,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
         l.recoveries_failed.to_string(),
     );
     metric(
+        "live_history_unnumbered_total",
+        counter,
+        "Publications on broker-kept history topics the broker could not take (delivered on this node only, without offset).",
+        l.history_unnumbered.to_string(),
+    );
+    metric(
         "sync_pushes_total",
         counter,
         "Push requests handled.",
@@ -433,6 +439,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 42);
+        assert_eq!(samples.len(), 43);
     }
 }

@@ -163,3 +163,142 @@ fn presence_shows_the_user_the_policy_derives_and_needs_the_topic_right() {
         "{lines:?}"
     );
 }
+
+/// With a broker keeping history (`broker_history`): a publish on a history
+/// topic leaves as an append and is delivered only when it comes back
+/// numbered; a recovering subscribe's read goes out after the interest that
+/// subscribes the node to the topic; without a link, publications stay on
+/// the node and reads fail.
+#[test]
+fn a_broker_keeps_history_the_read_follows_the_interest_and_without_a_link_nothing_waits() {
+    let mut c = config("chat:*", 10, Some(Duration::from_secs(60)));
+    c.hub.backplane_events = true;
+    c.hub.broker_history = true;
+    let mut h = Harness::with(c, MemoryStore::new());
+    // No link yet: delivered unnumbered, and a read fails at once.
+    let alice = h.open("alice");
+    h.subscribe(alice, "chat:1");
+    h.text(
+        alice,
+        r#"{"topic":"publish","data":{"topic":"chat:1","data":1}}"#,
+    );
+    assert_eq!(h.drain(), [r#"alice <- {"topic":"chat:1","data":1}"#]);
+    h.text(alice, &since("chat:1", "e", 0));
+    assert_eq!(
+        h.drain(),
+        [
+            r#"alice <- {"topic":"subscribed","data":{"topic":"chat:1","epoch":"","offset":0,"recovered":false}}"#
+        ]
+    );
+
+    h.core.handle_broker_attached(h.now);
+    assert_eq!(
+        h.drain(),
+        [r#"broker Interest { subscribe: ["chat:1"], unsubscribe: [] }"#]
+    );
+    h.text(
+        alice,
+        r#"{"topic":"publish","data":{"topic":"chat:1","data":2}}"#,
+    );
+    assert_eq!(
+        h.drain(),
+        [
+            r#"broker Append { topic: "chat:1", data: b"2", limits: HistoryLimits { size: 10, ttl: Some(60s) } }"#
+        ]
+    );
+    h.core.publish("chat:1", "3".into()).unwrap();
+    assert_eq!(
+        h.drain(),
+        [
+            r#"broker Append { topic: "chat:1", data: b"3", limits: HistoryLimits { size: 10, ttl: Some(60s) } }"#
+        ]
+    );
+    h.core.handle_broker_numbered(h.now, "chat:1", "e", 1, b"2");
+    assert_eq!(
+        h.drain(),
+        [r#"alice <- {"topic":"chat:1","data":2,"offset":1}"#]
+    );
+    h.core.handle_broker_append_failed(h.now, "chat:1", b"3");
+    assert_eq!(h.drain(), [r#"alice <- {"topic":"chat:1","data":3}"#]);
+
+    let bob = h.open("bob");
+    h.text(bob, &since("chat:2", "e", 0));
+    assert_eq!(
+        h.drain(),
+        [
+            r#"broker Interest { subscribe: ["chat:2"], unsubscribe: [] }"#,
+            r#"broker ReadHistory { request: 2, topic: "chat:2", after: Some(0), limits: HistoryLimits { size: 10, ttl: Some(60s) } }"#,
+        ]
+    );
+    h.core.handle_history_read(
+        h.now,
+        2,
+        Some(server_core::HistoryRead {
+            epoch: "e".into(),
+            last: 1,
+            entries: vec![(1, bytes::Bytes::from_static(b"\"x\""))],
+        }),
+    );
+    assert_eq!(
+        h.drain(),
+        [
+            r#"bob <- {"topic":"subscribed","data":{"topic":"chat:2","epoch":"e","offset":1,"recovered":true}}"#,
+            r#"bob <- {"topic":"chat:2","data":"x","offset":1}"#,
+        ]
+    );
+    h.core
+        .handle_broker_numbered(h.now, "chat:2", "e", 1, b"\"x\"");
+    assert!(h.drain().is_empty(), "the live copy of a replayed one");
+}
+
+/// Presence across nodes (`broker_presence`): joins and leaves go to the
+/// broker (sync topics excepted), other nodes' are announced, and a query
+/// waits for the broker's members, read after the step's interest change;
+/// without a link it lists this node's subscribers at once.
+#[test]
+fn presence_spans_nodes_through_the_broker() {
+    let mut c = config("none", 1, None);
+    c.hub.backplane_events = true;
+    c.hub.broker_presence = true;
+    let mut h = Harness::with(c, MemoryStore::new());
+    let alice = h.open("alice");
+    h.text(alice, r#"{"topic":"presence","data":{"topic":"room"}}"#);
+    assert_eq!(
+        h.drain(),
+        [r#"alice <- {"topic":"presence","data":{"topic":"room","clients":[]}}"#]
+    );
+    h.core.handle_broker_attached(h.now);
+    h.text(
+        alice,
+        r#"{"topic":"subscribe","data":{"topic":"room","presence":true}}"#,
+    );
+    h.text(alice, r#"{"topic":"presence","data":{"topic":"room"}}"#);
+    let lines = h.drain();
+    let id = h.core.hub().sessions().next().unwrap().to_string();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                r#"broker Presence {{ topic: "room", member: PresenceMember {{ session: "{id}", user: Some("alice") }}, joined: true }}"#
+            ),
+            r#"broker Interest { subscribe: ["room"], unsubscribe: [] }"#.to_owned(),
+            r#"broker ReadPresence { request: 2, topic: "room" }"#.to_owned(),
+        ]
+    );
+    let bob = server_core::PresenceMember {
+        session: "00000000000000ff".into(),
+        user: Some("bob".into()),
+    };
+    h.core
+        .handle_presence_members(h.now, 2, Some(vec![bob.clone()]));
+    h.core.handle_broker_presence(h.now, "room", &bob, false);
+    assert_eq!(
+        h.drain(),
+        [
+            format!(
+                r#"alice <- {{"topic":"presence","data":{{"topic":"room","clients":[{{"session":"{id}","user":"alice"}},{{"session":"00000000000000ff","user":"bob"}}]}}}}"#
+            ),
+            r#"alice <- {"topic":"leave","data":{"topic":"room","session":"00000000000000ff","user":"bob"}}"#.to_owned(),
+        ]
+    );
+}

@@ -39,10 +39,17 @@ impl<A> Hub<A> {
     ///
     /// On a topic with history the publication is numbered and kept, stamped
     /// with the latest instant an input brought; [`publish_at`](Hub::publish_at)
-    /// gives the instant itself.
+    /// gives the instant itself. On a topic whose history a broker keeps
+    /// ([`HubConfig::broker_history`](crate::HubConfig::broker_history)) it
+    /// becomes an [`Event::Append`](crate::Event::Append) and is queued for
+    /// no one yet (`Ok(0)`).
     pub fn publish(&mut self, topic: &str, data: &[u8]) -> Result<usize, HubError> {
         self.check_topic(topic)?;
         let data = envelope::validate_json(data).map_err(HubError::InvalidJson)?;
+        if self.append_to_broker(topic, data) {
+            // The broker numbers it; it comes back through `deliver_numbered`.
+            return Ok(0);
+        }
         let frame = self.encode_publication(self.clock, topic, data);
         Ok(self.fan_out(topic, frame))
     }
@@ -154,6 +161,7 @@ impl<A> Hub<A> {
             self.close_key(key, CloseReason::Shutdown);
         }
         self.history = crate::history::History::default();
+        self.remote = super::remote::Remote::default();
     }
 
     fn key(&self, id: SessionId) -> Result<usize, HubError> {
@@ -171,7 +179,7 @@ impl<A> Hub<A> {
         Ok(key)
     }
 
-    fn check_topic(&self, topic: &str) -> Result<(), HubError> {
+    pub(super) fn check_topic(&self, topic: &str) -> Result<(), HubError> {
         if topic.is_empty() {
             return Err(HubError::InvalidTopic("empty"));
         }

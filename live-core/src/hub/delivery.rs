@@ -52,6 +52,11 @@ impl<A> Hub<A> {
     /// Queues one shared frame for every subscriber of `topic`; closes those whose
     /// queue overflows. Returns how many sessions it was queued for.
     pub(super) fn fan_out(&mut self, topic: &str, frame: Bytes) -> usize {
+        self.fan_out_skipping(topic, frame, &[])
+    }
+
+    /// [`fan_out`](Hub::fan_out) to every subscriber but those in `skip`.
+    pub(super) fn fan_out_skipping(&mut self, topic: &str, frame: Bytes, skip: &[usize]) -> usize {
         self.metrics.publishes += 1;
         let Some(subscribers) = self.topics.get(topic) else {
             return 0;
@@ -61,6 +66,9 @@ impl<A> Hub<A> {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
         for &key in subscribers {
+            if skip.contains(&key) {
+                continue;
+            }
             let s = &mut self.sessions[key];
             let fits = s.queued_messages < limits.max_queued_messages
                 && (s.queued_messages == 0
@@ -137,6 +145,9 @@ impl<A> Hub<A> {
         }
         if let Some(set) = self.topics.get_mut(topic) {
             set.remove(&key);
+            if self.config.broker_history {
+                self.remote.left(topic, key, set.is_empty());
+            }
             if set.is_empty() {
                 self.topics.remove(topic);
                 self.release_history(topic);
@@ -165,6 +176,9 @@ impl<A> Hub<A> {
             }
         }
         self.unsubscribe_all_key(key);
+        if !self.presence_queries.is_empty() {
+            self.presence_queries.retain(|_, (k, _, _)| *k != key);
+        }
         let Some(s) = self.sessions.try_remove(key) else {
             // Closed meanwhile by what its leaving set off; reported then.
             return;

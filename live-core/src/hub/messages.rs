@@ -227,6 +227,10 @@ impl<A> Hub<A> {
             Command::Publish => {
                 // Read before fanning out: the publisher may be closed by it.
                 let id = self.sessions[key].id;
+                if self.append_to_broker(topic, &data) {
+                    // The broker numbers it and hands it to every node.
+                    return;
+                }
                 let frame = self.encode_publication(Some(now), topic, &data);
                 self.fan_out(topic, frame);
                 if self.config.backplane_events {

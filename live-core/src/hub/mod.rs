@@ -11,6 +11,7 @@ mod inbound;
 mod messages;
 mod presence;
 mod recovery;
+mod remote;
 mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -86,10 +87,17 @@ pub struct Hub<A> {
     shut_down: bool,
     /// Rings of the topics with history (see `recovery.rs`).
     history: History,
+    /// Positions and waiting reads of topics whose history a broker keeps
+    /// (see `remote.rs`).
+    remote: remote::Remote,
     /// The embedder's choice of history topics, asked before the rules.
     history_policy: Option<Box<dyn HistoryPolicy>>,
     /// Sessions that hear joins and leaves, per topic.
     watchers: Watchers,
+    /// Presence queries waiting for the broker's members: request ->
+    /// (slab key, session, topic).
+    presence_queries: BTreeMap<u64, (usize, SessionId, String)>,
+    next_presence_query: u64,
     /// The latest instant an input brought: server commands that take no
     /// time (`publish`) stamp history entries with it.
     clock: Option<Instant>,
@@ -119,8 +127,11 @@ impl<A: 'static> Hub<A> {
             metrics: Metrics::default(),
             shut_down: false,
             history: History::default(),
+            remote: remote::Remote::default(),
             history_policy: None,
             watchers: Watchers::default(),
+            presence_queries: BTreeMap::new(),
+            next_presence_query: 0,
             clock: None,
         }
     }
@@ -229,8 +240,12 @@ impl<A> Hub<A> {
 
     /// The epoch and latest offset of a topic with a history running (it
     /// starts with the first publication or history subscribe).
+    /// On a topic whose history a broker keeps: the latest position seen
+    /// while it has subscribers.
     pub fn history_position(&self, topic: &str) -> Option<(&str, u64)> {
-        self.history.position(topic)
+        self.history
+            .position(topic)
+            .or_else(|| self.remote.position(topic))
     }
 
     /// Whether [`shutdown`](Hub::shutdown) has run.

@@ -28,7 +28,7 @@ impl<A> Hub<A> {
     }
 
     /// The history `topic` keeps, if any: the policy first, then the rules.
-    fn history_limits(&self, topic: &str) -> Option<HistoryLimits> {
+    pub(super) fn history_limits(&self, topic: &str) -> Option<HistoryLimits> {
         if self.history_off() {
             return None;
         }
@@ -116,6 +116,10 @@ impl<A> Hub<A> {
         if !options.wants_reply() {
             return;
         }
+        if let Some(limits) = self.numbered_by_broker(topic) {
+            self.ask_broker_history(key, topic, options.since.clone(), fresh, limits);
+            return;
+        }
         if self.start_history(topic) {
             self.history.expire(now, topic);
         }
@@ -174,7 +178,7 @@ impl<A> Hub<A> {
 
 /// `{"topic":"subscribed","data":{"topic":T,"epoch":E,"offset":N,"recovered":b}}`.
 /// A topic without history answers epoch `""` and offset 0.
-fn encode_subscribed(topic: &str, epoch: &str, offset: u64, recovered: bool) -> Bytes {
+pub(super) fn encode_subscribed(topic: &str, epoch: &str, offset: u64, recovered: bool) -> Bytes {
     let mut data = Vec::with_capacity(topic.len() + epoch.len() + 64);
     data.extend_from_slice(b"{\"topic\":");
     write_json_string(&mut data, topic);

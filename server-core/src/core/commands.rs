@@ -25,7 +25,8 @@ where
     /// many local sessions it was queued for.
     pub fn publish(&mut self, topic: &str, data: Bytes) -> Result<usize, HubError> {
         let result = self.hub.publish_at(self.now, topic, &data);
-        if result.is_ok() {
+        // A topic whose history the broker keeps went out as an append.
+        if result.is_ok() && self.hub.numbered_by_broker(topic).is_none() {
             self.forward_to_broker(topic.to_owned(), data);
         }
         self.pump();
@@ -129,6 +130,90 @@ where
                 message: e.to_string(),
             }));
         }
+        self.pump();
+    }
+
+    /// A publication the broker numbered (any node's, this one's included)
+    /// on a topic whose history it keeps: delivered to this node's
+    /// subscribers of `topic` with its offset.
+    pub fn handle_broker_numbered(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        epoch: &str,
+        offset: u64,
+        data: &[u8],
+    ) {
+        self.at(now);
+        if let Err(e) = self
+            .hub
+            .deliver_numbered(self.now, topic, epoch, offset, data)
+        {
+            self.emit(Output::Notice(Notice::RemoteRefused {
+                topic: topic.to_owned(),
+                message: e.to_string(),
+            }));
+        }
+        self.pump();
+    }
+
+    /// The broker could not take [`BackplaneCommand::Append`]: the
+    /// publication is delivered to this node's subscribers only, without an
+    /// offset.
+    pub fn handle_broker_append_failed(&mut self, now: Instant, topic: &str, data: &[u8]) {
+        self.at(now);
+        if let Err(e) = self.hub.deliver_unnumbered(self.now, topic, data) {
+            self.emit(Output::Notice(Notice::RemoteRefused {
+                topic: topic.to_owned(),
+                message: e.to_string(),
+            }));
+        }
+        self.pump();
+    }
+
+    /// The answer to [`BackplaneCommand::ReadHistory`] `request` (`None`:
+    /// the broker could not be read).
+    pub fn handle_history_read(
+        &mut self,
+        now: Instant,
+        request: u64,
+        read: Option<live_core::HistoryRead>,
+    ) {
+        self.at(now);
+        self.hub.handle_history_read(self.now, request, read);
+        self.pump();
+    }
+
+    /// Another node's session joined or left `topic`: announced to this
+    /// node's watchers of it.
+    pub fn handle_broker_presence(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        member: &live_core::PresenceMember,
+        joined: bool,
+    ) {
+        self.at(now);
+        if let Err(e) = self.hub.deliver_presence(topic, member, joined) {
+            self.emit(Output::Notice(Notice::RemoteRefused {
+                topic: topic.to_owned(),
+                message: e.to_string(),
+            }));
+        }
+        self.pump();
+    }
+
+    /// The answer to [`BackplaneCommand::ReadPresence`] `request` (`None`:
+    /// the broker could not be read; the query lists this node's
+    /// subscribers only).
+    pub fn handle_presence_members(
+        &mut self,
+        now: Instant,
+        request: u64,
+        members: Option<Vec<live_core::PresenceMember>>,
+    ) {
+        self.at(now);
+        self.hub.handle_presence_members(request, members);
         self.pump();
     }
 

@@ -8,6 +8,7 @@ use sync_core::App;
 use sync_core::handler::WS_TOPIC;
 
 use super::ServerCore;
+use crate::broker::BackplaneCommand;
 use crate::output::{Notice, Output};
 use crate::policy::{Policy, scope_maps_to_itself};
 
@@ -132,6 +133,58 @@ where
                 }
             }
             Event::Published { topic, data, .. } => self.forward_to_broker(topic, data),
+            Event::Append {
+                topic,
+                data,
+                limits,
+            } => {
+                if self.broker.is_some() {
+                    self.emit(Output::Broker(BackplaneCommand::Append {
+                        topic,
+                        data,
+                        limits,
+                    }));
+                } else {
+                    // No link yet: the publication stays on this node.
+                    let _ = self.hub.deliver_unnumbered(self.now, &topic, &data);
+                }
+            }
+            Event::PresenceChange {
+                topic,
+                member,
+                joined,
+            } if self.broker.is_some() && !crate::broker::is_local_only(&topic) => {
+                self.emit(Output::Broker(BackplaneCommand::Presence {
+                    topic,
+                    member,
+                    joined,
+                }));
+            }
+            Event::PresenceQuery { request, topic } => {
+                if self.broker.is_some() {
+                    self.reads
+                        .push(BackplaneCommand::ReadPresence { request, topic });
+                } else {
+                    self.hub.handle_presence_members(request, None);
+                }
+            }
+            Event::ReadHistory {
+                request,
+                topic,
+                after,
+                limits,
+            } => {
+                if self.broker.is_some() {
+                    self.reads.push(BackplaneCommand::ReadHistory {
+                        request,
+                        topic,
+                        after,
+                        limits,
+                    });
+                } else {
+                    self.hub.handle_history_read(self.now, request, None);
+                }
+            }
             // Sessions are opened authenticated: nothing else is asked.
             _ => {}
         }

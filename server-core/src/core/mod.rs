@@ -86,6 +86,8 @@ pub struct ServerCore<U, P, A: App> {
     forget: Vec<String>,
     /// The broker's interest, once a link is attached.
     broker: Option<PendingInterest>,
+    /// History reads asked during this step: sent after its interest change.
+    reads: Vec<crate::broker::BackplaneCommand>,
     metrics: SyncMetrics,
     /// Credential expiries and message allowances per session.
     guard: guard::Guard,
@@ -144,6 +146,7 @@ where
             wanted: Wanted::default(),
             forget: Vec::new(),
             broker: None,
+            reads: Vec::new(),
             metrics: SyncMetrics::default(),
             guard: guard::Guard::default(),
             guard_metrics: GuardMetrics::default(),
@@ -305,6 +308,9 @@ where
         }
         if let Some(command) = self.broker.as_mut().and_then(PendingInterest::take) {
             self.emit(Output::Broker(command));
+        }
+        for read in std::mem::take(&mut self.reads) {
+            self.emit(Output::Broker(read));
         }
         if self.persisting.is_none() && !self.engine.has_ready() {
             // Trims that reached no batch changed nothing: they are done.

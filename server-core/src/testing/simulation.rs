@@ -966,6 +966,7 @@ impl Sim {
                     self.counters.broker_out += 1;
                 }
             }
+            other => panic!("the simulated node keeps its history itself: {other:?}"),
         }
     }
 
