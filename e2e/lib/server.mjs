@@ -8,6 +8,9 @@
 // - otherwise the server binary `target/$E2E_PROFILE/adapter-tokio --addr
 //   127.0.0.1:PORT --db FILE --static WEB_DIR` (no authentication configured:
 //   anonymous access). A missing binary is an error, never a fallback.
+//
+// A test that needs more flags (such as `--history 'hist:*=100'`) passes them
+// to `startServer(extraArgs)`: they are appended to either command.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -65,7 +68,10 @@ async function waitForPort(port, child, log, timeoutMs = 30000) {
  * A server under test. `baseUrl` stays the same across `kill()` + `start()`.
  */
 export class ServerUnderTest {
-  /** @param {string[]} [extraArgs] more flags for the real binary (such as `--jwt-secret`). */
+  /**
+   * @param {string[]} [extraArgs] more flags, appended to the real binary's
+   * command or to `E2E_SERVER_CMD` (shell-quoted), such as `--jwt-secret`.
+   */
   constructor(extraArgs = []) {
     this.extraArgs = extraArgs;
     this.kind = serverKind();
@@ -90,7 +96,8 @@ export class ServerUnderTest {
         .replaceAll("{addr}", addr)
         .replaceAll("{db}", this.db)
         .replaceAll("{web}", webDir);
-      args = ["-c", `exec ${line}`];
+      const extra = this.extraArgs.map(shellQuote).join(" ");
+      args = ["-c", `exec ${line}${extra ? " " + extra : ""}`];
     } else {
       if (!fs.existsSync(realBinary)) {
         const build = realProfile === "release" ? "cargo build --release -p adapter-tokio" : "cargo test --workspace --no-run";
@@ -149,9 +156,17 @@ export class ServerUnderTest {
   }
 }
 
-/** Starts a fresh server. */
-export async function startServer() {
-  const s = new ServerUnderTest();
+/** Quotes one argument for `sh -c`. */
+function shellQuote(arg) {
+  return `'${String(arg).replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * Starts a fresh server.
+ * @param {string[]} [extraArgs] more flags for it (see `ServerUnderTest`)
+ */
+export async function startServer(extraArgs = []) {
+  const s = new ServerUnderTest(extraArgs);
   await s.start();
   return s;
 }
