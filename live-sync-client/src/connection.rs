@@ -374,7 +374,18 @@ impl Connection {
             match self.subscriptions.on_subscribed(&frame.data) {
                 Reply::Events(events) => {
                     for event in events {
-                        self.emit(event).await;
+                        match event {
+                            // A sync client's poke topic: its driver pulls on
+                            // every reconnect; the application never hears of it.
+                            LiveEvent::Subscribed { ref topic, .. }
+                            | LiveEvent::RecoveryFailed { ref topic, .. }
+                                if self.taps.claims(topic) => {}
+                            // Like connection states: never waited for, so an
+                            // application that does not read events cannot stall.
+                            LiveEvent::Subscribed { .. } => self.notify(event),
+                            // Missed messages: waited for, as messages are.
+                            _ => self.emit(event).await,
+                        }
                     }
                     return;
                 }

@@ -71,7 +71,8 @@ pub enum LiveEvent {
     /// every connection asks it to): `position` is the topic's position now
     /// (epoch `""`, offset 0 for a topic without history); `recovered` says
     /// the publications after the position named follow, each once, before
-    /// live ones.
+    /// live ones. Like the connection events, dropped rather than waited for
+    /// when the event buffer is full.
     Subscribed {
         /// The topic.
         topic: String,
@@ -83,7 +84,7 @@ pub enum LiveEvent {
     /// The position named on a resubscribe is gone (the server restarted, or
     /// its history no longer reaches back to it): publications were missed.
     /// The application reloads the topic's state from its own source; the
-    /// client goes on from `position`.
+    /// client goes on from `position`. Waited for, like a message.
     RecoveryFailed {
         /// The topic.
         topic: String,
