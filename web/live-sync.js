@@ -36,7 +36,8 @@ export const DEFAULT_SYNC_PREFIX = "/_sync";
  * Delay before retry number `attempt` (0-based): a uniformly random point in
  * `[d/2, d]` with `d = min(max, base * 2^attempt)` ("equal jitter"), the same
  * rule as sync-core's backoff, so many clients coming back after an outage
- * spread out instead of arriving together.
+ * spread out instead of arriving together. The sync client's retries use it;
+ * the live socket's reconnects use `reconnectDelay` (full jitter).
  * @param {number} attempt
  * @param {number} base milliseconds
  * @param {number} max milliseconds
