@@ -240,3 +240,169 @@ async fn without_resume_subscribes_are_plain_and_nothing_is_recovered() {
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+/// One side of a scripted WebSocket server the test speaks for.
+type ScriptedWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+async fn accept(listener: &tokio::net::TcpListener) -> ScriptedWs {
+    let (tcp, _) = guard("the client connects", listener.accept())
+        .await
+        .unwrap();
+    guard("handshake", tokio_tungstenite::accept_async(tcp))
+        .await
+        .unwrap()
+}
+
+/// The next text frame the client sent, as JSON.
+async fn next_json(ws: &mut ScriptedWs) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let msg = guard("a frame from the client", ws.next())
+            .await
+            .expect("the client is connected")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+async fn send(ws: &mut ScriptedWs, frame: Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        frame.to_string(),
+    ))
+    .await
+    .unwrap();
+}
+
+/// Waits for the message `marker` (no offset) on `topic`.
+async fn until_marker(rec: &mut Recorder, topic: &str, marker: &str) {
+    let want = json!(marker);
+    rec.until(marker, |ev| match ev {
+        LiveEvent::Message(m) if m.topic == topic && m.data == want => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_a_scripted_server_since_names_the_last_read_and_duplicates_and_stale_replies_are_dropped()
+ {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let (client, events) = LiveClient::connect(&url, options("alice")).unwrap();
+    let mut rec = Recorder::new(events);
+    client.subscribe("t").await.unwrap();
+
+    // First connection: the subscribe asks for the position.
+    let mut ws = accept(&listener).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"topic":"subscribe","data":{"topic":"t","history":true}})
+    );
+    send(
+        &mut ws,
+        json!({"topic":"subscribed","data":{"topic":"t","epoch":"E","offset":0,"recovered":false}}),
+    )
+    .await;
+    for (data, offset) in [("a", 1), ("b", 2), ("b", 2), ("a", 1), ("c", 3)] {
+        send(&mut ws, json!({"topic":"t","data":data,"offset":offset})).await;
+    }
+    // Odd offsets are no offsets: delivered, the position untouched.
+    send(&mut ws, json!({"topic":"t","data":"odd","offset":"7"})).await;
+    send(&mut ws, json!({"topic":"t","data":"end1"})).await;
+    until_marker(&mut rec, "t", "end1").await;
+    assert_eq!(
+        seen_on(&rec, "t"),
+        vec![
+            (json!("a"), Some(1)),
+            (json!("b"), Some(2)),
+            (json!("c"), Some(3)),
+            (json!("odd"), None),
+            (json!("end1"), None),
+        ]
+    );
+    drop(ws);
+
+    // Second connection: the subscribe names the last position read; the
+    // replay's duplicate of offset 3 is dropped.
+    let mut ws = accept(&listener).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"topic":"subscribe","data":{"topic":"t","history":true,"since":{"epoch":"E","offset":3}}})
+    );
+    send(
+        &mut ws,
+        json!({"topic":"subscribed","data":{"topic":"t","epoch":"E","offset":5,"recovered":true}}),
+    )
+    .await;
+    for (data, offset) in [("c", 3), ("d", 4), ("e", 5)] {
+        send(&mut ws, json!({"topic":"t","data":data,"offset":offset})).await;
+    }
+    send(&mut ws, json!({"topic":"t","data":"end2"})).await;
+    until_marker(&mut rec, "t", "end2").await;
+    let after: Vec<Value> = seen_on(&rec, "t")
+        .into_iter()
+        .skip(5)
+        .map(|(d, _)| d)
+        .collect();
+    assert_eq!(after, vec![json!("d"), json!("e"), json!("end2")]);
+
+    // Unsubscribe and subscribe again, twice, before any reply: the first
+    // reply answers a subscription undone since, is stale and must not move
+    // the position.
+    for _ in 0..2 {
+        client.unsubscribe("t").await.unwrap();
+        client.subscribe("t").await.unwrap();
+        assert_eq!(
+            next_json(&mut ws).await,
+            json!({"topic":"unsubscribe","data":{"topic":"t"}})
+        );
+        assert_eq!(
+            next_json(&mut ws).await,
+            json!({"topic":"subscribe","data":{"topic":"t","history":true}}),
+            "an unsubscribe forgets the position"
+        );
+    }
+    send(
+        &mut ws,
+        json!({"topic":"subscribed","data":{"topic":"t","epoch":"OLD","offset":99,"recovered":false}}),
+    )
+    .await;
+    send(
+        &mut ws,
+        json!({"topic":"subscribed","data":{"topic":"t","epoch":"E","offset":5,"recovered":false}}),
+    )
+    .await;
+    send(&mut ws, json!({"topic":"t","data":"f","offset":6})).await;
+    send(&mut ws, json!({"topic":"t","data":"end3"})).await;
+    until_marker(&mut rec, "t", "end3").await;
+    assert_eq!(
+        client.position("t").await.unwrap(),
+        Some(Position::new("E", 6))
+    );
+    let replies: Vec<&LiveEvent> = rec
+        .seen
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                LiveEvent::Subscribed { .. } | LiveEvent::RecoveryFailed { .. }
+            )
+        })
+        .collect();
+    assert_eq!(
+        replies.len(),
+        3,
+        "the stale reply is not reported: {replies:?}"
+    );
+    assert!(
+        replies
+            .iter()
+            .all(|e| matches!(e, LiveEvent::Subscribed { position, .. } if position.epoch == "E")),
+        "{replies:?}"
+    );
+    drop(ws);
+    client.close().await.unwrap();
+}

@@ -7,7 +7,8 @@
 //   must serve the demo at `/` itself.
 // - otherwise the server binary `target/$E2E_PROFILE/adapter-tokio --addr
 //   127.0.0.1:PORT --db FILE --static WEB_DIR` (no authentication configured:
-//   anonymous access). A missing binary is an error, never a fallback.
+//   anonymous access; `$CARGO_TARGET_DIR` instead of `target/` when set). A
+//   missing binary is an error, never a fallback.
 //
 // A test that needs more flags (such as `--history 'hist:*=100'`) passes them
 // to `startServer(extraArgs)`: they are appended to either command.
@@ -22,7 +23,9 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export const webDir = path.join(repoRoot, "web");
 /** Cargo profile of the real binary: `release` unless `E2E_PROFILE` says `debug`. */
 const realProfile = process.env.E2E_PROFILE || "release";
-export const realBinary = path.join(repoRoot, "target", realProfile, "adapter-tokio");
+/** Cargo's target directory: `CARGO_TARGET_DIR` when set, else `target/`. */
+const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(repoRoot, process.env.CARGO_TARGET_DIR) : path.join(repoRoot, "target");
+export const realBinary = path.join(targetDir, realProfile, "adapter-tokio");
 
 /** Which kind of server the tests run against: "command" or "real". */
 export function serverKind() {
