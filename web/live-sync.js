@@ -556,6 +556,20 @@ export class LiveClient extends Emitter {
     return true;
   }
 
+  /**
+   * A `forbidden` error frame refusing a subscribe names its topic (`not
+   * allowed to subscribe to T`): that subscribe gets no reply, one fewer is owed.
+   */
+  _onRefused(data) {
+    if (!data || data.code !== "forbidden" || typeof data.message !== "string") return;
+    const prefix = "not allowed to subscribe to ";
+    if (!data.message.startsWith(prefix)) return;
+    const topic = data.message.slice(prefix.length);
+    const owed = this._awaiting.get(topic) || 0;
+    if (owed > 1) this._awaiting.set(topic, owed - 1);
+    else this._awaiting.delete(topic);
+  }
+
   /** A `subscribed` reply: the position of the subscription in force. */
   _onSubscribed(data) {
     if (!data || typeof data.topic !== "string") return;
@@ -596,6 +610,7 @@ export class LiveClient extends Emitter {
     }
     if (!env || typeof env.topic !== "string") return;
     if (env.topic === "error") {
+      this._onRefused(env.data);
       this._emit("error", env.data);
       if (env.data && env.data.code === "token_expired") {
         this._tokens.invalidate();

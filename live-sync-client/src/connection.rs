@@ -404,6 +404,9 @@ impl Connection {
         let event = if topic == wire::ERROR {
             let (code, message) = wire::error_fields(&data);
             self.refresh_now |= code == "token_expired";
+            if let Some(topic) = wire::refused_subscribe(&code, &message) {
+                self.subscriptions.on_refused(topic);
+            }
             LiveEvent::ServerError { code, message }
         } else {
             LiveEvent::Message(Message {

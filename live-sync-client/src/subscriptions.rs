@@ -181,6 +181,17 @@ impl Subscriptions {
         Reply::Events(events)
     }
 
+    /// A subscribe of `topic` was refused (a `forbidden` error frame naming
+    /// it): it gets no reply, so one fewer is owed.
+    pub(crate) fn on_refused(&mut self, topic: &str) {
+        if let Some(n) = self.awaiting.get_mut(topic) {
+            *n -= 1;
+            if *n == 0 {
+                self.awaiting.remove(topic);
+            }
+        }
+    }
+
     /// A publication on `topic` carrying `offset`: false if it was already
     /// delivered (at or below the topic's position), else moves the
     /// position on and returns true.
@@ -339,6 +350,16 @@ mod tests {
         assert_eq!(s.on_subscribed(&reply("n", "N", 1, false)), Reply::NotOurs);
         assert_eq!(s.on_subscribed(&json!("garbage")), Reply::NotOurs);
         assert_eq!(s.on_subscribed(&json!({"topic": 1})), Reply::NotOurs);
+        // A refused subscribe owes no reply: the next one is the latest.
+        s.subscribe_frame("t");
+        s.subscribe_frame("t");
+        s.on_refused("t");
+        s.on_refused("never");
+        assert!(matches!(
+            s.on_subscribed(&reply("t", "E", 8, false)),
+            Reply::Events(_)
+        ));
+        assert_eq!(s.position("t"), Some(Position::new("E", 8)));
         // A reply with odd fields never panics and counts as no history.
         s.subscribe_frame("t");
         assert!(matches!(

@@ -53,6 +53,15 @@ pub(crate) fn parse(text: &str) -> Option<Incoming> {
     serde_json::from_str(text).ok()
 }
 
+/// The topic of a `forbidden` error frame refusing a subscribe (its message
+/// names it: `not allowed to subscribe to <topic>`).
+pub(crate) fn refused_subscribe<'a>(code: &str, message: &'a str) -> Option<&'a str> {
+    if code != "forbidden" {
+        return None;
+    }
+    message.strip_prefix("not allowed to subscribe to ")
+}
+
 /// The `(code, message)` of an error frame's data.
 pub(crate) fn error_fields(data: &Value) -> (String, String) {
     let field = |k: &str| {
@@ -98,6 +107,18 @@ mod tests {
             let m = parse(&format!(r#"{{"topic":"t","data":1,"offset":{odd}}}"#)).unwrap();
             assert_eq!((m.offset(), m.data), (None, json!(1)), "{odd}");
         }
+        assert_eq!(
+            refused_subscribe("forbidden", "not allowed to subscribe to a b"),
+            Some("a b")
+        );
+        assert_eq!(
+            refused_subscribe("forbidden", "not allowed to publish on a"),
+            None
+        );
+        assert_eq!(
+            refused_subscribe("bad_data", "not allowed to subscribe to a"),
+            None
+        );
         let (code, msg) = error_fields(&json!({"code":"forbidden","message":"no"}));
         assert_eq!((code.as_str(), msg.as_str()), ("forbidden", "no"));
     }

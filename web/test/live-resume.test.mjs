@@ -182,6 +182,24 @@ test("an unsubscribe and resubscribe before the reply: only the latest reply cou
   live.close();
 });
 
+test("a refused subscribe owes no reply: the next subscribe's reply is taken", () => {
+  const { live, events } = client();
+  const ws = FakeWebSocket.last();
+  ws.serverOpen();
+  const off = live.subscribe("room", () => {});
+  ws.serverSend("error", { code: "forbidden", message: "not allowed to subscribe to room" });
+  off();
+  live.subscribe("room", () => {});
+  ws.serverFrame(subscribed("room", "R", 2, false));
+  assert.deepEqual(live.position("room"), { epoch: "R", offset: 2 });
+  assert.equal(events.length, 1);
+  // Other errors change nothing, and odd ones never throw.
+  ws.serverSend("error", { code: "forbidden", message: "not allowed to publish on room" });
+  ws.serverSend("error", null);
+  ws.serverSend("error", { code: "forbidden", message: 7 });
+  live.close();
+});
+
 test("resume: false sends plain subscribes and tracks nothing", async () => {
   const { live, events } = client({ resume: false });
   const got = [];
