@@ -46,7 +46,10 @@ if [ -n "${E2E_SERVER_CMD:-}" ]; then
 else
     profile=${E2E_PROFILE:-release}
     export E2E_PROFILE=$profile
-    say "server: building target/$profile/adapter-tokio"
+    # Cargo's target directory: CARGO_TARGET_DIR when set (lib/server.mjs
+    # reads it too), else target/ here.
+    target=${CARGO_TARGET_DIR:-target}
+    say "server: building $target/$profile/adapter-tokio"
     case "$profile" in
     release) cargo build --release -p adapter-tokio --bin adapter-tokio ;;
     # The workspace's test build (a no-op after `cargo test --workspace`):
@@ -58,8 +61,8 @@ else
         exit 1
         ;;
     esac
-    if [ ! -x "target/$profile/adapter-tokio" ]; then
-        say "target/$profile/adapter-tokio was not built" >&2
+    if [ ! -x "$target/$profile/adapter-tokio" ]; then
+        say "$target/$profile/adapter-tokio was not built" >&2
         exit 1
     fi
 fi

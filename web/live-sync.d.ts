@@ -11,6 +11,13 @@ export const DEFAULT_SYNC_PREFIX: string;
  */
 export function backoffDelay(attempt: number, base: number, max: number, random?: () => number): number;
 
+/**
+ * Delay before reconnect number `attempt` (0-based) of a live connection:
+ * uniformly random in `[0, d]`, `d = min(max, base * 2^attempt)` ("full
+ * jitter"), in milliseconds.
+ */
+export function reconnectDelay(attempt: number, base: number, max: number, random?: () => number): number;
+
 /** A token, or a function returning the current one (for refreshable tokens). */
 export type Token = string | (() => string | undefined);
 
@@ -42,10 +49,24 @@ export interface LiveOptions {
    * `token_expired`. Takes precedence over `token`.
    */
   getToken?: GetToken;
-  /** First reconnect delay in ms (default 250). */
+  /**
+   * Window of the first reconnect in ms (default 1000): the first retry
+   * happens at a random point in `[0, backoffBase]`, retry n in
+   * `[0, min(backoffMax, backoffBase * 2^n)]`. The browser's `online` event
+   * starts again from the first window.
+   */
   backoffBase?: number;
   /** Longest reconnect delay in ms (default 10000). */
   backoffMax?: number;
+  /**
+   * Remember each topic's position and resume from it on every reconnect
+   * (default true): subscribes carry `"history":true` and, once a position
+   * is known, `since`; deliveries already read are dropped. `false` sends
+   * plain mizu subscribes.
+   */
+  resume?: boolean;
+  /** Generator in [0, 1) of the reconnect jitter (default `Math.random`). */
+  random?: () => number;
   /** Connect in the constructor (default true). */
   autoConnect?: boolean;
   /** WebSocket implementation (default the global one). */
@@ -66,6 +87,25 @@ export interface LiveEvents {
   error: (err: LiveError) => void;
   /** The server accepted an in-band token refresh. */
   refresh: (answer: { ok: boolean }) => void;
+  /**
+   * The server answered a subscribe (resume on): the topic's position now
+   * (epoch "" and offset 0 when the topic has no history) and whether what
+   * was missed since the position named follows.
+   */
+  subscribed: (ev: { topic: string; epoch: string; offset: number; recovered: boolean }) => void;
+  /**
+   * The position named on a resubscribe is gone (the server restarted, or
+   * its history no longer reaches back that far): messages were missed. The
+   * application reloads the topic's state from its own source; the client
+   * goes on from `epoch`/`offset`.
+   */
+  recoveryfailed: (ev: { topic: string; epoch: string; offset: number; since: Position }) => void;
+}
+
+/** Where a reader stands on a topic with history. */
+export interface Position {
+  epoch: string;
+  offset: number;
 }
 
 /** Topic pub/sub over one WebSocket that reconnects and resubscribes by itself. */
@@ -82,8 +122,15 @@ export class LiveClient {
   close(): void;
   /** Sends a fresh token from `getToken` in-band; done by itself before expiry. */
   refreshToken(): Promise<boolean>;
-  /** Adds a handler for `topic`; the first one subscribes on the server. */
-  subscribe<T = any>(topic: string, handler: (data: T, topic: string) => void): Off;
+  /**
+   * Adds a handler for `topic`; the first one subscribes on the server
+   * (from `options.since` when given and resume is on).
+   */
+  subscribe<T = any>(topic: string, handler: (data: T, topic: string) => void, options?: { since?: Position }): Off;
+  /** The last position read on `topic`, or null (no history, no answer yet, not subscribed). */
+  position(topic: string): Position | null;
+  /** Whether positions are remembered and resumed (the `resume` option). */
+  readonly resume: boolean;
   /** Removes one handler (or all); the last one unsubscribes on the server. */
   unsubscribe(topic: string, handler?: (data: any, topic: string) => void): void;
   /** Publishes to a topic; false (nothing sent) while the socket is down. */

@@ -9,7 +9,9 @@
 //   await sync.mutate("put", { key: "a", value: 1 });
 //
 // `LiveClient` is topic pub/sub over one WebSocket that comes back by itself
-// (jittered exponential backoff) and resubscribes its topics. `SyncClient`
+// (exponential backoff with full jitter) and resubscribes its topics; on a
+// topic with history it remembers the last position read and resumes from
+// it, so nothing is missed or delivered twice across a reconnect. `SyncClient`
 // mirrors one sync scope of the built-in key-value app and follows the
 // algorithm of sync-core's Rust `Replica` step for step: a pending queue of
 // mutations carrying `client_id` and a contiguous `seq`, applied optimistically
@@ -34,7 +36,8 @@ export const DEFAULT_SYNC_PREFIX = "/_sync";
  * Delay before retry number `attempt` (0-based): a uniformly random point in
  * `[d/2, d]` with `d = min(max, base * 2^attempt)` ("equal jitter"), the same
  * rule as sync-core's backoff, so many clients coming back after an outage
- * spread out instead of arriving together.
+ * spread out instead of arriving together. The sync client's retries use it;
+ * the live socket's reconnects use `reconnectDelay` (full jitter).
  * @param {number} attempt
  * @param {number} base milliseconds
  * @param {number} max milliseconds
@@ -44,6 +47,38 @@ export const DEFAULT_SYNC_PREFIX = "/_sync";
 export function backoffDelay(attempt, base, max, random = Math.random) {
   const d = Math.min(Math.max(max, base), base * 2 ** Math.min(attempt, 20));
   return d / 2 + random() * (d / 2);
+}
+
+/**
+ * Delay before reconnect number `attempt` (0-based) of a live connection: a
+ * uniformly random point in `[0, d]` with `d = min(max, base * 2^attempt)`
+ * ("full jitter"). Even the first retry lands anywhere in `[0, base]`, so the
+ * clients of a restarted server come back spread over that window instead of
+ * all at the same instant.
+ * @param {number} attempt
+ * @param {number} base milliseconds
+ * @param {number} max milliseconds
+ * @param {() => number} [random] a generator in [0, 1)
+ * @returns {number} milliseconds
+ */
+export function reconnectDelay(attempt, base, max, random = Math.random) {
+  const d = Math.min(Math.max(max, base), base * 2 ** Math.min(attempt, 20));
+  const r = Number(random());
+  return d * (r >= 0 && r < 1 ? r : 0);
+}
+
+/**
+ * A stream position `{epoch, offset}` when `value` is one (a non-empty epoch
+ * string and a non-negative integer offset), else null.
+ * @param {any} value
+ * @returns {{epoch: string, offset: number} | null}
+ */
+function readPosition(value) {
+  if (!value || typeof value !== "object") return null;
+  const { epoch, offset } = value;
+  if (typeof epoch !== "string" || epoch === "") return null;
+  if (!Number.isSafeInteger(offset) || offset < 0) return null;
+  return { epoch, offset };
 }
 
 /** A minimal event emitter: `on(name, fn)` returns the function that removes it. */
@@ -238,8 +273,19 @@ export class LiveClient extends Emitter {
     this._tokens = new TokenSource(options.token, options.getToken);
     this._refreshTimer = null;
     this._opening = false;
-    this.backoffBase = options.backoffBase ?? 250;
+    this.backoffBase = options.backoffBase ?? 1000;
     this.backoffMax = options.backoffMax ?? 10000;
+    this.resume = options.resume !== false;
+    this._random = options.random || Math.random;
+    /** Last position read per subscribed topic with history. */
+    /** @type {Map<string, {epoch: string, offset: number}>} */
+    this._positions = new Map();
+    /** Subscribe replies still owed on this socket, per topic. */
+    /** @type {Map<string, number>} */
+    this._awaiting = new Map();
+    /** The `since` of the latest subscribe of each topic on this socket. */
+    /** @type {Map<string, {epoch: string, offset: number} | null>} */
+    this._asked = new Map();
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
     /** @type {LiveState} */
     this.state = "idle";
@@ -250,8 +296,12 @@ export class LiveClient extends Emitter {
     this._attempt = 0;
     this._timer = null;
     this._closed = false;
+    // The network is back: try again soon, but at a random point of the
+    // first window, since every client of the page's network heard it too.
     this._onOnline = () => {
-      if (this.state === "reconnecting") this._reconnectNow();
+      if (this.state !== "reconnecting" || this._closed || this._ws || this._opening) return;
+      this._attempt = 0;
+      this._scheduleReconnect();
     };
     // A socket can outlive the network by minutes (nothing tells the browser
     // the path is gone); when the browser knows it is offline, believe it.
@@ -317,7 +367,9 @@ export class LiveClient extends Emitter {
     ws.onopen = () => {
       if (this._ws !== ws) return;
       this._attempt = 0;
-      for (const topic of this._topics.keys()) this._sendRaw("subscribe", { topic });
+      this._awaiting = new Map();
+      this._asked = new Map();
+      for (const topic of this._topics.keys()) this._sendSubscribe(topic);
       this._setState("open");
       this._emit("open");
       this._armRefresh();
@@ -399,16 +451,25 @@ export class LiveClient extends Emitter {
    * Calls `handler(data, topic)` for every message on `topic`, subscribing on
    * the server if this is the topic's first handler. Returns the function that
    * removes this handler again.
+   *
+   * Unless `resume` is off, the subscribe asks for the topic's position
+   * (`"history":true`) and, once one is known, names it (`since`), on this
+   * and on every later connection: a topic with history resumes where the
+   * client left it. `options.since` (a position saved from `position(topic)`)
+   * starts the first handler of a topic from there.
    * @param {string} topic
    * @param {(data: any, topic: string) => void} handler
+   * @param {{since?: {epoch: string, offset: number}}} [options]
    * @returns {() => void}
    */
-  subscribe(topic, handler) {
+  subscribe(topic, handler, options = {}) {
     let set = this._topics.get(topic);
     if (!set) {
       set = new Set();
       this._topics.set(topic, set);
-      if (this.connected) this._sendRaw("subscribe", { topic });
+      const since = readPosition(options && options.since);
+      if (since && this.resume) this._positions.set(topic, since);
+      if (this.connected) this._sendSubscribe(topic);
     }
     set.add(handler);
     return () => this.unsubscribe(topic, handler);
@@ -427,8 +488,21 @@ export class LiveClient extends Emitter {
     else set.clear();
     if (set.size === 0) {
       this._topics.delete(topic);
+      this._positions.delete(topic);
       if (this.connected) this._sendRaw("unsubscribe", { topic });
     }
+  }
+
+  /**
+   * The last position read on `topic` (`{epoch, offset}`), or null when the
+   * topic has no history, is not subscribed or has no answer yet. Saved, it
+   * can start a later `subscribe(topic, fn, {since})` where this one ended.
+   * @param {string} topic
+   * @returns {{epoch: string, offset: number} | null}
+   */
+  position(topic) {
+    const p = this._positions.get(topic);
+    return p ? { epoch: p.epoch, offset: p.offset } : null;
   }
 
   /**
@@ -468,6 +542,64 @@ export class LiveClient extends Emitter {
     }
   }
 
+  /** Sends the subscribe of `topic` (with its position when resuming). */
+  _sendSubscribe(topic) {
+    if (!this.resume) return this._sendRaw("subscribe", { topic });
+    const data = { topic, history: true };
+    const since = this._positions.get(topic);
+    if (since) data.since = { epoch: since.epoch, offset: since.offset };
+    if (!this._sendRaw("subscribe", data)) return false;
+    // Replies come in the order of the subscribes: only the last one
+    // answers the subscription in force.
+    this._awaiting.set(topic, (this._awaiting.get(topic) || 0) + 1);
+    this._asked.set(topic, data.since || null);
+    return true;
+  }
+
+  /**
+   * A `forbidden` error frame refusing a subscribe names its topic (`not
+   * allowed to subscribe to T`): that subscribe gets no reply, one fewer is owed.
+   */
+  _onRefused(data) {
+    if (!data || data.code !== "forbidden" || typeof data.message !== "string") return;
+    const prefix = "not allowed to subscribe to ";
+    if (!data.message.startsWith(prefix)) return;
+    const topic = data.message.slice(prefix.length);
+    const owed = this._awaiting.get(topic) || 0;
+    if (owed > 1) this._awaiting.set(topic, owed - 1);
+    else this._awaiting.delete(topic);
+  }
+
+  /** A `subscribed` reply: the position of the subscription in force. */
+  _onSubscribed(data) {
+    if (!data || typeof data.topic !== "string") return;
+    const topic = data.topic;
+    const owed = this._awaiting.get(topic) || 0;
+    if (owed === 0) return; // not ours
+    if (owed === 1) this._awaiting.delete(topic);
+    else this._awaiting.set(topic, owed - 1);
+    // An older subscribe's reply, or one for a topic dropped since.
+    if (owed > 1 || !this._topics.has(topic)) return;
+    const epoch = typeof data.epoch === "string" ? data.epoch : "";
+    const offset = Number.isSafeInteger(data.offset) && data.offset >= 0 ? data.offset : 0;
+    const recovered = data.recovered === true;
+    const asked = this._asked.get(topic) || null;
+    this._asked.delete(topic);
+    if (epoch === "") {
+      this._positions.delete(topic); // no history on this topic
+    } else if (recovered && asked && asked.epoch === epoch) {
+      // What was missed follows: go on from the position named.
+      const now = this._positions.get(topic);
+      if (!now || now.epoch !== epoch) this._positions.set(topic, { epoch, offset: asked.offset });
+    } else {
+      this._positions.set(topic, { epoch, offset });
+    }
+    this._emit("subscribed", { topic, epoch, offset, recovered });
+    if (asked && !recovered) {
+      this._emit("recoveryfailed", { topic, epoch, offset, since: { epoch: asked.epoch, offset: asked.offset } });
+    }
+  }
+
   _onFrame(raw) {
     if (typeof raw !== "string") return; // the protocol is text JSON
     let env;
@@ -478,6 +610,7 @@ export class LiveClient extends Emitter {
     }
     if (!env || typeof env.topic !== "string") return;
     if (env.topic === "error") {
+      this._onRefused(env.data);
       this._emit("error", env.data);
       if (env.data && env.data.code === "token_expired") {
         this._tokens.invalidate();
@@ -485,8 +618,16 @@ export class LiveClient extends Emitter {
       }
     }
     if (env.topic === "refresh") this._emit("refresh", env.data);
-    this._emit("message", env.topic, env.data);
+    if (env.topic === "subscribed" && this.resume) this._onSubscribed(env.data);
     const set = this._topics.get(env.topic);
+    if (set && this.resume && Number.isSafeInteger(env.offset)) {
+      const pos = this._positions.get(env.topic);
+      if (pos) {
+        if (env.offset <= pos.offset) return; // already delivered
+        pos.offset = env.offset;
+      }
+    }
+    this._emit("message", env.topic, env.data);
     if (set) {
       for (const fn of [...set]) {
         try {
@@ -502,7 +643,7 @@ export class LiveClient extends Emitter {
 
   _scheduleReconnect() {
     this._ws = null;
-    const delay = backoffDelay(this._attempt, this.backoffBase, this.backoffMax);
+    const delay = reconnectDelay(this._attempt, this.backoffBase, this.backoffMax, this._random);
     this._attempt++;
     this._setState("reconnecting");
     clearTimeout(this._timer);
@@ -510,13 +651,6 @@ export class LiveClient extends Emitter {
       this._timer = null;
       if (!this._closed) this.connect();
     }, delay);
-  }
-
-  _reconnectNow() {
-    if (this._closed || this._ws || this._opening) return;
-    clearTimeout(this._timer);
-    this._timer = null;
-    this.connect();
   }
 
   _setState(state) {

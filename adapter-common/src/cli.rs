@@ -190,6 +190,11 @@ pub struct ServeArgs {
     /// reverse proxy in front, and only the total bounds it.
     #[arg(long, env = "LIVE_SYNC_LIMIT_LOOPBACK")]
     pub limit_loopback: bool,
+    /// Microseconds a connection that just wrote waits before writing again,
+    /// so a busy topic's frames go out several per write (a quiet connection
+    /// writes at once). 0 writes every batch at once.
+    #[arg(long, env = "LIVE_SYNC_WRITE_COALESCE_US", default_value_t = 2000)]
+    pub write_coalesce_us: u64,
     /// Seconds a client may take to send a request's headers before the
     /// connection is closed (against clients that send one byte at a time).
     #[arg(long, env = "LIVE_SYNC_HEADER_READ_TIMEOUT", default_value_t = 10)]
@@ -316,6 +321,7 @@ impl ServeArgs {
                 burst: self.max_sync_requests_per_second.saturating_mul(2),
             }),
             header_read_timeout: Duration::from_secs(self.header_read_timeout.max(1)),
+            write_coalesce: Duration::from_micros(self.write_coalesce_us),
             limit_loopback: self.limit_loopback,
             message_rate: (self.max_messages_per_second > 0).then_some(server_core::RateLimit {
                 per_second: self.max_messages_per_second,
@@ -697,6 +703,7 @@ mod tests {
             Some((50, 100))
         );
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.write_coalesce, Duration::from_millis(2));
         let off = parse(&[
             "--max-messages-per-second",
             "0",

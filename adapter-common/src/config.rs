@@ -50,6 +50,15 @@ pub struct ServerConfig {
     /// a slow consumer to take its last frames) before its socket is dropped.
     /// Default 2 s.
     pub close_grace: Duration,
+    /// A connection that wrote less than this long ago waits until this long
+    /// after that write before writing again, so the frames queued meanwhile
+    /// go out in one write. A connection that was quiet writes at once, so
+    /// only sustained streams (a busy topic) wait, by at most this much; each
+    /// write then carries several frames, which is what lets one node serve
+    /// thousands of subscribers of a busy topic (a write per frame costs more
+    /// in the kernel than everything else). Zero: every batch is written as
+    /// soon as the writer is free. Default 2 ms.
+    pub write_coalesce: Duration,
     /// How long a connection may take to send a complete request head (the
     /// request line and headers, the WebSocket handshake included); a peer
     /// that opens a connection and sends a partial head is dropped after it,
@@ -112,6 +121,7 @@ impl Default for ServerConfig {
             ws_read_buffer: 512,
             ws_write_buffer: 8 * 1024,
             close_grace: Duration::from_secs(2),
+            write_coalesce: Duration::from_millis(2),
             header_read_timeout: Duration::from_secs(10),
             oversize_discard_bytes: 16 * 1024 * 1024,
             inbox_capacity: 16 * 1024,

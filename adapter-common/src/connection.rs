@@ -7,8 +7,11 @@
 //! - the writer waits for queued items, takes everything queued at once,
 //!   writes it with `feed` (no flush per frame), flushes once, and reports
 //!   the flushed messages and bytes to the server core (through the flush board, see
-//!   `outbox.rs`), which is how the hub knows each session's true queue depth. No timer sits in the write path:
-//!   a frame is written as soon as the writer is free.
+//!   `outbox.rs`), which is how the hub knows each session's true queue
+//!   depth. A connection that wrote within the last
+//!   [`crate::ServerConfig::write_coalesce`] waits until that long after its
+//!   last write, so a sustained stream goes out several frames per write; a
+//!   quiet connection writes at once.
 //!
 //! When the hub closes the session, the writer writes the close frame and
 //! stops; the connection then has [`crate::ServerConfig::close_grace`] to
@@ -18,7 +21,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::error::ProtocolError;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
@@ -49,6 +52,7 @@ pub fn run<R, U, W>(
     user: U,
     local: bool,
     close_grace: Duration,
+    write_coalesce: Duration,
 ) -> impl Future<Output = ()> + Send
 where
     R: Runtime,
@@ -71,7 +75,7 @@ where
             return;
         };
         let work = join(
-            write_loop(sink, &outbox, &server, id),
+            write_loop(&rt, sink, &outbox, &server, id, write_coalesce),
             read_loop(stream, &server, id),
         );
         let deadline = async {
@@ -120,13 +124,29 @@ where
     Box::pin(server.transport_closed(id)).await;
 }
 
-async fn write_loop<U, K>(mut sink: K, outbox: &Outbox, server: &ServerHandle<U>, id: SessionId)
-where
+async fn write_loop<R, U, K>(
+    rt: &R,
+    mut sink: K,
+    outbox: &Outbox,
+    server: &ServerHandle<U>,
+    id: SessionId,
+    coalesce: Duration,
+) where
+    R: Runtime,
     U: Send + 'static,
     K: Sink<Message, Error = WsError> + Unpin,
 {
     let mut batch = VecDeque::new();
+    let coalesce = coalesce.min(MAX_COALESCE);
+    // When the last write ended, while coalescing is on.
+    let mut last_write: Option<Instant> = None;
     while outbox.take_all(&mut batch).await {
+        if let Some(until) = coalesce_until(last_write, coalesce, || rt.now()) {
+            // Boxed: the sleep's state lives only while it runs, not in
+            // every idle connection's future.
+            Box::pin(rt.sleep_until(until)).await;
+            outbox.take_ready(&mut batch);
+        }
         let (mut messages, mut bytes) = (0, 0);
         let mut close = None;
         while let Some(item) = batch.pop_front() {
@@ -164,6 +184,9 @@ where
             Box::pin(server.transport_closed(id)).await;
             return;
         }
+        if !coalesce.is_zero() {
+            last_write = Some(rt.now());
+        }
         if let Some(close) = close {
             // An error here means the peer closed first; either way we are done.
             let _ = Box::pin(sink.send(Message::Close(Some(close)))).await;
@@ -171,6 +194,27 @@ where
         }
     }
 }
+
+/// Until when a writer that has frames to write waits first: `coalesce`
+/// after its last write, if that is still ahead; `None` (write now) for a
+/// connection that was quiet that long, or with coalescing off. `now` is only
+/// read when there was a last write. Generic over the instant type so it is
+/// tested without a clock.
+fn coalesce_until<T>(
+    last_write: Option<T>,
+    coalesce: Duration,
+    now: impl FnOnce() -> T,
+) -> Option<T>
+where
+    T: Copy + Ord + std::ops::Add<Duration, Output = T>,
+{
+    let until = last_write? + coalesce;
+    (now() < until).then_some(until)
+}
+
+/// The longest coalescing window used, whatever is configured: a frame
+/// waits at most this long for company.
+const MAX_COALESCE: Duration = Duration::from_secs(1);
 
 /// Which peer fault a read error is; `None` for a transport that simply
 /// ended.
@@ -216,6 +260,26 @@ mod tests {
         let reset = WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake);
         assert_eq!(peer_fault(&reset), None);
         assert_eq!(peer_fault(&WsError::ConnectionClosed), None);
+    }
+
+    #[test]
+    fn only_a_connection_that_wrote_recently_waits_and_only_until_the_window_ends() {
+        let t0 = Duration::from_secs(100);
+        let ms = Duration::from_millis;
+        // Never wrote, or coalescing off: write at once, without reading the clock.
+        assert_eq!(
+            coalesce_until(None, ms(2), || -> Duration { unreachable!() }),
+            None
+        );
+        assert_eq!(coalesce_until(Some(t0), ms(0), || t0), None);
+        // Wrote 0.5 ms ago: wait until 2 ms after that write.
+        assert_eq!(
+            coalesce_until(Some(t0), ms(2), || t0 + ms(1) / 2),
+            Some(t0 + ms(2))
+        );
+        // Quiet for the whole window: write at once.
+        assert_eq!(coalesce_until(Some(t0), ms(2), || t0 + ms(2)), None);
+        assert_eq!(coalesce_until(Some(t0), ms(2), || t0 + ms(50)), None);
     }
 
     #[test]

@@ -114,6 +114,16 @@ impl Outbox {
         .await
     }
 
+    /// Moves whatever is queued now to the end of `into`, without waiting.
+    pub(crate) fn take_ready(&self, into: &mut VecDeque<Outbound>) {
+        let mut s = self.lock();
+        if into.is_empty() {
+            std::mem::swap(&mut s.items, into);
+        } else {
+            into.extend(s.items.drain(..));
+        }
+    }
+
     /// Resolves once the session was closed by the hub or forgotten by the
     /// driver: from then on the connection only has its grace period left.
     pub(crate) async fn ending(&self) {

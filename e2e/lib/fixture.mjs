@@ -5,14 +5,15 @@ import { launchBrowser, openTodo } from "./browser.mjs";
 import { startServer } from "./server.mjs";
 
 /**
- * Registers the file's `before` and `after` hooks. The returned object's
+ * Registers the file's `before` and `after` hooks; `serverArgs` are extra
+ * flags for the server under test. The returned object's
  * `server` and `browser` are set once `before` has run, so read them inside
  * tests: `const { server, browser } = env;`.
  */
-export function useServerAndBrowser() {
+export function useServerAndBrowser({ serverArgs = [] } = {}) {
   const env = { server: undefined, browser: undefined };
   before(async () => {
-    env.server = await startServer();
+    env.server = await startServer(serverArgs);
     env.browser = await launchBrowser();
   });
   after(async () => {

@@ -7,7 +7,11 @@
 //   must serve the demo at `/` itself.
 // - otherwise the server binary `target/$E2E_PROFILE/adapter-tokio --addr
 //   127.0.0.1:PORT --db FILE --static WEB_DIR` (no authentication configured:
-//   anonymous access). A missing binary is an error, never a fallback.
+//   anonymous access; `$CARGO_TARGET_DIR` instead of `target/` when set). A
+//   missing binary is an error, never a fallback.
+//
+// A test that needs more flags (such as `--history 'hist:*=100'`) passes them
+// to `startServer(extraArgs)`: they are appended to either command.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -19,7 +23,9 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export const webDir = path.join(repoRoot, "web");
 /** Cargo profile of the real binary: `release` unless `E2E_PROFILE` says `debug`. */
 const realProfile = process.env.E2E_PROFILE || "release";
-export const realBinary = path.join(repoRoot, "target", realProfile, "adapter-tokio");
+/** Cargo's target directory: `CARGO_TARGET_DIR` when set, else `target/`. */
+const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(repoRoot, process.env.CARGO_TARGET_DIR) : path.join(repoRoot, "target");
+export const realBinary = path.join(targetDir, realProfile, "adapter-tokio");
 
 /** Which kind of server the tests run against: "command" or "real". */
 export function serverKind() {
@@ -65,7 +71,10 @@ async function waitForPort(port, child, log, timeoutMs = 30000) {
  * A server under test. `baseUrl` stays the same across `kill()` + `start()`.
  */
 export class ServerUnderTest {
-  /** @param {string[]} [extraArgs] more flags for the real binary (such as `--jwt-secret`). */
+  /**
+   * @param {string[]} [extraArgs] more flags, appended to the real binary's
+   * command or to `E2E_SERVER_CMD` (shell-quoted), such as `--jwt-secret`.
+   */
   constructor(extraArgs = []) {
     this.extraArgs = extraArgs;
     this.kind = serverKind();
@@ -90,7 +99,8 @@ export class ServerUnderTest {
         .replaceAll("{addr}", addr)
         .replaceAll("{db}", this.db)
         .replaceAll("{web}", webDir);
-      args = ["-c", `exec ${line}`];
+      const extra = this.extraArgs.map(shellQuote).join(" ");
+      args = ["-c", `exec ${line}${extra ? " " + extra : ""}`];
     } else {
       if (!fs.existsSync(realBinary)) {
         const build = realProfile === "release" ? "cargo build --release -p adapter-tokio" : "cargo test --workspace --no-run";
@@ -149,9 +159,17 @@ export class ServerUnderTest {
   }
 }
 
-/** Starts a fresh server. */
-export async function startServer() {
-  const s = new ServerUnderTest();
+/** Quotes one argument for `sh -c`. */
+function shellQuote(arg) {
+  return `'${String(arg).replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * Starts a fresh server.
+ * @param {string[]} [extraArgs] more flags for it (see `ServerUnderTest`)
+ */
+export async function startServer(extraArgs = []) {
+  const s = new ServerUnderTest(extraArgs);
   await s.start();
   return s;
 }

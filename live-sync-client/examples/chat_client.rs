@@ -54,6 +54,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     eprintln!("(reconnecting in {delay:?}, attempt {attempt})")
                 }
                 Some(LiveEvent::ServerError { code, message }) => eprintln!("(server: {code}: {message})"),
+                Some(LiveEvent::RecoveryFailed { topic, .. }) => {
+                    eprintln!("(messages on {topic} were missed while disconnected)")
+                }
                 Some(_) => {}
                 None => break,
             },

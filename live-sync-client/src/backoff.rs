@@ -1,5 +1,5 @@
-//! Jittered exponential backoff for reconnects, from a seeded generator so a
-//! test can predict every delay.
+//! Exponential backoff with full jitter for reconnects, from a seeded
+//! generator so a test can predict every delay.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -47,12 +47,11 @@ impl Backoff {
         self.failures = self.failures.saturating_add(1);
         let full = self.base.saturating_mul(1u32 << exp).min(self.max);
         let nanos = u64::try_from(full.as_nanos()).unwrap_or(u64::MAX);
-        let half = nanos / 2;
-        let jitter = match half.checked_add(1) {
-            Some(span) if half > 0 => self.rng.next_u64() % span,
-            _ => 0,
+        let jitter = match nanos.checked_add(1) {
+            Some(span) => self.rng.next_u64() % span,
+            None => self.rng.next_u64(),
         };
-        Duration::from_nanos(nanos - half + jitter)
+        Duration::from_nanos(jitter)
     }
 
     /// Forgets the failures after a healthy connection.
@@ -75,18 +74,38 @@ mod tests {
     }
 
     #[test]
-    fn delays_double_within_the_jitter_band_and_stop_at_max() {
+    fn delays_stay_within_a_doubling_window_and_stop_at_max() {
         let mut b = Backoff::new(&policy(9));
         for n in 0..40u32 {
             let d = b.next_delay();
             let full = Duration::from_millis(100)
                 .saturating_mul(1u32 << n.min(31))
                 .min(Duration::from_secs(3));
-            assert!(d >= full / 2 && d <= full, "failure {n}: {d:?} vs {full:?}");
+            assert!(d <= full, "failure {n}: {d:?} vs {full:?}");
         }
         assert_eq!(b.failures(), 40);
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn first_retries_of_many_clients_spread_over_the_whole_first_window() {
+        // Full jitter: a crowd of clients (one seed each) lands all over
+        // [0, base], not in its upper half only.
+        let firsts: Vec<Duration> = (0..200)
+            .map(|seed| Backoff::new(&policy(seed)).next_delay())
+            .collect();
+        let base = Duration::from_millis(100);
+        assert!(firsts.iter().all(|d| *d <= base));
+        let quarter = |q: u32| {
+            firsts
+                .iter()
+                .filter(|d| **d >= base * q / 4 && **d < base * (q + 1) / 4)
+                .count()
+        };
+        for q in 0..4 {
+            assert!(quarter(q) >= 20, "quarter {q}: {} of 200", quarter(q));
+        }
     }
 
     #[test]

@@ -23,9 +23,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::backoff::Backoff;
 use super::refresh;
-use super::subscriptions::Subscriptions;
+use super::subscriptions::{Reply, Subscriptions};
 use super::tap::{Tap, Taps};
-use super::{ConnectionState, DisconnectReason, LiveEvent, LiveOptions, Message, wire};
+use super::{ConnectionState, DisconnectReason, LiveEvent, LiveOptions, Message, Position, wire};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -37,8 +37,11 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// A request from a client handle to its connection task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Subscribe(String),
+    /// Want a topic, from this position if given (and the topic is new).
+    Subscribe(String, Option<Position>),
     Unsubscribe(String),
+    /// Asks for a topic's position.
+    Position(String, oneshot::Sender<Option<Position>>),
     /// An encoded frame: publish, application message, sync request.
     Frame(String),
     Attach(Tap),
@@ -202,8 +205,11 @@ impl Connection {
     fn offline(&mut self, cmd: Option<Command>) -> Flow {
         match cmd {
             None => return Flow::Stop,
-            Some(Command::Subscribe(t)) => drop(self.subscriptions.add(t)),
+            Some(Command::Subscribe(t, since)) => drop(self.subscriptions.add(t, since)),
             Some(Command::Unsubscribe(t)) => drop(self.subscriptions.remove(&t)),
+            Some(Command::Position(t, answer)) => {
+                let _ = answer.send(self.subscriptions.position(&t));
+            }
             Some(Command::Frame(_)) => {}
             Some(Command::Attach(tap)) => self.taps.attach(tap),
             Some(Command::Detach(id)) => self.taps.detach(id),
@@ -291,8 +297,18 @@ impl Connection {
                     let stop = batch.is_empty();
                     for c in batch {
                         let frame = match c {
-                            Command::Subscribe(t) => self.subscriptions.add(t),
+                            Command::Subscribe(t, since) => {
+                                if self.subscriptions.add(t.clone(), since) {
+                                    self.subscriptions.subscribe_frame(&t)
+                                } else {
+                                    None
+                                }
+                            }
                             Command::Unsubscribe(t) => self.subscriptions.remove(&t),
+                            Command::Position(t, answer) => {
+                                let _ = answer.send(self.subscriptions.position(&t));
+                                None
+                            }
                             Command::Frame(f) => Some(f),
                             Command::Attach(tap) => {
                                 let _ = tap.tx.send(super::tap::TapEvent::Connected);
@@ -354,15 +370,50 @@ impl Connection {
             tracing::debug!("live client ignored a frame that is not an envelope");
             return;
         };
+        if frame.topic == wire::SUBSCRIBED && self.subscriptions.resume() {
+            match self.subscriptions.on_subscribed(&frame.data) {
+                Reply::Events(events) => {
+                    for event in events {
+                        match event {
+                            // A sync client's poke topic: its driver pulls on
+                            // every reconnect; the application never hears of it.
+                            LiveEvent::Subscribed { ref topic, .. }
+                            | LiveEvent::RecoveryFailed { ref topic, .. }
+                                if self.taps.claims(topic) => {}
+                            // Like connection states: never waited for, so an
+                            // application that does not read events cannot stall.
+                            LiveEvent::Subscribed { .. } => self.notify(event),
+                            // Missed messages: waited for, as messages are.
+                            _ => self.emit(event).await,
+                        }
+                    }
+                    return;
+                }
+                Reply::Stale => return,
+                Reply::NotOurs => {}
+            }
+        }
+        let offset = frame.offset();
+        if !self.subscriptions.on_delivery(&frame.topic, offset) {
+            tracing::trace!(topic = %frame.topic, ?offset, "live client dropped a duplicate");
+            return;
+        }
         let Some((topic, data)) = self.taps.route(frame.topic, frame.data) else {
             return;
         };
         let event = if topic == wire::ERROR {
             let (code, message) = wire::error_fields(&data);
             self.refresh_now |= code == "token_expired";
+            if let Some(topic) = wire::refused_subscribe(&code, &message) {
+                self.subscriptions.on_refused(topic);
+            }
             LiveEvent::ServerError { code, message }
         } else {
-            LiveEvent::Message(Message { topic, data })
+            LiveEvent::Message(Message {
+                topic,
+                data,
+                offset,
+            })
         };
         self.emit(event).await;
     }

@@ -5,13 +5,20 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::Position;
+
 /// One message received on a subscribed topic (or sent to this session alone).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Message {
     /// The topic.
     pub topic: String,
     /// The payload, any JSON (`null` when the server sent none).
     pub data: Value,
+    /// The publication's offset on a topic with history (`"offset"` of the
+    /// frame); `None` on other topics. With the topic's epoch (the latest
+    /// [`LiveEvent::Subscribed`]) it is the reader's [`Position`].
+    pub offset: Option<u64>,
 }
 
 /// Why a connection ended or an attempt failed.
@@ -60,6 +67,32 @@ pub enum LiveEvent {
     },
     /// A message from the server.
     Message(Message),
+    /// The server answered a subscribe (with resume on, every subscribe on
+    /// every connection asks it to): `position` is the topic's position now
+    /// (epoch `""`, offset 0 for a topic without history); `recovered` says
+    /// the publications after the position named follow, each once, before
+    /// live ones. Like the connection events, dropped rather than waited for
+    /// when the event buffer is full.
+    Subscribed {
+        /// The topic.
+        topic: String,
+        /// The topic's current position, as the server says.
+        position: Position,
+        /// Whether what was missed since the position named follows.
+        recovered: bool,
+    },
+    /// The position named on a resubscribe is gone (the server restarted, or
+    /// its history no longer reaches back to it): publications were missed.
+    /// The application reloads the topic's state from its own source; the
+    /// client goes on from `position`. Waited for, like a message.
+    RecoveryFailed {
+        /// The topic.
+        topic: String,
+        /// The position the client asked to resume from.
+        since: Position,
+        /// Where the topic stands now (the client reads on from here).
+        position: Position,
+    },
     /// An error frame (`{"topic":"error","data":{"code","message"}}`): a
     /// command was refused (for example `forbidden` on a subscribe); the
     /// connection stays open.

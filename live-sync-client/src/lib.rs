@@ -21,7 +21,9 @@
 //! - [`LiveClient`][live] (`live.rs`, task in `connection.rs`): connect,
 //!   subscribe, publish, send, receive [`LiveEvents`][events]; reconnects with
 //!   jittered exponential [`Backoff`][backoff] (`backoff.rs`) and replays its
-//!   subscription set (`subscriptions.rs`) on each new connection.
+//!   subscription set (`subscriptions.rs`) on each new connection, resuming
+//!   each topic with history from the last [`Position`][position] read
+//!   (`position.rs`).
 //! - [`SyncClient`][sync] (`sync.rs`, task in `sync_driver.rs`): a
 //!   [`sync_core::Replica`] whose requests travel as `_sync` messages on a
 //!   live client's connection and whose pokes arrive on `sync:<scope>` there
@@ -37,6 +39,7 @@
 //! [live]: crate::LiveClient
 //! [events]: crate::LiveEvents
 //! [backoff]: crate::Backoff
+//! [position]: crate::Position
 //! [sync]: crate::SyncClient
 //! [http]: crate::SyncTransport::Http
 //! [error]: crate::ClientError
@@ -68,6 +71,7 @@ mod event;
 mod http_transport;
 mod live;
 mod options;
+mod position;
 mod refresh;
 mod runtime;
 mod subscriptions;
@@ -82,6 +86,7 @@ pub use event::{ConnectionState, DisconnectReason, LiveEvent, Message};
 pub use http_transport::HttpTransport;
 pub use live::{LiveClient, LiveEvents};
 pub use options::{LiveOptions, ReconnectPolicy, TokenProvider};
+pub use position::Position;
 pub use sync::{SyncClient, SyncEvents};
 pub use sync_driver::{SyncStatus, SyncTransport};
 

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::backoff::Backoff;
 use super::connection::{Command, Connection};
+use super::subscriptions::Subscriptions;
 use super::tap::{Tap, TapEvent};
-use super::{ClientError, ConnectionState, LiveEvent, LiveOptions, wire};
+use super::{ClientError, ConnectionState, LiveEvent, LiveOptions, Position, wire};
 
 /// A live connection that reconnects by itself.
 ///
@@ -75,6 +76,7 @@ impl LiveClient {
         let (commands_tx, commands) = mpsc::channel(options.command_buffer.max(1));
         let (events_tx, events) = mpsc::channel(options.event_buffer.max(1));
         let (state_tx, state) = watch::channel(ConnectionState::Connecting);
+        let subscriptions = Subscriptions::new(options.resume);
         let connection = Connection {
             uri,
             backoff: Backoff::new(&options.reconnect),
@@ -82,7 +84,7 @@ impl LiveClient {
             commands,
             events: events_tx,
             state: state_tx,
-            subscriptions: Default::default(),
+            subscriptions,
             taps: Default::default(),
             closers: Vec::new(),
             token: None,
@@ -121,8 +123,36 @@ impl LiveClient {
 
     /// Adds `topic` to the subscription set (sent now if connected, and again
     /// on every reconnect). A refusal arrives as [`LiveEvent::ServerError`].
+    ///
+    /// With [`LiveOptions::resume`] on (the default), the subscribe asks for
+    /// the topic's position (answered as [`LiveEvent::Subscribed`]) and every
+    /// later one, after a reconnect too, resumes from the last position
+    /// read: on a topic with history, what was published meanwhile arrives
+    /// once and in order, or [`LiveEvent::RecoveryFailed`] says it is gone.
     pub async fn subscribe(&self, topic: impl Into<String>) -> Result<(), ClientError> {
-        self.command(Command::Subscribe(topic.into())).await
+        self.command(Command::Subscribe(topic.into(), None)).await
+    }
+
+    /// Like [`LiveClient::subscribe`], starting from `position` (saved from
+    /// [`LiveClient::position`] or a [`Message`](crate::Message)'s offset),
+    /// so the publications after it arrive first. Ignored for a topic
+    /// already subscribed, or with [`LiveOptions::resume`] off.
+    pub async fn subscribe_from(
+        &self,
+        topic: impl Into<String>,
+        position: Position,
+    ) -> Result<(), ClientError> {
+        self.command(Command::Subscribe(topic.into(), Some(position)))
+            .await
+    }
+
+    /// The last position read on `topic`: `None` when it is not subscribed,
+    /// has no history, or the server has not answered yet (or resume is off).
+    pub async fn position(&self, topic: &str) -> Result<Option<Position>, ClientError> {
+        let (answer, wait) = oneshot::channel();
+        self.command(Command::Position(topic.to_owned(), answer))
+            .await?;
+        wait.await.map_err(|_| ClientError::Closed)
     }
 
     /// Removes `topic` from the subscription set.

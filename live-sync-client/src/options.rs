@@ -12,13 +12,15 @@ use super::ClientError;
 
 /// How to reconnect after a connection is lost or an attempt fails.
 ///
-/// The delay after the `n`-th consecutive failure is a uniformly random point in
-/// `[d/2, d]`, `d = min(max, base * 2^n)` ("equal jitter"): the random half
-/// spreads a crowd of clients reconnecting to a restarted server, the fixed
-/// half keeps a single client from hammering it.
+/// The delay after the `n`-th consecutive failure (0-based) is a uniformly
+/// random point in `[0, d]`, `d = min(max, base * 2^n)` ("full jitter"): even
+/// the first retry lands anywhere in `[0, base]`, so the clients of a
+/// restarted server come back spread over that window instead of all at the
+/// same instant, and each later window doubles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconnectPolicy {
-    /// The first delay's upper bound. Default 250 ms.
+    /// The first delay's upper bound: the window the first retry is spread
+    /// over. Default 1 s.
     pub base: Duration,
     /// The largest delay. Default 30 s.
     pub max: Duration,
@@ -34,7 +36,7 @@ pub struct ReconnectPolicy {
 impl Default for ReconnectPolicy {
     fn default() -> Self {
         ReconnectPolicy {
-            base: Duration::from_millis(250),
+            base: Duration::from_secs(1),
             max: Duration::from_secs(30),
             seed: None,
             stable_after: Duration::from_secs(10),
@@ -107,6 +109,11 @@ pub struct LiveOptions {
     pub ping_interval: Option<Duration>,
     /// Largest message accepted from the server. Default 16 MiB.
     pub max_message_size: usize,
+    /// Remember each topic's [`Position`](crate::Position) and resume from
+    /// it on every reconnect: subscribes carry `"history":true` and, once a
+    /// position is known, `since`; deliveries already read are dropped.
+    /// `false` sends plain mizu subscribes. Default true.
+    pub resume: bool,
 }
 
 impl Default for LiveOptions {
@@ -121,6 +128,7 @@ impl Default for LiveOptions {
             connect_timeout: Duration::from_secs(10),
             ping_interval: Some(Duration::from_secs(30)),
             max_message_size: 16 << 20,
+            resume: true,
         }
     }
 }
@@ -137,6 +145,7 @@ impl std::fmt::Debug for LiveOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("ping_interval", &self.ping_interval)
             .field("max_message_size", &self.max_message_size)
+            .field("resume", &self.resume)
             .finish()
     }
 }
@@ -182,6 +191,12 @@ impl LiveOptions {
     /// Sets the reconnect jitter seed (reproducible delays).
     pub fn seed(mut self, seed: u64) -> Self {
         self.reconnect.seed = Some(seed);
+        self
+    }
+
+    /// Turns resuming from each topic's last position on or off (default on).
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
         self
     }
 

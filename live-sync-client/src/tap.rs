@@ -71,6 +71,11 @@ impl Taps {
         });
     }
 
+    /// Whether a tap claims `topic` (a sync client's poke topic).
+    pub(crate) fn claims(&self, topic: &str) -> bool {
+        self.taps.values().any(|t| t.topics.contains(topic))
+    }
+
     /// Hands a claimed frame to its tap(s); gives it back when nobody claims it.
     pub(crate) fn route(&mut self, topic: String, data: Value) -> Option<(String, Value)> {
         if topic == WS_TOPIC {

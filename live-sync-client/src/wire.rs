@@ -10,6 +10,8 @@ pub(crate) const UNSUBSCRIBE: &str = "unsubscribe";
 pub(crate) const PUBLISH: &str = "publish";
 /// The topic of error frames.
 pub(crate) const ERROR: &str = "error";
+/// The topic of the reply to a subscribe that asks for a position.
+pub(crate) const SUBSCRIBED: &str = "subscribed";
 
 /// `{"topic": topic, "data": data}`.
 pub(crate) fn envelope(topic: &str, data: &Value) -> String {
@@ -32,12 +34,32 @@ pub(crate) struct Incoming {
     pub(crate) topic: String,
     #[serde(default)]
     pub(crate) data: Value,
+    /// A publication's offset on a topic with history. Read leniently: a
+    /// field of another shape is no offset, never a dropped frame.
+    #[serde(default)]
+    offset: Value,
+}
+
+impl Incoming {
+    /// The frame's offset, when it carries a valid one.
+    pub(crate) fn offset(&self) -> Option<u64> {
+        self.offset.as_u64()
+    }
 }
 
 /// Parses a frame; `None` for anything that is not an envelope (a server bug
 /// the client survives by ignoring the frame).
 pub(crate) fn parse(text: &str) -> Option<Incoming> {
     serde_json::from_str(text).ok()
+}
+
+/// The topic of a `forbidden` error frame refusing a subscribe (its message
+/// names it: `not allowed to subscribe to <topic>`).
+pub(crate) fn refused_subscribe<'a>(code: &str, message: &'a str) -> Option<&'a str> {
+    if code != "forbidden" {
+        return None;
+    }
+    message.strip_prefix("not allowed to subscribe to ")
 }
 
 /// The `(code, message)` of an error frame's data.
@@ -76,6 +98,27 @@ mod tests {
         assert!(parse("[1]").is_none());
         assert!(parse(r#"{"data":1}"#).is_none());
         assert!(parse("not json").is_none());
+        assert_eq!(
+            parse(r#"{"topic":"t","offset":4}"#).unwrap().offset(),
+            Some(4)
+        );
+        assert_eq!(parse(r#"{"topic":"t"}"#).unwrap().offset(), None);
+        for odd in ["-1", "1.5", "\"7\"", "null", "{}"] {
+            let m = parse(&format!(r#"{{"topic":"t","data":1,"offset":{odd}}}"#)).unwrap();
+            assert_eq!((m.offset(), m.data), (None, json!(1)), "{odd}");
+        }
+        assert_eq!(
+            refused_subscribe("forbidden", "not allowed to subscribe to a b"),
+            Some("a b")
+        );
+        assert_eq!(
+            refused_subscribe("forbidden", "not allowed to publish on a"),
+            None
+        );
+        assert_eq!(
+            refused_subscribe("bad_data", "not allowed to subscribe to a"),
+            None
+        );
         let (code, msg) = error_fields(&json!({"code":"forbidden","message":"no"}));
         assert_eq!((code.as_str(), msg.as_str()), ("forbidden", "no"));
     }

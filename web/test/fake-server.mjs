@@ -147,6 +147,10 @@ export class FakeWebSocket {
   serverSend(topic, data) {
     this.onmessage?.({ data: JSON.stringify({ topic, data }) });
   }
+  /** Sends any JSON value as one text frame (extra envelope fields included). */
+  serverFrame(value) {
+    this.onmessage?.({ data: JSON.stringify(value) });
+  }
   serverDrop(code = 1006) {
     this.readyState = 3;
     this.onclose?.({ code, reason: "" });

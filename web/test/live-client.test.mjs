@@ -27,7 +27,7 @@ test("subscribe, publish and per-topic handlers over one socket", () => {
   assert.equal(live.publish("chat", "early"), false, "nothing is sent before the socket opens");
   ws.serverOpen();
   assert.equal(live.state, "open");
-  assert.deepEqual(ws.sent, [{ topic: "subscribe", data: { topic: "chat" } }]);
+  assert.deepEqual(ws.sent, [{ topic: "subscribe", data: { topic: "chat", history: true } }]);
   assert.equal(live.publish("chat", { hi: 1 }), true);
   assert.deepEqual(ws.sent[1], { topic: "publish", data: { topic: "chat", data: { hi: 1 } } });
   ws.serverSend("chat", "hello");
@@ -38,7 +38,7 @@ test("subscribe, publish and per-topic handlers over one socket", () => {
   ws.serverSend("error", { code: "forbidden", message: "no" });
   assert.deepEqual(errors, ["forbidden"]);
   const off = live.subscribe("news", () => {});
-  assert.deepEqual(ws.sent[2], { topic: "subscribe", data: { topic: "news" } });
+  assert.deepEqual(ws.sent[2], { topic: "subscribe", data: { topic: "news", history: true } });
   off();
   assert.deepEqual(ws.sent[3], { topic: "unsubscribe", data: { topic: "news" } });
   ws.onmessage({ data: "not json" }); // ignored, no throw

@@ -249,7 +249,7 @@ test("a poke on sync:<scope> makes the client pull", async () => {
   const c = await client(server, { live });
   await c.whenSettled(2000);
   const ws = FakeWebSocket.last();
-  assert.deepEqual(ws.sent, [{ topic: "subscribe", data: { topic: "sync:s" } }]);
+  assert.deepEqual(ws.sent, [{ topic: "subscribe", data: { topic: "sync:s", history: true } }]);
   server.putFrom("other", "news", 1);
   assert.deepEqual(c.state, {}, "nothing pulls without a poke (the poll interval is long)");
   ws.serverSend("sync:s", { cursor: server.head });

@@ -222,6 +222,7 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
         let server = inner.server.clone();
         let ws_config = inner.config.websocket_config();
         let grace = inner.config.close_grace;
+        let coalesce = inner.config.write_coalesce;
         let counter = inner.websockets.clone();
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         inner.rt.spawn(async move {
@@ -231,7 +232,7 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
                     let io = HyperIo(upgraded);
                     let ws =
                         WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-                    crate::connection::run(rt, server, ws, user, local, grace).await;
+                    crate::connection::run(rt, server, ws, user, local, grace, coalesce).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
             }

@@ -76,6 +76,96 @@ pub async fn start_server() -> TestServer {
     ProfileServer::new(addr, handle, Accepting(accepting))
 }
 
+/// The tokio server with the conformance profile except its history rules
+/// (`(pattern, size)`), on the test's own runtime, on a free loopback port.
+pub async fn start_server_with_history(history: &'static [(&'static str, usize)]) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local address");
+    let mut profile = Profile::conformance();
+    profile.history = history;
+    let server = conformance::start(TokioRuntime::current(), &profile).await;
+    let handle = server.handle().clone();
+    let accepting = tokio::spawn(serve(listener, server, std::future::pending()));
+    ProfileServer::new(addr, handle, Accepting(accepting))
+}
+
+/// A TCP relay in front of a server: clients connect through it, and the
+/// test can cut every connection it carries and refuse new ones for a while,
+/// as a network outage would (the server sees its sessions end too).
+pub struct Relay {
+    pub addr: SocketAddr,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relays `127.0.0.1:<free port>` to `target`.
+    pub async fn start(target: SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
+        let refusing = refuse.clone();
+        let accepting = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if refusing.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut_rx = cut_rx.clone();
+                cut_rx.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay {
+            addr,
+            refuse,
+            cut,
+            accepting,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Drops every relayed connection and refuses new ones until [`Relay::heal`].
+    pub fn cut(&self) {
+        self.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Relays new connections again.
+    pub fn heal(&self) {
+        self.refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
 /// The tokio server on a runtime of its own thread: stopping it drops the
 /// runtime, which ends every session and closes every socket, as a crash would.
 pub struct ServerThread {
@@ -206,7 +296,7 @@ impl Recorder {
     /// The next message on `topic`.
     pub async fn message_on(&mut self, topic: &str) -> Value {
         self.until(&format!("message on {topic}"), |ev| match ev {
-            LiveEvent::Message(Message { topic: t, data }) if t == topic => Some(data.clone()),
+            LiveEvent::Message(Message { topic: t, data, .. }) if t == topic => Some(data.clone()),
             _ => None,
         })
         .await

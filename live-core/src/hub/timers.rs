@@ -30,6 +30,11 @@ impl<A> Hub<A> {
             }
             due.push(key);
         }
+        // Everything due is due at `now`: sessions are served in key order
+        // (the order of fan-out and presence lists), whatever their entries'
+        // instants, so the outcome does not hang on when activity last
+        // moved a deadline.
+        due.sort_unstable();
         for key in due {
             if self.sessions.contains(key) {
                 self.fire(now, key);

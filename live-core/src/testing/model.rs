@@ -782,7 +782,8 @@ impl Model {
     fn timeout(&mut self) {
         self.expire();
         self.settle();
-        for i in 0..self.sessions.len() {
+        // The hub serves every due session in key order.
+        for i in self.in_key_order(|_| true) {
             let s = &mut self.sessions[i];
             if !s.open {
                 continue;
