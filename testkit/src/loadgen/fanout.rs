@@ -130,7 +130,9 @@ pub fn send_stamp(text: &str) -> Option<u64> {
             );
         }
     }
-    serde_json::from_str::<Delivery>(text).ok().map(|d| d.data.t)
+    serde_json::from_str::<Delivery>(text)
+        .ok()
+        .map(|d| d.data.t)
 }
 
 enum Ending {
