@@ -67,7 +67,7 @@ pub enum LoadError {
 pub fn token_opts(cli: &args::Cli) -> ConnectOptions {
     ConnectOptions {
         token: cli.token.clone().map(|t| (t, TokenPlacement::Header)),
-        read_buffer_size: Some(8 * 1024),
+        read_buffer_size: Some(4 * 1024),
         ..Default::default()
     }
 }
