@@ -7,7 +7,18 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::options::SubscribeOptions;
-use crate::{AuthorizeTicket, Command, SessionId, TimerReason};
+use crate::{AuthorizeTicket, Command, OutFrame, SessionId, TimerReason};
+
+/// Frames waiting for room in a session's send queue, in order: a replay
+/// that did not fit, then everything sent to the session after it (see
+/// `hub/backlog.rs`).
+pub(crate) struct Backlog {
+    pub(crate) frames: VecDeque<OutFrame>,
+    /// Most frames it may hold: the replays it took plus one send queue's
+    /// worth of what came after. A reader that stops reading fills it and
+    /// is closed as slow.
+    pub(crate) limit: usize,
+}
 
 /// Where a session is in its life. Closed sessions are removed from the hub, so
 /// there is no closed phase.
@@ -65,6 +76,8 @@ pub(crate) struct Session<A> {
     /// earlier than the session's true next deadline (timers are moved later
     /// lazily, when they fire).
     pub(crate) timer: Option<(Instant, TimerReason)>,
+    /// Boxed: only a session in the middle of a long replay has one.
+    pub(crate) backlog: Option<Box<Backlog>>,
 }
 
 impl<A> Session<A> {
@@ -81,6 +94,7 @@ impl<A> Session<A> {
             last_received: now,
             next_ping: None,
             timer: None,
+            backlog: None,
         }
     }
 

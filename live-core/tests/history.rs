@@ -421,7 +421,7 @@ fn an_embedder_policy_decides_before_the_rules() {
 }
 
 #[test]
-fn a_replay_larger_than_the_send_queue_closes_the_subscriber_as_slow() {
+fn a_replay_larger_than_the_send_queue_goes_out_as_the_reader_takes_it() {
     let mut c = config(10, None);
     c.limits.max_queued_messages = 3;
     let mut h = Harness::with_config(c);
@@ -432,7 +432,53 @@ fn a_replay_larger_than_the_send_queue_closes_the_subscriber_as_slow() {
     let e = epoch(&h, "chat:x");
     let a = h.open("a");
     h.text(a, &since("chat:x", &e, 0));
+    // The reply and two frames fill the queue; nothing is closed.
+    assert_eq!(h.drain().len(), 3);
+    assert_eq!(h.hub.queued(a), Some((3, h.hub.queued(a).unwrap().1)));
+    // A live publication meanwhile waits behind the replay.
+    h.publish(p, "chat:x", "6");
+    let mut lines = Vec::new();
+    loop {
+        let (_, bytes) = h.hub.queued(a).unwrap();
+        let (messages, _) = h.hub.queued(a).unwrap();
+        h.hub.handle_flushed(h.now, a, messages, bytes).unwrap();
+        let more = h.drain();
+        if more.is_empty() {
+            break;
+        }
+        lines.extend(more);
+    }
+    let offsets: Vec<String> = lines
+        .iter()
+        .map(|l| l.split(r#""offset":"#).nth(1).unwrap_or("?").to_owned())
+        .collect();
+    assert_eq!(offsets, ["3}", "4}", "5}", "6}"], "{lines:?}");
+    assert!(h.closed().is_empty());
+}
+
+#[test]
+fn a_reader_that_stops_during_a_long_replay_is_closed_as_slow() {
+    let mut c = config(10, None);
+    c.limits.max_queued_messages = 3;
+    let mut h = Harness::with_config(c);
+    let p = h.open("p");
+    for i in 1..=5 {
+        h.publish(p, "chat:x", &i.to_string());
+    }
+    let e = epoch(&h, "chat:x");
+    let a = h.open("a");
+    h.text(a, &since("chat:x", &e, 0));
+    h.drain();
+    // Backlog: 3 replay frames, room for 3 live ones; the fourth overflows.
+    for i in 6..=8 {
+        h.publish(p, "chat:x", &i.to_string());
+    }
+    assert!(h.hub.contains(a));
+    h.publish(p, "chat:x", "9");
+    assert!(!h.hub.contains(a));
     let lines = h.drain();
-    assert_eq!(lines.len(), 4, "{lines:?}");
-    assert!(lines[3].starts_with("a <- close 4008"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("a <- close 4008")),
+        "{lines:?}"
+    );
 }

@@ -24,14 +24,31 @@ impl<A> Hub<A> {
 
     /// Queues `frame` for the session at `key`, or closes it as a slow consumer when
     /// the frame does not fit. Returns whether the frame was queued.
+    /// Behind a backlog (a long replay), the frame waits its turn there.
     pub(super) fn enqueue(&mut self, key: usize, frame: OutFrame) -> bool {
-        let Some(s) = self.sessions.get(key) else {
+        let Some(s) = self.sessions.get_mut(key) else {
             return false;
         };
-        if !self.fits(s.queued_messages, s.queued_bytes, frame.len()) {
+        if let Some(b) = s.backlog.as_mut() {
+            if b.frames.len() >= b.limit {
+                self.close_key(key, CloseReason::SlowConsumer);
+                return false;
+            }
+            b.frames.push_back(frame);
+            return true;
+        }
+        let (messages, bytes) = (s.queued_messages, s.queued_bytes);
+        if !self.fits(messages, bytes, frame.len()) {
             self.close_key(key, CloseReason::SlowConsumer);
             return false;
         }
+        self.push_send(key, frame);
+        true
+    }
+
+    /// Hands `frame` to the adapter for the session at `key` (which must
+    /// exist), counting it in the session's queue.
+    pub(super) fn push_send(&mut self, key: usize, frame: OutFrame) {
         let s = &mut self.sessions[key];
         s.queued_messages += 1;
         s.queued_bytes = s.queued_bytes.saturating_add(frame.len());
@@ -40,7 +57,6 @@ impl<A> Hub<A> {
             self.metrics.bytes_out += b.len() as u64;
         }
         self.actions.push_back(Action::Send { id: s.id, frame });
-        true
     }
 
     /// Sends an error frame to the session at `key`.
@@ -70,6 +86,14 @@ impl<A> Hub<A> {
                 continue;
             }
             let s = &mut self.sessions[key];
+            if let Some(b) = s.backlog.as_mut() {
+                if b.frames.len() >= b.limit {
+                    overflowed.push(key);
+                } else {
+                    b.frames.push_back(OutFrame::Text(frame.clone()));
+                }
+                continue;
+            }
             let fits = s.queued_messages < limits.max_queued_messages
                 && (s.queued_messages == 0
                     || s.queued_bytes.saturating_add(len) <= limits.max_queued_bytes);

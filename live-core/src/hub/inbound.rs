@@ -116,6 +116,9 @@ impl<A> Hub<A> {
         }
         s.queued_messages -= messages;
         s.queued_bytes -= bytes;
+        if s.backlog.is_some() {
+            self.drain_backlog(key);
+        }
         Ok(())
     }
 

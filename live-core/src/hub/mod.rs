@@ -5,6 +5,7 @@
 //! queues, topics and closing (`delivery.rs`).
 
 mod answers;
+mod backlog;
 mod commands;
 mod delivery;
 mod inbound;

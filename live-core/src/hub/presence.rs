@@ -150,9 +150,17 @@ impl<A> Hub<A> {
         let len = frame.len();
         let mut overflowed = Vec::new();
         for &key in keys {
-            let Some(s) = self.sessions.get(key) else {
+            let Some(s) = self.sessions.get_mut(key) else {
                 continue;
             };
+            if let Some(b) = s.backlog.as_mut() {
+                if b.frames.len() >= b.limit {
+                    overflowed.push(key);
+                } else {
+                    b.frames.push_back(OutFrame::Text(frame.clone()));
+                }
+                continue;
+            }
             let (messages, bytes) = (s.queued_messages, s.queued_bytes);
             if !self.fits(messages, bytes, len) {
                 overflowed.push(key);

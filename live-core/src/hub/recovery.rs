@@ -145,11 +145,7 @@ impl<A> Hub<A> {
         if !self.enqueue(key, OutFrame::Text(reply)) {
             return;
         }
-        for frame in replay.into_iter().flatten() {
-            if !self.enqueue(key, OutFrame::Text(frame)) {
-                return;
-            }
-        }
+        self.enqueue_replay(key, replay.into_iter().flatten());
     }
 
     /// Drops expired history entries, and forgets the topics left with none

@@ -349,11 +349,7 @@ impl<A> Hub<A> {
             .into_iter()
             .filter(|(offset, _)| offset.is_none_or(|o| o > floor))
             .map(|(_, frame)| frame);
-        for frame in replay.into_iter().chain(held) {
-            if !self.enqueue(w.key, OutFrame::Text(frame)) {
-                return;
-            }
-        }
+        self.enqueue_replay(w.key, replay.into_iter().chain(held));
     }
 
     /// Subscribes waiting for the broker's read.

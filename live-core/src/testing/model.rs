@@ -301,6 +301,8 @@ struct MSession {
     key: usize,
     /// Topics whose joins and leaves it hears.
     watching: BTreeSet<usize>,
+    /// Frames behind a replay longer than the queue, and the backlog's limit.
+    backlog: Option<(VecDeque<Out>, usize)>,
     open: bool,
     authenticating: Option<Instant>,
     topics: BTreeSet<usize>,
@@ -399,6 +401,7 @@ impl Model {
             next_ping: pre.then(|| self.now + PING),
             received: Vec::new(),
             close_code: None,
+            backlog: None,
         });
     }
 
@@ -410,6 +413,7 @@ impl Model {
         s.held.clear();
         s.pending = None;
         s.queue.clear();
+        s.backlog = None;
         s.close_code = Some(reported);
         if let Some(code) = code {
             s.received.push(Out::Close(code));
@@ -453,6 +457,14 @@ impl Model {
         let mut overflowed = Vec::new();
         for &j in targets {
             if !self.sessions[j].open {
+                continue;
+            }
+            if let Some((b, limit)) = &mut self.sessions[j].backlog {
+                if b.len() >= *limit {
+                    overflowed.push(j);
+                } else {
+                    b.push_back(Out::Text(frame.to_owned()));
+                }
                 continue;
             }
             if self.fits(j, frame.len()) {
@@ -516,6 +528,14 @@ impl Model {
     }
 
     fn enqueue(&mut self, i: usize, out: Out) {
+        if let Some((b, limit)) = &mut self.sessions[i].backlog {
+            if b.len() >= *limit {
+                self.close(i, Some(4008), 4008);
+            } else {
+                b.push_back(out);
+            }
+            return;
+        }
         if !self.fits(i, out.len()) {
             self.close(i, Some(4008), 4008);
             return;
@@ -701,11 +721,60 @@ impl Model {
             ),
         );
         self.enqueue(i, Out::Text(reply));
-        for frame in replay.into_iter().flatten() {
-            if !self.sessions[i].open {
+        if self.sessions[i].open {
+            self.enqueue_replay(i, replay.into_iter().flatten().map(Out::Text).collect());
+        }
+    }
+
+    /// A replay: what fits goes to the queue, the rest (and everything after
+    /// it) waits in the backlog, whose limit grows by what the replay put in.
+    fn enqueue_replay(&mut self, i: usize, frames: VecDeque<Out>) {
+        let mut frames = frames;
+        while self.sessions[i].backlog.is_none() {
+            let Some(front) = frames.front() else {
+                return;
+            };
+            if !self.fits(i, front.len()) {
+                break;
+            }
+            let out = frames.pop_front().expect("front exists");
+            let s = &mut self.sessions[i];
+            s.queue.push_back(out.len());
+            s.received.push(out);
+        }
+        let s = &mut self.sessions[i];
+        let (b, limit) = s.backlog.get_or_insert_with(|| (VecDeque::new(), MAX_MSGS));
+        *limit += frames.len();
+        b.extend(frames);
+        if b.is_empty() {
+            s.backlog = None;
+        }
+    }
+
+    /// After a flush: backlog frames move to the queue while they fit.
+    fn drain_backlog(&mut self, i: usize) {
+        loop {
+            let Some(len) = self.sessions[i]
+                .backlog
+                .as_ref()
+                .and_then(|(b, _)| b.front().map(Out::len))
+            else {
+                self.sessions[i].backlog = None;
+                return;
+            };
+            if !self.fits(i, len) {
                 return;
             }
-            self.enqueue(i, Out::Text(frame));
+            let s = &mut self.sessions[i];
+            let Some((b, _)) = s.backlog.as_mut() else {
+                return;
+            };
+            let out = b.pop_front().expect("front exists");
+            if b.is_empty() {
+                s.backlog = None;
+            }
+            s.queue.push_back(out.len());
+            s.received.push(out);
         }
     }
 
@@ -959,6 +1028,9 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                     let mq = &mut m.sessions[i].queue;
                     let k = k.min(mq.len());
                     mq.drain(..k);
+                    if m.sessions[i].open {
+                        m.drain_backlog(i);
+                    }
                 }
             }
             Op::Ping { s } => {
