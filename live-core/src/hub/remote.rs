@@ -198,8 +198,8 @@ impl<A> Hub<A> {
     }
 
     /// Fans `frame` out to the topic's subscribers, holding it for those
-    /// waiting for a read. A session holding more than its queue may carry
-    /// is closed as a slow consumer. Sessions in `skip` have it already.
+    /// waiting for a read. A session holding more than the history's size
+    /// and its queue's is closed as a slow consumer. Sessions in `skip` have it already.
     fn fan_out_holding(
         &mut self,
         topic: &str,
@@ -211,7 +211,11 @@ impl<A> Hub<A> {
         if holding.is_empty() {
             return self.fan_out_skipping(topic, frame, &skip);
         }
-        let max = self.config.limits.max_queued_messages;
+        // A read may take a while when many clients resume at once: what
+        // it will return (at most the history's size) plus a send queue of
+        // live frames may wait. The frames are shared, so each costs a slot.
+        let max = self.config.limits.max_queued_messages
+            + self.numbered_by_broker(topic).map_or(0, |l| l.size);
         let mut overflowed = Vec::new();
         for &(key, request) in &holding {
             if let Some(w) = self.remote.waiting.get_mut(&request) {
