@@ -11,11 +11,12 @@
 #   cargo build --release -p adapter-tokio -p testkit --bin loadgen
 # usage: testkit/scripts/resume-restart.sh [BROKER] [SERVER]
 #   BROKER  redis://127.0.0.1:6379 (default), nats://127.0.0.1:4222 or none
-#   env: CLIENTS=1000 RATE=200 DURATION=10 UP=3 DOWN=1 JITTER=1 SIGNAL=TERM
+#   env: CLIENTS=1000 RATE=200 DURATION=10 UP=3 DOWN=1 JITTER=1 SIGNAL=TERM DRAIN=10
+#   (DRAIN: seconds the clients keep reading after the last publish)
 set -u
 BROKER=${1:-redis://127.0.0.1:6379}; SERVER=${2:-adapter-tokio}
 CLIENTS=${CLIENTS:-1000}; RATE=${RATE:-200}; DURATION=${DURATION:-10}
-UP=${UP:-3}; DOWN=${DOWN:-1}; JITTER=${JITTER:-1}; SIGNAL=${SIGNAL:-TERM}
+UP=${UP:-3}; DOWN=${DOWN:-1}; JITTER=${JITTER:-1}; SIGNAL=${SIGNAL:-TERM}; DRAIN=${DRAIN:-10}
 BIN=${BIN:-target/release}
 PORT_A=${PORT_A:-18911}; PORT_B=${PORT_B:-18912}
 TOPIC=resume-$$
@@ -47,7 +48,7 @@ if [ "$BROKER" != none ]; then
     publish=(--publish-url "http://127.0.0.1:$PORT_B")
 fi
 "$BIN/loadgen" --url "http://127.0.0.1:$PORT_A" resume --clients "$CLIENTS" --topic "$TOPIC" \
-    "${publish[@]}" --rate "$RATE" --duration "$DURATION" --jitter "$JITTER" --drain 3 \
+    "${publish[@]}" --rate "$RATE" --duration "$DURATION" --jitter "$JITTER" --drain "$DRAIN" \
     >"$DIR/loadgen.out" 2>"$DIR/loadgen.err" &
 gen=$!
 # Restart A once the clients are in and publishing has gone on UP seconds.
