@@ -309,3 +309,53 @@ proptest! {
         prop_assert_eq!(reply, &subscribed("w", "chat:t", "e", r, true));
     }
 }
+
+#[test]
+fn a_slow_read_holds_more_than_a_send_queue_and_the_replay_is_paced() {
+    // Queue of 4, history of 100: while the read is out, 10 live
+    // publications wait for b (more than its queue, less than the history
+    // plus the queue); the replay then goes out as b reads it.
+    let mut c = config();
+    c.limits.max_queued_messages = 4;
+    let mut h = Harness::with_config(c);
+    let b = h.open("b");
+    h.text(b, &since("chat:1", "e1", 0));
+    let (request, _) = read_request(&mut h);
+    for offset in 1..=10 {
+        deliver(&mut h, "chat:1", "e1", offset);
+    }
+    assert!(h.hub.contains(b), "held, not closed");
+    let now = h.now;
+    h.hub
+        .handle_history_read(now, request, Some(read("e1", 3, 1)));
+    let mut lines = h.drain();
+    while h.hub.contains(b) {
+        let (messages, bytes) = h.hub.queued(b).unwrap();
+        h.hub.handle_flushed(h.now, b, messages, bytes).unwrap();
+        let more = h.drain();
+        if more.is_empty() {
+            break;
+        }
+        lines.extend(more);
+    }
+    let mut want = vec![subscribed("b", "chat:1", "e1", 3, true)];
+    want.extend((1..=10).map(|o| line("b", "chat:1", o)));
+    assert_eq!(lines, want);
+    // The history's size plus a queue: past that, b is closed as slow.
+    let c2 = {
+        let mut c = config();
+        c.limits.max_queued_messages = 4;
+        c.history = vec![HistoryRule::new("chat:*", HistoryLimits::new(5, None))];
+        c
+    };
+    let mut h = Harness::with_config(c2);
+    let b = h.open("b");
+    h.text(b, &since("chat:1", "e1", 0));
+    read_request(&mut h);
+    for offset in 1..=9 {
+        deliver(&mut h, "chat:1", "e1", offset);
+    }
+    assert!(h.hub.contains(b));
+    deliver(&mut h, "chat:1", "e1", 10);
+    assert!(!h.hub.contains(b), "closed as slow past 5 + 4 held");
+}
