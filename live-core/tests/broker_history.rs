@@ -9,25 +9,13 @@ mod support;
 use bytes::Bytes;
 use live_core::{Event, HistoryLimits, HistoryRead, HistoryRule, HubConfig, SessionId};
 use proptest::prelude::*;
-use support::Harness;
+use support::{Harness, since, subscribed};
 
 fn config() -> HubConfig {
     let mut c = HubConfig::default();
     c.history = vec![HistoryRule::new("chat:*", HistoryLimits::new(100, None))];
     c.broker_history = true;
     c
-}
-
-fn since(topic: &str, epoch: &str, offset: u64) -> String {
-    format!(
-        r#"{{"topic":"subscribe","data":{{"topic":"{topic}","since":{{"epoch":"{epoch}","offset":{offset}}}}}}}"#
-    )
-}
-
-fn subscribed(who: &str, topic: &str, epoch: &str, offset: u64, recovered: bool) -> String {
-    format!(
-        r#"{who} <- {{"topic":"subscribed","data":{{"topic":"{topic}","epoch":"{epoch}","offset":{offset},"recovered":{recovered}}}}}"#
-    )
 }
 
 fn line(who: &str, topic: &str, offset: u64) -> String {
@@ -328,16 +316,7 @@ fn a_slow_read_holds_more_than_a_send_queue_and_the_replay_is_paced() {
     let now = h.now;
     h.hub
         .handle_history_read(now, request, Some(read("e1", 3, 1)));
-    let mut lines = h.drain();
-    while h.hub.contains(b) {
-        let (messages, bytes) = h.hub.queued(b).unwrap();
-        h.hub.handle_flushed(h.now, b, messages, bytes).unwrap();
-        let more = h.drain();
-        if more.is_empty() {
-            break;
-        }
-        lines.extend(more);
-    }
+    let lines = h.read_all(b);
     let mut want = vec![subscribed("b", "chat:1", "e1", 3, true)];
     want.extend((1..=10).map(|o| line("b", "chat:1", o)));
     assert_eq!(lines, want);

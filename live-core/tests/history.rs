@@ -10,24 +10,12 @@ use live_core::{
     AuthorizeRequest, Authorizer, Decision, Event, HistoryLimits, HistoryRule, HubConfig,
     TimerReason,
 };
-use support::{Harness, error_code};
+use support::{Harness, error_code, since, subscribed};
 
 fn config(size: usize, ttl: Option<Duration>) -> HubConfig {
     let mut c = HubConfig::default();
     c.history = vec![HistoryRule::new("chat:*", HistoryLimits::new(size, ttl))];
     c
-}
-
-fn since(topic: &str, epoch: &str, offset: u64) -> String {
-    format!(
-        r#"{{"topic":"subscribe","data":{{"topic":"{topic}","since":{{"epoch":"{epoch}","offset":{offset}}}}}}}"#
-    )
-}
-
-fn subscribed(who: &str, topic: &str, epoch: &str, offset: u64, recovered: bool) -> String {
-    format!(
-        r#"{who} <- {{"topic":"subscribed","data":{{"topic":"{topic}","epoch":"{epoch}","offset":{offset},"recovered":{recovered}}}}}"#
-    )
 }
 
 fn epoch(h: &Harness, topic: &str) -> String {
@@ -437,17 +425,7 @@ fn a_replay_larger_than_the_send_queue_goes_out_as_the_reader_takes_it() {
     assert_eq!(h.hub.queued(a), Some((3, h.hub.queued(a).unwrap().1)));
     // A live publication meanwhile waits behind the replay.
     h.publish(p, "chat:x", "6");
-    let mut lines = Vec::new();
-    loop {
-        let (_, bytes) = h.hub.queued(a).unwrap();
-        let (messages, _) = h.hub.queued(a).unwrap();
-        h.hub.handle_flushed(h.now, a, messages, bytes).unwrap();
-        let more = h.drain();
-        if more.is_empty() {
-            break;
-        }
-        lines.extend(more);
-    }
+    let lines = h.read_all(a);
     let offsets: Vec<String> = lines
         .iter()
         .map(|l| l.split(r#""offset":"#).nth(1).unwrap_or("?").to_owned())

@@ -12,7 +12,23 @@ use bytes::Bytes;
 
 use super::Hub;
 use crate::OutFrame;
-use crate::session::Backlog;
+use crate::session::{Backlog, Session};
+
+/// Where a frame for `s` goes when a backlog holds the session's queue:
+/// `None` without one (queue it as usual); `Some(true)` when it was put
+/// behind the backlog; `Some(false)` when the backlog is full and the
+/// session must be closed as slow.
+pub(super) fn behind_backlog<A>(
+    s: &mut Session<A>,
+    frame: impl FnOnce() -> OutFrame,
+) -> Option<bool> {
+    let b = s.backlog.as_mut()?;
+    if b.frames.len() >= b.limit {
+        return Some(false);
+    }
+    b.frames.push_back(frame());
+    Some(true)
+}
 
 impl<A> Hub<A> {
     /// Queues `frames` (a replay) for the session at `key`: what fits now

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::Hub;
+use super::backlog::behind_backlog;
 use super::presence::Change;
 use crate::envelope;
 use crate::session::Phase;
@@ -29,13 +30,12 @@ impl<A> Hub<A> {
         let Some(s) = self.sessions.get_mut(key) else {
             return false;
         };
-        if let Some(b) = s.backlog.as_mut() {
-            if b.frames.len() >= b.limit {
+        if s.backlog.is_some() {
+            let held = behind_backlog(s, move || frame) == Some(true);
+            if !held {
                 self.close_key(key, CloseReason::SlowConsumer);
-                return false;
             }
-            b.frames.push_back(frame);
-            return true;
+            return held;
         }
         let (messages, bytes) = (s.queued_messages, s.queued_bytes);
         if !self.fits(messages, bytes, frame.len()) {
@@ -86,11 +86,9 @@ impl<A> Hub<A> {
                 continue;
             }
             let s = &mut self.sessions[key];
-            if let Some(b) = s.backlog.as_mut() {
-                if b.frames.len() >= b.limit {
+            if let Some(held) = behind_backlog(s, || OutFrame::Text(frame.clone())) {
+                if !held {
                     overflowed.push(key);
-                } else {
-                    b.frames.push_back(OutFrame::Text(frame.clone()));
                 }
                 continue;
             }

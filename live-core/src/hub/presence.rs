@@ -13,6 +13,7 @@
 use bytes::Bytes;
 
 use super::Hub;
+use super::backlog::behind_backlog;
 use crate::authorize::sync_scope;
 use crate::presence::{encode_change, encode_list};
 use crate::{Action, CloseReason, Event, HubError, OutFrame, PresenceMember};
@@ -153,11 +154,9 @@ impl<A> Hub<A> {
             let Some(s) = self.sessions.get_mut(key) else {
                 continue;
             };
-            if let Some(b) = s.backlog.as_mut() {
-                if b.frames.len() >= b.limit {
+            if let Some(held) = behind_backlog(s, || OutFrame::Text(frame.clone())) {
+                if !held {
                     overflowed.push(key);
-                } else {
-                    b.frames.push_back(OutFrame::Text(frame.clone()));
                 }
                 continue;
             }

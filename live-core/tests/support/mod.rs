@@ -127,6 +127,24 @@ impl Harness {
         lines
     }
 
+    /// What `id` is sent until nothing more comes, its queue reported
+    /// flushed after each round (a reader taking everything as it arrives):
+    /// how a replay longer than the queue reaches it.
+    pub fn read_all(&mut self, id: SessionId) -> Vec<String> {
+        let mut lines = self.drain();
+        while let Some((messages, bytes)) = self.hub.queued(id) {
+            self.hub
+                .handle_flushed(self.now, id, messages, bytes)
+                .unwrap();
+            let more = self.drain();
+            if more.is_empty() {
+                break;
+            }
+            lines.extend(more);
+        }
+        lines
+    }
+
     pub fn events(&mut self) -> Vec<Event<String>> {
         drain_events(&mut self.hub)
     }
@@ -192,4 +210,18 @@ pub fn error_code(line: &str) -> Option<String> {
         return None;
     }
     v["data"]["code"].as_str().map(str::to_owned)
+}
+
+/// A subscribe naming the position `(epoch, offset)` of `topic`.
+pub fn since(topic: &str, epoch: &str, offset: u64) -> String {
+    format!(
+        r#"{{"topic":"subscribe","data":{{"topic":"{topic}","since":{{"epoch":"{epoch}","offset":{offset}}}}}}}"#
+    )
+}
+
+/// The transcript line of a `subscribed` reply to `who`.
+pub fn subscribed(who: &str, topic: &str, epoch: &str, offset: u64, recovered: bool) -> String {
+    format!(
+        r#"{who} <- {{"topic":"subscribed","data":{{"topic":"{topic}","epoch":"{epoch}","offset":{offset},"recovered":{recovered}}}}}"#
+    )
 }
