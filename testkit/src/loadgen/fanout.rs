@@ -161,9 +161,14 @@ async fn subscriber(
         ending: Ending::Stopped,
     };
     loop {
+        // The socket first: while frames are waiting, the stop signal's
+        // future is never polled, so it does not register with (and
+        // unregister from) the channel shared by every subscriber once per
+        // frame.
         let msg = tokio::select! {
-            _ = stop.changed() => break,
+            biased;
             m = ws.next() => m,
+            _ = stop.changed() => break,
         };
         match msg {
             Some(Ok(Message::Text(t))) => {
