@@ -460,3 +460,35 @@ fn a_reader_that_stops_during_a_long_replay_is_closed_as_slow() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn live_frames_right_after_a_long_replay_wait_instead_of_finding_the_queue_full() {
+    let mut c = config(10, None);
+    c.limits.max_queued_messages = 3;
+    let mut h = Harness::with_config(c);
+    let p = h.open("p");
+    for i in 1..=5 {
+        h.publish(p, "chat:x", &i.to_string());
+    }
+    let e = epoch(&h, "chat:x");
+    let a = h.open("a");
+    h.text(a, &since("chat:x", &e, 0));
+    assert_eq!(h.drain().len(), 3, "the reply and offsets 1 and 2");
+    // One flush: offsets 3 to 5 fill the queue again.
+    let (messages, bytes) = h.hub.queued(a).unwrap();
+    h.hub.handle_flushed(h.now, a, messages, bytes).unwrap();
+    assert_eq!(h.drain().len(), 3);
+    assert_eq!(h.hub.queued(a).unwrap().0, 3, "full");
+    // Live publications now wait behind the (empty) backlog.
+    h.publish(p, "chat:x", "6");
+    h.publish(p, "chat:x", "7");
+    assert!(h.hub.contains(a), "not closed as slow");
+    let lines = h.read_all(a);
+    assert_eq!(
+        lines,
+        [
+            r#"a <- {"topic":"chat:x","data":6,"offset":6}"#,
+            r#"a <- {"topic":"chat:x","data":7,"offset":7}"#,
+        ]
+    );
+}

@@ -6,7 +6,10 @@
 //! meanwhile waits behind it, so the order stays replay first, then live.
 //! A client that stops reading fills the backlog past its limit (the replay
 //! plus one send queue of live frames) and is closed as slow, as it would
-//! have been without a replay.
+//! have been without a replay. The backlog ends once it is empty and the
+//! send queue is at most half full: the replay's last frames fill the queue,
+//! and live frames arriving just then wait their turn instead of finding it
+//! full.
 
 use bytes::Bytes;
 
@@ -28,6 +31,11 @@ pub(super) fn behind_backlog<A>(
     }
     b.frames.push_back(frame());
     Some(true)
+}
+
+/// Whether an empty backlog may end: the send queue is at most half full.
+fn backlog_done(queued_messages: usize, max_queued: usize) -> bool {
+    queued_messages.saturating_mul(2) <= max_queued
 }
 
 impl<A> Hub<A> {
@@ -62,14 +70,16 @@ impl<A> Hub<A> {
         let before = backlog.frames.len();
         backlog.frames.extend(frames);
         backlog.limit += backlog.frames.len() - before;
-        if backlog.frames.is_empty() {
+        if backlog.frames.is_empty() && backlog_done(s.queued_messages, max_queued) {
             s.backlog = None;
         }
     }
 
     /// Moves frames from the session's backlog into its send queue while
-    /// they fit; the backlog ends when it is empty.
+    /// they fit; the backlog ends when it is empty and the queue half full
+    /// at most.
     pub(super) fn drain_backlog(&mut self, key: usize) {
+        let max_queued = self.config.limits.max_queued_messages;
         loop {
             let Some(s) = self.sessions.get_mut(key) else {
                 return;
@@ -78,7 +88,9 @@ impl<A> Hub<A> {
                 return;
             };
             let Some(len) = b.frames.front().map(OutFrame::len) else {
-                s.backlog = None;
+                if backlog_done(s.queued_messages, max_queued) {
+                    s.backlog = None;
+                }
                 return;
             };
             let (messages, bytes) = (s.queued_messages, s.queued_bytes);
@@ -92,9 +104,6 @@ impl<A> Hub<A> {
             let Some(frame) = b.frames.pop_front() else {
                 return;
             };
-            if b.frames.is_empty() {
-                s.backlog = None;
-            }
             self.push_send(key, frame);
         }
     }

@@ -746,7 +746,7 @@ impl Model {
         let (b, limit) = s.backlog.get_or_insert_with(|| (VecDeque::new(), MAX_MSGS));
         *limit += frames.len();
         b.extend(frames);
-        if b.is_empty() {
+        if b.is_empty() && s.queue.len() * 2 <= MAX_MSGS {
             s.backlog = None;
         }
     }
@@ -759,7 +759,10 @@ impl Model {
                 .as_ref()
                 .and_then(|(b, _)| b.front().map(Out::len))
             else {
-                self.sessions[i].backlog = None;
+                // Empty: it ends once the queue is half full at most.
+                if self.sessions[i].queue.len() * 2 <= MAX_MSGS {
+                    self.sessions[i].backlog = None;
+                }
                 return;
             };
             if !self.fits(i, len) {
@@ -770,9 +773,6 @@ impl Model {
                 return;
             };
             let out = b.pop_front().expect("front exists");
-            if b.is_empty() {
-                s.backlog = None;
-            }
             s.queue.push_back(out.len());
             s.received.push(out);
         }

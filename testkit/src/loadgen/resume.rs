@@ -77,6 +77,8 @@ struct ClientOutcome {
     track: Track,
     /// Connection losses.
     disconnects: u64,
+    /// How each connection ended: the close code, or `None` without one.
+    endings: Vec<Option<u16>>,
     /// Disconnect to recovered reply, one per recovery.
     recoveries: Vec<Duration>,
     /// Instant of the last recovered (or not-recovered) reply.
@@ -119,6 +121,8 @@ pub struct ResumeReport {
     pub missing: u64,
     /// Offsets received twice.
     pub duplicates: u64,
+    /// Connection losses by close code (`None`: ended without a close frame).
+    pub endings: std::collections::BTreeMap<Option<u16>, u64>,
 }
 
 impl fmt::Display for ResumeReport {
@@ -151,6 +155,15 @@ impl fmt::Display for ResumeReport {
             )?;
         }
         writeln!(f, "loss to recovered reply: {}", self.recovery)?;
+        let endings: Vec<String> = self
+            .endings
+            .iter()
+            .map(|(code, n)| match code {
+                Some(c) => format!("{c}: {n}"),
+                None => format!("no close frame: {n}"),
+            })
+            .collect();
+        writeln!(f, "connection losses by close code: {}", endings.join(", "))?;
         write!(
             f,
             "missing: {}, duplicates: {}",
@@ -283,7 +296,11 @@ async fn client(
                 }
             }
             Incoming::Message(_) | Incoming::TimedOut => continue,
-            Incoming::Close(_) | Incoming::Ended(_) => {
+            ending @ (Incoming::Close(_) | Incoming::Ended(_)) => {
+                out.endings.push(match ending {
+                    Incoming::Close(code) => code,
+                    _ => None,
+                });
                 let lost = Instant::now();
                 out.disconnects += 1;
                 out.first_loss.get_or_insert(lost);
@@ -461,12 +478,16 @@ fn summarise(
         recovery: Summary::default(),
         missing: 0,
         duplicates: 0,
+        endings: Default::default(),
     };
     let first_loss = outcomes.iter().filter_map(|o| o.first_loss).min();
     let last_reply = outcomes.iter().filter_map(|o| o.last_reply).max();
     for o in &outcomes {
         if o.disconnects > 0 {
             report.disconnected += 1;
+        }
+        for code in &o.endings {
+            *report.endings.entry(*code).or_default() += 1;
         }
         report.recovered += o.recoveries.len();
         for d in &o.recoveries {
@@ -549,6 +570,7 @@ mod tests {
                 ..Track::default()
             },
             disconnects: 1,
+            endings: vec![Some(1001)],
             recoveries: vec![Duration::from_millis(5); recovered],
             ..ClientOutcome::default()
         };
@@ -563,5 +585,6 @@ mod tests {
         assert_eq!(r.recovered, 2);
         assert_eq!(r.disconnected, 3);
         assert!(r.to_string().contains("missing: 2, duplicates: 0"), "{r}");
+        assert!(r.to_string().contains("by close code: 1001: 3"), "{r}");
     }
 }
