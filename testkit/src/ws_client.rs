@@ -228,6 +228,26 @@ impl WsClient {
         }
     }
 
+    /// Reads the next data or close event like [`recv`](Self::recv), but
+    /// hands a data frame over as its raw text, unparsed (for load
+    /// generators that read millions of frames and look at one field).
+    pub async fn recv_raw(&mut self) -> Result<String, Incoming> {
+        loop {
+            let next = match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Err(_) => return Err(Incoming::TimedOut),
+                Ok(None) => return Err(Incoming::Ended("stream ended".into())),
+                Ok(Some(Err(e))) => return Err(Incoming::Ended(e.to_string())),
+                Ok(Some(Ok(m))) => m,
+            };
+            match next {
+                Message::Text(t) => return Ok(t.as_str().to_owned()),
+                Message::Binary(b) => return Ok(String::from_utf8_lossy(&b).into_owned()),
+                Message::Close(f) => return Err(Incoming::Close(f.map(|f| u16::from(f.code)))),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            }
+        }
+    }
+
     /// Reads the next message or panics with what came instead.
     pub async fn recv_message(&mut self) -> Value {
         match self.recv().await {
