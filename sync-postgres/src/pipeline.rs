@@ -53,6 +53,16 @@ pub(crate) async fn run<T>(steps: Vec<Step<'_, T>>) -> Result<Vec<T>, tokio_post
     if let Some(failed) = steps.get_mut(sent)
         && let Some(Err(e)) = failed.as_mut().take_output()
     {
+        // The first error in wire order is the one to report: a statement
+        // seen failed here may only be answering `25P02` (transaction
+        // aborted) because an earlier one failed and its answer was not in
+        // yet when that one was polled. The earlier ones were all sent.
+        for earlier in steps.iter_mut().take(sent) {
+            earlier.as_mut().await;
+            if let Some(Err(first)) = earlier.as_mut().take_output() {
+                return Err(first);
+            }
+        }
         return Err(e);
     }
     let mut out = Vec::with_capacity(steps.len());
