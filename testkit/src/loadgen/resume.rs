@@ -122,6 +122,9 @@ pub struct ResumeReport {
     /// Of `missing`, the offsets skipped over (the rest: clients still
     /// behind when the run ended).
     pub gaps: u64,
+    /// Clients behind the final offset when the run ended, and the most
+    /// any of them was behind.
+    pub behind: (usize, u64),
     /// Offsets received twice.
     pub duplicates: u64,
     /// Connection losses by close code (`None`: ended without a close frame).
@@ -167,6 +170,13 @@ impl fmt::Display for ResumeReport {
             })
             .collect();
         writeln!(f, "connection losses by close code: {}", endings.join(", "))?;
+        if self.behind.0 > 0 {
+            writeln!(
+                f,
+                "clients behind at the end: {} (at most {} offsets)",
+                self.behind.0, self.behind.1
+            )?;
+        }
         write!(
             f,
             "missing: {} ({} skipped over, {} not yet read at the end), duplicates: {}",
@@ -497,6 +507,7 @@ fn summarise(
         recovery: Summary::default(),
         missing: 0,
         gaps: 0,
+        behind: (0, 0),
         duplicates: 0,
         endings: Default::default(),
     };
@@ -518,7 +529,12 @@ fn summarise(
         report.missing += o.track.gaps;
         report.gaps += o.track.gaps;
         if o.track.epoch == final_epoch {
-            report.missing += final_offset - o.track.last;
+            let short = final_offset - o.track.last;
+            report.missing += short;
+            if short > 0 {
+                report.behind.0 += 1;
+                report.behind.1 = report.behind.1.max(short);
+            }
         }
         if let Some(why) = &o.failure {
             report.failed += 1;
