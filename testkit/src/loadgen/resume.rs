@@ -465,18 +465,18 @@ pub async fn run(cli: &Cli, args: &ResumeArgs) -> Result<ResumeReport, LoadError
             Err(e) => return Err(LoadError::Task(e.to_string())),
         }
     }
-    let mut report = summarise(outcomes.clone(), publishes, publishes_unsent, first_failure);
     let unix_ms = |at: Instant| {
         let wall = anchor.1 + at.saturating_duration_since(anchor.0);
         wall.duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     };
-    let first_loss = outcomes.iter().filter_map(|o| o.first_loss).min();
-    let last_reply = outcomes.iter().filter_map(|o| o.last_reply).max();
-    if let (Some(a), Some(b)) = (first_loss, last_reply) {
-        report.loss_and_last_reply_unix_ms = Some((unix_ms(a), unix_ms(b)));
-    }
-    Ok(report)
+    Ok(summarise(
+        outcomes,
+        publishes,
+        publishes_unsent,
+        first_failure,
+        unix_ms,
+    ))
 }
 
 fn summarise(
@@ -484,6 +484,7 @@ fn summarise(
     publishes: u64,
     publishes_unsent: u64,
     mut first_failure: Option<String>,
+    unix_ms: impl Fn(Instant) -> u128,
 ) -> ResumeReport {
     let final_offset = outcomes.iter().map(|o| o.track.last).max().unwrap_or(0);
     let final_epoch = outcomes
@@ -544,6 +545,7 @@ fn summarise(
     report.first_failure = first_failure;
     if let (Some(a), Some(b)) = (first_loss, last_reply) {
         report.all_recovered_after = Some(b.saturating_duration_since(a));
+        report.loss_and_last_reply_unix_ms = Some((unix_ms(a), unix_ms(b)));
     }
     report.recovery = latencies.summary();
     report
@@ -642,6 +644,7 @@ mod tests {
             10,
             0,
             None,
+            |_| 0,
         );
         assert_eq!(r.final_offset, 10);
         assert_eq!(r.missing, 2);
