@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use live_core::{
     AuthorizeRequest, Authorizer, Decision, Event, HistoryLimits, HistoryRule, HubConfig,
-    TimerReason,
+    SessionId, TimerReason,
 };
 use support::{Harness, error_code, since, subscribed};
 
@@ -408,8 +408,10 @@ fn an_embedder_policy_decides_before_the_rules() {
     assert_eq!(h.hub.metrics().history_entries, 2);
 }
 
-#[test]
-fn a_replay_larger_than_the_send_queue_goes_out_as_the_reader_takes_it() {
+/// A send queue of 3, five publications on `chat:x`, and `a` recovering
+/// from offset 0: a replay (reply plus five frames) twice the queue's size.
+/// Returns the harness, the publisher and `a`.
+fn long_replay() -> (Harness, SessionId, SessionId) {
     let mut c = config(10, None);
     c.limits.max_queued_messages = 3;
     let mut h = Harness::with_config(c);
@@ -420,6 +422,12 @@ fn a_replay_larger_than_the_send_queue_goes_out_as_the_reader_takes_it() {
     let e = epoch(&h, "chat:x");
     let a = h.open("a");
     h.text(a, &since("chat:x", &e, 0));
+    (h, p, a)
+}
+
+#[test]
+fn a_replay_larger_than_the_send_queue_goes_out_as_the_reader_takes_it() {
+    let (mut h, p, a) = long_replay();
     // The reply and two frames fill the queue; nothing is closed.
     assert_eq!(h.drain().len(), 3);
     assert_eq!(h.hub.queued(a), Some((3, h.hub.queued(a).unwrap().1)));
@@ -436,16 +444,7 @@ fn a_replay_larger_than_the_send_queue_goes_out_as_the_reader_takes_it() {
 
 #[test]
 fn a_reader_that_stops_during_a_long_replay_is_closed_as_slow() {
-    let mut c = config(10, None);
-    c.limits.max_queued_messages = 3;
-    let mut h = Harness::with_config(c);
-    let p = h.open("p");
-    for i in 1..=5 {
-        h.publish(p, "chat:x", &i.to_string());
-    }
-    let e = epoch(&h, "chat:x");
-    let a = h.open("a");
-    h.text(a, &since("chat:x", &e, 0));
+    let (mut h, p, a) = long_replay();
     h.drain();
     // Backlog: 3 replay frames, room for 3 live ones; the fourth overflows.
     for i in 6..=8 {
@@ -463,16 +462,7 @@ fn a_reader_that_stops_during_a_long_replay_is_closed_as_slow() {
 
 #[test]
 fn live_frames_right_after_a_long_replay_wait_instead_of_finding_the_queue_full() {
-    let mut c = config(10, None);
-    c.limits.max_queued_messages = 3;
-    let mut h = Harness::with_config(c);
-    let p = h.open("p");
-    for i in 1..=5 {
-        h.publish(p, "chat:x", &i.to_string());
-    }
-    let e = epoch(&h, "chat:x");
-    let a = h.open("a");
-    h.text(a, &since("chat:x", &e, 0));
+    let (mut h, p, a) = long_replay();
     assert_eq!(h.drain().len(), 3, "the reply and offsets 1 and 2");
     // One flush: offsets 3 to 5 fill the queue again.
     let (messages, bytes) = h.hub.queued(a).unwrap();
