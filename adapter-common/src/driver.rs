@@ -45,7 +45,7 @@ pub(crate) struct Driver<R: Runtime, H: Hooks, A: App, S> {
     /// A weak sender to our own inbox: jobs report through it, and message
     /// hooks get a handle from it, without keeping the inbox open.
     pub(crate) weak: async_channel::WeakSender<Input<H::User>>,
-    pub(crate) flushes: FlushBoard,
+    pub(crate) flushes: Arc<FlushBoard>,
     pub(crate) flushes_read: Vec<(SessionId, usize, usize)>,
     pub(crate) conns: HashMap<SessionId, Conn>,
     pub(crate) answers: HashMap<RequestId, Reply<Response>>,
@@ -113,6 +113,13 @@ where
                 }
                 break;
             }
+            let replaying = self.core.hub().backlogged_sessions() > 0;
+            if self.flushes.set_wanted(replaying)
+                && let Some(inbox) = self.weak.upgrade()
+            {
+                // Reports came in during this turn and woke nobody.
+                let _ = inbox.try_send(Input::Flushes);
+            }
             let want = self.core.poll_timeout().map(|(at, _)| at);
             if armed != Some(want) {
                 timer = Box::pin(self.rt.sleep_until(want.unwrap_or_else(|| far(now))));
@@ -123,10 +130,7 @@ where
 
     /// Hands the core every flush report posted since the last turn.
     fn read_flushes(&mut self, now: Instant) {
-        {
-            let mut board = self.flushes.lock().unwrap_or_else(PoisonError::into_inner);
-            std::mem::swap(&mut *board, &mut self.flushes_read);
-        }
+        self.flushes.read(&mut self.flushes_read);
         for (id, messages, bytes) in self.flushes_read.drain(..) {
             self.core.handle_flushed(now, id, messages, bytes);
         }
@@ -212,6 +216,8 @@ where
                 core.handle_presence_members(now, request, members)
             }
             Input::Call(call) => self.call(*call),
+            // The board was read at the start of the turn.
+            Input::Flushes => {}
             Input::Shutdown { done } => {
                 self.shutdown.push(done);
                 if core.is_stopped() {

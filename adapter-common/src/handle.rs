@@ -2,13 +2,15 @@
 //! server. Every call is one message into the driver's inbox; the driver
 //! hands it to the server core and sends the result back.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use live_core::{Frame, PeerFault, SessionId};
 use sync_core::SyncRequest;
 
 use crate::inbox::{Call, HttpSyncInput, Input, Reply, SyncBody};
 use crate::metrics::MetricsSnapshot;
-use crate::outbox::{Conn, FlushBoard, post_flush};
+use crate::outbox::{Conn, FlushBoard};
 
 use server_core::{BackplaneCommand, ServerError};
 
@@ -16,7 +18,7 @@ use server_core::{BackplaneCommand, ServerError};
 /// close, subscribe, trim, metrics and shutdown.
 pub struct ServerHandle<U> {
     pub(crate) inbox: async_channel::Sender<Input<U>>,
-    pub(crate) flushes: FlushBoard,
+    pub(crate) flushes: Arc<FlushBoard>,
 }
 
 impl<U> Clone for ServerHandle<U> {
@@ -319,7 +321,10 @@ impl<U: Send + 'static> ServerHandle<U> {
     }
 
     pub(crate) fn flushed(&self, id: SessionId, messages: usize, bytes: usize) {
-        post_flush(&self.flushes, id, messages, bytes);
+        if self.flushes.post(id, messages, bytes) {
+            // Full: the driver is busy and reads the board on its next turn.
+            let _ = self.inbox.try_send(Input::Flushes);
+        }
     }
 
     pub(crate) async fn transport_closed(&self, id: SessionId) {

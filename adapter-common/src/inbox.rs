@@ -93,6 +93,9 @@ pub(crate) enum Input<U> {
     },
     /// A server-side command.
     Call(Box<Call>),
+    /// Writers posted flush reports the driver asked to hear of at once
+    /// (see [`crate::outbox::FlushBoard`]).
+    Flushes,
     Shutdown {
         done: Reply<()>,
     },

@@ -9,14 +9,16 @@
 //! queue at once, which is also what makes its batches large.
 //!
 //! Likewise flush reports: a writer posts `(session, messages, bytes)` on the
-//! shared [`FlushBoard`] instead of sending an driver input, and the driver
+//! shared [`FlushBoard`] instead of sending a driver input, and the driver
 //! reads the board at the start of every turn, before anything it does could
 //! depend on a queue's depth. The hub never acts on a depth that is older
 //! than the turn it is in, and a publish to a thousand sessions costs no
-//! thousand driver inputs.
+//! thousand driver inputs. Only while a paced replay waits on flushes does a
+//! report also wake the driver, once per turn.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
@@ -141,14 +143,50 @@ impl Outbox {
 }
 
 /// Flush reports posted by writers, read by the driver each turn.
-pub(crate) type FlushBoard = Arc<Mutex<Vec<(SessionId, usize, usize)>>>;
+///
+/// Reading them only when the driver turns for another reason is enough
+/// while traffic flows, and costs fan-out nothing. A paced replay is
+/// different: it moves on only as flushes come in, and once its topic goes
+/// quiet nothing else turns the driver. So while the hub holds such a
+/// replay the driver sets [`FlushBoard::set_wanted`], and the first report
+/// posted after each read also wakes it (one wake per turn, however many
+/// writers post).
+#[derive(Default)]
+pub(crate) struct FlushBoard {
+    reports: Mutex<Vec<(SessionId, usize, usize)>>,
+    /// The driver wants to hear of reports as they come.
+    wanted: AtomicBool,
+    /// A wake-up was sent since the driver last read the board.
+    woken: AtomicBool,
+}
 
-/// Posts one flush report.
-pub(crate) fn post_flush(board: &FlushBoard, id: SessionId, messages: usize, bytes: usize) {
-    board
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push((id, messages, bytes));
+impl FlushBoard {
+    fn reports(&self) -> MutexGuard<'_, Vec<(SessionId, usize, usize)>> {
+        self.reports.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Posts one flush report; returns `true` when the poster must wake the
+    /// driver (it wants reports now, and nobody woke it since its last read).
+    #[must_use]
+    pub(crate) fn post(&self, id: SessionId, messages: usize, bytes: usize) -> bool {
+        self.reports().push((id, messages, bytes));
+        self.wanted.load(Ordering::SeqCst) && !self.woken.swap(true, Ordering::SeqCst)
+    }
+
+    /// Moves every report posted so far into `into` (which must be empty).
+    pub(crate) fn read(&self, into: &mut Vec<(SessionId, usize, usize)>) {
+        self.woken.store(false, Ordering::SeqCst);
+        std::mem::swap(&mut *self.reports(), into);
+    }
+
+    /// Whether the driver wants to be woken by reports. Returns `true` when
+    /// it does and reports are already waiting that woke nobody: the driver
+    /// must take another turn now.
+    #[must_use]
+    pub(crate) fn set_wanted(&self, wanted: bool) -> bool {
+        self.wanted.store(wanted, Ordering::SeqCst);
+        wanted && !self.reports().is_empty() && !self.woken.swap(true, Ordering::SeqCst)
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +234,28 @@ mod tests {
         got.clear();
         assert_eq!(outbox.take_all(&mut got).now_or_never(), Some(false));
         assert_eq!(outbox.ending().now_or_never(), Some(()));
+    }
+
+    #[test]
+    fn flush_reports_wake_the_driver_only_when_wanted_and_once_per_read() {
+        let board = FlushBoard::default();
+        let id = SessionId::from_u64(1);
+        assert!(!board.post(id, 1, 1), "not wanted: nobody is woken");
+        assert!(
+            board.set_wanted(true),
+            "reports already waiting when it becomes wanted: take a turn now"
+        );
+        assert!(!board.post(id, 1, 1), "already woken since the last read");
+        let mut read = Vec::new();
+        board.read(&mut read);
+        assert_eq!(read.len(), 2);
+        assert!(!board.set_wanted(true), "nothing waiting");
+        assert!(board.post(id, 2, 2), "first report after a read wakes");
+        assert!(!board.post(id, 3, 3), "the second does not");
+        read.clear();
+        board.read(&mut read);
+        assert!(!board.set_wanted(false));
+        assert!(!board.post(id, 1, 1), "no longer wanted");
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
             recovered,
         )?;
         let (inbox, receiver) = async_channel::bounded(config.inbox_capacity.max(1));
-        let flushes = FlushBoard::default();
+        let flushes = Arc::new(FlushBoard::default());
         let driver = Driver {
             rt: rt.clone(),
             hooks: hooks.clone(),

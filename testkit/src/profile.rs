@@ -23,6 +23,10 @@ pub const SHARED_SCOPE: &str = "shared";
 /// Publications the profile's history topics keep.
 pub const HISTORY_SIZE: usize = 5;
 
+/// Publications the profile's `long:*` topics keep: several send queues'
+/// worth, so a full replay cannot be queued at once.
+pub const LONG_HISTORY_SIZE: usize = 300;
+
 /// Limits and paths of the conformance profile.
 ///
 /// The server under test must be configured with exactly these values; the suite
@@ -68,7 +72,7 @@ impl Profile {
             push_batch_max: 100,
             pull_limit_default: 100,
             pull_limit_max: 1000,
-            history: &[("hist:*", HISTORY_SIZE)],
+            history: &[("hist:*", HISTORY_SIZE), ("long:*", LONG_HISTORY_SIZE)],
         }
     }
 }

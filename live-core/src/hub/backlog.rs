@@ -61,6 +61,9 @@ impl<A> Hub<A> {
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
+        if s.backlog.is_none() {
+            self.backlogs += 1;
+        }
         let backlog = s.backlog.get_or_insert_with(|| {
             Box::new(Backlog {
                 frames: Default::default(),
@@ -72,6 +75,7 @@ impl<A> Hub<A> {
         backlog.limit += backlog.frames.len() - before;
         if backlog.frames.is_empty() && backlog_done(s.queued_messages, max_queued) {
             s.backlog = None;
+            self.backlogs -= 1;
         }
     }
 
@@ -90,6 +94,7 @@ impl<A> Hub<A> {
             let Some(len) = b.frames.front().map(OutFrame::len) else {
                 if backlog_done(s.queued_messages, max_queued) {
                     s.backlog = None;
+                    self.backlogs -= 1;
                 }
                 return;
             };

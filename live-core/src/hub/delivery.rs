@@ -206,6 +206,9 @@ impl<A> Hub<A> {
             return;
         };
         self.by_id.remove(&s.id);
+        if s.backlog.is_some() {
+            self.backlogs -= 1;
+        }
         if let Some((at, why)) = s.timer {
             self.timers.remove(&(at, key, why));
         }

@@ -102,6 +102,8 @@ pub struct Hub<A> {
     /// The latest instant an input brought: server commands that take no
     /// time (`publish`) stamp history entries with it.
     clock: Option<Instant>,
+    /// Sessions holding a backlog (a paced replay; see `backlog.rs`).
+    backlogs: usize,
 }
 
 impl<A: 'static> Hub<A> {
@@ -134,6 +136,7 @@ impl<A: 'static> Hub<A> {
             presence_queries: BTreeMap::new(),
             next_presence_query: 0,
             clock: None,
+            backlogs: 0,
         }
     }
 
@@ -217,6 +220,14 @@ impl<A> Hub<A> {
     /// The ids of all open sessions, in a deterministic order.
     pub fn sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
         self.sessions.iter().map(|(_, s)| s.id)
+    }
+
+    /// How many sessions hold a paced replay that moves on only as their
+    /// flushes are reported. While this is not zero, a loop must hand in
+    /// flush reports as they come, not only with its next other input: a
+    /// replay that outlasts the traffic on its topic waits for nothing else.
+    pub fn backlogged_sessions(&self) -> usize {
+        self.backlogs
     }
 
     /// Messages and bytes handed to the adapter for this session and not yet

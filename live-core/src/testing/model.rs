@@ -1133,6 +1133,17 @@ fn check(d: &Driver, m: &Model, step: usize) -> Result<(), String> {
             ensure!(d.hub.queued(s.id).is_none());
         }
     }
+    let backlogged = m
+        .sessions
+        .iter()
+        .filter(|s| s.open && s.backlog.is_some())
+        .count();
+    ensure_eq!(
+        d.hub.backlogged_sessions(),
+        backlogged,
+        "step {}: sessions holding a paced replay",
+        step
+    );
     for (t, name) in TOPICS.iter().enumerate() {
         let want = m
             .sessions

@@ -2,12 +2,13 @@
 //! the `subscribed` reply, replay then live with no gap and no duplicate,
 //! positions that are gone, `join`/`leave` and `presence` answers, and the
 //! right to subscribe both need. The profile gives `hist:*` a history of
-//! [`HISTORY_SIZE`] publications.
+//! [`HISTORY_SIZE`] publications, and `long:*` one of [`LONG_HISTORY_SIZE`],
+//! longer than the send queue.
 
 use serde_json::{Value, json};
 
 use super::Ctx;
-use crate::profile::HISTORY_SIZE;
+use crate::profile::{HISTORY_SIZE, LONG_HISTORY_SIZE};
 use crate::ws_client::WsClient;
 
 fn numbered(topic: &str, data: Value, offset: u64) -> Value {
@@ -123,6 +124,42 @@ pub(super) async fn history_recovery_replays_in_order_then_live_without_duplicat
     assert_eq!(a.recv_message().await, numbered(topic, json!(4), 4));
     p.publish(topic, json!(5)).await;
     assert_eq!(a.recv_message().await, numbered(topic, json!(5), 5));
+    let extra = a.barrier().await;
+    assert!(extra.is_empty(), "duplicates or strays: {extra:?}");
+}
+
+/// A replay several send queues long arrives whole, in order, although its
+/// topic has gone quiet and the client only reads: the rest of a replay
+/// that did not fit follows as the client takes what was sent, with nothing
+/// else (a publish, a ping, a frame from the client) needed to move it on.
+pub(super) async fn history_replay_longer_than_the_queue_finishes_on_a_quiet_topic(cx: &Ctx<'_>) {
+    let topic = "long:quiet";
+    let mut a = cx.ws("alice").await;
+    let (epoch, offset) = position(&mut a, topic).await;
+    assert_eq!(offset, 0);
+    a.close().await;
+    let mut p = cx.ws("bob").await;
+    let total = LONG_HISTORY_SIZE as u64;
+    assert!(
+        total > 2 * cx.profile.send_queue_messages as u64,
+        "the replay must not fit the send queue"
+    );
+    for n in 1..=total {
+        p.publish(topic, json!(n)).await;
+    }
+    p.barrier().await;
+    p.close().await;
+
+    let mut a = cx.ws("alice").await;
+    subscribe_with(
+        &mut a,
+        json!({"topic": topic, "since": {"epoch": epoch, "offset": 0}}),
+    )
+    .await;
+    assert_eq!(a.recv_message().await, reply(topic, &epoch, total, true));
+    for n in 1..=total {
+        assert_eq!(a.recv_message().await, numbered(topic, json!(n), n));
+    }
     let extra = a.barrier().await;
     assert!(extra.is_empty(), "duplicates or strays: {extra:?}");
 }

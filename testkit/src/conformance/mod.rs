@@ -120,6 +120,7 @@ cases! { $;
     history_cases::history_subscribed_reply_has_the_documented_shape,
     history_cases::history_plain_subscribe_gets_no_reply,
     history_cases::history_recovery_replays_in_order_then_live_without_duplicates,
+    history_cases::history_replay_longer_than_the_queue_finishes_on_a_quiet_topic,
     history_cases::history_wrong_epoch_is_not_recovered_and_sends_nothing_old,
     history_cases::history_trimmed_position_is_not_recovered,
     history_cases::history_malformed_since_gets_an_error_frame,
