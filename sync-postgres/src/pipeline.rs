@@ -36,13 +36,20 @@ pub(crate) async fn run<T>(steps: Vec<Step<'_, T>>) -> Result<Vec<T>, tokio_post
     let mut steps: Vec<Pin<Box<MaybeDone<Step<'_, T>>>>> =
         steps.into_iter().map(|s| Box::pin(maybe_done(s))).collect();
     // The first poll of each sends its request; order is the wire order. A
-    // request that fails at once failed here, before reaching the server
-    // (it could not be encoded): nothing after it is sent, so a `COMMIT`
-    // never follows a statement PostgreSQL did not see. The transaction is
-    // left open; the caller drops the connection.
+    // request that fails at once without an answer from the server failed
+    // before reaching it (it could not be encoded, or the connection is
+    // gone): nothing after it is sent, so a `COMMIT` never follows a
+    // statement PostgreSQL did not see. The transaction is left open; the
+    // caller drops the connection. A request that PostgreSQL already
+    // answered with an error (a busy thread can be paused between sending
+    // and its first look at the answer) was seen: the rest is sent as
+    // usual, and the closing `COMMIT` ends the aborted transaction.
     let sent = poll_fn(|cx| {
         for (i, s) in steps.iter_mut().enumerate() {
-            if s.as_mut().poll(cx).is_ready() && s.as_mut().output_mut().is_some_and(|r| r.is_err())
+            if s.as_mut().poll(cx).is_ready()
+                && s.as_mut()
+                    .output_mut()
+                    .is_some_and(|r| r.as_ref().is_err_and(|e| e.as_db_error().is_none()))
             {
                 return Poll::Ready(i);
             }
@@ -74,4 +81,60 @@ pub(crate) async fn run<T>(steps: Vec<Step<'_, T>>) -> Result<Vec<T>, tokio_post
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Context;
+
+    use futures_util::task::noop_waker;
+
+    use super::*;
+
+    /// A statement whose answer is already in when it is first polled, as
+    /// when the polling thread was paused between sending it and looking
+    /// for the answer.
+    fn answered_at_once<'a>(client: &'a tokio_postgres::Client, sql: &'a str) -> Step<'a> {
+        let mut inner = Box::pin(async move { client.query(sql, &[]).await });
+        Box::pin(poll_fn(move |_| {
+            let waker = noop_waker();
+            let mut cx = Context::from_waker(&waker);
+            loop {
+                if let Poll::Ready(r) = inner.as_mut().poll(&mut cx) {
+                    return Poll::Ready(r);
+                }
+                std::thread::yield_now();
+            }
+        }))
+    }
+
+    /// A statement PostgreSQL refused before the flight's later requests
+    /// were sent still gets the flight's `COMMIT` after it, which ends the
+    /// aborted transaction: the connection is usable at once, not stuck
+    /// answering `25P02` to everything.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_error_answered_before_the_flight_is_sent_still_ends_the_transaction() {
+        let Ok(url) = std::env::var("TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("TEST_SERVICES_REQUIRED").as_deref() != Ok("1"),
+                "TEST_SERVICES_REQUIRED=1 but TEST_POSTGRES_URL is not set"
+            );
+            eprintln!("TEST_POSTGRES_URL not set: skipping a PostgreSQL test");
+            return;
+        };
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let steps = vec![
+            simple(&client, "BEGIN"),
+            answered_at_once(&client, "SELECT 1 / 0"),
+            simple(&client, "COMMIT"),
+        ];
+        let e = run(steps).await.expect_err("division by zero");
+        let code = e.as_db_error().map(|d| d.code().code().to_owned());
+        assert_eq!(code.as_deref(), Some("22012"), "{e}");
+        let after = client.query("SELECT 1", &[]).await;
+        assert!(after.is_ok(), "transaction left open: {after:?}");
+    }
 }
