@@ -67,9 +67,12 @@ impl<A: App> Engine<A> {
                 }
             }
         }
-        for r in &batch.ids {
+        for (i, r) in batch.ids.iter().enumerate() {
             if let Some(s) = self.scopes.get_mut(&r.scope) {
-                s.committed.record_id(r);
+                match done.shared_ids.get(i) {
+                    Some(shared) => s.committed.record_id_shared(Arc::clone(shared)),
+                    None => s.committed.record_id(r),
+                }
             }
         }
         for x in &batch.expired_ids {

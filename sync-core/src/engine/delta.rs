@@ -99,8 +99,9 @@ impl<S: Clone + Default> ScopeData<S> {
             }
         }
         for r in &delta.ids {
-            self.committed.record_id(r);
-            self.working.record_id(r);
+            let shared = Arc::new(r.clone());
+            self.committed.record_id_shared(Arc::clone(&shared));
+            self.working.record_id_shared(shared);
         }
     }
 }

@@ -59,7 +59,10 @@ fn fingerprint(e: &Engine<KvApp>, scope: &str) -> Value {
             "state": e.app.snapshot(&v.state),
             "head": v.head,
             "clients": clients,
-            "ids": serde_json::to_value(&v.ids).unwrap(),
+            "ids": serde_json::to_value(
+                v.ids.iter().map(|(id, r)| (id, &**r)).collect::<BTreeMap<_, _>>()
+            )
+            .unwrap(),
             "ids_by_time": v.ids_by_time.iter().map(|(t, id)| json!([t.as_millis(), id])).collect::<Vec<_>>(),
         })
     };

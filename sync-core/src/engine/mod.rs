@@ -33,6 +33,9 @@ struct Pending {
     /// The results of `batch.clients`, index for index, as the working view
     /// holds them; the committed view takes the same allocation on advance.
     shared_results: Vec<Arc<MutationResult>>,
+    /// `batch.ids`, index for index, as the working view holds them; the
+    /// committed view takes the same allocation on advance.
+    shared_ids: Vec<Arc<crate::store::IdRecord>>,
     /// Push answers released when this batch is durable, in arrival order.
     waiters: Vec<(RequestId, Vec<MutationResult>)>,
     /// Scopes whose working view this batch changed.
@@ -44,6 +47,13 @@ struct Pending {
 impl Pending {
     fn is_idle(&self) -> bool {
         self.batch.is_empty() && self.waiters.is_empty()
+    }
+
+    /// Marks `scope`'s working view changed by this batch.
+    fn touch(&mut self, scope: &str) {
+        if !self.touched.contains(scope) {
+            self.touched.insert(scope.to_owned());
+        }
     }
 }
 

@@ -124,7 +124,7 @@ impl<A: App> Engine<A> {
                 .record_client_shared(&record, Arc::clone(&shared));
             self.open.batch.clients.push(record);
             self.open.shared_results.push(shared);
-            self.open.touched.insert(scope.to_owned());
+            self.open.touch(scope);
         }
         result
     }
@@ -141,9 +141,13 @@ impl<A: App> Engine<A> {
                 result: result.clone(),
                 time: wall,
             };
-            self.scope_mut(scope).working.record_id(&record);
+            let shared = Arc::new(record.clone());
+            self.scope_mut(scope)
+                .working
+                .record_id_shared(Arc::clone(&shared));
             self.open.batch.ids.push(record);
-            self.open.touched.insert(scope.to_owned());
+            self.open.shared_ids.push(shared);
+            self.open.touch(scope);
         }
         result
     }
@@ -180,8 +184,10 @@ impl<A: App> Engine<A> {
             self.open.batch.changes.push(entry);
         }
         if !changes.is_empty() {
-            self.open.grown.insert(scope.to_owned());
-            self.open.touched.insert(scope.to_owned());
+            if !self.open.grown.contains(scope) {
+                self.open.grown.insert(scope.to_owned());
+            }
+            self.open.touch(scope);
         }
         MutationResult {
             ok: true,
@@ -197,10 +203,13 @@ impl<A: App> Engine<A> {
         let retention = self.config.id_retention_ms;
         let s = self.scope_mut(scope);
         let mut expired = Vec::new();
-        while let Some((time, id)) = s.working.ids_by_time.first().cloned() {
+        while let Some((time, _)) = s.working.ids_by_time.first() {
             if time.as_millis().saturating_add(retention) > wall.as_millis() {
                 break;
             }
+            let Some((_, id)) = s.working.ids_by_time.pop_first() else {
+                break;
+            };
             s.working.expire_id(&id);
             expired.push(IdExpiry {
                 scope: scope.to_owned(),
@@ -208,14 +217,19 @@ impl<A: App> Engine<A> {
             });
         }
         if !expired.is_empty() {
-            self.open.touched.insert(scope.to_owned());
+            self.open.touch(scope);
             self.open.batch.expired_ids.extend(expired);
         }
     }
 
     fn scope_mut(&mut self, scope: &str) -> &mut ScopeData<A::State> {
+        // Looked up first: a push finds its scope several times, and an
+        // entry would copy the name each time.
+        if !self.scopes.contains_key(scope) {
+            self.scopes.insert(scope.to_owned(), ScopeData::new());
+        }
         self.scopes
-            .entry(scope.to_owned())
-            .or_insert_with(ScopeData::new)
+            .get_mut(scope)
+            .expect("inserted above if it was missing")
     }
 }

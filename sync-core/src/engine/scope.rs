@@ -6,7 +6,7 @@
 //! [`ScopeRecords`] alone: this is the unit a shared-database driver would
 //! (re)load and serialize on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -30,7 +30,12 @@ pub(crate) struct View<S> {
     pub(crate) state: S,
     pub(crate) head: u64,
     pub(crate) clients: BTreeMap<String, ClientSeq>,
-    pub(crate) ids: BTreeMap<String, IdRecord>,
+    /// Looked up by id, never iterated into an output, so a hash map: a
+    /// push with a fresh id looks it up and inserts it, and an ordered map
+    /// of string keys costs a cache miss per comparison. Records are shared
+    /// between the working and the committed view.
+    pub(crate) ids: HashMap<String, Arc<IdRecord>>,
+    /// The same ids by when they were recorded, for expiry.
     pub(crate) ids_by_time: BTreeSet<(Timestamp, String)>,
 }
 
@@ -40,7 +45,7 @@ impl<S: Default> View<S> {
             state,
             head,
             clients: BTreeMap::new(),
-            ids: BTreeMap::new(),
+            ids: HashMap::new(),
             ids_by_time: BTreeSet::new(),
         }
     }
@@ -73,15 +78,21 @@ impl<S> View<S> {
     }
 
     pub(crate) fn record_id(&mut self, r: &IdRecord) {
-        if let Some(old) = self.ids.insert(r.id.clone(), r.clone()) {
-            self.ids_by_time.remove(&(old.time, old.id));
+        self.record_id_shared(Arc::new(r.clone()));
+    }
+
+    /// Records `r`, already shared.
+    pub(crate) fn record_id_shared(&mut self, r: Arc<IdRecord>) {
+        let (time, id) = (r.time, r.id.clone());
+        if let Some(old) = self.ids.insert(id.clone(), r) {
+            self.ids_by_time.remove(&(old.time, id.clone()));
         }
-        self.ids_by_time.insert((r.time, r.id.clone()));
+        self.ids_by_time.insert((time, id));
     }
 
     pub(crate) fn expire_id(&mut self, id: &str) {
         if let Some(old) = self.ids.remove(id) {
-            self.ids_by_time.remove(&(old.time, old.id));
+            self.ids_by_time.remove(&(old.time, old.id.clone()));
         }
     }
 

@@ -1,7 +1,7 @@
 //! An in-memory [`Store`]: the reference implementation of the contract, used by
 //! tests, the simulator and single-process demos without a database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Batch, ClientRecord, IdRecord, Recovered, ScopeRecords, Store, TrimBase};
 
@@ -13,8 +13,9 @@ pub struct MemoryStore {
     scopes: BTreeMap<String, ScopeRecords>,
     /// scope -> client -> seq -> record.
     clients: BTreeMap<String, BTreeMap<String, BTreeMap<u64, ClientRecord>>>,
-    /// scope -> id -> record.
-    ids: BTreeMap<String, BTreeMap<String, IdRecord>>,
+    /// scope -> id -> record. Looked up by id; listed (sorted) only when
+    /// loading, so a hash map per scope.
+    ids: BTreeMap<String, HashMap<String, IdRecord>>,
     fail_next: usize,
     persisted: u64,
 }
@@ -56,17 +57,30 @@ impl MemoryStore {
             .flat_map(|c| c.values().flat_map(|m| m.values().cloned()))
             .collect();
         r.ids = ids.into_iter().flat_map(|m| m.values().cloned()).collect();
+        r.ids.sort_by(|a, b| a.id.cmp(&b.id));
         Some(r)
     }
 
     fn scope_mut(&mut self, scope: &str) -> &mut ScopeRecords {
-        self.scopes
-            .entry(scope.to_owned())
-            .or_insert_with(|| ScopeRecords {
-                scope: scope.to_owned(),
-                ..ScopeRecords::default()
-            })
+        scope_entry(&mut self.scopes, scope, || ScopeRecords {
+            scope: scope.to_owned(),
+            ..ScopeRecords::default()
+        })
     }
+}
+
+/// `map[scope]`, made with `new` if missing; the name is copied only then
+/// (most records go to a scope the map already has).
+fn scope_entry<'a, V>(
+    map: &'a mut BTreeMap<String, V>,
+    scope: &str,
+    new: impl FnOnce() -> V,
+) -> &'a mut V {
+    if !map.contains_key(scope) {
+        map.insert(scope.to_owned(), new());
+    }
+    map.get_mut(scope)
+        .expect("inserted above if it was missing")
 }
 
 impl Store for MemoryStore {
@@ -97,7 +111,7 @@ impl Store for MemoryStore {
             self.scope_mut(&e.change.scope).changes.push(e.clone());
         }
         for c in &batch.clients {
-            let s = self.clients.entry(c.scope.clone()).or_default();
+            let s = scope_entry(&mut self.clients, &c.scope, BTreeMap::new);
             let client = s.entry(c.client_id.clone()).or_default();
             client.insert(c.seq, c.clone());
             while client
@@ -108,7 +122,7 @@ impl Store for MemoryStore {
             }
         }
         for r in &batch.ids {
-            let s = self.ids.entry(r.scope.clone()).or_default();
+            let s = scope_entry(&mut self.ids, &r.scope, HashMap::new);
             s.insert(r.id.clone(), r.clone());
         }
         for x in &batch.expired_ids {
