@@ -3,7 +3,8 @@
 //! Owns: what is smol-specific about serving live + sync, and nothing else:
 //! the [`SmolRuntime`] implementation of `adapter_common::Runtime` (with
 //! [`ExecutorThreads`] to run its executor), the accept loop ([`serve`]) on
-//! smol's `TcpListener` through smol-hyper's IO shim, SIGINT/SIGTERM
+//! smol's `TcpListener` with connections in hyper's IO shape ([`HyperIo`],
+//! [`TcpConn`]), SIGINT/SIGTERM
 //! handling ([`shutdown_signal`]), and the server binary (`src/main.rs`).
 //! Every drive loop (the server core's driver, store jobs, connections, HTTP routes, the
 //! accept loop's body) lives in `adapter-common`, shared with the tokio
@@ -38,12 +39,14 @@
 //!
 //! To mount the routes into another hyper server on smol, serve
 //! `server.service()` (an `adapter_common::http::Service`, a hyper and tower
-//! `Service`) on connections wrapped in `smol_hyper::rt::FuturesIo`.
+//! `Service`) on connections wrapped as `HyperIo::new(TcpConn::new(stream))`.
 
+mod io;
 mod runtime;
 mod serve;
 mod signal;
 
+pub use io::{HyperIo, TcpConn};
 pub use runtime::{ExecutorThreads, SmolRuntime};
 pub use serve::{serve, serve_tls};
 pub use signal::shutdown_signal;

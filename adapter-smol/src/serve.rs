@@ -1,5 +1,5 @@
 //! The accept loop on smol's `TcpListener`: the listener becomes a stream of
-//! connections in hyper's IO shape (smol-hyper's `FuturesIo`), served by
+//! connections in hyper's IO shape ([`HyperIo`] over [`TcpConn`]), served by
 //! adapter-common's shared loop.
 
 use std::future::Future;
@@ -10,9 +10,9 @@ use adapter_common::accept::{serve_incoming, serve_incoming_with};
 use adapter_common::tls::TlsConfig;
 use adapter_common::{Hooks, Server};
 use smol::net::TcpListener;
-use smol_hyper::rt::FuturesIo;
 
 use crate::SmolRuntime;
+use crate::io::{HyperIo, TcpConn};
 
 /// Serves `server` on `listener` until `shutdown` resolves, then shuts down
 /// gracefully: stops accepting, closes every WebSocket session with 1001,
@@ -27,7 +27,7 @@ pub async fn serve<H: Hooks>(
     let incoming = futures_util::stream::unfold(listener, |listener| async move {
         let accepted = listener.accept().await.map(|(stream, peer)| {
             let _ = stream.set_nodelay(true);
-            (FuturesIo::new(stream), peer)
+            (HyperIo::new(TcpConn::new(stream)), peer)
         });
         Some((accepted, listener))
     });
@@ -51,8 +51,8 @@ pub async fn serve_tls<H: Hooks>(
         Some((accepted, listener))
     });
     let handshake = move |tcp: smol::net::TcpStream| {
-        let accepting = acceptor.accept(tcp);
-        async move { accepting.await.map(FuturesIo::new) }
+        let accepting = acceptor.accept(TcpConn::new(tcp));
+        async move { accepting.await.map(HyperIo::new) }
     };
     serve_incoming_with(incoming, server, shutdown, handshake).await
 }
