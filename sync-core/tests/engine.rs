@@ -309,6 +309,82 @@ fn mutation_id_dedupe_within_retention_window() {
     assert_eq!(ready.persist.expired_ids.len(), 1);
 }
 
+/// A mutation retried after its id expired is applied again and recorded
+/// again, and the new record is durable: its push also expires the old one
+/// (both in one batch), and the store must keep the new one. After a
+/// restart the retry is still deduplicated.
+#[test]
+fn an_id_retried_after_it_expired_is_recorded_again_durably() {
+    let cfg = EngineConfig {
+        id_retention_ms: 1000,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(app(), cfg.clone());
+    let mut store = MemoryStore::new();
+    e.handle_push(
+        T0,
+        RequestId(1),
+        vec![by_id("s", "m1", "incr", json!({"key":"n"}))],
+    );
+    flush(&mut e, &mut store);
+    let later = Timestamp(T0.0 + 5000);
+    e.handle_push(
+        later,
+        RequestId(2),
+        vec![by_id("s", "m1", "incr", json!({"key":"n"}))],
+    );
+    let batch = flush(&mut e, &mut store);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(
+        batch[0].persist.expired_ids.len(),
+        1,
+        "the old record expires"
+    );
+    assert_eq!(batch[0].persist.ids.len(), 1, "the retry is recorded");
+    assert_eq!(e.handle_snapshot(&snap("s")).data, json!({"n":2}));
+
+    let mut e = Engine::recover(app(), cfg, store.load().unwrap()).unwrap();
+    e.handle_push(
+        Timestamp(later.0 + 10),
+        RequestId(3),
+        vec![by_id("s", "m1", "incr", json!({"key":"n"}))],
+    );
+    flush(&mut e, &mut store);
+    assert_eq!(
+        e.handle_snapshot(&snap("s")).data,
+        json!({"n":2}),
+        "the retry's record was lost: applied a third time"
+    );
+}
+
+/// An id recorded and expired within one batch (a retention shorter than
+/// the batch) leaves nothing behind: the batch does not name it at all.
+#[test]
+fn an_id_recorded_and_expired_in_one_batch_is_left_out_of_it() {
+    let cfg = EngineConfig {
+        id_retention_ms: 10,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(app(), cfg);
+    let mut store = MemoryStore::new();
+    e.handle_push(
+        T0,
+        RequestId(1),
+        vec![by_id("s", "m1", "incr", json!({"key":"n"}))],
+    );
+    e.handle_push(
+        Timestamp(T0.0 + 50),
+        RequestId(2),
+        vec![by_id("s", "m2", "incr", json!({"key":"n"}))],
+    );
+    let batch = flush(&mut e, &mut store);
+    assert_eq!(batch.len(), 1);
+    let ids: Vec<&str> = batch[0].persist.ids.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["m2"]);
+    assert!(batch[0].persist.expired_ids.is_empty());
+    assert_eq!(store.load().unwrap().scopes[0].ids.len(), 1);
+}
+
 #[test]
 fn pages_never_split_a_mutation_and_next_cursor_is_always_present() {
     let mut e = engine();

@@ -267,6 +267,13 @@ pub(crate) async fn write_and_commit(
             client.query(&st.trim_bases, &params).await
         }));
     }
+    // Expiries before id records: a retried mutation's new record replaces
+    // the one its batch expires.
+    if !expired.0.is_empty() {
+        steps.push(step(async move {
+            client.query(&st.expire, &[&expired.0, &expired.1]).await
+        }));
+    }
     if !changes.0.is_empty() {
         steps.push(step(async move {
             let params: [&(dyn ToSql + Sync); 5] =
@@ -290,11 +297,6 @@ pub(crate) async fn write_and_commit(
         steps.push(step(async move {
             let params: [&(dyn ToSql + Sync); 5] = [&ids.0, &ids.1, &ids.2, &ids.3, &ids.4];
             client.query(&st.ids, &params).await
-        }));
-    }
-    if !expired.0.is_empty() {
-        steps.push(step(async move {
-            client.query(&st.expire, &[&expired.0, &expired.1]).await
         }));
     }
     steps.push(step(async move {

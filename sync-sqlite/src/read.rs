@@ -35,7 +35,8 @@ pub(crate) fn read(
     }
 
     let mut stmt = conn.prepare(&filter(
-        "SELECT scope, cursor, group_end, time, data, client_id, seq, keep_from, result
+        "SELECT scope, cursor, group_end, time, data, client_id, seq, keep_from, result,
+                mutation_id
          FROM changes {where} ORDER BY scope, cursor",
     ))?;
     let mut rows = stmt.query([only])?;
@@ -60,9 +61,19 @@ pub(crate) fn read(
             }),
             None => None,
         };
+        let id_rider = match row.get::<_, Option<String>>(9)? {
+            Some(id) => Some(IdRecord {
+                scope: scope.clone(),
+                id,
+                time: entry.change.time,
+                result: from_json("changes", "result", &row.get::<_, String>(8)?)?,
+            }),
+            None => None,
+        };
         let records = records_of(&mut scopes, scope);
         records.changes.push(entry);
         records.clients.extend(rider);
+        records.ids.extend(id_rider);
     }
 
     let mut stmt = conn.prepare(&filter(

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use crate::Error;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migration `i` brings the file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -49,6 +49,12 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE changes ADD COLUMN seq INTEGER;
      ALTER TABLE changes ADD COLUMN keep_from INTEGER;
      ALTER TABLE changes ADD COLUMN result TEXT;",
+    // 2 -> 3: likewise a mutation id's record rides on its mutation's last
+    // change row (`mutation_id`, with the record's result in `result` and
+    // its time the row's `time`), instead of going to `ids` at a place its
+    // id sorts to, one page per mutation. `ids` keeps the records of
+    // mutations that wrote no change, and those a trim moved out of the log.
+    "ALTER TABLE changes ADD COLUMN mutation_id TEXT;",
 ];
 
 /// Brings `conn` to [`SCHEMA_VERSION`], refusing files from a newer build.
@@ -82,7 +88,7 @@ mod tests {
     }
 
     /// A file written by version 1 keeps its rows and gains the columns
-    /// that carry client records on the log.
+    /// that carry client and id records on the log.
     #[test]
     fn upgrades_a_version_1_file() {
         let mut conn = Connection::open_in_memory().unwrap();
@@ -105,7 +111,12 @@ mod tests {
             .unwrap();
         assert_eq!(old, (1, None));
         conn.execute(
-            "INSERT INTO changes VALUES ('a', 2, 2, 6, '{}', 'c', 2, 1, '{}')",
+            "INSERT INTO changes VALUES ('a', 2, 2, 6, '{}', 'c', 2, 1, '{}', NULL)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO changes VALUES ('a', 3, 3, 7, '{}', NULL, NULL, NULL, '{}', 'm')",
             [],
         )
         .unwrap();

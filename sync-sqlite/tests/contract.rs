@@ -48,6 +48,13 @@ enum Op {
         scope: usize,
         id: u8,
     },
+    /// A mutation deduplicated by id that wrote `count` changes; its
+    /// record's result carries them, as the engine's does.
+    IdChanges {
+        scope: usize,
+        id: u8,
+        count: usize,
+    },
     Expire {
         scope: usize,
         id: u8,
@@ -82,13 +89,21 @@ fn op() -> impl Strategy<Value = Op> {
             }
         ),
         (0..SCOPES.len(), 0..6u8).prop_map(|(scope, id)| Op::Id { scope, id }),
+        (0..SCOPES.len(), 0..6u8, 1..3usize).prop_map(|(scope, id, count)| Op::IdChanges {
+            scope,
+            id,
+            count
+        }),
         (0..SCOPES.len(), 0..6u8).prop_map(|(scope, id)| Op::Expire { scope, id }),
         (0..SCOPES.len(), 0..4u64).prop_map(|(scope, back)| Op::Trim { scope, back }),
     ]
 }
 
 /// Turns ops into batches with the invariants the engine guarantees: dense
-/// cursors per scope, increasing sequences per client, trims at most head + 1.
+/// cursors per scope, increasing sequences per client, trims at most head + 1,
+/// an id recorded again only once its record expired (in an earlier batch or
+/// the same one), and a record made and expired within one batch left out of
+/// it.
 #[derive(Default)]
 struct Gen {
     heads: [u64; 3],
@@ -96,6 +111,9 @@ struct Gen {
     durable: [u64; 3],
     seqs: [[u64; 2]; 3],
     time: u64,
+    /// Live id records: (scope, id) -> the cursor of the last change their
+    /// mutation wrote, if any.
+    live: std::collections::BTreeMap<(usize, u8), Option<u64>>,
 }
 
 impl Gen {
@@ -116,6 +134,38 @@ impl Gen {
             seq,
             result,
             keep_from: seq.saturating_sub(keep_back).max(1),
+        }
+    }
+
+    /// Records `record` as the live record of (scope, id): an earlier live
+    /// one expires first, as when the engine sees a mutation retried after
+    /// its id expired.
+    fn record_id(&mut self, b: &mut Batch, scope: usize, id: u8, record: IdRecord) {
+        self.expire_id(b, scope, id);
+        self.live.insert((scope, id), record.last_change());
+        b.ids.push(record);
+    }
+
+    /// Expires (scope, id): a record made in this batch is dropped from it,
+    /// one of an earlier batch is named with its cursor.
+    fn expire_id(&mut self, b: &mut Batch, scope: usize, id: u8) {
+        let name = format!("m{id}");
+        let Some(cursor) = self.live.remove(&(scope, id)) else {
+            return;
+        };
+        let here = b
+            .ids
+            .iter()
+            .position(|r| r.scope == SCOPES[scope] && r.id == name);
+        match here {
+            Some(i) => {
+                b.ids.remove(i);
+            }
+            None => b.expired_ids.push(IdExpiry {
+                scope: SCOPES[scope].to_owned(),
+                id: name,
+                cursor,
+            }),
         }
     }
 
@@ -188,16 +238,47 @@ impl Gen {
                     let record = self.client_record(scope, client, keep_back, applied);
                     b.clients.push(record);
                 }
-                Op::Id { scope, id } => b.ids.push(IdRecord {
-                    scope: SCOPES[scope].to_owned(),
-                    id: format!("m{id}"),
-                    result: result(self.heads[scope], true),
-                    time: Timestamp::from_millis(1_700_000_000_000 + self.time),
-                }),
-                Op::Expire { scope, id } => b.expired_ids.push(IdExpiry {
-                    scope: SCOPES[scope].to_owned(),
-                    id: format!("m{id}"),
-                }),
+                Op::Id { scope, id } => {
+                    let record = IdRecord {
+                        scope: SCOPES[scope].to_owned(),
+                        id: format!("m{id}"),
+                        result: result(self.heads[scope], true),
+                        time: Timestamp::from_millis(1_700_000_000_000 + self.time),
+                    };
+                    self.record_id(&mut b, scope, id, record);
+                }
+                Op::IdChanges { scope, id, count } => {
+                    let time = Timestamp::from_millis(1_700_000_000_000 + self.time);
+                    let first = self.heads[scope] + 1;
+                    let last = self.heads[scope] + count as u64;
+                    let mut changes = Vec::new();
+                    for cursor in first..=last {
+                        let change = Change {
+                            cursor,
+                            scope: SCOPES[scope].to_owned(),
+                            time,
+                            data: json!({"op": "put", "key": format!("i{cursor}"), "value": cursor}),
+                        };
+                        b.changes.push(LogEntry {
+                            change: change.clone(),
+                            group_end: last,
+                        });
+                        changes.push(change);
+                    }
+                    self.heads[scope] = last;
+                    let applied = serde_json::from_value(
+                        json!({"ok": true, "cursor": last, "changes": changes}),
+                    )
+                    .expect("result json");
+                    let record = IdRecord {
+                        scope: SCOPES[scope].to_owned(),
+                        id: format!("m{id}"),
+                        result: applied,
+                        time,
+                    };
+                    self.record_id(&mut b, scope, id, record);
+                }
+                Op::Expire { scope, id } => self.expire_id(&mut b, scope, id),
                 Op::Trim { scope, back } => b.trims.push(Trim {
                     scope: SCOPES[scope].to_owned(),
                     before: (self.durable[scope] + 1).saturating_sub(back).max(1),

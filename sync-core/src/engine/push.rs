@@ -210,12 +210,32 @@ impl<A: App> Engine<A> {
             let Some((_, id)) = s.working.ids_by_time.pop_first() else {
                 break;
             };
+            let cursor = s.working.ids.get(&id).and_then(|r| r.last_change());
             s.working.expire_id(&id);
             expired.push(IdExpiry {
                 scope: scope.to_owned(),
                 id,
+                cursor,
             });
         }
+        // A record of the open batch that expires before it is written is
+        // left out of the batch instead: the expiry names only records of
+        // earlier batches, which stores delete before writing new ones.
+        let open = &mut self.open;
+        expired.retain(|x| {
+            let made_here = open
+                .batch
+                .ids
+                .iter()
+                .position(|r| r.scope == x.scope && r.id == x.id);
+            if let Some(i) = made_here {
+                open.batch.ids.remove(i);
+                if i < open.shared_ids.len() {
+                    open.shared_ids.remove(i);
+                }
+            }
+            made_here.is_none()
+        });
         if !expired.is_empty() {
             self.open.touch(scope);
             self.open.batch.expired_ids.extend(expired);

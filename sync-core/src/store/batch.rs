@@ -46,13 +46,33 @@ pub struct IdRecord {
     pub time: Timestamp,
 }
 
-/// An id record leaving the retention window.
+/// An id record leaving the retention window. It names a record of an
+/// earlier batch: a record made and expired within one batch is left out of
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdExpiry {
     /// Scope of the record.
     pub scope: String,
     /// The mutation id.
     pub id: String,
+    /// The cursor of the last change the record's mutation wrote in this
+    /// scope, if it wrote one: a store that keeps an id record on its
+    /// mutation's last change row (as sync-sqlite does) finds it there
+    /// without an index on ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
+}
+
+impl IdRecord {
+    /// The cursor of the last change this record's mutation wrote in its
+    /// scope, if it wrote one (see [`IdExpiry::cursor`]).
+    pub fn last_change(&self) -> Option<u64> {
+        self.result
+            .changes
+            .last()
+            .filter(|c| c.scope == self.scope)
+            .map(|c| c.cursor)
+    }
 }
 
 /// A log trim: drop every change of `scope` with cursor `< before` and keep the
@@ -70,8 +90,10 @@ pub struct Trim {
 }
 
 /// Everything one Ready asks the store to make durable, atomically: all of it
-/// or none of it. Apply in this order: trims, changes, client records, id
-/// records, expiries (a record in the same batch never conflicts with another).
+/// or none of it. Apply in this order: trims, expiries, changes, client
+/// records, id records. Expiries come before id records because a mutation
+/// retried after its id expired is recorded again in the same batch that
+/// expires its old record; no expiry names a record of its own batch.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Batch {
     /// New log entries, in cursor order within each scope.
@@ -80,7 +102,7 @@ pub struct Batch {
     pub clients: Vec<ClientRecord>,
     /// Mutation-id records (insert).
     pub ids: Vec<IdRecord>,
-    /// Id records to delete.
+    /// Id records to delete (before `ids` are written).
     pub expired_ids: Vec<IdExpiry>,
     /// Log trims.
     pub trims: Vec<Trim>,

@@ -107,6 +107,11 @@ impl Store for MemoryStore {
                 base: t.base.clone(),
             });
         }
+        for x in &batch.expired_ids {
+            if let Some(s) = self.ids.get_mut(&x.scope) {
+                s.remove(&x.id);
+            }
+        }
         for e in &batch.changes {
             self.scope_mut(&e.change.scope).changes.push(e.clone());
         }
@@ -124,11 +129,6 @@ impl Store for MemoryStore {
         for r in &batch.ids {
             let s = scope_entry(&mut self.ids, &r.scope, HashMap::new);
             s.insert(r.id.clone(), r.clone());
-        }
-        for x in &batch.expired_ids {
-            if let Some(s) = self.ids.get_mut(&x.scope) {
-                s.remove(&x.id);
-            }
         }
         self.persisted += 1;
         Ok(())
@@ -167,6 +167,7 @@ mod tests {
                 expired_ids: vec![crate::store::IdExpiry {
                     scope: "a".into(),
                     id: "m".into(),
+                    cursor: None,
                 }],
                 ..Batch::default()
             })

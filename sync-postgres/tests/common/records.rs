@@ -95,6 +95,7 @@ impl Gen {
                 Op::Expire(s, id) => b.expired_ids.push(IdExpiry {
                     scope: SCOPES[s].to_owned(),
                     id: format!("m{id}"),
+                    cursor: None,
                 }),
                 Op::Trim(s, back) => b.trims.push(Trim {
                     scope: SCOPES[s].to_owned(),
