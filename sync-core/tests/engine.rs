@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use serde_json::json;
 use sync_core::{
-    Engine, EngineConfig, EngineError, MemoryStore, PullRequest, RequestId, SnapshotRequest, Store,
-    Timestamp,
+    Engine, EngineConfig, EngineError, KvApp, MemoryStore, PullRequest, RequestId, SnapshotRequest,
+    Store, Timestamp,
 };
 
 fn pull(scope: &str, cursor: u64, limit: u64) -> PullRequest {
@@ -268,19 +268,25 @@ fn permanent_errors_are_recorded_transient_errors_stop_the_push() {
     assert_eq!(s.client_seq, Some(3));
 }
 
-#[test]
-fn mutation_id_dedupe_within_retention_window() {
+/// An engine keeping id records `retention_ms`, its store, and one push of
+/// mutation `m1` (incrementing `n` in scope `s`) at `T0`, not yet flushed.
+fn with_m1_pushed(retention_ms: u64) -> (EngineConfig, Engine<KvApp>, MemoryStore) {
     let cfg = EngineConfig {
-        id_retention_ms: 1000,
+        id_retention_ms: retention_ms,
         ..EngineConfig::default()
     };
     let mut e = Engine::new(app(), cfg.clone());
-    let mut store = MemoryStore::new();
     e.handle_push(
         T0,
         RequestId(1),
         vec![by_id("s", "m1", "incr", json!({"key":"n"}))],
     );
+    (cfg, e, MemoryStore::new())
+}
+
+#[test]
+fn mutation_id_dedupe_within_retention_window() {
+    let (cfg, mut e, mut store) = with_m1_pushed(1000);
     e.handle_push(
         T0,
         RequestId(2),
@@ -315,17 +321,7 @@ fn mutation_id_dedupe_within_retention_window() {
 /// restart the retry is still deduplicated.
 #[test]
 fn an_id_retried_after_it_expired_is_recorded_again_durably() {
-    let cfg = EngineConfig {
-        id_retention_ms: 1000,
-        ..EngineConfig::default()
-    };
-    let mut e = Engine::new(app(), cfg.clone());
-    let mut store = MemoryStore::new();
-    e.handle_push(
-        T0,
-        RequestId(1),
-        vec![by_id("s", "m1", "incr", json!({"key":"n"}))],
-    );
+    let (cfg, mut e, mut store) = with_m1_pushed(1000);
     flush(&mut e, &mut store);
     let later = Timestamp(T0.0 + 5000);
     e.handle_push(
@@ -361,17 +357,7 @@ fn an_id_retried_after_it_expired_is_recorded_again_durably() {
 /// the batch) leaves nothing behind: the batch does not name it at all.
 #[test]
 fn an_id_recorded_and_expired_in_one_batch_is_left_out_of_it() {
-    let cfg = EngineConfig {
-        id_retention_ms: 10,
-        ..EngineConfig::default()
-    };
-    let mut e = Engine::new(app(), cfg);
-    let mut store = MemoryStore::new();
-    e.handle_push(
-        T0,
-        RequestId(1),
-        vec![by_id("s", "m1", "incr", json!({"key":"n"}))],
-    );
+    let (_, mut e, mut store) = with_m1_pushed(10);
     e.handle_push(
         Timestamp(T0.0 + 50),
         RequestId(2),

@@ -137,6 +137,37 @@ impl Gen {
         }
     }
 
+    /// One mutation writing `count` changes to `scope` (keys `PREFIX<cursor>`)
+    /// into `b`; returns its result, which carries them, as the engine's does.
+    fn mutation(
+        &mut self,
+        b: &mut Batch,
+        scope: usize,
+        count: usize,
+        prefix: &str,
+    ) -> MutationResult {
+        let time = Timestamp::from_millis(1_700_000_000_000 + self.time);
+        let first = self.heads[scope] + 1;
+        let last = self.heads[scope] + count as u64;
+        let mut changes = Vec::new();
+        for cursor in first..=last {
+            let change = Change {
+                cursor,
+                scope: SCOPES[scope].to_owned(),
+                time,
+                data: json!({"op": "put", "key": format!("{prefix}{cursor}"), "value": cursor}),
+            };
+            b.changes.push(LogEntry {
+                change: change.clone(),
+                group_end: last,
+            });
+            changes.push(change);
+        }
+        self.heads[scope] = last;
+        serde_json::from_value(json!({"ok": true, "cursor": last, "changes": changes}))
+            .expect("result json")
+    }
+
     /// Records `record` as the live record of (scope, id): an earlier live
     /// one expires first, as when the engine sees a mutation retried after
     /// its id expired.
@@ -214,27 +245,7 @@ impl Gen {
                     keep_back,
                     count,
                 } => {
-                    let first = self.heads[scope] + 1;
-                    let last = self.heads[scope] + count as u64;
-                    let mut changes = Vec::new();
-                    for cursor in first..=last {
-                        let change = Change {
-                            cursor,
-                            scope: SCOPES[scope].to_owned(),
-                            time: Timestamp::from_millis(1_700_000_000_000 + self.time),
-                            data: json!({"op": "put", "key": format!("s{cursor}"), "value": cursor}),
-                        };
-                        b.changes.push(LogEntry {
-                            change: change.clone(),
-                            group_end: last,
-                        });
-                        changes.push(change);
-                    }
-                    self.heads[scope] = last;
-                    let applied = serde_json::from_value(
-                        json!({"ok": true, "cursor": last, "changes": changes}),
-                    )
-                    .expect("result json");
+                    let applied = self.mutation(&mut b, scope, count, "s");
                     let record = self.client_record(scope, client, keep_back, applied);
                     b.clients.push(record);
                 }
@@ -249,27 +260,7 @@ impl Gen {
                 }
                 Op::IdChanges { scope, id, count } => {
                     let time = Timestamp::from_millis(1_700_000_000_000 + self.time);
-                    let first = self.heads[scope] + 1;
-                    let last = self.heads[scope] + count as u64;
-                    let mut changes = Vec::new();
-                    for cursor in first..=last {
-                        let change = Change {
-                            cursor,
-                            scope: SCOPES[scope].to_owned(),
-                            time,
-                            data: json!({"op": "put", "key": format!("i{cursor}"), "value": cursor}),
-                        };
-                        b.changes.push(LogEntry {
-                            change: change.clone(),
-                            group_end: last,
-                        });
-                        changes.push(change);
-                    }
-                    self.heads[scope] = last;
-                    let applied = serde_json::from_value(
-                        json!({"ok": true, "cursor": last, "changes": changes}),
-                    )
-                    .expect("result json");
+                    let applied = self.mutation(&mut b, scope, count, "i");
                     let record = IdRecord {
                         scope: SCOPES[scope].to_owned(),
                         id: format!("m{id}"),
