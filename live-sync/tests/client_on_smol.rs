@@ -10,26 +10,21 @@ use live_sync::{Builder, ExecutorThreads, KvApp, SmolRuntime};
 use serde_json::json;
 use sync_core::ReplicaConfig;
 
+mod smol_events;
+use smol_events::until;
+
 /// Waits for the next message on `topic`, skipping connection events; fails
 /// after 30 s instead of hanging.
 async fn next_message(events: &mut LiveEvents, topic: &str) -> serde_json::Value {
-    let wait = async {
-        while let Some(event) = events.recv().await {
-            if let LiveEvent::Message(m) = event {
-                if m.topic == topic {
-                    return Some(m.data);
-                }
-            }
-        }
-        None
-    };
-    let timeout = async {
-        smol::Timer::after(Duration::from_secs(30)).await;
-        None
-    };
-    smol::future::or(wait, timeout)
-        .await
-        .unwrap_or_else(|| panic!("no message on {topic}"))
+    until(
+        events,
+        &format!("a message on {topic}"),
+        |event| match event {
+            LiveEvent::Message(m) if m.topic == topic => Some(m.data.clone()),
+            _ => None,
+        },
+    )
+    .await
 }
 
 #[test]

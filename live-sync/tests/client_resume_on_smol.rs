@@ -7,34 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use live_sync::client::{LiveClient, LiveEvent, LiveEvents, LiveOptions};
+use live_sync::client::{LiveClient, LiveEvent, LiveOptions};
 use live_sync::live_core::{HistoryLimits, HistoryRule};
 use live_sync::{Builder, ExecutorThreads, SmolRuntime};
 use serde_json::{Value, json};
 
-/// Waits for the first event `pick` accepts, skipping the others; fails
-/// after 30 s instead of hanging.
-async fn until<T>(
-    events: &mut LiveEvents,
-    what: &str,
-    mut pick: impl FnMut(&LiveEvent) -> Option<T>,
-) -> T {
-    let wait = async {
-        while let Some(event) = events.recv().await {
-            if let Some(t) = pick(&event) {
-                return Some(t);
-            }
-        }
-        None
-    };
-    let timeout = async {
-        smol::Timer::after(Duration::from_secs(30)).await;
-        None
-    };
-    smol::future::or(wait, timeout)
-        .await
-        .unwrap_or_else(|| panic!("hang guard: {what}"))
-}
+mod smol_events;
+use smol_events::until;
 
 /// A TCP relay on smol that can drop every connection it carries and refuse
 /// new ones for a while.
