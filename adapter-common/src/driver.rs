@@ -25,7 +25,7 @@ use crate::handle::ServerHandle;
 use crate::hooks::{HookPolicy, Hooks, MessageCtx};
 use crate::inbox::{Call, HttpSyncInput, Input, Persisted, Reply, SyncBody};
 use crate::outbox::{Conn, FlushBoard, Outbound};
-use crate::runtime::Runtime;
+use crate::runtime::{Clock, Runtime};
 
 /// Inputs handled per turn before the outputs are carried out.
 const INPUT_BATCH: usize = 512;
@@ -46,6 +46,8 @@ pub(crate) struct Driver<R: Runtime, H: Hooks, A: App, S> {
     /// hooks get a handle from it, without keeping the inbox open.
     pub(crate) weak: async_channel::WeakSender<Input<H::User>>,
     pub(crate) flushes: Arc<FlushBoard>,
+    /// The runtime's clocks, for the handles given to message hooks.
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) flushes_read: Vec<(SessionId, usize, usize)>,
     pub(crate) conns: HashMap<SessionId, Conn>,
     pub(crate) answers: HashMap<RequestId, Reply<Response>>,
@@ -406,6 +408,7 @@ where
         let server = ServerHandle {
             inbox,
             flushes: self.flushes.clone(),
+            clock: self.clock.clone(),
         };
         let mut ctx = MessageCtx {
             server_core: &mut self.core,

@@ -11,6 +11,7 @@ use sync_core::SyncRequest;
 use crate::inbox::{Call, HttpSyncInput, Input, Reply, SyncBody};
 use crate::metrics::MetricsSnapshot;
 use crate::outbox::{Conn, FlushBoard};
+use crate::runtime::Clock;
 
 use server_core::{BackplaneCommand, ServerError};
 
@@ -19,6 +20,8 @@ use server_core::{BackplaneCommand, ServerError};
 pub struct ServerHandle<U> {
     pub(crate) inbox: async_channel::Sender<Input<U>>,
     pub(crate) flushes: Arc<FlushBoard>,
+    /// The server's runtime clock.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl<U> Clone for ServerHandle<U> {
@@ -26,6 +29,7 @@ impl<U> Clone for ServerHandle<U> {
         Self {
             inbox: self.inbox.clone(),
             flushes: self.flushes.clone(),
+            clock: self.clock.clone(),
         }
     }
 }
@@ -33,6 +37,20 @@ impl<U> Clone for ServerHandle<U> {
 impl<U> std::fmt::Debug for ServerHandle<U> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerHandle").finish_non_exhaustive()
+    }
+}
+
+impl<U> ServerHandle<U> {
+    /// The server's current instant, from its runtime: code running beside
+    /// the server (a broker link) measures time with this, so a runtime
+    /// with a paused or simulated clock governs it too.
+    pub fn now(&self) -> std::time::Instant {
+        self.clock.now()
+    }
+
+    /// The server's wall-clock time, from its runtime.
+    pub fn wall_clock(&self) -> std::time::SystemTime {
+        self.clock.wall_clock()
     }
 }
 

@@ -34,3 +34,21 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         SystemTime::now()
     }
 }
+
+/// A runtime's clocks without the rest of it: what a
+/// [`crate::ServerHandle`] carries, so that code running beside the server
+/// (broker links) reads time as the server does.
+pub(crate) trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+    fn wall_clock(&self) -> SystemTime;
+}
+
+impl<R: Runtime> Clock for R {
+    fn now(&self) -> Instant {
+        Runtime::now(self)
+    }
+
+    fn wall_clock(&self) -> SystemTime {
+        Runtime::wall_clock(self)
+    }
+}

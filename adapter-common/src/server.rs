@@ -78,6 +78,7 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
         )?;
         let (inbox, receiver) = async_channel::bounded(config.inbox_capacity.max(1));
         let flushes = Arc::new(FlushBoard::default());
+        let clock: Arc<dyn crate::runtime::Clock> = Arc::new(rt.clone());
         let driver = Driver {
             rt: rt.clone(),
             hooks: hooks.clone(),
@@ -86,6 +87,7 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
             inline_jobs,
             weak: inbox.downgrade(),
             flushes: flushes.clone(),
+            clock: clock.clone(),
             flushes_read: Vec::new(),
             conns: HashMap::new(),
             answers: HashMap::new(),
@@ -94,7 +96,11 @@ impl<R: Runtime, H: Hooks> Server<R, H> {
             shutdown: Vec::new(),
         };
         rt.spawn(driver.run(receiver));
-        let handle = ServerHandle { inbox, flushes };
+        let handle = ServerHandle {
+            inbox,
+            flushes,
+            clock,
+        };
         let service = Service::new(rt, hooks, Arc::new(config), handle.clone());
         Ok(Self { handle, service })
     }

@@ -196,7 +196,7 @@ fn link_task<U: Send + 'static>(
 ) -> Result<LinkTask, BrokerError> {
     #[cfg(any(feature = "redis", feature = "nats"))]
     let link = Link {
-        node: node_name(),
+        node: node_name(handle.wall_clock()),
         handle,
     };
     match url {
@@ -306,10 +306,11 @@ async fn answer_unreachable<U: Send + 'static>(
     }
 }
 
-/// A name for this node in its broker messages: process id and start time.
+/// A name for this node in its broker messages: process id and start time
+/// (`started`, from the server's runtime).
 #[cfg(any(feature = "redis", feature = "nats"))]
-fn node_name() -> String {
-    let nanos = std::time::SystemTime::now()
+fn node_name(started: std::time::SystemTime) -> String {
+    let nanos = started
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("{}-{nanos:x}", std::process::id())

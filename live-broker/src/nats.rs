@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tokio::time::Instant;
+use std::time::Instant;
 
 use adapter_common::backplane::{BackplaneCommand, encode_message};
 use futures_util::StreamExt;
@@ -27,22 +27,24 @@ pub(crate) async fn run<U: Send + 'static>(
     let link = Arc::new(link);
     let lost: Arc<Mutex<Option<Instant>>> = Arc::default();
     let events = lost.clone();
+    let clock = link.handle.clone();
     let options = async_nats::ConnectOptions::new()
         .no_echo()
         .retry_on_initial_connect()
         .event_callback(move |event| {
             let lost = events.clone();
+            let now = clock.now();
             async move {
                 let mut lost = lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match event {
                     async_nats::Event::Disconnected => {
                         tracing::warn!("broker (nats) connection lost");
-                        lost.get_or_insert_with(Instant::now);
+                        lost.get_or_insert(now);
                     }
                     async_nats::Event::Connected => {
                         if let Some(since) = lost.take() {
                             tracing::warn!(
-                                gap_ms = since.elapsed().as_millis() as u64,
+                                gap_ms = now.saturating_duration_since(since).as_millis() as u64,
                                 "broker (nats) connection back; subscriptions restored; messages published during the gap were lost"
                             );
                         }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 
 use adapter_common::backplane::{BackplaneCommand, encode_message};
 use futures_util::StreamExt;
@@ -43,7 +43,7 @@ pub(crate) async fn run<U: Send + 'static>(
             Err(e) => {
                 let (_, dropped) = lost.get_or_insert_with(|| {
                     tracing::warn!(error = %e, "broker (redis) unreachable; retrying");
-                    (Instant::now(), 0)
+                    (link.handle.now(), 0)
                 });
                 // Keep following the server while waiting.
                 let wait = tokio::time::sleep(Duration::from_millis(500));
@@ -75,13 +75,17 @@ pub(crate) async fn run<U: Send + 'static>(
             let all: Vec<String> = topics.iter().map(|t| channel(t)).collect();
             if let Err(e) = sink.subscribe(all).await {
                 tracing::warn!(error = %e, "resubscribing failed; reconnecting");
-                lost.get_or_insert((Instant::now(), 0));
+                lost.get_or_insert((link.handle.now(), 0));
                 continue;
             }
         }
         if let Some((since, dropped)) = lost.take() {
             tracing::warn!(
-                gap_ms = since.elapsed().as_millis() as u64,
+                gap_ms = link
+                    .handle
+                    .now()
+                    .saturating_duration_since(since)
+                    .as_millis() as u64,
                 resubscribed = topics.len(),
                 unsent_publishes = dropped,
                 "broker (redis) connection back; topics resubscribed; messages published during the gap were lost"
@@ -181,7 +185,7 @@ pub(crate) async fn run<U: Send + 'static>(
                 }
             }
         }
-        lost = Some((Instant::now(), dropped));
+        lost = Some((link.handle.now(), dropped));
     }
 }
 

@@ -23,6 +23,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::backoff::Backoff;
 use super::refresh;
+use super::runtime;
 use super::subscriptions::{Reply, Subscriptions};
 use super::tap::{Tap, Taps};
 use super::{ConnectionState, DisconnectReason, LiveEvent, LiveOptions, Message, Position, wire};
@@ -90,13 +91,15 @@ impl Connection {
                 Err(None) => break,
                 Err(Some(reason)) => reason,
                 Ok(ws) => {
-                    let since = Instant::now();
+                    let since = runtime::now();
                     let end = self.session(ws).await;
                     self.taps.broadcast(false);
                     match end {
                         SessionEnd::Closed => break,
                         SessionEnd::Lost(reason) => {
-                            if since.elapsed() >= self.options.reconnect.stable_after {
+                            if runtime::now().saturating_duration_since(since)
+                                >= self.options.reconnect.stable_after
+                            {
                                 self.backoff.reset();
                             }
                             reason
@@ -237,13 +240,13 @@ impl Connection {
         self.notify(LiveEvent::Connected);
 
         let period = self.options.ping_interval.filter(|p| !p.is_zero());
-        let mut ping = period.map(|p| tokio::time::interval_at(Instant::now() + p, p));
-        let mut heard = Instant::now();
+        let mut ping = period.map(|p| tokio::time::interval_at(runtime::now() + p, p));
+        let mut heard = runtime::now();
         self.refresh_now = false;
         let mut refresh_at = self.next_refresh(Duration::ZERO);
         loop {
             if std::mem::take(&mut self.refresh_now) && self.options.token_provider.is_some() {
-                refresh_at = Some(Instant::now());
+                refresh_at = Some(runtime::now());
             }
             tokio::select! {
                 _ = sleep_until(refresh_at) => {
@@ -258,7 +261,7 @@ impl Connection {
                     refresh_at = self.next_refresh(refresh::MIN_REFRESH_GAP);
                 }
                 msg = stream.next() => {
-                    heard = Instant::now();
+                    heard = runtime::now();
                     let text = match msg {
                         Some(Ok(WsMessage::Text(t))) => t.as_str().to_owned(),
                         Some(Ok(WsMessage::Binary(b))) => match String::from_utf8(b.to_vec()) {
@@ -345,7 +348,7 @@ impl Connection {
                 }
                 _ = tick(&mut ping) => {
                     let period = period.unwrap_or(Duration::MAX);
-                    if heard.elapsed() >= period.saturating_mul(2) {
+                    if runtime::now().saturating_duration_since(heard) >= period.saturating_mul(2) {
                         return SessionEnd::Lost(DisconnectReason::PingTimeout);
                     }
                     if let Err(e) = sink.send(WsMessage::Ping(Default::default())).await {
@@ -360,8 +363,8 @@ impl Connection {
     /// only), at least `gap` from now.
     fn next_refresh(&self, gap: Duration) -> Option<Instant> {
         self.options.token_provider.as_ref()?;
-        let wait = refresh::refresh_in(self.token.as_deref()?, std::time::SystemTime::now())?;
-        Some(Instant::now() + wait.max(gap))
+        let wait = refresh::refresh_in(self.token.as_deref()?, runtime::wall_clock())?;
+        Some(runtime::now() + wait.max(gap))
     }
 
     /// Routes one received frame.

@@ -136,7 +136,7 @@ impl HttpTransport {
     /// The token to send: the one in use while it is valid, else a fresh one.
     async fn token(&self) -> Option<String> {
         let provider = self.inner.tokens.as_ref()?;
-        let now = std::time::SystemTime::now();
+        let now = crate::runtime::wall_clock();
         let cached = self.current().clone();
         if let Some(t) = cached
             && !expired(&t, now)

@@ -9,10 +9,23 @@
 //! on that thread.
 
 use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use tokio::runtime::Handle;
+use tokio::time::Instant;
 
 use crate::ClientError;
+
+/// The client's clock: tokio's, read only here, so every timer and deadline
+/// of the client's tasks follows one clock (and paused-time tests drive it).
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+/// The wall clock, read only here: token expiry is judged against it.
+pub(crate) fn wall_clock() -> SystemTime {
+    SystemTime::now()
+}
 
 /// The runtime to spawn the client's tasks on.
 pub(crate) fn io_handle() -> Result<Handle, ClientError> {

@@ -47,9 +47,9 @@ pub(crate) struct Shared<A: App> {
     pub(crate) topic: String,
 }
 
-/// The driver's clock: tokio's, so paused-time tests could drive it too.
+/// The driver's clock: the client's ([`crate::runtime::now`]).
 pub(crate) fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
+    crate::runtime::now().into_std()
 }
 
 impl<A: App> Shared<A> {
