@@ -54,6 +54,7 @@ pub mod app;
 pub mod client;
 pub mod engine;
 pub mod handler;
+mod keyed;
 pub mod protocol;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -77,8 +77,7 @@ pub(crate) fn write(conn: &mut Connection, batch: &Batch) -> Result<(), Error> {
             };
             let result = match (client, id) {
                 (Some(r), _) => Some(to_json(&r.result)),
-                (None, Some(r)) => Some(to_json(&r.result)),
-                (None, None) => None,
+                (None, r) => r.map(|r| to_json(&r.result)),
             };
             insert.execute(params![
                 c.scope,
@@ -143,7 +142,8 @@ pub(crate) fn write(conn: &mut Connection, batch: &Batch) -> Result<(), Error> {
 
 /// Before a trim deletes the log below `before`: the id records riding on
 /// those rows move to `ids`, and the client records to `clients` (a
-/// client's last sequence must outlive the log). Only what a prune would keep moves: per client, the rows at or
+/// client's last sequence must outlive the log). Of client records only
+/// what a prune would keep moves: per client, the rows at or
 /// above the highest `keep_from` among its moving records; that floor also
 /// prunes the client's older rows already in `clients`. Two passes over the
 /// trimmed range and one key-range delete per client, so a trim of a long
@@ -225,10 +225,8 @@ impl<'a> Riders<'a> {
     fn of(batch: &'a Batch, ids: &[&'a IdRecord]) -> Self {
         let mut clients = BTreeMap::new();
         for (i, c) in batch.clients.iter().enumerate() {
-            if let Some(last) = c.result.changes.last()
-                && last.scope == c.scope
-            {
-                clients.entry((c.scope.as_str(), last.cursor)).or_insert(i);
+            if let Some(cursor) = c.last_change() {
+                clients.entry((c.scope.as_str(), cursor)).or_insert(i);
             }
         }
         let mut riding_ids = BTreeMap::new();

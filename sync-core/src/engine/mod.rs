@@ -51,9 +51,7 @@ impl Pending {
 
     /// Marks `scope`'s working view changed by this batch.
     fn touch(&mut self, scope: &str) {
-        if !self.touched.contains(scope) {
-            self.touched.insert(scope.to_owned());
-        }
+        crate::keyed::insert(&mut self.touched, scope);
     }
 }
 

@@ -8,6 +8,7 @@ use super::scope::ScopeData;
 use super::{Engine, Output, RequestId};
 use crate::app::{App, AppErrorKind};
 use crate::handler::Response;
+use crate::keyed;
 use crate::protocol::{Change, ErrorCode, Mutation, MutationResult, PushResponse, Timestamp};
 use crate::store::{ClientRecord, IdExpiry, IdRecord, LogEntry};
 
@@ -184,9 +185,7 @@ impl<A: App> Engine<A> {
             self.open.batch.changes.push(entry);
         }
         if !changes.is_empty() {
-            if !self.open.grown.contains(scope) {
-                self.open.grown.insert(scope.to_owned());
-            }
+            keyed::insert(&mut self.open.grown, scope);
             self.open.touch(scope);
         }
         MutationResult {
@@ -210,8 +209,8 @@ impl<A: App> Engine<A> {
             let Some((_, id)) = s.working.ids_by_time.pop_first() else {
                 break;
             };
-            let cursor = s.working.ids.get(&id).and_then(|r| r.last_change());
-            s.working.expire_id(&id);
+            // Taken off `ids_by_time` just above: only `ids` is left.
+            let cursor = s.working.ids.remove(&id).and_then(|r| r.last_change());
             expired.push(IdExpiry {
                 scope: scope.to_owned(),
                 id,
@@ -243,13 +242,6 @@ impl<A: App> Engine<A> {
     }
 
     fn scope_mut(&mut self, scope: &str) -> &mut ScopeData<A::State> {
-        // Looked up first: a push finds its scope several times, and an
-        // entry would copy the name each time.
-        if !self.scopes.contains_key(scope) {
-            self.scopes.insert(scope.to_owned(), ScopeData::new());
-        }
-        self.scopes
-            .get_mut(scope)
-            .expect("inserted above if it was missing")
+        keyed::entry(&mut self.scopes, scope, ScopeData::new)
     }
 }

@@ -66,6 +66,15 @@ pub struct MutationResult {
 }
 
 impl MutationResult {
+    /// The cursor of the last change this result carries, when that change
+    /// is in `scope`: where a store may keep the mutation's record.
+    pub fn last_change_in(&self, scope: &str) -> Option<u64> {
+        self.changes
+            .last()
+            .filter(|c| c.scope == scope)
+            .map(|c| c.cursor)
+    }
+
     /// A failed result with `code` and message.
     pub fn failed(code: super::ErrorCode, error: impl Into<String>) -> Self {
         MutationResult {

@@ -67,11 +67,15 @@ impl IdRecord {
     /// The cursor of the last change this record's mutation wrote in its
     /// scope, if it wrote one (see [`IdExpiry::cursor`]).
     pub fn last_change(&self) -> Option<u64> {
-        self.result
-            .changes
-            .last()
-            .filter(|c| c.scope == self.scope)
-            .map(|c| c.cursor)
+        self.result.last_change_in(&self.scope)
+    }
+}
+
+impl ClientRecord {
+    /// The cursor of the last change this record's mutation wrote in its
+    /// scope, if it wrote one.
+    pub fn last_change(&self) -> Option<u64> {
+        self.result.last_change_in(&self.scope)
     }
 }
 

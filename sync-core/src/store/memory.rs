@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::keyed;
+
 use super::{Batch, ClientRecord, IdRecord, Recovered, ScopeRecords, Store, TrimBase};
 
 /// Keeps records in ordered maps. `persist` applies the whole batch or (when a
@@ -62,25 +64,11 @@ impl MemoryStore {
     }
 
     fn scope_mut(&mut self, scope: &str) -> &mut ScopeRecords {
-        scope_entry(&mut self.scopes, scope, || ScopeRecords {
+        keyed::entry(&mut self.scopes, scope, || ScopeRecords {
             scope: scope.to_owned(),
             ..ScopeRecords::default()
         })
     }
-}
-
-/// `map[scope]`, made with `new` if missing; the name is copied only then
-/// (most records go to a scope the map already has).
-fn scope_entry<'a, V>(
-    map: &'a mut BTreeMap<String, V>,
-    scope: &str,
-    new: impl FnOnce() -> V,
-) -> &'a mut V {
-    if !map.contains_key(scope) {
-        map.insert(scope.to_owned(), new());
-    }
-    map.get_mut(scope)
-        .expect("inserted above if it was missing")
 }
 
 impl Store for MemoryStore {
@@ -116,7 +104,7 @@ impl Store for MemoryStore {
             self.scope_mut(&e.change.scope).changes.push(e.clone());
         }
         for c in &batch.clients {
-            let s = scope_entry(&mut self.clients, &c.scope, BTreeMap::new);
+            let s = keyed::entry(&mut self.clients, &c.scope, BTreeMap::new);
             let client = s.entry(c.client_id.clone()).or_default();
             client.insert(c.seq, c.clone());
             while client
@@ -127,7 +115,7 @@ impl Store for MemoryStore {
             }
         }
         for r in &batch.ids {
-            let s = scope_entry(&mut self.ids, &r.scope, HashMap::new);
+            let s = keyed::entry(&mut self.ids, &r.scope, HashMap::new);
             s.insert(r.id.clone(), r.clone());
         }
         self.persisted += 1;
