@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use live_sync::client::{LiveClient, LiveEvent, LiveEvents, LiveOptions, SyncClient};
-use live_sync::{Builder, ExecutorThreads, KvApp, SmolRuntime};
+use live_sync::{Builder, KvApp};
 use serde_json::json;
 use sync_core::ReplicaConfig;
 
-mod smol_events;
-use smol_events::until;
+mod smol_support;
+use smol_support::{Served, outside_tokio, until};
 
 /// Waits for the next message on `topic`, skipping connection events; fails
 /// after 30 s instead of hanging.
@@ -29,21 +29,10 @@ async fn next_message(events: &mut LiveEvents, topic: &str) -> serde_json::Value
 
 #[test]
 fn the_client_works_from_smol_against_the_smol_server() {
-    let rt = SmolRuntime::new();
-    let _workers = ExecutorThreads::start(&rt, 2).unwrap();
-    smol::block_on(async {
-        assert!(
-            tokio::runtime::Handle::try_current().is_err(),
-            "this test must run outside tokio"
-        );
-        let server = Builder::new().start_on(rt.clone()).await.unwrap();
-        let handle = server.handle().clone();
-        let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        let serving = rt.executor().spawn(server.serve_on(listener, async move {
-            let _ = stopped.recv().await;
-        }));
+    outside_tokio(|rt| async move {
+        let served = Served::start(&rt, Builder::new()).await;
+        let handle = served.handle.clone();
+        let url = format!("ws://{}/ws", served.addr);
 
         let (alice, mut alice_events) = LiveClient::connect(&url, LiveOptions::default()).unwrap();
         let (bob, mut bob_events) = LiveClient::connect(&url, LiveOptions::default()).unwrap();
@@ -93,7 +82,6 @@ fn the_client_works_from_smol_against_the_smol_server() {
         todos.close().await;
         alice.close().await.unwrap();
         bob.close().await.unwrap();
-        stop.send(()).await.unwrap();
-        serving.await.unwrap();
+        served.stop().await;
     });
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use live_sync::Builder;
 use live_sync::client::{LiveClient, LiveEvent, LiveOptions};
 use live_sync::live_core::{HistoryLimits, HistoryRule};
-use live_sync::{Builder, ExecutorThreads, SmolRuntime};
 use serde_json::{Value, json};
 
-mod smol_events;
-use smol_events::until;
+mod smol_support;
+use smol_support::{Served, outside_tokio, until};
 
 /// A TCP relay on smol that can drop every connection it carries and refuse
 /// new ones for a while.
@@ -70,28 +70,13 @@ impl Relay {
 #[test]
 fn the_client_resumes_from_smol_against_the_smol_server() {
     const TOPIC: &str = "hist:news";
-    let rt = SmolRuntime::new();
-    let _workers = ExecutorThreads::start(&rt, 2).unwrap();
-    smol::block_on(async {
-        assert!(
-            tokio::runtime::Handle::try_current().is_err(),
-            "this test must run outside tokio"
-        );
-        let server = Builder::new()
-            .configure(|c| {
-                c.hub.history = vec![HistoryRule::new("hist:*", HistoryLimits::new(100, None))];
-            })
-            .start_on(rt.clone())
-            .await
-            .unwrap();
-        let handle = server.handle().clone();
-        let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = listener.local_addr().unwrap();
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        let serving = rt.executor().spawn(server.serve_on(listener, async move {
-            let _ = stopped.recv().await;
-        }));
-        let relay = Relay::start(target).await;
+    outside_tokio(|rt| async move {
+        let builder = Builder::new().configure(|c| {
+            c.hub.history = vec![HistoryRule::new("hist:*", HistoryLimits::new(100, None))];
+        });
+        let served = Served::start(&rt, builder).await;
+        let handle = served.handle.clone();
+        let relay = Relay::start(served.addr).await;
 
         let options = LiveOptions::default()
             .seed(3)
@@ -150,7 +135,6 @@ fn the_client_resumes_from_smol_against_the_smol_server() {
         assert_eq!(got, want, "every publication once, in order");
 
         alice.close().await.unwrap();
-        stop.send(()).await.unwrap();
-        serving.await.unwrap();
+        served.stop().await;
     });
 }
