@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::args::{Cli, FanoutArgs};
-use super::stats::{Latencies, Summary, per_second};
+use super::stats::{LatencyBatch, SharedLatencies, Summary, per_second};
 use super::{LoadError, token_opts};
 use crate::ws_client::WsClient;
 
@@ -116,7 +116,7 @@ struct Stamp {
 /// parse.
 pub fn send_stamp(text: &str) -> Option<u64> {
     let b = text.as_bytes();
-    if let Some(at) = b.windows(4).position(|w| w == b"\"t\":") {
+    if let Some(at) = memchr::memmem::find(b, b"\"t\":") {
         let digits = &b[at + 4..];
         let end = digits
             .iter()
@@ -144,20 +144,19 @@ enum Ending {
 struct SubResult {
     delivered: u64,
     last_us: u64,
-    latencies: Latencies,
     ending: Ending,
 }
 
 async fn subscriber(
     client: WsClient,
     origin: Instant,
+    mut latencies: LatencyBatch,
     mut stop: watch::Receiver<bool>,
 ) -> SubResult {
     let mut ws = client.into_stream();
     let mut r = SubResult {
         delivered: 0,
         last_us: 0,
-        latencies: Latencies::new(),
         ending: Ending::Stopped,
     };
     loop {
@@ -174,7 +173,7 @@ async fn subscriber(
             Some(Ok(Message::Text(t))) => {
                 if let Some(sent) = send_stamp(t.as_str()) {
                     let now = origin.elapsed().as_micros() as u64;
-                    r.latencies.record_us(now.saturating_sub(sent));
+                    latencies.record_us(now.saturating_sub(sent));
                     r.delivered += 1;
                     r.last_us = now;
                 }
@@ -244,6 +243,7 @@ pub async fn run(cli: &Cli, args: &FanoutArgs) -> Result<FanoutReport, LoadError
     let opts = token_opts(cli);
     let origin = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let latencies = SharedLatencies::new();
 
     let connected: Vec<(usize, Result<WsClient, String>)> = stream::iter(0..args.subscribers)
         .map(|j| {
@@ -271,7 +271,12 @@ pub async fn run(cli: &Cli, args: &FanoutArgs) -> Result<FanoutReport, LoadError
         match r {
             Ok(c) => {
                 subs_per_topic[j % args.topics] += 1;
-                readers.push(tokio::spawn(subscriber(c, origin, stop_rx.clone())));
+                readers.push(tokio::spawn(subscriber(
+                    c,
+                    origin,
+                    latencies.batch(),
+                    stop_rx.clone(),
+                )));
             }
             Err(e) => {
                 if connect_failures == 0 {
@@ -311,13 +316,11 @@ pub async fn run(cli: &Cli, args: &FanoutArgs) -> Result<FanoutReport, LoadError
     tokio::time::sleep(Duration::from_secs_f64(args.drain.max(0.0))).await;
     let _ = stop_tx.send(true);
 
-    let mut latencies = Latencies::new();
     let (mut delivered, mut last_us, mut closed_slow, mut closed_other) = (0, start_us, 0, 0);
     for r in future::join_all(readers).await {
         let r = r.map_err(|e| LoadError::Task(e.to_string()))?;
         delivered += r.delivered;
         last_us = last_us.max(r.last_us);
-        latencies.merge(&r.latencies);
         match r.ending {
             Ending::Stopped => {}
             Ending::Slow => closed_slow += 1,

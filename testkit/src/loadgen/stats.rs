@@ -5,6 +5,7 @@
 //! at the end instead of sharing a lock on the hot path.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -66,6 +67,81 @@ impl Latencies {
             p99_us: self.hist.value_at_quantile(0.99),
             max_us: self.hist.max(),
         }
+    }
+}
+
+/// One histogram that many connection tasks record into, a batch at a time.
+///
+/// A histogram per connection is about 26 KiB; a thousand of them do not fit
+/// in any cache, so at millions of samples a second recording into them costs
+/// more than reading the frames. Tasks instead keep a small [`LatencyBatch`]
+/// and add it to this shared histogram under a lock once per batch.
+#[derive(Clone, Default)]
+pub struct SharedLatencies {
+    hist: Arc<Mutex<Latencies>>,
+}
+
+impl SharedLatencies {
+    /// An empty shared histogram.
+    pub fn new() -> Self {
+        SharedLatencies::default()
+    }
+
+    /// A batch that records into this histogram.
+    pub fn batch(&self) -> LatencyBatch {
+        LatencyBatch {
+            pending: Vec::with_capacity(LatencyBatch::CAPACITY),
+            shared: self.clone(),
+        }
+    }
+
+    /// Count and percentiles of everything flushed so far.
+    pub fn summary(&self) -> Summary {
+        self.hist
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .summary()
+    }
+
+    fn add(&self, samples: &[u64]) {
+        let mut hist = self.hist.lock().unwrap_or_else(PoisonError::into_inner);
+        for &us in samples {
+            hist.record_us(us);
+        }
+    }
+}
+
+/// Samples of one task waiting to be added to a [`SharedLatencies`]; added
+/// when full, on [`LatencyBatch::flush`] and when dropped.
+pub struct LatencyBatch {
+    pending: Vec<u64>,
+    shared: SharedLatencies,
+}
+
+impl LatencyBatch {
+    /// Samples kept before they are added to the shared histogram.
+    pub const CAPACITY: usize = 256;
+
+    /// Records one latency in microseconds.
+    pub fn record_us(&mut self, us: u64) {
+        self.pending.push(us);
+        if self.pending.len() >= Self::CAPACITY {
+            self.flush();
+        }
+    }
+
+    /// Adds the waiting samples to the shared histogram.
+    pub fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.shared.add(&self.pending);
+            self.pending.clear();
+        }
+    }
+}
+
+impl Drop for LatencyBatch {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -137,6 +213,27 @@ mod tests {
         assert_eq!(s.count, 3);
         assert!((99_000..=101_000).contains(&s.p50_us), "{s:?}");
         assert!(s.max_us >= 99_000);
+    }
+
+    #[test]
+    fn batches_reach_the_shared_histogram_when_full_flushed_or_dropped() {
+        let shared = SharedLatencies::new();
+        let mut a = shared.batch();
+        for us in 1..=LatencyBatch::CAPACITY as u64 {
+            a.record_us(us);
+        }
+        // A full batch is added at once.
+        assert_eq!(shared.summary().count, LatencyBatch::CAPACITY as u64);
+        a.record_us(5);
+        assert_eq!(shared.summary().count, LatencyBatch::CAPACITY as u64);
+        a.flush();
+        assert_eq!(shared.summary().count, LatencyBatch::CAPACITY as u64 + 1);
+        let mut b = shared.batch();
+        b.record_us(1_000_000);
+        drop(b);
+        let s = shared.summary();
+        assert_eq!(s.count, LatencyBatch::CAPACITY as u64 + 2);
+        assert!(s.max_us >= 990_000, "{s:?}");
     }
 
     #[test]
