@@ -39,10 +39,18 @@ const SQL: [&str; 12] = [
     // two nodes queue on the scope instead of deadlocking.
     "SELECT scope, version FROM sync_scopes WHERE scope = ANY($1::text[])
      ORDER BY scope FOR UPDATE",
-    // trim_changes: a trim at or below the stored base drops nothing.
-    "DELETE FROM sync_changes c USING UNNEST($1::text[], $2::int8[]) AS t(scope, before)
-     WHERE c.scope = t.scope AND c.cursor < t.before
-       AND NOT EXISTS (SELECT 1 FROM sync_bases b WHERE b.scope = t.scope AND b.before >= t.before)",
+    // trim_changes: a trim at or below the stored base drops nothing. The
+    // rows are found per trim through the primary key (`OFFSET 0` keeps the
+    // lateral scan from being flattened into a join that a plan made for
+    // any arrays would run as a scan of the whole log) and deleted by row
+    // address.
+    "DELETE FROM sync_changes WHERE ctid = ANY(ARRAY(
+         SELECT c.ctid FROM UNNEST($1::text[], $2::int8[]) AS t(scope, before),
+             LATERAL (SELECT ctid FROM sync_changes c
+                      WHERE c.scope = t.scope AND c.cursor < t.before
+                        AND NOT EXISTS (SELECT 1 FROM sync_bases b
+                                        WHERE b.scope = t.scope AND b.before >= t.before)
+                      OFFSET 0) AS c))",
     // trim_bases
     "INSERT INTO sync_bases (scope, before, base)
      SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[])
@@ -59,10 +67,14 @@ const SQL: [&str; 12] = [
      DO UPDATE SET keep_from = excluded.keep_from, result = excluded.result,
                    version = excluded.version",
     // prune: a record never prunes a higher sequence than its own, so
-    // pruning after all inserts equals pruning after each.
-    "DELETE FROM sync_clients c
-     USING UNNEST($1::text[], $2::text[], $3::int8[]) AS k(scope, client_id, keep_from)
-     WHERE c.scope = k.scope AND c.client_id = k.client_id AND c.seq < k.keep_from",
+    // pruning after all inserts equals pruning after each. Found per client
+    // through the primary key and deleted by row address, as trim_changes.
+    "DELETE FROM sync_clients WHERE ctid = ANY(ARRAY(
+         SELECT c.ctid
+         FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS k(scope, client_id, keep_from),
+             LATERAL (SELECT ctid FROM sync_clients c
+                      WHERE c.scope = k.scope AND c.client_id = k.client_id
+                        AND c.seq < k.keep_from OFFSET 0) AS c))",
     // ids
     "INSERT INTO sync_ids (scope, id, time, result, version)
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
@@ -84,6 +96,27 @@ const SQL: [&str; 12] = [
     // scope is at the version given.
     "SELECT sync_check_versions($1::text[], $2::int8[])",
 ];
+
+/// The writing connection's settings.
+///
+/// - A node that stops between a refusal and its next batch must not hold
+///   other nodes' writers for longer than an operation may take
+///   (`idle_limit`): PostgreSQL then ends the session and its locks.
+/// - Every statement keeps the one plan PostgreSQL makes for any arrays
+///   instead of being planned again for each batch's: planning was about a
+///   quarter of PostgreSQL's work per batch. Such a plan is made once, often
+///   while the tables are still empty, when a scan of the whole table looks
+///   cheapest and would then stay as the table grows; with sequential scans
+///   off, and the deletes written to look rows up per key (see `SQL`),
+///   every plan reaches rows through a key.
+pub(crate) fn session_settings(idle_limit: std::time::Duration) -> String {
+    format!(
+        "SET idle_in_transaction_session_timeout = {};
+         SET plan_cache_mode = force_generic_plan;
+         SET enable_seqscan = off",
+        idle_limit.as_millis().max(1)
+    )
+}
 
 impl Statements {
     /// Prepares every statement, in one flight.
@@ -310,4 +343,113 @@ pub(crate) async fn write_and_commit(
     steps.push(simple(client, "COMMIT"));
     pipeline::run(steps).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every writing statement's plan, as the writing connection keeps it
+    /// (made once for any arrays), that could read a whole table: a scan
+    /// of one, a hash or merge join (which reads one side whole), or an
+    /// index scan without a condition.
+    async fn plans_reading_whole_tables(client: &tokio_postgres::Client) -> Vec<String> {
+        let mut bad = Vec::new();
+        for (i, sql) in SQL.iter().enumerate() {
+            let params = client.prepare(sql).await.expect("prepare").params().len();
+            let nulls = vec!["NULL"; params].join(", ");
+            client
+                .batch_execute(&format!("PREPARE w{i} AS {sql}"))
+                .await
+                .expect("PREPARE");
+            let plan: Vec<String> = client
+                .query(&format!("EXPLAIN EXECUTE w{i}({nulls})"), &[])
+                .await
+                .expect("EXPLAIN")
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect();
+            let plan = plan.join("\n");
+            let scans =
+                plan.matches("Index Scan").count() + plan.matches("Index Only Scan").count();
+            if plan.contains("Seq Scan")
+                || plan.contains("Hash Join")
+                || plan.contains("Merge Join")
+                || plan.matches("Index Cond").count() < scans
+            {
+                bad.push(format!("{sql}\n{plan}"));
+            }
+        }
+        client
+            .batch_execute("DEALLOCATE ALL")
+            .await
+            .expect("DEALLOCATE");
+        bad
+    }
+
+    /// The writing plans find rows by key both when they are made on empty
+    /// tables (a new deployment) and when made again once statistics show
+    /// many rows: one scope, a few clients with many sequences each, as a
+    /// busy deployment has, where a join reading a whole table looks
+    /// cheaper to the planner than a lookup per key.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_writing_plan_reaches_rows_through_keys() {
+        let Ok(url) = std::env::var("TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("TEST_SERVICES_REQUIRED").as_deref() != Ok("1"),
+                "TEST_SERVICES_REQUIRED=1 but TEST_POSTGRES_URL is not set"
+            );
+            eprintln!("TEST_POSTGRES_URL not set: skipping a PostgreSQL test");
+            return;
+        };
+        let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let schema = format!("plans_{}", std::process::id());
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; SET search_path = {schema}"
+            ))
+            .await
+            .expect("schema");
+        crate::schema::migrate(&mut client, Some(&schema))
+            .await
+            .expect("migrate");
+        client
+            .batch_execute(&session_settings(std::time::Duration::from_secs(5)))
+            .await
+            .expect("settings");
+        let on_empty_tables = plans_reading_whole_tables(&client).await;
+        client
+            .batch_execute(
+                "INSERT INTO sync_clients (scope, client_id, seq, keep_from, result, version)
+                 SELECT 'load', 'c' || c, s, 0, '{}', s
+                 FROM generate_series(1, 32) AS c, generate_series(1, 1000) AS s;
+                 INSERT INTO sync_changes (scope, cursor, group_end, time, data)
+                 SELECT 'load', n, n, 0, '{}' FROM generate_series(1, 30000) AS n;
+                 INSERT INTO sync_ids (scope, id, time, result, version)
+                 SELECT 'load', 'm' || n, 0, '{}', n FROM generate_series(1, 30000) AS n;
+                 INSERT INTO sync_scopes (scope, version)
+                 SELECT 's' || n, 0 FROM generate_series(1, 1000) AS n;
+                 ANALYZE",
+            )
+            .await
+            .expect("rows");
+        let on_tables_with_rows = plans_reading_whole_tables(&client).await;
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .expect("drop");
+        assert!(
+            on_empty_tables.is_empty(),
+            "plans made on empty tables that read whole tables:\n\n{}",
+            on_empty_tables.join("\n\n")
+        );
+        assert!(
+            on_tables_with_rows.is_empty(),
+            "plans made on tables with rows that read whole tables:\n\n{}",
+            on_tables_with_rows.join("\n\n")
+        );
+    }
 }

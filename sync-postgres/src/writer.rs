@@ -177,15 +177,8 @@ impl Writer {
         }
         self.close();
         let conn = pool.get().await?;
-        // A node that stops between a refusal and its next batch must not
-        // hold other nodes' writers for longer than an operation may take:
-        // PostgreSQL ends such a session and its locks. Plans are made for
-        // each batch's arrays, not a generic plan for any.
-        conn.batch_execute(&format!(
-            "SET idle_in_transaction_session_timeout = {}; SET plan_cache_mode = force_custom_plan",
-            idle_limit.as_millis().max(1)
-        ))
-        .await?;
+        conn.batch_execute(&write::session_settings(idle_limit))
+            .await?;
         let st = Statements::prepare(&conn).await?;
         self.conn = Some((conn, st));
         Ok(())
