@@ -6,6 +6,7 @@
 # cluster share one).
 # usage: testkit/scripts/cluster-pushes.sh NODES [--scope-per-client]
 set -u
+export PGOPTIONS="-c client_min_messages=warning"
 N=$1; shift; EXTRA="$*"; BIN=${BIN:-target/release}
 S=bench_$$
 psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S" >/dev/null
