@@ -552,3 +552,74 @@ fn a_sync_answer_that_overflows_the_queue_closes_before_reporting_closed() {
     assert_eq!(lines[1], "alice <- close 4008 slow consumer");
     assert_eq!(lines[2], "alice closed 4008");
 }
+
+/// Two nodes write one scope under steady load: a push that arrives on A
+/// while A reloads that scope waits for the reload and is applied on top
+/// of it, so the engine never has to refuse the reload (which would make
+/// the store forget the scope and read it whole at the next refusal).
+#[test]
+fn a_push_arriving_during_a_reload_of_its_scope_waits_for_it() {
+    let mut config = CoreConfig::with_seed(7);
+    config.shared_store = true;
+    let mut a = Harness::with(config.clone(), MemoryStore::new());
+    let mut b = Harness::with(config, MemoryStore::new());
+    b.push("b", "s", &["from-b"]);
+    b.drain();
+    b.persist_ok();
+    b.drain();
+    a.core.handle_store_notice(a.now, Some("s".into()));
+    assert_eq!(a.drain(), ["reload s"]);
+    a.push("late", "s", &["from-a"]);
+    assert_eq!(a.drain(), Vec::<String>::new(), "waits for the reload");
+    a.reload_from(&mut b.store);
+    let lines = a.drain();
+    assert!(!lines.iter().any(|l| l.contains("refused")), "{lines:?}");
+    assert_eq!(lines.last().map(String::as_str), Some("persist 1"));
+    assert_eq!(a.core.engine().durable_head("s"), 1, "B's change is in");
+    a.store = std::mem::take(&mut b.store);
+    a.persist_ok();
+    let lines = a.drain();
+    assert!(lines[0].starts_with("late answered 200"), "{lines:?}");
+    assert!(lines[0].contains(r#""cursor":2"#), "{lines:?}");
+    assert_eq!(a.core.metrics().sync.stale_retries, 0);
+}
+
+/// A reload another node asked for leaves out a scope this node has
+/// pushes for in its open batch: that batch goes out first, the other
+/// scopes are reloaded, and the scope itself once its work is durable.
+#[test]
+fn a_reload_waits_for_the_open_batch_on_its_scope() {
+    let mut config = CoreConfig::with_seed(7);
+    config.shared_store = true;
+    let mut h = Harness::with(config, MemoryStore::new());
+    h.push("p1", "s", &["a"]);
+    assert_eq!(h.drain(), ["persist 1"]);
+    h.push("p2", "s", &["b"]);
+    h.core.handle_store_notice(h.now, Some("s".into()));
+    h.core.handle_store_notice(h.now, Some("t".into()));
+    assert_eq!(h.drain(), Vec::<String>::new());
+    h.persist_ok();
+    let lines = h.drain();
+    assert!(lines[0].starts_with("p1 answered 200"), "{lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("reload t"),
+        "{lines:?}"
+    );
+    h.reload_from(&mut MemoryStore::new());
+    let lines = h.drain();
+    assert!(!lines.iter().any(|l| l.contains("refused")), "{lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("persist 2"),
+        "{lines:?}"
+    );
+    h.persist_ok();
+    let lines = h.drain();
+    assert!(lines[0].starts_with("p2 answered 200"), "{lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("reload s"),
+        "{lines:?}"
+    );
+}

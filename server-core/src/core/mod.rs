@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use live_core::{Hub, SessionId};
 use serde_json::Value;
-use sync_core::{App, Engine, Mutation, Recovered, RecoveryError, RequestId, Timestamp};
+use sync_core::{
+    App, Engine, Mutation, Recovered, RecoveryError, RequestId, SyncRequest, Timestamp,
+};
 
 use crate::broker::PendingInterest;
 use crate::config::CoreConfig;
@@ -70,6 +72,13 @@ pub struct ServerCore<U, P, A: App> {
     persisting: Option<(u64, usize)>,
     /// A reload job is out.
     reloading: bool,
+    /// The scopes of the reload out: requests naming one wait in `deferred`
+    /// until it is applied, so no work of this node lands on a scope while
+    /// its reload is read (the engine would have to refuse the reload).
+    reload_scopes: std::collections::BTreeSet<String>,
+    /// Requests that arrived during the reload of a scope they name, in
+    /// arrival order, with the wall time they arrived at.
+    deferred: VecDeque<(RequestId, SyncRequest, Timestamp)>,
     /// Batch `n` was refused as stale and the store holds its scopes for
     /// the next batch: that batch goes out next (see persist.rs).
     rebasing: Option<u64>,
@@ -138,6 +147,8 @@ where
             next_ticket: 0,
             persisting: None,
             reloading: false,
+            reload_scopes: Default::default(),
+            deferred: VecDeque::new(),
             rebasing: None,
             releasing: false,
             trims_open: Vec::new(),

@@ -77,8 +77,7 @@ where
         }
         // The store holds the scopes of refused batch `rebasing` for this one.
         let rebasing = self.rebasing.take();
-        if rebasing.is_none() && self.wants_reload() {
-            self.start_reload();
+        if rebasing.is_none() && self.wants_reload() && self.start_reload() {
             return true;
         }
         let Some(ready) = self.engine.poll_ready() else {

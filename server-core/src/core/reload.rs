@@ -5,13 +5,21 @@
 //!   reloaded *before* its poke goes to this node's subscribers, so a client
 //!   never pulls from a node that has not seen what it was poked about;
 //!   reloads run only while no batch is out, so they never race one;
+//! - a reload never meets work of this node on its scopes, which the engine
+//!   would have to refuse it for: a scope with pushes in the open batch is
+//!   left wanted and the batch goes out first (if stale, its refusal brings
+//!   back what other nodes wrote, read under the scope's lock), and
+//!   requests naming a scope whose reload is out wait for it (see
+//!   `ServerCore::resume_deferred`);
 //! - reloads read only what was written after the records the engine holds
 //!   (see [`crate::jobs::reload`]), so their cost follows what other nodes
 //!   wrote, not the length of the log;
-//! - a scope the engine refuses to reload (work of its own in flight) is
-//!   forgotten by the store, so the next batch on it is refused as stale and
-//!   reloads it.
+//! - should the engine still refuse a reload, the scope is forgotten by the
+//!   store, so the next batch on it is refused as stale and reloads it (the
+//!   whole scope: under a steady load of pushes, refusing every reload made
+//!   a node read its scopes whole over and over and fall behind for good).
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use sync_core::App;
@@ -45,12 +53,14 @@ where
     pub fn handle_reloaded(&mut self, now: Instant, reloaded: Reloaded) {
         self.at(now);
         self.reloading = false;
+        self.reload_scopes.clear();
         if let Some(message) = reloaded.error {
             self.emit(Output::Notice(Notice::ReloadFailed { message }));
         }
         for update in &reloaded.updates {
             self.absorb_reload(update, true);
         }
+        self.resume_deferred();
         self.pump();
     }
 
@@ -58,11 +68,24 @@ where
         self.wanted.all || !self.wanted.scopes.is_empty()
     }
 
-    pub(super) fn start_reload(&mut self) {
+    /// Sends a reload of the wanted scopes that have no work of this node
+    /// waiting; returns whether one went out. A scope with work in the
+    /// engine's open batch stays wanted: the engine would refuse to reload
+    /// it, and the batch goes out first (refused as stale, it comes back
+    /// with what other nodes wrote, read under the scope's lock).
+    pub(super) fn start_reload(&mut self) -> bool {
         let mut scopes = std::mem::take(&mut self.wanted.scopes);
         if std::mem::take(&mut self.wanted.all) {
             scopes.extend(self.engine.scopes().map(str::to_owned));
         }
+        let (busy, scopes): (BTreeSet<String>, BTreeSet<String>) = scopes
+            .into_iter()
+            .partition(|scope| self.engine.scope_busy(scope));
+        self.wanted.scopes = busy;
+        if scopes.is_empty() {
+            return false;
+        }
+        self.reload_scopes.clone_from(&scopes);
         // No batch is out while a reload runs, so these marks hold until its
         // records are applied.
         let scopes = scopes
@@ -75,6 +98,7 @@ where
         self.reloading = true;
         let forget = std::mem::take(&mut self.forget);
         self.emit(Output::Reload(ReloadJob { scopes, forget }));
+        true
     }
 
     /// Installs one reloaded scope; with `poke`, pokes this node's

@@ -125,7 +125,39 @@ where
             };
             self.retry.insert(id, retry);
         }
-        self.engine.handle_request(wall, id, request)
+        if self.reloading && request.scopes().any(|s| self.reload_scopes.contains(s)) {
+            self.deferred.push_back((id, request, wall));
+            return None;
+        }
+        self.engine_request(id, request, wall)
+    }
+
+    /// Hands a request to the engine; `Some` when answered at once (then
+    /// it will never need pushing again).
+    fn engine_request(
+        &mut self,
+        id: RequestId,
+        request: SyncRequest,
+        wall: sync_core::Timestamp,
+    ) -> Option<Response> {
+        let answered = self.engine.handle_request(wall, id, request);
+        if answered.is_some() {
+            self.retry.remove(&id);
+        }
+        answered
+    }
+
+    /// Hands the engine the requests that waited for the reload of a scope
+    /// they name, in the order they arrived; answers those it answers at
+    /// once.
+    pub(super) fn resume_deferred(&mut self) {
+        for (id, request, wall) in std::mem::take(&mut self.deferred) {
+            if let Some(response) = self.engine_request(id, request, wall)
+                && let Some(waiter) = self.waiters.remove(&id)
+            {
+                self.answer(id, waiter, response);
+            }
+        }
     }
 
     /// Sends `response` to whoever waits for request `id`.

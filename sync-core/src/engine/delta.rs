@@ -57,14 +57,21 @@ impl<A: App> Engine<A> {
         Ok(())
     }
 
-    /// Refuses to replace a scope under work that is not durable.
-    pub(super) fn refuse_busy(&self, scope: &str) -> Result<(), EngineError> {
-        let busy = self.open.touched.contains(scope)
+    /// Whether `scope` has work that is not durable yet (in the open batch
+    /// or the one out): a reload or delta of it would be refused
+    /// ([`EngineError::ScopeBusy`]) until that work is persisted or rolled
+    /// back.
+    pub fn scope_busy(&self, scope: &str) -> bool {
+        self.open.touched.contains(scope)
             || self
                 .outstanding
                 .as_ref()
-                .is_some_and(|(_, p)| p.touched.contains(scope));
-        if busy {
+                .is_some_and(|(_, p)| p.touched.contains(scope))
+    }
+
+    /// Refuses to replace a scope under work that is not durable.
+    pub(super) fn refuse_busy(&self, scope: &str) -> Result<(), EngineError> {
+        if self.scope_busy(scope) {
             return Err(EngineError::ScopeBusy {
                 scope: scope.to_owned(),
             });

@@ -59,6 +59,23 @@ impl SyncRequest {
         }
     }
 
+    /// Every scope the request names, an empty one as `_default` (a push
+    /// may name one scope more than once).
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        let named: Box<dyn Iterator<Item = &str>> = match self {
+            SyncRequest::Push(p) => Box::new(p.mutations.iter().map(|m| m.scope.as_str())),
+            SyncRequest::Pull(p) => Box::new(std::iter::once(p.scope.as_str())),
+            SyncRequest::Snapshot(s) => Box::new(std::iter::once(s.scope.as_str())),
+        };
+        named.map(|s| {
+            if s.is_empty() {
+                crate::DEFAULT_SCOPE
+            } else {
+                s
+            }
+        })
+    }
+
     /// The scope authorization hook. Calls `authorize(claimed)` for every scope
     /// the request names (empty claims become `_default` first) and replaces
     /// it with the returned authoritative scope, e.g. one derived from the
