@@ -34,6 +34,10 @@ pub struct SyncMetrics {
     pub stale_retries: u64,
     /// Total: scopes reloaded because another node wrote them.
     pub reloads: u64,
+    /// Total: other nodes' commits to scopes this node holds nothing of
+    /// and nobody here watches, so not read (a request naming one reads it
+    /// first).
+    pub notices_ignored: u64,
     /// Gauge: scopes known to the engine.
     pub scopes: u64,
 }
@@ -302,6 +306,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
         s.reloads.to_string(),
     );
     metric(
+        "sync_notices_ignored_total",
+        counter,
+        "Other nodes' commits to scopes this node does not hold or watch, not read.",
+        s.notices_ignored.to_string(),
+    );
+    metric(
         "sync_scopes",
         gauge,
         "Scopes known to the engine.",
@@ -439,6 +449,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 43);
+        assert_eq!(samples.len(), 44);
     }
 }

@@ -287,9 +287,13 @@ fn the_batch_pushed_again_after_a_stale_refusal_goes_out_before_any_reload() {
     let mut config = CoreConfig::with_seed(7);
     config.shared_store = true;
     let mut h = Harness::with(config, MemoryStore::new());
+    let alice = h.open("alice");
+    h.subscribe(alice, "sync:t");
+    h.drain();
     h.push("p", "s", &["a"]);
     assert_eq!(h.drain(), ["persist 1"]);
-    // Another node committed to `t` meanwhile: a reload waits for the batch.
+    // Another node committed to `t` (watched here) meanwhile: a reload
+    // waits for the batch.
     h.core.handle_store_notice(h.now, Some("t".into()));
     assert_eq!(h.drain(), Vec::<String>::new());
     let reloaded = vec![refresh_scope(&mut MemoryStore::new(), "s", None).unwrap()];
@@ -563,6 +567,9 @@ fn a_push_arriving_during_a_reload_of_its_scope_waits_for_it() {
     config.shared_store = true;
     let mut a = Harness::with(config.clone(), MemoryStore::new());
     let mut b = Harness::with(config, MemoryStore::new());
+    let alice = a.open("alice");
+    a.subscribe(alice, "sync:s");
+    a.drain();
     b.push("b", "s", &["from-b"]);
     b.drain();
     b.persist_ok();
@@ -592,6 +599,9 @@ fn a_reload_waits_for_the_open_batch_on_its_scope() {
     let mut config = CoreConfig::with_seed(7);
     config.shared_store = true;
     let mut h = Harness::with(config, MemoryStore::new());
+    let alice = h.open("alice");
+    h.subscribe(alice, "sync:t");
+    h.drain();
     h.push("p1", "s", &["a"]);
     assert_eq!(h.drain(), ["persist 1"]);
     h.push("p2", "s", &["b"]);
@@ -622,4 +632,32 @@ fn a_reload_waits_for_the_open_batch_on_its_scope() {
         Some("reload s"),
         "{lines:?}"
     );
+}
+
+/// A scope only other nodes use is not followed (their commits to it are
+/// not read here), and a pull of it reads it first, so the pull still sees
+/// everything they wrote.
+#[test]
+fn a_scope_only_other_nodes_use_is_read_when_first_pulled() {
+    let mut config = CoreConfig::with_seed(7);
+    config.shared_store = true;
+    let mut a = Harness::with(config.clone(), MemoryStore::new());
+    let mut b = Harness::with(config, MemoryStore::new());
+    b.push("b", "u", &["x", "y"]);
+    b.drain();
+    b.persist_ok();
+    b.drain();
+    a.core.handle_store_notice(a.now, Some("u".into()));
+    assert_eq!(a.drain(), Vec::<String>::new(), "not followed");
+    assert_eq!(a.core.metrics().sync.notices_ignored, 1);
+    a.http("pull", "u", "POST", "/pull", r#"{"scope":"u","cursor":0}"#);
+    assert_eq!(a.drain(), ["reload u"], "read before it is answered");
+    a.reload_from(&mut b.store);
+    let lines = a.drain();
+    assert!(lines[0].starts_with("pull answered 200"), "{lines:?}");
+    assert!(lines[0].contains(r#""cursor":2"#), "{lines:?}");
+    // Held now: the next commit elsewhere is followed.
+    a.core.handle_store_notice(a.now, Some("u".into()));
+    assert_eq!(a.drain(), ["reload u"]);
+    assert_eq!(a.core.metrics().sync.notices_ignored, 1);
 }

@@ -37,12 +37,20 @@ where
 {
     /// Another node committed to `scope` (`None`: the store's change feed was
     /// interrupted, any scope may have changed). The scope is reloaded, then
-    /// poked to this node's subscribers.
+    /// poked to this node's subscribers. A scope this node holds nothing of
+    /// and nobody here watches is left alone: it is read whole when a
+    /// request first names it (see `ServerCore::run_sync`), so nodes do not
+    /// spend their time following scopes only other nodes use.
     pub fn handle_store_notice(&mut self, now: Instant, scope: Option<String>) {
         self.at(now);
         match scope {
             Some(scope) => {
-                self.wanted.scopes.insert(scope);
+                let watched = self.hub.subscriber_count(&sync_core::poke_topic(&scope)) > 0;
+                if watched || self.engine.scope_mark(&scope).is_some() {
+                    self.wanted.scopes.insert(scope);
+                } else {
+                    self.metrics.notices_ignored += 1;
+                }
             }
             None => self.wanted.all = true,
         }
@@ -53,14 +61,19 @@ where
     pub fn handle_reloaded(&mut self, now: Instant, reloaded: Reloaded) {
         self.at(now);
         self.reloading = false;
-        self.reload_scopes.clear();
+        let read = std::mem::take(&mut self.reload_scopes);
+        let unread = if reloaded.error.is_some() {
+            read
+        } else {
+            BTreeSet::new()
+        };
         if let Some(message) = reloaded.error {
             self.emit(Output::Notice(Notice::ReloadFailed { message }));
         }
         for update in &reloaded.updates {
             self.absorb_reload(update, true);
         }
-        self.resume_deferred();
+        self.resume_deferred(&unread);
         self.pump();
     }
 

@@ -1,6 +1,7 @@
 //! Sync requests over HTTP and over the WebSocket, and the engine's outputs:
 //! answers released once durable, pokes after commit.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -125,11 +126,43 @@ where
             };
             self.retry.insert(id, retry);
         }
-        if self.reloading && request.scopes().any(|s| self.reload_scopes.contains(s)) {
+        if self.must_wait(&request) {
+            let unread: Vec<String> = request
+                .scopes()
+                .filter(|s| self.reads_first(&request, s))
+                .map(str::to_owned)
+                .collect();
+            self.wanted.scopes.extend(unread);
             self.deferred.push_back((id, request, wall));
             return None;
         }
         self.engine_request(id, request, wall)
+    }
+
+    /// Whether `request` must wait before the engine sees it: it names a
+    /// scope whose reload is out, or one a request waiting already names
+    /// (requests on a scope keep their order), or it reads a scope that must
+    /// be read first ([`Self::reads_first`]).
+    fn must_wait(&self, request: &SyncRequest) -> bool {
+        request.scopes().any(|s| {
+            self.reload_scopes.contains(s)
+                || self.reads_first(request, s)
+                || self
+                    .deferred
+                    .iter()
+                    .any(|(_, waiting, _)| waiting.scopes().any(|w| w == s))
+        })
+    }
+
+    /// A pull or snapshot of a scope this node holds nothing of, on a shared
+    /// store: other nodes may have written it (this node does not follow
+    /// scopes it does not hold), so the scope is read before the request is
+    /// answered. A push needs no such read: if the scope was written
+    /// elsewhere, the store refuses its batch and hands back the scope.
+    fn reads_first(&self, request: &SyncRequest, scope: &str) -> bool {
+        self.config.shared_store
+            && !matches!(request, SyncRequest::Push(_))
+            && self.engine.scope_mark(scope).is_none()
     }
 
     /// Hands a request to the engine; `Some` when answered at once (then
@@ -147,17 +180,40 @@ where
         answered
     }
 
-    /// Hands the engine the requests that waited for the reload of a scope
-    /// they name, in the order they arrived; answers those it answers at
-    /// once.
-    pub(super) fn resume_deferred(&mut self) {
+    /// After a reload: hands the engine, in the order they arrived, the
+    /// waiting requests whose scopes are all read now, and answers those it
+    /// answers at once. Requests waiting for a scope in `unread` (whose
+    /// reading failed) are answered 503 instead: nothing was applied, they
+    /// may retry.
+    pub(super) fn resume_deferred(&mut self, unread: &std::collections::BTreeSet<String>) {
+        let mut still: VecDeque<(RequestId, SyncRequest, sync_core::Timestamp)> = VecDeque::new();
         for (id, request, wall) in std::mem::take(&mut self.deferred) {
-            if let Some(response) = self.engine_request(id, request, wall)
+            let blocked = request.scopes().any(|s| {
+                self.reads_first(&request, s)
+                    || still
+                        .iter()
+                        .any(|(_, waiting, _)| waiting.scopes().any(|w| w == s))
+            });
+            let failed = request.scopes().any(|s| unread.contains(s));
+            let response = if !blocked {
+                self.engine_request(id, request, wall)
+            } else if failed {
+                self.retry.remove(&id);
+                Some(Response::error(
+                    ErrorCode::Unavailable,
+                    "storage unavailable (the scope could not be read); nothing was applied, retry",
+                ))
+            } else {
+                still.push_back((id, request, wall));
+                continue;
+            };
+            if let Some(response) = response
                 && let Some(waiter) = self.waiters.remove(&id)
             {
                 self.answer(id, waiter, response);
             }
         }
+        self.deferred = still;
     }
 
     /// Sends `response` to whoever waits for request `id`.
