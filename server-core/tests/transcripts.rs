@@ -22,9 +22,7 @@ fn answered(lines: &[String], name: &str) -> Vec<u16> {
 #[test]
 fn a_push_is_answered_and_poked_only_after_its_batch_is_durable() {
     let mut h = Harness::new();
-    let alice = h.open("alice");
-    h.subscribe(alice, "sync:s");
-    h.drain();
+    h.watch("alice", "s");
     h.push("p", "s", &["a"]);
     assert_eq!(h.drain(), ["persist 1"], "nothing before it is durable");
     assert_eq!(h.core.waiting_requests(), 1);
@@ -190,14 +188,8 @@ fn an_unreachable_store_answers_503_unavailable() {
 /// refused as stale, reloaded, pushed again and applied after B's change.
 #[test]
 fn a_batch_refused_as_stale_is_reloaded_and_pushed_again() {
-    let mut config = CoreConfig::with_seed(7);
-    config.shared_store = true;
-    let mut a = Harness::with(config.clone(), MemoryStore::new());
-    let mut b = Harness::with(config, MemoryStore::new());
-    b.push("b", "s", &["from-b"]);
-    b.drain();
-    b.persist_ok();
-    b.drain();
+    let (mut a, mut b) = Harness::shared_pair();
+    b.committed("b", "s", &["from-b"]);
     a.push("a", "s", &["from-a"]);
     a.drain();
     let job = a.persist.take().unwrap();
@@ -284,12 +276,8 @@ fn a_push_refused_as_stale_on_every_attempt_is_answered_503() {
 /// and the reload follows it.
 #[test]
 fn the_batch_pushed_again_after_a_stale_refusal_goes_out_before_any_reload() {
-    let mut config = CoreConfig::with_seed(7);
-    config.shared_store = true;
-    let mut h = Harness::with(config, MemoryStore::new());
-    let alice = h.open("alice");
-    h.subscribe(alice, "sync:t");
-    h.drain();
+    let mut h = Harness::shared();
+    h.watch("alice", "t");
     h.push("p", "s", &["a"]);
     assert_eq!(h.drain(), ["persist 1"]);
     // Another node committed to `t` (watched here) meanwhile: a reload
@@ -321,17 +309,9 @@ fn the_batch_pushed_again_after_a_stale_refusal_goes_out_before_any_reload() {
 
 #[test]
 fn another_nodes_commit_is_reloaded_before_it_is_poked() {
-    let mut config = CoreConfig::with_seed(7);
-    config.shared_store = true;
-    let mut a = Harness::with(config.clone(), MemoryStore::new());
-    let mut b = Harness::with(config, MemoryStore::new());
-    let alice = a.open("alice");
-    a.subscribe(alice, "sync:s");
-    a.drain();
-    b.push("b", "s", &["x", "y"]);
-    b.drain();
-    b.persist_ok();
-    b.drain();
+    let (mut a, mut b) = Harness::shared_pair();
+    a.watch("alice", "s");
+    b.committed("b", "s", &["x", "y"]);
     a.core.handle_store_notice(a.now, Some("s".into()));
     assert_eq!(a.drain(), ["reload s"], "no poke before the reload");
     // A push meanwhile waits for the reload to finish.
@@ -563,17 +543,9 @@ fn a_sync_answer_that_overflows_the_queue_closes_before_reporting_closed() {
 /// the store forget the scope and read it whole at the next refusal).
 #[test]
 fn a_push_arriving_during_a_reload_of_its_scope_waits_for_it() {
-    let mut config = CoreConfig::with_seed(7);
-    config.shared_store = true;
-    let mut a = Harness::with(config.clone(), MemoryStore::new());
-    let mut b = Harness::with(config, MemoryStore::new());
-    let alice = a.open("alice");
-    a.subscribe(alice, "sync:s");
-    a.drain();
-    b.push("b", "s", &["from-b"]);
-    b.drain();
-    b.persist_ok();
-    b.drain();
+    let (mut a, mut b) = Harness::shared_pair();
+    a.watch("alice", "s");
+    b.committed("b", "s", &["from-b"]);
     a.core.handle_store_notice(a.now, Some("s".into()));
     assert_eq!(a.drain(), ["reload s"]);
     a.push("late", "s", &["from-a"]);
@@ -596,12 +568,8 @@ fn a_push_arriving_during_a_reload_of_its_scope_waits_for_it() {
 /// scopes are reloaded, and the scope itself once its work is durable.
 #[test]
 fn a_reload_waits_for_the_open_batch_on_its_scope() {
-    let mut config = CoreConfig::with_seed(7);
-    config.shared_store = true;
-    let mut h = Harness::with(config, MemoryStore::new());
-    let alice = h.open("alice");
-    h.subscribe(alice, "sync:t");
-    h.drain();
+    let mut h = Harness::shared();
+    h.watch("alice", "t");
     h.push("p1", "s", &["a"]);
     assert_eq!(h.drain(), ["persist 1"]);
     h.push("p2", "s", &["b"]);
@@ -639,14 +607,8 @@ fn a_reload_waits_for_the_open_batch_on_its_scope() {
 /// everything they wrote.
 #[test]
 fn a_scope_only_other_nodes_use_is_read_when_first_pulled() {
-    let mut config = CoreConfig::with_seed(7);
-    config.shared_store = true;
-    let mut a = Harness::with(config.clone(), MemoryStore::new());
-    let mut b = Harness::with(config, MemoryStore::new());
-    b.push("b", "u", &["x", "y"]);
-    b.drain();
-    b.persist_ok();
-    b.drain();
+    let (mut a, mut b) = Harness::shared_pair();
+    b.committed("b", "u", &["x", "y"]);
     a.core.handle_store_notice(a.now, Some("u".into()));
     assert_eq!(a.drain(), Vec::<String>::new(), "not followed");
     assert_eq!(a.core.metrics().sync.notices_ignored, 1);

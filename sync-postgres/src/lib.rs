@@ -41,6 +41,8 @@ mod pipeline;
 mod read;
 mod schema;
 mod store;
+#[cfg(test)]
+mod test_db;
 mod watch;
 mod write;
 mod writer;

@@ -114,18 +114,9 @@ mod tests {
     /// answering `25P02` to everything.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_error_answered_before_the_flight_is_sent_still_ends_the_transaction() {
-        let Ok(url) = std::env::var("TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("TEST_SERVICES_REQUIRED").as_deref() != Ok("1"),
-                "TEST_SERVICES_REQUIRED=1 but TEST_POSTGRES_URL is not set"
-            );
-            eprintln!("TEST_POSTGRES_URL not set: skipping a PostgreSQL test");
+        let Some(client) = crate::test_db::connect().await else {
             return;
         };
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
         let steps = vec![
             simple(&client, "BEGIN"),
             answered_at_once(&client, "SELECT 1 / 0"),

@@ -394,18 +394,9 @@ mod tests {
     /// cheaper to the planner than a lookup per key.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_writing_plan_reaches_rows_through_keys() {
-        let Ok(url) = std::env::var("TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("TEST_SERVICES_REQUIRED").as_deref() != Ok("1"),
-                "TEST_SERVICES_REQUIRED=1 but TEST_POSTGRES_URL is not set"
-            );
-            eprintln!("TEST_POSTGRES_URL not set: skipping a PostgreSQL test");
+        let Some(mut client) = crate::test_db::connect().await else {
             return;
         };
-        let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
         let schema = format!("plans_{}", std::process::id());
         client
             .batch_execute(&format!(

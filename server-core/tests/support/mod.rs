@@ -195,6 +195,35 @@ impl Harness {
         })
     }
 
+    /// A node on a store shared with other nodes.
+    pub fn shared() -> Self {
+        let mut config = CoreConfig::with_seed(7);
+        config.shared_store = true;
+        Self::with(config, MemoryStore::new())
+    }
+
+    /// Two nodes on one shared store (each test moves the store between
+    /// them as the nodes' writes would reach it).
+    pub fn shared_pair() -> (Self, Self) {
+        (Self::shared(), Self::shared())
+    }
+
+    /// A push of `keys` on `scope`, persisted; its transcript dropped.
+    pub fn committed(&mut self, name: &str, scope: &str, keys: &[&str]) {
+        self.push(name, scope, keys);
+        self.drain();
+        self.persist_ok();
+        self.drain();
+    }
+
+    /// A session `name` watching `scope`'s pokes; its transcript dropped.
+    pub fn watch(&mut self, name: &str, scope: &str) -> SessionId {
+        let id = self.open(name);
+        self.subscribe(id, &format!("sync:{scope}"));
+        self.drain();
+        id
+    }
+
     /// Runs the outstanding persist job against the store and reports it.
     pub fn persist_ok(&mut self) {
         let job = self.persist.take().expect("a persist job is out");
