@@ -497,6 +497,10 @@ impl Sim {
             HistoryLimits::new(FEED_HISTORY, Some(FEED_TTL)),
         )];
         config.engine.keep_changes = rng.chance(0.3).then(|| 2 + rng.below(12));
+        // As a node on a store other nodes share: pushes kept to push again,
+        // scopes read before their first pull, reloads kept off scopes with
+        // work of their own (the store here never refuses a batch as stale).
+        config.shared_store = rng.chance(0.3);
         let mut store = SimStore {
             lie: sabotage == Sabotage::LyingStore,
             ..SimStore::default()
