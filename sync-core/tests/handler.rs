@@ -156,6 +156,20 @@ fn pull_and_snapshot_by_get_and_post_with_limit_caps() {
 }
 
 #[test]
+fn a_request_lists_the_scopes_it_names_an_empty_one_as_default() {
+    let l = Limits::default();
+    let body = json!([{"id":"1","name":"put","scope":"a","args":{"key":"a","value":1}},
+                      {"id":"2","name":"put","args":{"key":"b","value":2}},
+                      {"id":"3","name":"put","scope":"a","args":{"key":"c","value":3}}]);
+    let push = parse_http("POST", "/push", "", body.to_string().as_bytes(), &l).unwrap();
+    assert_eq!(push.scopes().collect::<Vec<_>>(), ["a", "_default", "a"]);
+    let pull = parse_http("GET", "/pull", "scope=q", b"", &l).unwrap();
+    assert_eq!(pull.scopes().collect::<Vec<_>>(), ["q"]);
+    let snapshot = parse_http("GET", "/snapshot", "", b"", &l).unwrap();
+    assert_eq!(snapshot.scopes().collect::<Vec<_>>(), ["_default"]);
+}
+
+#[test]
 fn authorize_scopes_overrides_claims_and_refuses_with_403() {
     let l = Limits::default();
     let body = json!([{"id":"1","name":"put","scope":"theirs","args":{"key":"a","value":1}},

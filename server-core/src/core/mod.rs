@@ -34,6 +34,22 @@ enum Waiter {
     Ws { session: SessionId, rid: Value },
 }
 
+/// A request waiting before the engine sees it, with the wall time it
+/// arrived at.
+#[derive(Debug)]
+struct Deferred {
+    id: RequestId,
+    request: SyncRequest,
+    wall: Timestamp,
+}
+
+impl Deferred {
+    /// Whether this request names `scope`.
+    fn names(&self, scope: &str) -> bool {
+        self.request.scopes().any(|s| s == scope)
+    }
+}
+
 /// A push on a shared store, kept to push it again when its batch is
 /// refused as stale.
 #[derive(Debug)]
@@ -70,15 +86,14 @@ pub struct ServerCore<U, P, A: App> {
     next_ticket: u64,
     /// The batch being persisted and how many changes it carries.
     persisting: Option<(u64, usize)>,
-    /// A reload job is out.
-    reloading: bool,
-    /// The scopes of the reload out: requests naming one wait in `deferred`
-    /// until it is applied, so no work of this node lands on a scope while
-    /// its reload is read (the engine would have to refuse the reload).
+    /// The scopes of the reload job out (never empty while one is out, so
+    /// empty means none is): requests naming one wait in `deferred` until
+    /// it is applied, so no work of this node lands on a scope while its
+    /// reload is read (the engine would have to refuse the reload).
     reload_scopes: std::collections::BTreeSet<String>,
-    /// Requests that arrived during the reload of a scope they name, in
-    /// arrival order, with the wall time they arrived at.
-    deferred: VecDeque<(RequestId, SyncRequest, Timestamp)>,
+    /// Requests waiting before the engine sees them (see `sync.rs`), in
+    /// arrival order.
+    deferred: VecDeque<Deferred>,
     /// Batch `n` was refused as stale and the store holds its scopes for
     /// the next batch: that batch goes out next (see persist.rs).
     rebasing: Option<u64>,
@@ -146,7 +161,6 @@ where
             next_request: 0,
             next_ticket: 0,
             persisting: None,
-            reloading: false,
             reload_scopes: Default::default(),
             deferred: VecDeque::new(),
             rebasing: None,
@@ -197,7 +211,7 @@ where
 
     /// True when a job ([`Output::Persist`] or [`Output::Reload`]) is out.
     pub fn job_outstanding(&self) -> bool {
-        self.persisting.is_some() || self.reloading
+        self.persisting.is_some() || !self.reload_scopes.is_empty()
     }
 
     /// Server-side commands (trims) not finished yet.
@@ -361,7 +375,7 @@ impl<U, P, A: App> std::fmt::Debug for ServerCore<U, P, A> {
             .field("hub", &self.hub)
             .field("waiters", &self.waiters.len())
             .field("persisting", &self.persisting)
-            .field("reloading", &self.reloading)
+            .field("reloading", &self.reload_scopes)
             .field("outputs", &self.outputs.len())
             .field("stopped", &self.stopped)
             .finish_non_exhaustive()

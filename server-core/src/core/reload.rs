@@ -60,7 +60,6 @@ where
     /// The store finished [`Output::Reload`].
     pub fn handle_reloaded(&mut self, now: Instant, reloaded: Reloaded) {
         self.at(now);
-        self.reloading = false;
         let read = std::mem::take(&mut self.reload_scopes);
         let unread = if reloaded.error.is_some() {
             read
@@ -108,7 +107,6 @@ where
                 (scope, held)
             })
             .collect();
-        self.reloading = true;
         let forget = std::mem::take(&mut self.forget);
         self.emit(Output::Reload(ReloadJob { scopes, forget }));
         true

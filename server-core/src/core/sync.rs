@@ -1,7 +1,7 @@
 //! Sync requests over HTTP and over the WebSocket, and the engine's outputs:
 //! answers released once durable, pokes after commit.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -10,7 +10,7 @@ use serde_json::Value;
 use sync_core::handler::{WsRequest, encode_ws_response, parse_http, parse_ws_request};
 use sync_core::{App, ErrorCode, Output as EngineOutput, RequestId, Response, SyncRequest};
 
-use super::{Retry, ServerCore, Waiter};
+use super::{Deferred, Retry, ServerCore, Waiter};
 use crate::output::Output;
 use crate::policy::Policy;
 use crate::request::{Body, HttpSync};
@@ -126,39 +126,32 @@ where
             };
             self.retry.insert(id, retry);
         }
-        if self.must_wait(&request) {
-            let unread: Vec<String> = request
-                .scopes()
-                .filter(|s| self.reads_first(&request, s))
-                .map(str::to_owned)
-                .collect();
+        let unread: Vec<String> = request
+            .scopes()
+            .filter(|s| self.reads_first(&request, s))
+            .map(str::to_owned)
+            .collect();
+        // A request also waits while a reload of a scope it names is out,
+        // and behind a waiting request naming one of its scopes (requests on
+        // a scope keep their order).
+        let waits = !unread.is_empty()
+            || request.scopes().any(|s| {
+                self.reload_scopes.contains(s) || self.deferred.iter().any(|d| d.names(s))
+            });
+        if waits {
             self.wanted.scopes.extend(unread);
-            self.deferred.push_back((id, request, wall));
+            self.deferred.push_back(Deferred { id, request, wall });
             return None;
         }
-        self.engine_request(id, request, wall)
+        self.engine_request(Deferred { id, request, wall })
     }
 
-    /// Whether `request` must wait before the engine sees it: it names a
-    /// scope whose reload is out, or one a request waiting already names
-    /// (requests on a scope keep their order), or it reads a scope that must
-    /// be read first ([`Self::reads_first`]).
-    fn must_wait(&self, request: &SyncRequest) -> bool {
-        request.scopes().any(|s| {
-            self.reload_scopes.contains(s)
-                || self.reads_first(request, s)
-                || self
-                    .deferred
-                    .iter()
-                    .any(|(_, waiting, _)| waiting.scopes().any(|w| w == s))
-        })
-    }
-
-    /// A pull or snapshot of a scope this node holds nothing of, on a shared
-    /// store: other nodes may have written it (this node does not follow
-    /// scopes it does not hold), so the scope is read before the request is
-    /// answered. A push needs no such read: if the scope was written
-    /// elsewhere, the store refuses its batch and hands back the scope.
+    /// Whether `request` must wait for `scope` to be read before the engine
+    /// sees it: a pull or snapshot of a scope this node holds nothing of,
+    /// on a shared store. Other nodes may have written it (this node does
+    /// not follow scopes it does not hold). A push needs no such read: if
+    /// the scope was written elsewhere, the store refuses its batch and
+    /// hands back the scope.
     fn reads_first(&self, request: &SyncRequest, scope: &str) -> bool {
         self.config.shared_store
             && !matches!(request, SyncRequest::Push(_))
@@ -167,15 +160,10 @@ where
 
     /// Hands a request to the engine; `Some` when answered at once (then
     /// it will never need pushing again).
-    fn engine_request(
-        &mut self,
-        id: RequestId,
-        request: SyncRequest,
-        wall: sync_core::Timestamp,
-    ) -> Option<Response> {
-        let answered = self.engine.handle_request(wall, id, request);
+    fn engine_request(&mut self, d: Deferred) -> Option<Response> {
+        let answered = self.engine.handle_request(d.wall, d.id, d.request);
         if answered.is_some() {
-            self.retry.remove(&id);
+            self.retry.remove(&d.id);
         }
         answered
     }
@@ -185,26 +173,24 @@ where
     /// answers at once. Requests waiting for a scope in `unread` (whose
     /// reading failed) are answered 503 instead: nothing was applied, they
     /// may retry.
-    pub(super) fn resume_deferred(&mut self, unread: &std::collections::BTreeSet<String>) {
-        let mut still: VecDeque<(RequestId, SyncRequest, sync_core::Timestamp)> = VecDeque::new();
-        for (id, request, wall) in std::mem::take(&mut self.deferred) {
-            let blocked = request.scopes().any(|s| {
-                self.reads_first(&request, s)
-                    || still
-                        .iter()
-                        .any(|(_, waiting, _)| waiting.scopes().any(|w| w == s))
-            });
-            let failed = request.scopes().any(|s| unread.contains(s));
+    pub(super) fn resume_deferred(&mut self, unread: &BTreeSet<String>) {
+        let mut still: VecDeque<Deferred> = VecDeque::new();
+        for d in std::mem::take(&mut self.deferred) {
+            let id = d.id;
+            let blocked = d
+                .request
+                .scopes()
+                .any(|s| self.reads_first(&d.request, s) || still.iter().any(|w| w.names(s)));
             let response = if !blocked {
-                self.engine_request(id, request, wall)
-            } else if failed {
+                self.engine_request(d)
+            } else if d.request.scopes().any(|s| unread.contains(s)) {
                 self.retry.remove(&id);
                 Some(Response::error(
                     ErrorCode::Unavailable,
                     "storage unavailable (the scope could not be read); nothing was applied, retry",
                 ))
             } else {
-                still.push_back((id, request, wall));
+                still.push_back(d);
                 continue;
             };
             if let Some(response) = response

@@ -62,11 +62,13 @@ impl SyncRequest {
     /// Every scope the request names, an empty one as `_default` (a push
     /// may name one scope more than once).
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
-        let named: Box<dyn Iterator<Item = &str>> = match self {
-            SyncRequest::Push(p) => Box::new(p.mutations.iter().map(|m| m.scope.as_str())),
-            SyncRequest::Pull(p) => Box::new(std::iter::once(p.scope.as_str())),
-            SyncRequest::Snapshot(s) => Box::new(std::iter::once(s.scope.as_str())),
+        // No allocation: the server core asks this of every request.
+        let (mutations, single) = match self {
+            SyncRequest::Push(p) => (p.mutations.as_slice(), None),
+            SyncRequest::Pull(p) => (&[][..], Some(p.scope.as_str())),
+            SyncRequest::Snapshot(s) => (&[][..], Some(s.scope.as_str())),
         };
+        let named = mutations.iter().map(|m| m.scope.as_str()).chain(single);
         named.map(|s| {
             if s.is_empty() {
                 crate::DEFAULT_SCOPE
