@@ -54,6 +54,18 @@ async fn subscribe_with(ws: &mut WsClient, topic: &str, extra: Value) -> Value {
     reply["data"].clone()
 }
 
+/// The position a history subscribe of `topic` is answered with. Asked
+/// again on a client that is already subscribed, publications numbered since
+/// the last ask may arrive before the reply: they are passed over.
+async fn position(ws: &mut WsClient, topic: &str) -> u64 {
+    ws.send(&json!({"topic": "subscribe", "data": {"topic": topic, "history": true}}))
+        .await;
+    let (reply, _) = ws.recv_topic("subscribed").await;
+    reply["data"]["offset"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a position: {reply}"))
+}
+
 /// Reads `topic` publications until one with offset `last`; returns every
 /// offset read, in order (the data of each is its own offset's `i`).
 async fn offsets_until(ws: &mut WsClient, topic: &str, last: u64) -> Vec<u64> {
@@ -106,8 +118,7 @@ async fn resumes_on_another_node(broker: &str) {
     // (the position a subscribe is answered with says so).
     let mut probe = client(&b, "probe").await;
     for _ in 0..200 {
-        let r = subscribe_with(&mut probe, &topic, json!({"history": true})).await;
-        if r["offset"].as_u64() >= Some(8) {
+        if position(&mut probe, &topic).await >= 8 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
