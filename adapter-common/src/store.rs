@@ -141,6 +141,22 @@ impl Store for AnyStore {
             .map_err(AnyStoreError::new::<T>))
     }
 
+    fn persist_marked(
+        &mut self,
+        batch: &Batch,
+        marks: &std::collections::BTreeMap<String, Option<ScopeMark>>,
+    ) -> Result<(), AnyStoreError> {
+        each!(self, |s: T| s
+            .persist_marked(batch, marks)
+            .map_err(AnyStoreError::new::<T>))
+    }
+
+    fn lock_scopes(&mut self, scopes: &[(String, Option<ScopeMark>)]) -> Result<(), AnyStoreError> {
+        each!(self, |s: T| s
+            .lock_scopes(scopes)
+            .map_err(AnyStoreError::new::<T>))
+    }
+
     fn load(&mut self) -> Result<Recovered, AnyStoreError> {
         each!(self, |s: T| s.load().map_err(AnyStoreError::new::<T>))
     }

@@ -19,7 +19,7 @@ pub fn persist<S: Store + ?Sized>(store: &mut S, job: &PersistJob) -> Result<(),
     for scope in &job.forget {
         store.forget_scope(scope);
     }
-    store.persist(&job.batch).map_err(|e| {
+    store.persist_marked(&job.batch, &job.marks).map_err(|e| {
         let stale: Vec<_> = S::stale_scopes(&e)
             .into_iter()
             .map(|scope| {
@@ -38,12 +38,19 @@ pub fn persist<S: Store + ?Sized>(store: &mut S, job: &PersistJob) -> Result<(),
     })
 }
 
-/// Reads `job`'s scopes together, each from where this node's records end.
+/// Reads `job`'s scopes together, each from where this node's records end;
+/// with `job.lock`, first locks them for the next batch (a shared store
+/// reads the deltas in the same round trip).
 pub fn reload<S: Store + ?Sized>(store: &mut S, job: &ReloadJob) -> Reloaded {
     for scope in &job.forget {
         store.forget_scope(scope);
     }
-    match refresh_scopes(store, &job.scopes) {
+    let locked = if job.lock {
+        store.lock_scopes(&job.scopes)
+    } else {
+        Ok(())
+    };
+    match locked.and_then(|()| refresh_scopes(store, &job.scopes)) {
         Ok(updates) => Reloaded {
             updates,
             error: None,

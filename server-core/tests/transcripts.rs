@@ -232,6 +232,111 @@ fn a_batch_refused_as_stale_is_reloaded_and_pushed_again() {
     assert_eq!(a.core.metrics().sync.stale_retries, 1);
 }
 
+/// Refuses A's outstanding batch as stale, with what `store` holds of
+/// `scope` after A's records.
+fn refuse_as_stale(a: &mut Harness, store: &mut MemoryStore, scope: &str) {
+    let job = a.persist.take().expect("a batch is out");
+    let mark = job.marks.get(scope).copied().flatten();
+    let reloaded = vec![refresh_scope(store, scope, mark).unwrap()];
+    let failure = PersistFailure {
+        message: "stale".into(),
+        unavailable: false,
+        reloaded,
+    };
+    a.core
+        .handle_persisted(a.now, job.number, Err(failure), Duration::ZERO)
+        .unwrap();
+}
+
+/// Once a batch on a scope was refused as stale (another node writes it
+/// too), pushes on it wait for a locking read: the store holds the scope
+/// from that read to the batch the pushes make, which goes out right after
+/// it, on top of everything other nodes wrote, and cannot be refused. A
+/// push applied first would make a batch refused again, and the engine
+/// would throw its working state of the scope away to compute it again.
+#[test]
+fn pushes_on_a_scope_other_nodes_write_wait_for_a_locking_read() {
+    let (mut a, mut b) = Harness::shared_pair();
+    b.committed("b", "s", &["b1"]);
+    a.push("p1", "s", &["a1"]);
+    assert_eq!(a.drain(), ["persist 1"]);
+    refuse_as_stale(&mut a, &mut b.store, "s");
+    assert_eq!(a.drain().last().map(String::as_str), Some("persist 2"));
+    a.store = std::mem::take(&mut b.store);
+    a.persist_ok();
+    assert!(a.drain()[0].starts_with("p1 answered 200"));
+
+    a.push("p2", "s", &["a2"]);
+    assert_eq!(a.drain(), ["lock s"], "waits for the locking read");
+    a.push("p3", "s", &["a3"]);
+    assert_eq!(a.drain(), Vec::<String>::new(), "waits behind it");
+    let mut store = std::mem::take(&mut a.store);
+    a.reload_from(&mut store);
+    a.store = store;
+    assert_eq!(a.drain(), ["persist 3"], "both, at once, under the lock");
+    a.persist_ok();
+    let lines = a.drain();
+    assert!(lines[0].starts_with("p2 answered 200"), "{lines:?}");
+    assert!(lines[0].contains(r#""cursor":3"#), "{lines:?}");
+    assert!(lines[1].starts_with("p3 answered 200"), "{lines:?}");
+    assert_eq!(a.core.metrics().sync.stale_retries, 1, "refused once only");
+}
+
+/// Another node's commit to a scope this node also writes is read under
+/// the scope's lock (the pushes that follow it would wait for one); with
+/// no push waiting, an empty batch lets the lock go at once. Locking reads
+/// that find nothing new make the scope's pushes go straight to the engine
+/// again.
+#[test]
+fn a_scope_no_other_node_writes_any_more_is_pushed_without_locking() {
+    let (mut a, mut b) = Harness::shared_pair();
+    a.watch("alice", "s");
+    b.committed("b", "s", &["b1"]);
+    a.push("p", "s", &["a1"]);
+    a.drain();
+    refuse_as_stale(&mut a, &mut b.store, "s");
+    a.drain();
+    let mut store = std::mem::take(&mut b.store);
+    a.store = std::mem::take(&mut store);
+    a.persist_ok();
+    a.drain();
+
+    a.core.handle_store_notice(a.now, Some("s".into()));
+    assert_eq!(a.drain(), ["lock s"]);
+    let mut store = std::mem::take(&mut a.store);
+    a.reload_from(&mut store);
+    a.store = store;
+    let lines = a.drain();
+    let release = a.persist.as_ref().expect("a batch lets the lock go");
+    assert!(release.batch.is_empty(), "{:?}", release.batch);
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("persist 0"),
+        "{lines:?}"
+    );
+    a.persist_ok();
+    assert_eq!(a.drain(), Vec::<String>::new());
+
+    // Nobody else writes `s` now: after a few reads that find nothing new,
+    // pushes go straight to a batch.
+    let mut locked = 0;
+    for n in 0..10 {
+        a.push(&format!("q{n}"), "s", &["k"]);
+        let lines = a.drain();
+        if lines == ["lock s"] {
+            locked += 1;
+            let mut store = std::mem::take(&mut a.store);
+            a.reload_from(&mut store);
+            a.store = store;
+            a.drain();
+        }
+        a.persist_ok();
+        assert!(a.drain()[0].starts_with(&format!("q{n} answered 200")));
+    }
+    assert_eq!(locked, 3, "four reads find nothing new, the notice's first");
+    assert_eq!(a.core.metrics().sync.stale_retries, 1);
+}
+
 #[test]
 fn a_push_refused_as_stale_on_every_attempt_is_answered_503() {
     let mut config = CoreConfig::with_seed(7);

@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use deadpool_postgres::ClientWrapper;
 use sync_core::store::columns::{from_json, int, uint};
 use sync_core::store::{ScopeDelta, ScopeMark, TrimBase};
+use tokio_postgres::{Client, Row, Statement};
 
 use crate::Error;
-use crate::pipeline::{self, simple, step};
+use crate::pipeline::{self, Step, simple, step};
 use crate::read::{change_row, client_row, id_row};
 
 /// One scope to read: its name, the version this node knows, and where the
@@ -20,6 +21,96 @@ pub(crate) struct Wanted<'a> {
     pub(crate) scope: &'a str,
     pub(crate) known: i64,
     pub(crate) held: ScopeMark,
+}
+
+/// The columns of a delta's reads, one entry per scope wanted.
+pub(crate) struct Columns<'a> {
+    scopes: Vec<&'a str>,
+    known: Vec<i64>,
+    heads: Vec<i64>,
+    first_kept: Vec<i64>,
+}
+
+impl<'a> Columns<'a> {
+    pub(crate) fn of(wanted: &[Wanted<'a>]) -> Result<Self, Error> {
+        let mut cols = Columns {
+            scopes: Vec::with_capacity(wanted.len()),
+            known: Vec::with_capacity(wanted.len()),
+            heads: Vec::with_capacity(wanted.len()),
+            first_kept: Vec::with_capacity(wanted.len()),
+        };
+        for w in wanted {
+            cols.scopes.push(w.scope);
+            cols.known.push(w.known);
+            cols.heads.push(int("cursor", w.held.head)?);
+            cols.first_kept.push(int("first_kept", w.held.first_kept)?);
+        }
+        Ok(cols)
+    }
+}
+
+/// The rows of a delta's reads, in [`SQL`]'s order.
+pub(crate) type Rows = [Vec<Row>; 5];
+
+/// The statements of a delta's reads, prepared on one connection.
+pub(crate) struct Statements([Statement; 5]);
+
+impl Statements {
+    /// Prepares them on the writing connection, in one flight.
+    pub(crate) async fn prepare(client: &Client) -> Result<Statements, Error> {
+        Self::from(pipeline::run(SQL.iter().map(|sql| step(client.prepare(sql))).collect()).await?)
+    }
+
+    /// Prepares them on a pooled connection (which caches them), in one
+    /// flight.
+    async fn prepare_cached(client: &ClientWrapper) -> Result<Statements, Error> {
+        Self::from(
+            pipeline::run(
+                SQL.iter()
+                    .map(|sql| step(client.prepare_cached(sql)))
+                    .collect(),
+            )
+            .await?,
+        )
+    }
+
+    fn from(prepared: Vec<Statement>) -> Result<Statements, Error> {
+        prepared
+            .try_into()
+            .map(Statements)
+            .map_err(|_| Error::Config("statement missing".into()))
+    }
+
+    /// The reads, for a flight already inside a transaction, with plans
+    /// made for the arrays given (a generic plan of these joins with arrays
+    /// can read a scope's whole log; one made for the arrays given reads
+    /// only what is new). `plan_cache_mode` is set back to `after` at the
+    /// end, for the rest of the transaction.
+    pub(crate) fn reads<'a>(
+        &'a self,
+        client: &'a Client,
+        cols: &'a Columns<'_>,
+        after: &'static str,
+    ) -> Vec<Step<'a>> {
+        let [versions, bases, changes, clients, ids] = &self.0;
+        let (scopes, known, heads, first_kept) =
+            (&cols.scopes, &cols.known, &cols.heads, &cols.first_kept);
+        vec![
+            simple(client, "SET LOCAL plan_cache_mode = force_custom_plan"),
+            step(async move { client.query(versions, &[scopes]).await }),
+            step(async move { client.query(bases, &[scopes, first_kept]).await }),
+            step(async move { client.query(changes, &[scopes, heads]).await }),
+            step(async move { client.query(clients, &[scopes, known]).await }),
+            step(async move { client.query(ids, &[scopes, known]).await }),
+            simple(client, after),
+        ]
+    }
+}
+
+/// Takes the rows of [`Statements::reads`] out of a flight's answers.
+pub(crate) fn rows_of(answers: impl IntoIterator<Item = Vec<Row>>) -> Rows {
+    let mut it = answers.into_iter().skip(1);
+    std::array::from_fn(|_| it.next().unwrap_or_default())
 }
 
 /// For each of `wanted`, in order, the delta of its scope after its known
@@ -31,41 +122,24 @@ pub(crate) async fn load_since(
     client: &ClientWrapper,
     wanted: &[Wanted<'_>],
 ) -> Result<Vec<Option<(ScopeDelta, i64)>>, Error> {
-    let prepared = pipeline::run(
-        SQL.iter()
-            .map(|sql| step(client.prepare_cached(sql)))
-            .collect(),
-    )
-    .await?;
-    let [versions, bases, changes, clients, ids] = &prepared[..] else {
-        return Err(Error::Config("statement missing".into()));
-    };
-    let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for w in wanted {
-        cols.0.push(w.scope);
-        cols.1.push(w.known);
-        cols.2.push(int("cursor", w.held.head)?);
-        cols.3.push(int("first_kept", w.held.first_kept)?);
-    }
-    let (scopes, known, heads, first_kept) = (&cols.0, &cols.1, &cols.2, &cols.3);
-    let mut rows = pipeline::run(vec![
-        simple(client, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
-        // A generic plan of these joins with arrays can read a scope's whole
-        // log; one made for the arrays given reads only what is new.
-        simple(client, "SET LOCAL plan_cache_mode = force_custom_plan"),
-        step(client.query(versions, &[scopes])),
-        step(client.query(bases, &[scopes, first_kept])),
-        step(client.query(changes, &[scopes, heads])),
-        step(client.query(clients, &[scopes, known])),
-        step(client.query(ids, &[scopes, known])),
-        simple(client, "COMMIT"),
-    ])
-    .await?
-    .into_iter()
-    .skip(2);
-    let mut next = || rows.next().unwrap_or_default();
-    let (versions, bases, changes, clients, ids) = (next(), next(), next(), next(), next());
+    let st = Statements::prepare_cached(client).await?;
+    let cols = Columns::of(wanted)?;
+    let mut steps = vec![simple(
+        client,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    )];
+    steps.extend(st.reads(client, &cols, "COMMIT"));
+    let answers = pipeline::run(steps).await?;
+    assemble(wanted, rows_of(answers.into_iter().skip(1)))
+}
 
+/// The deltas of `wanted` from the rows of their reads (see
+/// [`load_since`]). The rows must come from one view of the tables: one
+/// snapshot, or a transaction holding the scopes' locks.
+pub(crate) fn assemble(
+    wanted: &[Wanted<'_>],
+    [versions, bases, changes, clients, ids]: Rows,
+) -> Result<Vec<Option<(ScopeDelta, i64)>>, Error> {
     let found: BTreeMap<String, (i64, i64)> = versions
         .iter()
         .map(|row| (row.get(0), (row.get(1), row.get(2))))

@@ -226,11 +226,22 @@ impl Store for PgStore {
     type Error = Error;
 
     fn persist(&mut self, batch: &Batch) -> Result<(), Error> {
+        self.persist_marked(batch, &BTreeMap::new())
+    }
+
+    /// Reads, in a refusal's own flight, what the refused scopes gained
+    /// after `marks`, for the [`Store::load_scopes_since`] that follows.
+    fn persist_marked(
+        &mut self,
+        batch: &Batch,
+        marks: &BTreeMap<String, Option<ScopeMark>>,
+    ) -> Result<(), Error> {
         // Out of `self` while it runs, as the runtime is borrowed from it.
         let mut writer = std::mem::take(&mut self.writer);
         let prefix = watch::payload_prefix(&self.node);
         let how = Persist {
             known: &self.versions,
+            marks,
             notice: (self.channel.as_str(), prefix.as_str()),
             idle_limit: self.timeout,
         };
@@ -242,6 +253,16 @@ impl Store for PgStore {
         }
         self.versions.extend(bumped);
         Ok(())
+    }
+
+    /// Locks the scopes' version rows in the transaction the next batch is
+    /// written in, and reads their deltas in the same flight.
+    fn lock_scopes(&mut self, scopes: &[(String, Option<ScopeMark>)]) -> Result<(), Error> {
+        let mut writer = std::mem::take(&mut self.writer);
+        let locking = writer.lock(&self.pool, scopes, &self.versions, self.timeout);
+        let result = self.run("locking scopes", locking);
+        self.writer = writer;
+        result
     }
 
     fn load(&mut self) -> Result<Recovered, Error> {
@@ -296,19 +317,33 @@ impl Store for PgStore {
                 })
             })
             .collect();
-        let read = if wanted.is_empty() {
-            Vec::new()
-        } else {
-            self.run("reading scopes' deltas", async {
+        // A refused batch's scopes were read with its locks, from the same
+        // marks: no second read.
+        let mut prefetched = self.writer.take_prefetched();
+        let mut read: BTreeMap<&str, (ScopeDelta, i64)> = BTreeMap::new();
+        let mut unread = Vec::with_capacity(wanted.len());
+        for w in wanted {
+            match prefetched.remove(w.scope) {
+                Some(p) if p.known == w.known && p.held == w.held => {
+                    if let Some(delta) = p.delta {
+                        read.insert(w.scope, delta);
+                    }
+                }
+                _ => unread.push(w),
+            }
+        }
+        if !unread.is_empty() {
+            let deltas = self.run("reading scopes' deltas", async {
                 let client = self.pool.get().await?;
-                delta::load_since(&client, &wanted).await
-            })?
-        };
-        let mut read: BTreeMap<&str, (ScopeDelta, i64)> = wanted
-            .iter()
-            .zip(read)
-            .filter_map(|(w, r)| Some((w.scope, r?)))
-            .collect();
+                delta::load_since(&client, &unread).await
+            })?;
+            read.extend(
+                unread
+                    .iter()
+                    .zip(deltas)
+                    .filter_map(|(w, r)| Some((w.scope, r?))),
+            );
+        }
         let mut out = Vec::with_capacity(scopes.len());
         for (scope, _) in scopes {
             match read.remove(scope) {

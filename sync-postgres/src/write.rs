@@ -11,8 +11,8 @@ use sync_core::store::Trim;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-use crate::Error;
 use crate::pipeline::{self, simple, step};
+use crate::{Error, delta};
 use sync_core::store::columns::{int, to_json};
 
 /// The writing statements, prepared once per connection.
@@ -29,6 +29,8 @@ pub(crate) struct Statements {
     bump: Statement,
     notify: Statement,
     check: Statement,
+    /// The reads of a delta, for a batch that locks first.
+    delta: delta::Statements,
 }
 
 const SQL: [&str; 12] = [
@@ -118,6 +120,9 @@ pub(crate) fn session_settings(idle_limit: std::time::Duration) -> String {
     )
 }
 
+/// Back to the session's plans after a read that wanted its own.
+const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+
 impl Statements {
     /// Prepares every statement, in one flight.
     pub(crate) async fn prepare(client: &Client) -> Result<Statements, Error> {
@@ -141,6 +146,7 @@ impl Statements {
             bump: next()?,
             notify: next()?,
             check: next()?,
+            delta: delta::Statements::prepare(client).await?,
         })
     }
 }
@@ -148,13 +154,16 @@ impl Statements {
 /// Begins a transaction and locks the version rows of `scopes` (sorted),
 /// creating those of `fresh` (scopes that may have none yet) at 0; returns
 /// each scope's version. Waits while another node's transaction holds one
-/// of them. The transaction stays open.
+/// of them. With `reads`, reads in the same flight what the scopes gained
+/// after this node's view of them (nobody else can write them now), and
+/// returns those rows too. The transaction stays open.
 pub(crate) async fn begin_and_lock(
     client: &Client,
     st: &Statements,
     scopes: &[&str],
     fresh: &[&str],
-) -> Result<BTreeMap<String, i64>, Error> {
+    reads: Option<&delta::Columns<'_>>,
+) -> Result<(BTreeMap<String, i64>, Option<delta::Rows>), Error> {
     let mut steps = vec![simple(client, "BEGIN")];
     if !fresh.is_empty() {
         steps.push(step(
@@ -164,13 +173,19 @@ pub(crate) async fn begin_and_lock(
     steps.push(step(
         async move { client.query(&st.lock, &[&scopes]).await },
     ));
-    let rows = pipeline::run(steps).await?;
-    Ok(rows
-        .last()
+    let locked_at = steps.len() - 1;
+    if let Some(cols) = reads {
+        steps.extend(st.delta.reads(client, cols, GENERIC_PLANS));
+    }
+    let mut answers = pipeline::run(steps).await?;
+    let read = reads.map(|_| delta::rows_of(answers.drain(locked_at + 1..)));
+    let versions = answers
+        .pop()
         .into_iter()
         .flatten()
         .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
-        .collect())
+        .collect();
+    Ok((versions, read))
 }
 
 /// The scopes a batch locks (sorted), those that may lack a version row,

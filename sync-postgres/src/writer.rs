@@ -20,9 +20,10 @@ use std::collections::BTreeMap;
 
 use deadpool_postgres::{Object, Pool};
 use sync_core::Batch;
+use sync_core::store::{ScopeDelta, ScopeMark};
 
-use crate::Error;
 use crate::write::{self, Statements};
+use crate::{Error, delta};
 
 /// The writing connection and what it holds.
 #[derive(Default)]
@@ -39,13 +40,27 @@ pub(crate) struct Writer {
     /// flights, a refusal keeps the locks); otherwise they are sent whole in
     /// one flight that aborts if a scope moved, then lock and check.
     contended: bool,
+    /// What the refused scopes gained, read in the refusal's own flight,
+    /// for the read of them that follows (see [`Writer::take_prefetched`]).
+    prefetched: BTreeMap<String, Prefetched>,
+}
+
+/// A delta read while locking a scope, and what it was read after.
+pub(crate) struct Prefetched {
+    pub(crate) known: i64,
+    pub(crate) held: ScopeMark,
+    /// `None`: the stored version is behind the known one; only a full load
+    /// can tell.
+    pub(crate) delta: Option<(ScopeDelta, i64)>,
 }
 
 /// How to write one batch: the versions this node believes its scopes are
-/// at, the notice channel and this node's payload prefix, and how long an
-/// idle transaction may hold locks.
+/// at, where the engine's records of them end (when known), the notice
+/// channel and this node's payload prefix, and how long an idle transaction
+/// may hold locks.
 pub(crate) struct Persist<'a> {
     pub(crate) known: &'a BTreeMap<String, i64>,
+    pub(crate) marks: &'a BTreeMap<String, Option<ScopeMark>>,
     pub(crate) notice: (&'a str, &'a str),
     pub(crate) idle_limit: std::time::Duration,
 }
@@ -55,8 +70,10 @@ impl Writer {
     /// knows; returns the written scopes' new versions. Otherwise returns
     /// [`Error::Stale`] and keeps the scopes locked in the open transaction,
     /// so the next call writes the batch computed again over what those
-    /// scopes gained, without any other node in between. An empty batch
-    /// releases what is held.
+    /// scopes gained, without any other node in between; what they gained
+    /// after `how.marks` is read in the same flight as the locks, and kept
+    /// for [`Writer::take_prefetched`]. An empty batch releases what is
+    /// held.
     pub(crate) async fn persist(
         &mut self,
         pool: &Pool,
@@ -67,12 +84,8 @@ impl Writer {
         let mut locked = written.clone();
         locked.extend(batch.verify.iter().map(String::as_str));
         let locked: Vec<&str> = locked.into_iter().collect();
-        // A scope this node saw written has its version row already.
-        let fresh: Vec<&str> = locked
-            .iter()
-            .copied()
-            .filter(|s| how.known.get(*s).is_none_or(|v| *v <= 0))
-            .collect();
+        let fresh = fresh(&locked, how.known);
+        self.prefetched.clear();
         if std::mem::take(&mut self.unsure) {
             self.close();
         }
@@ -96,9 +109,16 @@ impl Writer {
             None => None,
         };
         let first_look = held.is_none();
-        let versions = match held {
-            Some(held) => held,
-            None if self.contended => write::begin_and_lock(conn, st, &locked, &fresh).await?,
+        let wanted = wanted(&locked, how.known, |scope| {
+            how.marks.get(scope).copied().flatten()
+        });
+        let cols = delta::Columns::of(&wanted)?;
+        let reads = (!wanted.is_empty()).then_some(&cols);
+        let (versions, read) = match held {
+            Some(held) => (held, None),
+            None if self.contended => {
+                write::begin_and_lock(conn, st, &locked, &fresh, reads).await?
+            }
             None => {
                 // Uncontended so far: lock, check, write and commit in one
                 // flight, on the versions this node knows.
@@ -129,7 +149,7 @@ impl Writer {
                         if e.as_db_error().map(|d| d.code().code())
                             == Some(crate::schema::STALE_CODE) =>
                     {
-                        write::begin_and_lock(conn, st, &locked, &fresh).await?
+                        write::begin_and_lock(conn, st, &locked, &fresh, reads).await?
                     }
                     Err(e) => return Err(e),
                 }
@@ -144,6 +164,9 @@ impl Writer {
             self.contended = !stale.is_empty();
         }
         if !stale.is_empty() {
+            if let Some(rows) = read {
+                self.keep_prefetched(&wanted, rows)?;
+            }
             self.held = Some(versions);
             self.unsure = false;
             return Err(Error::Stale { scopes: stale });
@@ -156,6 +179,84 @@ impl Writer {
         write::write_and_commit(conn, st, batch, &bumped, how.notice, None).await?;
         self.unsure = false;
         Ok(bumped.into_iter().collect())
+    }
+
+    /// Begins a transaction that locks `scopes` for the next batch, and
+    /// reads in the same flight what they gained after the marks given,
+    /// for [`Writer::take_prefetched`]. Whatever was held is let go first.
+    pub(crate) async fn lock(
+        &mut self,
+        pool: &Pool,
+        scopes: &[(String, Option<ScopeMark>)],
+        known: &BTreeMap<String, i64>,
+        idle_limit: std::time::Duration,
+    ) -> Result<(), Error> {
+        self.prefetched.clear();
+        if std::mem::take(&mut self.unsure) {
+            self.close();
+        }
+        if self.held.is_some() {
+            self.release().await?;
+        }
+        let mut locked: Vec<&str> = scopes.iter().map(|(s, _)| s.as_str()).collect();
+        locked.sort_unstable();
+        locked.dedup();
+        if locked.is_empty() {
+            return Ok(());
+        }
+        let fresh = fresh(&locked, known);
+        let wanted = wanted(&locked, known, |scope| {
+            scopes
+                .iter()
+                .find(|(s, _)| s == scope)
+                .and_then(|(_, m)| *m)
+        });
+        let cols = delta::Columns::of(&wanted)?;
+        self.unsure = true;
+        self.connect(pool, idle_limit).await?;
+        let Some((conn, st)) = &self.conn else {
+            return Err(Error::Config("no writing connection".into()));
+        };
+        let (versions, read) =
+            write::begin_and_lock(conn, st, &locked, &fresh, Some(&cols)).await?;
+        if let Some(rows) = read {
+            self.keep_prefetched(&wanted, rows)?;
+        }
+        self.held = Some(versions);
+        self.contended = true;
+        self.unsure = false;
+        Ok(())
+    }
+
+    fn keep_prefetched(
+        &mut self,
+        wanted: &[delta::Wanted<'_>],
+        rows: delta::Rows,
+    ) -> Result<(), Error> {
+        let deltas = delta::assemble(wanted, rows)?;
+        self.prefetched = wanted
+            .iter()
+            .zip(deltas)
+            .map(|(w, delta)| {
+                let p = Prefetched {
+                    known: w.known,
+                    held: w.held,
+                    delta,
+                };
+                (w.scope.to_owned(), p)
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// The deltas read with the locks of the last refused batch, while its
+    /// transaction still holds them (they are all there is to catch up on);
+    /// taken once.
+    pub(crate) fn take_prefetched(&mut self) -> BTreeMap<String, Prefetched> {
+        if self.held.is_none() {
+            self.prefetched.clear();
+        }
+        std::mem::take(&mut self.prefetched)
     }
 
     /// Ends a held transaction, letting other nodes write its scopes.
@@ -188,8 +289,38 @@ impl Writer {
     /// and its locks) and forgets what it held.
     fn close(&mut self) {
         self.held = None;
+        self.prefetched.clear();
         if let Some((conn, _)) = self.conn.take() {
             drop(Object::take(conn));
         }
     }
+}
+
+/// Of the scopes to lock, those that may have no version row yet (a scope
+/// this node saw written has one).
+fn fresh<'a>(locked: &[&'a str], known: &BTreeMap<String, i64>) -> Vec<&'a str> {
+    locked
+        .iter()
+        .copied()
+        .filter(|s| known.get(*s).is_none_or(|v| *v <= 0))
+        .collect()
+}
+
+/// The deltas to read beside the locks: each locked scope this node holds a
+/// version and a mark of.
+fn wanted<'a>(
+    locked: &[&'a str],
+    known: &BTreeMap<String, i64>,
+    mark: impl Fn(&str) -> Option<ScopeMark>,
+) -> Vec<delta::Wanted<'a>> {
+    locked
+        .iter()
+        .filter_map(|scope| {
+            Some(delta::Wanted {
+                scope,
+                known: known.get(*scope).copied().filter(|v| *v >= 0)?,
+                held: mark(scope)?,
+            })
+        })
+        .collect()
 }

@@ -191,3 +191,40 @@ fn a_refused_batch_holds_its_scope_until_the_batch_computed_again() {
     schema.try_sql(lock).expect("released at commit");
     assert_eq!(a.store.head("doc").expect("head"), 2);
 }
+
+#[test]
+fn a_locked_scope_is_caught_up_and_written_by_the_next_batch_unrefused() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "locked");
+    let mut a = Node::start(&url, &schema);
+    let mut b = Node::start(&url, &schema);
+    a.push(put("alice", 1));
+    b.push(put("bob", 1));
+    let conflicts = a.conflicts;
+
+    // A has not seen bob's change: it locks the scope, and what it reads
+    // then is all it lacks.
+    let held = a.engine.scope_mark("doc");
+    assert_eq!(held.map(|m| m.head), Some(1));
+    a.store
+        .lock_scopes(&[("doc".to_owned(), held)])
+        .expect("locked");
+    let lock = "SELECT 1 FROM {schema}.sync_scopes WHERE scope = 'doc' FOR UPDATE NOWAIT";
+    let err = schema.try_sql(lock).expect_err("the scope is held");
+    assert!(err.starts_with("55P03"), "{err}");
+    let updates =
+        sync_core::store::refresh_scopes(&mut a.store, &[("doc".to_owned(), held)]).expect("read");
+    let [sync_core::store::ScopeUpdate::Delta(delta)] = &updates[..] else {
+        panic!("a delta: {updates:?}");
+    };
+    let cursors: Vec<u64> = delta.changes.iter().map(|e| e.change.cursor).collect();
+    assert_eq!(cursors, [2], "bob's change and nothing else");
+    a.engine.apply_scope_update(&updates[0]).expect("apply");
+
+    // The batch computed on top is written in the transaction holding the
+    // lock: not refused.
+    let answer = a.push(put("alice", 2));
+    assert_eq!(a.conflicts, conflicts, "not refused: {answer}");
+    schema.try_sql(lock).expect("released at commit");
+    assert_eq!(a.store.head("doc").expect("head"), 3);
+}

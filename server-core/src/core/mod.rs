@@ -94,9 +94,20 @@ pub struct ServerCore<U, P, A: App> {
     /// Requests waiting before the engine sees them (see `sync.rs`), in
     /// arrival order.
     deferred: VecDeque<Deferred>,
-    /// Batch `n` was refused as stale and the store holds its scopes for
-    /// the next batch: that batch goes out next (see persist.rs).
+    /// The store holds scopes locked for the next batch, which goes out
+    /// next (see persist.rs): batch `n` was refused as stale, or (`n` = 0,
+    /// which no batch has) a locking read returned.
     rebasing: Option<u64>,
+    /// Scopes other nodes write beside this one (a batch on them was
+    /// refused as stale), with how many more locking reads that find
+    /// nothing new keep them so. Pushes on them wait for a locking read
+    /// (see reload.rs).
+    contended: BTreeMap<String, u8>,
+    /// The reload out is a locking read.
+    locking: bool,
+    /// Scopes the store holds locked after a locking read, until the next
+    /// batch goes out: pushes on them go to the engine.
+    locked: std::collections::BTreeSet<String>,
     /// The batch out is an empty one that only lets the store release the
     /// scopes it held.
     releasing: bool,
@@ -164,6 +175,9 @@ where
             reload_scopes: Default::default(),
             deferred: VecDeque::new(),
             rebasing: None,
+            contended: BTreeMap::new(),
+            locking: false,
+            locked: Default::default(),
             releasing: false,
             trims_open: Vec::new(),
             trims_batched: Vec::new(),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use sync_core::{App, ErrorCode, Output as EngineOutput, RequestId, Response};
 
 use super::ServerCore;
+use super::reload::CONTENDED_READS;
 use crate::error::ServerError;
 use crate::output::{Notice, Output, PersistFailure, PersistJob};
 use crate::policy::Policy;
@@ -77,9 +78,13 @@ where
         }
         // The store holds the scopes of refused batch `rebasing` for this one.
         let rebasing = self.rebasing.take();
-        if rebasing.is_none() && self.wants_reload() && self.start_reload() {
+        if rebasing.is_none()
+            && (self.start_locking_read() || (self.wants_reload() && self.start_reload()))
+        {
             return true;
         }
+        // Whatever goes out now writes in the transaction holding the locks.
+        self.locked.clear();
         let Some(ready) = self.engine.poll_ready() else {
             if let Some(number) = rebasing {
                 self.releasing = true;
@@ -204,6 +209,11 @@ where
         }
         for update in &failure.reloaded {
             self.absorb_reload(update, false);
+            if stale {
+                // Its next pushes wait for a locking read.
+                self.contended
+                    .insert(update.scope().to_owned(), CONTENDED_READS);
+            }
         }
         if stale {
             self.rebasing = Some(number);

@@ -25,6 +25,10 @@ use std::time::Instant;
 use sync_core::App;
 use sync_core::store::ScopeUpdate;
 
+/// Locking reads that find nothing new before a scope counts as written by
+/// this node alone again (its pushes then go straight to the engine).
+pub(super) const CONTENDED_READS: u8 = 4;
+
 use super::ServerCore;
 use crate::output::{Notice, Output, ReloadJob, Reloaded};
 use crate::policy::Policy;
@@ -61,16 +65,48 @@ where
     pub fn handle_reloaded(&mut self, now: Instant, reloaded: Reloaded) {
         self.at(now);
         let read = std::mem::take(&mut self.reload_scopes);
-        let unread = if reloaded.error.is_some() {
-            read
-        } else {
-            BTreeSet::new()
-        };
-        if let Some(message) = reloaded.error {
-            self.emit(Output::Notice(Notice::ReloadFailed { message }));
-        }
+        let locking = std::mem::take(&mut self.locking);
         for update in &reloaded.updates {
+            let scope = update.scope();
+            let before = self.engine.durable_head(scope);
             self.absorb_reload(update, true);
+            if locking && self.engine.durable_head(scope) == before {
+                // Nobody else wrote it since this node's last batch.
+                if let Some(left) = self.contended.get_mut(scope) {
+                    *left = left.saturating_sub(1);
+                    if *left == 0 {
+                        self.contended.remove(scope);
+                    }
+                }
+            } else if locking {
+                self.contended.insert(scope.to_owned(), CONTENDED_READS);
+            }
+        }
+        let unread = match reloaded.error {
+            Some(message) => {
+                self.emit(Output::Notice(Notice::ReloadFailed { message }));
+                if locking {
+                    // Their pushes go the way of any other: the batch says
+                    // whether the store is there.
+                    for scope in &read {
+                        self.contended.remove(scope);
+                    }
+                    BTreeSet::new()
+                } else {
+                    read
+                }
+            }
+            None => {
+                if locking {
+                    self.locked = read;
+                }
+                BTreeSet::new()
+            }
+        };
+        if locking {
+            // The store holds the locks until the next batch: it goes out
+            // next, empty if need be.
+            self.rebasing = Some(0);
         }
         self.resume_deferred(&unread);
         self.pump();
@@ -97,7 +133,44 @@ where
         if scopes.is_empty() {
             return false;
         }
+        self.send_reload(scopes, false);
+        true
+    }
+
+    /// Sends a locking read of the scopes other nodes write that waiting
+    /// pushes name (and this node has no work on); returns whether one went
+    /// out. The store keeps them locked until the next batch, which the
+    /// pushes make once they see what the read brought.
+    pub(super) fn start_locking_read(&mut self) -> bool {
+        if self.contended.is_empty() {
+            return false;
+        }
+        // Also those other nodes just wrote: this node's next pushes on
+        // them are likely on their way, and the read they would wait for is
+        // then already out.
+        let scopes: BTreeSet<String> = self
+            .deferred
+            .iter()
+            .filter(|d| matches!(d.request, sync_core::SyncRequest::Push(_)))
+            .flat_map(|d| d.request.scopes())
+            .chain(self.wanted.scopes.iter().map(String::as_str))
+            .filter(|s| self.contended.contains_key(*s) && !self.engine.scope_busy(s))
+            .map(str::to_owned)
+            .collect();
+        if scopes.is_empty() {
+            return false;
+        }
+        for scope in &scopes {
+            // Read now, under the lock.
+            self.wanted.scopes.remove(scope);
+        }
+        self.send_reload(scopes, true);
+        true
+    }
+
+    fn send_reload(&mut self, scopes: BTreeSet<String>, lock: bool) {
         self.reload_scopes.clone_from(&scopes);
+        self.locking = lock;
         // No batch is out while a reload runs, so these marks hold until its
         // records are applied.
         let scopes = scopes
@@ -108,8 +181,11 @@ where
             })
             .collect();
         let forget = std::mem::take(&mut self.forget);
-        self.emit(Output::Reload(ReloadJob { scopes, forget }));
-        true
+        self.emit(Output::Reload(ReloadJob {
+            scopes,
+            forget,
+            lock,
+        }));
     }
 
     /// Installs one reloaded scope; with `poke`, pokes this node's

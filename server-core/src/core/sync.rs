@@ -136,7 +136,9 @@ where
         // a scope keep their order).
         let waits = !unread.is_empty()
             || request.scopes().any(|s| {
-                self.reload_scopes.contains(s) || self.deferred.iter().any(|d| d.names(s))
+                self.reload_scopes.contains(s)
+                    || self.locks_first(&request, s)
+                    || self.deferred.iter().any(|d| d.names(s))
             });
         if waits {
             self.wanted.scopes.extend(unread);
@@ -158,6 +160,19 @@ where
             && self.engine.scope_mark(scope).is_none()
     }
 
+    /// Whether `request` must wait for a locking read of `scope` before the
+    /// engine sees it: a push on a scope other nodes write too, unless the
+    /// store holds it locked for the next batch. Computed on what every
+    /// other node wrote, under the lock, its batch is not refused as stale;
+    /// applied before, it would be refused, and the engine would have to
+    /// throw away its working state of the scope (a copy of the whole
+    /// state) to compute it again.
+    fn locks_first(&self, request: &SyncRequest, scope: &str) -> bool {
+        matches!(request, SyncRequest::Push(_))
+            && self.contended.contains_key(scope)
+            && !self.locked.contains(scope)
+    }
+
     /// Hands a request to the engine; `Some` when answered at once (then
     /// it will never need pushing again).
     fn engine_request(&mut self, d: Deferred) -> Option<Response> {
@@ -177,10 +192,11 @@ where
         let mut still: VecDeque<Deferred> = VecDeque::new();
         for d in std::mem::take(&mut self.deferred) {
             let id = d.id;
-            let blocked = d
-                .request
-                .scopes()
-                .any(|s| self.reads_first(&d.request, s) || still.iter().any(|w| w.names(s)));
+            let blocked = d.request.scopes().any(|s| {
+                self.reads_first(&d.request, s)
+                    || self.locks_first(&d.request, s)
+                    || still.iter().any(|w| w.names(s))
+            });
             let response = if !blocked {
                 self.engine_request(d)
             } else if d.request.scopes().any(|s| unread.contains(s)) {

@@ -97,9 +97,11 @@ pub enum Sabotage {
 
 /// Why the simulated store failed a persist.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("simulated store failure (unavailable: {unavailable})")]
+#[error("simulated store failure (unavailable: {unavailable}, stale: {stale:?})")]
 struct SimFailure {
     unavailable: bool,
+    /// Refused as if another node had written these scopes first.
+    stale: Vec<String>,
 }
 
 /// What the durable store holds, tracked from every batch actually written.
@@ -175,6 +177,8 @@ struct SimStore {
     inner: MemoryStore,
     /// The next persist fails; `Some(true)`: as unavailable.
     fail_next: Option<bool>,
+    /// The next persist is refused as stale (on a shared store).
+    stale_next: bool,
     lie: bool,
     ledger: Ledger,
 }
@@ -184,7 +188,22 @@ impl Store for SimStore {
 
     fn persist(&mut self, batch: &Batch) -> Result<(), SimFailure> {
         if let Some(unavailable) = self.fail_next.take() {
-            return Err(SimFailure { unavailable });
+            return Err(SimFailure {
+                unavailable,
+                stale: Vec::new(),
+            });
+        }
+        if std::mem::take(&mut self.stale_next) {
+            let stale = batch
+                .written_scopes()
+                .into_iter()
+                .chain(batch.verify.iter().map(String::as_str))
+                .map(str::to_owned)
+                .collect();
+            return Err(SimFailure {
+                unavailable: false,
+                stale,
+            });
         }
         if self.lie {
             return Ok(());
@@ -207,6 +226,10 @@ impl Store for SimStore {
 
     fn is_unavailable(error: &SimFailure) -> bool {
         error.unavailable
+    }
+
+    fn stale_scopes(error: &SimFailure) -> Vec<String> {
+        error.stale.clone()
     }
 }
 
@@ -499,7 +522,8 @@ impl Sim {
         config.engine.keep_changes = rng.chance(0.3).then(|| 2 + rng.below(12));
         // As a node on a store other nodes share: pushes kept to push again,
         // scopes read before their first pull, reloads kept off scopes with
-        // work of their own (the store here never refuses a batch as stale).
+        // work of their own, and (refused as stale now and then) pushes
+        // waiting for locking reads.
         config.shared_store = rng.chance(0.3);
         let mut store = SimStore {
             lie: sabotage == Sabotage::LyingStore,
@@ -1188,6 +1212,12 @@ impl Sim {
         if self.rng.chance(0.015) {
             self.store.fail_next = Some(self.rng.chance(0.5));
         }
+        if self.config.shared_store && self.rng.chance(0.02) {
+            // As if another node wrote first (nothing, here): the scopes
+            // are read, pushes wait for locking reads until those find
+            // nothing new.
+            self.store.stale_next = true;
+        }
         self.broker_faults();
         if self.core.is_some() && self.rng.chance(0.003) {
             self.crash();
@@ -1461,6 +1491,7 @@ impl Sim {
         {
             // The commit landed; its report never came.
             self.store.fail_next = None;
+            self.store.stale_next = false;
             if jobs::persist(&mut self.store, &job).is_ok() {
                 self.counters.unacknowledged_commits += 1;
                 self.log(format!("batch {} durable, never reported", job.number));
@@ -1857,6 +1888,7 @@ impl Sim {
         }
         self.faults = false;
         self.store.fail_next = None;
+        self.store.stale_next = false;
         self.log("healed".into());
         let deadline = self.now_ms + 120_000;
         while !self.converged() {

@@ -183,7 +183,8 @@ impl Harness {
             }
             Output::Reload(job) => {
                 let scopes: Vec<&str> = job.scopes.iter().map(|(s, _)| s.as_str()).collect();
-                let line = format!("reload {}", scopes.join(","));
+                let verb = if job.lock { "lock" } else { "reload" };
+                let line = format!("{verb} {}", scopes.join(","));
                 self.reload = Some(job);
                 line
             }

@@ -14,6 +14,8 @@ pub use delta::{
 };
 pub use memory::{InjectedFailure, MemoryStore};
 
+use std::collections::BTreeMap;
+
 /// A durable home for the engine's records, implemented by drivers (memory,
 /// SQLite, PostgreSQL). Synchronous on purpose: async drivers run it on a
 /// blocking thread.
@@ -52,6 +54,35 @@ pub trait Store {
 
     /// Makes `batch` durable, atomically.
     fn persist(&mut self, batch: &Batch) -> Result<(), Self::Error>;
+
+    /// [`Store::persist`], told where the engine's records of each scope the
+    /// batch writes or verifies end (`None` for a scope it holds nothing
+    /// of). A shared store that refuses the batch as stale may read what
+    /// those scopes gained in the same round trip as the refusal, and answer
+    /// the [`Store::load_scopes_since`] that follows from it. Default:
+    /// [`Store::persist`].
+    fn persist_marked(
+        &mut self,
+        batch: &Batch,
+        marks: &BTreeMap<String, Option<ScopeMark>>,
+    ) -> Result<(), Self::Error> {
+        let _ = marks;
+        self.persist(batch)
+    }
+
+    /// Locks `scopes` until this store's next [`Store::persist`] (which
+    /// writes in the same transaction), for a store shared by several
+    /// nodes: no other node can write them in between, so the
+    /// [`Store::load_scopes_since`] that follows reads all that a batch
+    /// computed on top must follow, and that batch is not refused as stale.
+    /// Each scope comes with where the engine's records of it end (`None`:
+    /// it holds nothing of it), so a store may read the deltas in the same
+    /// round trip as the locks. A store that is the only writer has nothing
+    /// to lock (the default).
+    fn lock_scopes(&mut self, scopes: &[(String, Option<ScopeMark>)]) -> Result<(), Self::Error> {
+        let _ = scopes;
+        Ok(())
+    }
 
     /// Everything stored, for recovery at start.
     fn load(&mut self) -> Result<Recovered, Self::Error>;
