@@ -19,12 +19,14 @@ impl<A: App> Engine<A> {
             return Ok(());
         };
         let open = std::mem::take(&mut self.open);
-        for pending in [failed, open] {
-            for scope in &pending.touched {
-                if let Some(s) = self.scopes.get_mut(scope) {
-                    s.rollback();
-                }
+        // Once per scope (a rollback copies the scope's durable view), even
+        // when both batches touched it.
+        for scope in failed.touched.union(&open.touched) {
+            if let Some(s) = self.scopes.get_mut(scope) {
+                s.rollback();
             }
+        }
+        for pending in [failed, open] {
             for (request_id, _) in pending.waiters {
                 self.outputs.push_back(Output::Response {
                     request_id,
