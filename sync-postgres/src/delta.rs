@@ -81,35 +81,24 @@ impl Statements {
             .map_err(|_| Error::Config("statement missing".into()))
     }
 
-    /// The reads, for a flight already inside a transaction, with plans
-    /// made for the arrays given (a generic plan of these joins with arrays
-    /// can read a scope's whole log; one made for the arrays given reads
-    /// only what is new). `plan_cache_mode` is set back to `after` at the
-    /// end, for the rest of the transaction.
-    pub(crate) fn reads<'a>(
-        &'a self,
-        client: &'a Client,
-        cols: &'a Columns<'_>,
-        after: &'static str,
-    ) -> Vec<Step<'a>> {
+    /// The reads, for a flight already inside a transaction.
+    pub(crate) fn reads<'a>(&'a self, client: &'a Client, cols: &'a Columns<'_>) -> Vec<Step<'a>> {
         let [versions, bases, changes, clients, ids] = &self.0;
         let (scopes, known, heads, first_kept) =
             (&cols.scopes, &cols.known, &cols.heads, &cols.first_kept);
         vec![
-            simple(client, "SET LOCAL plan_cache_mode = force_custom_plan"),
             step(async move { client.query(versions, &[scopes]).await }),
             step(async move { client.query(bases, &[scopes, first_kept]).await }),
             step(async move { client.query(changes, &[scopes, heads]).await }),
             step(async move { client.query(clients, &[scopes, known]).await }),
             step(async move { client.query(ids, &[scopes, known]).await }),
-            simple(client, after),
         ]
     }
 }
 
 /// Takes the rows of [`Statements::reads`] out of a flight's answers.
 pub(crate) fn rows_of(answers: impl IntoIterator<Item = Vec<Row>>) -> Rows {
-    let mut it = answers.into_iter().skip(1);
+    let mut it = answers.into_iter();
     std::array::from_fn(|_| it.next().unwrap_or_default())
 }
 
@@ -128,7 +117,8 @@ pub(crate) async fn load_since(
         client,
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     )];
-    steps.extend(st.reads(client, &cols, "COMMIT"));
+    steps.extend(st.reads(client, &cols));
+    steps.push(simple(client, "COMMIT"));
     let answers = pipeline::run(steps).await?;
     assemble(wanted, rows_of(answers.into_iter().skip(1)))
 }
@@ -209,22 +199,32 @@ pub(crate) fn assemble(
 /// mark or known version in `$2`): the scopes' versions, trim bases past the
 /// held first cursor, changes after the held head, client and id rows
 /// stamped after the known version (every id row when ids expired since).
-const SQL: [&str; 5] = [
+///
+/// Rows are found per scope through a key (`LATERAL ... OFFSET 0` keeps the
+/// lookup from being flattened into a join), so the one plan PostgreSQL
+/// makes for any arrays reads only what is new: a join over the arrays
+/// would be planned as a merge join reading a scope's whole log.
+pub(crate) const SQL: [&str; 5] = [
     "SELECT scope, version, ids_expired FROM sync_scopes WHERE scope = ANY($1::text[])",
-    "SELECT b.scope, b.before, b.base FROM sync_bases b
-     JOIN UNNEST($1::text[], $2::int8[]) AS h(scope, first_kept)
-       ON b.scope = h.scope AND b.before > h.first_kept",
-    "SELECT c.scope, c.cursor, c.group_end, c.time, c.data FROM sync_changes c
-     JOIN UNNEST($1::text[], $2::int8[]) AS h(scope, head)
-       ON c.scope = h.scope AND c.cursor > h.head
+    "SELECT b.scope, b.before, b.base
+     FROM UNNEST($1::text[], $2::int8[]) AS h(scope, first_kept),
+         LATERAL (SELECT * FROM sync_bases b
+                  WHERE b.scope = h.scope AND b.before > h.first_kept OFFSET 0) AS b",
+    "SELECT c.scope, c.cursor, c.group_end, c.time, c.data
+     FROM UNNEST($1::text[], $2::int8[]) AS h(scope, head),
+         LATERAL (SELECT * FROM sync_changes c
+                  WHERE c.scope = h.scope AND c.cursor > h.head OFFSET 0) AS c
      ORDER BY c.scope, c.cursor",
-    "SELECT c.scope, c.client_id, c.seq, c.keep_from, c.result FROM sync_clients c
-     JOIN UNNEST($1::text[], $2::int8[]) AS k(scope, known)
-       ON c.scope = k.scope AND c.version > k.known
+    "SELECT c.scope, c.client_id, c.seq, c.keep_from, c.result
+     FROM UNNEST($1::text[], $2::int8[]) AS k(scope, known),
+         LATERAL (SELECT * FROM sync_clients c
+                  WHERE c.scope = k.scope AND c.version > k.known OFFSET 0) AS c
      ORDER BY c.scope, c.client_id, c.seq",
-    "SELECT i.scope, i.id, i.time, i.result FROM sync_ids i
-     JOIN UNNEST($1::text[], $2::int8[]) AS k(scope, known) ON i.scope = k.scope
-     JOIN sync_scopes s ON s.scope = k.scope
-     WHERE i.version > CASE WHEN s.ids_expired > k.known THEN -1 ELSE k.known END
+    "SELECT i.scope, i.id, i.time, i.result
+     FROM UNNEST($1::text[], $2::int8[]) AS k(scope, known),
+         LATERAL (SELECT CASE WHEN s.ids_expired > k.known THEN -1 ELSE k.known END AS after
+                  FROM sync_scopes s WHERE s.scope = k.scope OFFSET 0) AS s,
+         LATERAL (SELECT * FROM sync_ids i
+                  WHERE i.scope = k.scope AND i.version > s.after OFFSET 0) AS i
      ORDER BY i.scope, i.id",
 ];

@@ -120,9 +120,6 @@ pub(crate) fn session_settings(idle_limit: std::time::Duration) -> String {
     )
 }
 
-/// Back to the session's plans after a read that wanted its own.
-const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
-
 impl Statements {
     /// Prepares every statement, in one flight.
     pub(crate) async fn prepare(client: &Client) -> Result<Statements, Error> {
@@ -175,7 +172,7 @@ pub(crate) async fn begin_and_lock(
     ));
     let locked_at = steps.len() - 1;
     if let Some(cols) = reads {
-        steps.extend(st.delta.reads(client, cols, GENERIC_PLANS));
+        steps.extend(st.delta.reads(client, cols));
     }
     let mut answers = pipeline::run(steps).await?;
     let read = reads.map(|_| delta::rows_of(answers.drain(locked_at + 1..)));
@@ -364,13 +361,15 @@ pub(crate) async fn write_and_commit(
 mod tests {
     use super::*;
 
-    /// Every writing statement's plan, as the writing connection keeps it
+    /// Every writing statement's plan, and every read of a delta (which the
+    /// writing connection runs with a batch's locks), as the connection
+    /// keeps it
     /// (made once for any arrays), that could read a whole table: a scan
     /// of one, a hash or merge join (which reads one side whole), or an
     /// index scan without a condition.
     async fn plans_reading_whole_tables(client: &tokio_postgres::Client) -> Vec<String> {
         let mut bad = Vec::new();
-        for (i, sql) in SQL.iter().enumerate() {
+        for (i, sql) in SQL.iter().chain(crate::delta::SQL.iter()).enumerate() {
             let params = client.prepare(sql).await.expect("prepare").params().len();
             let nulls = vec!["NULL"; params].join(", ");
             client
