@@ -38,17 +38,23 @@ pub fn persist<S: Store + ?Sized>(store: &mut S, job: &PersistJob) -> Result<(),
     })
 }
 
-/// Reads `job`'s scopes together, each from where this node's records end;
-/// with `job.lock`, first locks them for the next batch (a shared store
-/// reads the deltas in the same round trip).
+/// Reads `job`'s scopes together, each from where this node's records end,
+/// after locking those of `job.lock` for the next batch (a shared store
+/// reads their deltas in the same round trip).
 pub fn reload<S: Store + ?Sized>(store: &mut S, job: &ReloadJob) -> Reloaded {
     for scope in &job.forget {
         store.forget_scope(scope);
     }
-    let locked = if job.lock {
-        store.lock_scopes(&job.scopes)
-    } else {
+    let lock: Vec<_> = job
+        .scopes
+        .iter()
+        .filter(|(scope, _)| job.lock.contains(scope))
+        .cloned()
+        .collect();
+    let locked = if lock.is_empty() {
         Ok(())
+    } else {
+        store.lock_scopes(&lock)
     };
     match locked.and_then(|()| refresh_scopes(store, &job.scopes)) {
         Ok(updates) => Reloaded {

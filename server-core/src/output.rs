@@ -129,10 +129,10 @@ pub struct ReloadJob {
     pub scopes: Vec<(String, Option<ScopeMark>)>,
     /// As [`PersistJob::forget`].
     pub forget: Vec<String>,
-    /// Lock the scopes until the next [`Output::Persist`] (see
+    /// Those of `scopes` to lock until the next [`Output::Persist`] (see
     /// [`sync_core::Store::lock_scopes`]): pushes wait for this read, so the
     /// batch they make follows every other node's writes.
-    pub lock: bool,
+    pub lock: Vec<String>,
 }
 
 /// Why a batch was not persisted, and what the core needs to recover.

@@ -282,6 +282,52 @@ fn pushes_on_a_scope_other_nodes_write_wait_for_a_locking_read() {
     assert_eq!(a.core.metrics().sync.stale_retries, 1, "refused once only");
 }
 
+/// Pushes that keep a scope other nodes write locked, read after read,
+/// never hold back the read of another scope this node's subscribers wait
+/// to be poked about: both go in one read.
+#[test]
+fn reads_for_pokes_ride_along_with_the_locking_reads_of_busy_scopes() {
+    let (mut a, mut b) = Harness::shared_pair();
+    a.watch("alice", "t");
+    b.committed("b", "s", &["b1"]);
+    b.committed("b", "t", &["t1"]);
+    a.push("p1", "s", &["a1"]);
+    a.drain();
+    refuse_as_stale(&mut a, &mut b.store, "s");
+    a.drain();
+    let mut store = std::mem::take(&mut b.store);
+    a.store = std::mem::take(&mut store);
+    a.persist_ok();
+    a.drain();
+
+    a.push("p2", "s", &["a2"]);
+    assert_eq!(a.drain(), ["lock s"]);
+    // Another node commits to `t` while pushes on `s` keep coming: `t`
+    // waits for the read out, then rides along with the next.
+    a.core.handle_store_notice(a.now, Some("t".into()));
+    a.push("p3", "s", &["a3"]);
+    let mut store = std::mem::take(&mut a.store);
+    a.reload_from(&mut store);
+    a.store = store;
+    assert_eq!(a.drain(), ["persist 3"]);
+    a.push("p4", "s", &["a4"]);
+    a.persist_ok();
+    let lines = a.drain();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("lock s, reload t"),
+        "{lines:?}"
+    );
+    let mut store = std::mem::take(&mut a.store);
+    a.reload_from(&mut store);
+    a.store = store;
+    let lines = a.drain();
+    assert!(
+        lines.contains(&r#"alice <- {"topic":"sync:t","data":{"cursor":1}}"#.to_owned()),
+        "{lines:?}"
+    );
+}
+
 /// Another node's commit to a scope this node also writes is read under
 /// the scope's lock (the pushes that follow it would wait for one); with
 /// no push waiting, an empty batch lets the lock go at once. Locking reads

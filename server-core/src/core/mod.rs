@@ -103,8 +103,8 @@ pub struct ServerCore<U, P, A: App> {
     /// nothing new keep them so. Pushes on them wait for a locking read
     /// (see reload.rs).
     contended: BTreeMap<String, u8>,
-    /// The reload out is a locking read.
-    locking: bool,
+    /// The scopes the reload out locks for the next batch.
+    locking: std::collections::BTreeSet<String>,
     /// Scopes the store holds locked after a locking read, until the next
     /// batch goes out: pushes on them go to the engine.
     locked: std::collections::BTreeSet<String>,
@@ -176,7 +176,7 @@ where
             deferred: VecDeque::new(),
             rebasing: None,
             contended: BTreeMap::new(),
-            locking: false,
+            locking: Default::default(),
             locked: Default::default(),
             releasing: false,
             trims_open: Vec::new(),

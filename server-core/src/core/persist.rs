@@ -78,9 +78,7 @@ where
         }
         // The store holds the scopes of refused batch `rebasing` for this one.
         let rebasing = self.rebasing.take();
-        if rebasing.is_none()
-            && (self.start_locking_read() || (self.wants_reload() && self.start_reload()))
-        {
+        if rebasing.is_none() && self.start_reads() {
             return true;
         }
         // Whatever goes out now writes in the transaction holding the locks.

@@ -14,6 +14,11 @@
 //! - reloads read only what was written after the records the engine holds
 //!   (see [`crate::jobs::reload`]), so their cost follows what other nodes
 //!   wrote, not the length of the log;
+//! - a scope other nodes write too (a batch on it was refused as stale) is
+//!   read under its lock: pushes on it wait for a read that locks it until
+//!   the next batch, so that batch follows every other node's writes and is
+//!   not refused (a refused batch makes the engine throw away its working
+//!   state of the scope, a copy of the whole state, to compute it again);
 //! - should the engine still refuse a reload, the scope is forgotten by the
 //!   store, so the next batch on it is refused as stale and reloads it (the
 //!   whole scope: under a steady load of pushes, refusing every reload made
@@ -65,112 +70,94 @@ where
     pub fn handle_reloaded(&mut self, now: Instant, reloaded: Reloaded) {
         self.at(now);
         let read = std::mem::take(&mut self.reload_scopes);
-        let locking = std::mem::take(&mut self.locking);
+        let locked = std::mem::take(&mut self.locking);
         for update in &reloaded.updates {
             let scope = update.scope();
             let before = self.engine.durable_head(scope);
             self.absorb_reload(update, true);
-            if locking && self.engine.durable_head(scope) == before {
-                // Nobody else wrote it since this node's last batch.
-                if let Some(left) = self.contended.get_mut(scope) {
-                    *left = left.saturating_sub(1);
-                    if *left == 0 {
-                        self.contended.remove(scope);
-                    }
-                }
-            } else if locking {
-                self.contended.insert(scope.to_owned(), CONTENDED_READS);
+            if locked.contains(scope) {
+                let moved = self.engine.durable_head(scope) != before;
+                self.count_locking_read(scope, moved);
             }
         }
         let unread = match reloaded.error {
             Some(message) => {
                 self.emit(Output::Notice(Notice::ReloadFailed { message }));
-                if locking {
-                    // Their pushes go the way of any other: the batch says
-                    // whether the store is there.
-                    for scope in &read {
-                        self.contended.remove(scope);
-                    }
-                    BTreeSet::new()
-                } else {
-                    read
+                // Pushes on the scopes to lock go the way of any other: the
+                // batch says whether the store is there.
+                for scope in &locked {
+                    self.contended.remove(scope);
                 }
+                read
             }
-            None => {
-                if locking {
-                    self.locked = read;
-                }
-                BTreeSet::new()
-            }
+            None => BTreeSet::new(),
         };
-        if locking {
+        if !locked.is_empty() {
             // The store holds the locks until the next batch: it goes out
             // next, empty if need be.
             self.rebasing = Some(0);
+            if unread.is_empty() {
+                self.locked = locked;
+            }
         }
         self.resume_deferred(&unread);
         self.pump();
     }
 
-    pub(super) fn wants_reload(&self) -> bool {
-        self.wanted.all || !self.wanted.scopes.is_empty()
+    /// A locking read of `scope` found other nodes' writes (`moved`), or
+    /// found nothing new: after [`CONTENDED_READS`] of those in a row, its
+    /// pushes go straight to the engine again.
+    fn count_locking_read(&mut self, scope: &str, moved: bool) {
+        if moved {
+            self.contended.insert(scope.to_owned(), CONTENDED_READS);
+        } else if let Some(left) = self.contended.get_mut(scope) {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.contended.remove(scope);
+            }
+        }
     }
 
-    /// Sends a reload of the wanted scopes that have no work of this node
-    /// waiting; returns whether one went out. A scope with work in the
-    /// engine's open batch stays wanted: the engine would refuse to reload
-    /// it, and the batch goes out first (refused as stale, it comes back
-    /// with what other nodes wrote, read under the scope's lock).
-    pub(super) fn start_reload(&mut self) -> bool {
+    /// Sends one read of what other nodes wrote, if any is due; returns
+    /// whether it went out. It reads the wanted scopes (other nodes
+    /// committed to them) and locks, for the next batch, the scopes other
+    /// nodes write that waiting pushes name or that are wanted (this node's
+    /// next pushes on them are likely on their way): the pushes make that
+    /// batch once they see what the read brought. A scope with work in the
+    /// engine is left for later (the engine would refuse to reload it): the
+    /// work goes out first (refused as stale, it comes back with what other
+    /// nodes wrote, read under the scope's lock). One read for both, so
+    /// pushes that keep a scope locked never hold back the reads that poke
+    /// this node's subscribers.
+    pub(super) fn start_reads(&mut self) -> bool {
+        let lock: BTreeSet<String> = if self.contended.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.deferred
+                .iter()
+                .filter(|d| matches!(d.request, sync_core::SyncRequest::Push(_)))
+                .flat_map(|d| d.request.scopes())
+                .chain(self.wanted.scopes.iter().map(String::as_str))
+                .filter(|s| self.contended.contains_key(*s) && !self.engine.scope_busy(s))
+                .map(str::to_owned)
+                .collect()
+        };
+        if lock.is_empty() && !self.wanted.all && self.wanted.scopes.is_empty() {
+            return false;
+        }
         let mut scopes = std::mem::take(&mut self.wanted.scopes);
         if std::mem::take(&mut self.wanted.all) {
             scopes.extend(self.engine.scopes().map(str::to_owned));
         }
-        let (busy, scopes): (BTreeSet<String>, BTreeSet<String>) = scopes
+        let (busy, mut scopes): (BTreeSet<String>, BTreeSet<String>) = scopes
             .into_iter()
             .partition(|scope| self.engine.scope_busy(scope));
         self.wanted.scopes = busy;
+        scopes.extend(lock.iter().cloned());
         if scopes.is_empty() {
             return false;
         }
-        self.send_reload(scopes, false);
-        true
-    }
-
-    /// Sends a locking read of the scopes other nodes write that waiting
-    /// pushes name (and this node has no work on); returns whether one went
-    /// out. The store keeps them locked until the next batch, which the
-    /// pushes make once they see what the read brought.
-    pub(super) fn start_locking_read(&mut self) -> bool {
-        if self.contended.is_empty() {
-            return false;
-        }
-        // Also those other nodes just wrote: this node's next pushes on
-        // them are likely on their way, and the read they would wait for is
-        // then already out.
-        let scopes: BTreeSet<String> = self
-            .deferred
-            .iter()
-            .filter(|d| matches!(d.request, sync_core::SyncRequest::Push(_)))
-            .flat_map(|d| d.request.scopes())
-            .chain(self.wanted.scopes.iter().map(String::as_str))
-            .filter(|s| self.contended.contains_key(*s) && !self.engine.scope_busy(s))
-            .map(str::to_owned)
-            .collect();
-        if scopes.is_empty() {
-            return false;
-        }
-        for scope in &scopes {
-            // Read now, under the lock.
-            self.wanted.scopes.remove(scope);
-        }
-        self.send_reload(scopes, true);
-        true
-    }
-
-    fn send_reload(&mut self, scopes: BTreeSet<String>, lock: bool) {
         self.reload_scopes.clone_from(&scopes);
-        self.locking = lock;
         // No batch is out while a reload runs, so these marks hold until its
         // records are applied.
         let scopes = scopes
@@ -184,8 +171,10 @@ where
         self.emit(Output::Reload(ReloadJob {
             scopes,
             forget,
-            lock,
+            lock: lock.iter().cloned().collect(),
         }));
+        self.locking = lock;
+        true
     }
 
     /// Installs one reloaded scope; with `poke`, pokes this node's

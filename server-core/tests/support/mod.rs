@@ -182,9 +182,19 @@ impl Harness {
                 line
             }
             Output::Reload(job) => {
-                let scopes: Vec<&str> = job.scopes.iter().map(|(s, _)| s.as_str()).collect();
-                let verb = if job.lock { "lock" } else { "reload" };
-                let line = format!("{verb} {}", scopes.join(","));
+                let (lock, read): (Vec<&str>, Vec<&str>) = job
+                    .scopes
+                    .iter()
+                    .map(|(s, _)| s.as_str())
+                    .partition(|s| job.lock.iter().any(|l| l == s));
+                let mut parts = Vec::new();
+                if !lock.is_empty() {
+                    parts.push(format!("lock {}", lock.join(",")));
+                }
+                if !read.is_empty() {
+                    parts.push(format!("reload {}", read.join(",")));
+                }
+                let line = parts.join(", ");
                 self.reload = Some(job);
                 line
             }
