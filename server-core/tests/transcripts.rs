@@ -248,6 +248,20 @@ fn refuse_as_stale(a: &mut Harness, store: &mut MemoryStore, scope: &str) {
         .unwrap();
 }
 
+/// B writes `scope` first, so A's first batch on it (push `first`) is
+/// refused as stale, caught up and written: A now knows other nodes write
+/// the scope. A ends holding the shared store.
+fn refused_once(a: &mut Harness, b: &mut Harness, scope: &str) {
+    b.committed("b", scope, &["b1"]);
+    a.push("first", scope, &["a1"]);
+    assert_eq!(a.drain(), ["persist 1"]);
+    refuse_as_stale(a, &mut b.store, scope);
+    assert_eq!(a.drain().last().map(String::as_str), Some("persist 2"));
+    a.store = std::mem::take(&mut b.store);
+    a.persist_ok();
+    assert!(a.drain()[0].starts_with("first answered 200"));
+}
+
 /// Once a batch on a scope was refused as stale (another node writes it
 /// too), pushes on it wait for a locking read: the store holds the scope
 /// from that read to the batch the pushes make, which goes out right after
@@ -257,22 +271,12 @@ fn refuse_as_stale(a: &mut Harness, store: &mut MemoryStore, scope: &str) {
 #[test]
 fn pushes_on_a_scope_other_nodes_write_wait_for_a_locking_read() {
     let (mut a, mut b) = Harness::shared_pair();
-    b.committed("b", "s", &["b1"]);
-    a.push("p1", "s", &["a1"]);
-    assert_eq!(a.drain(), ["persist 1"]);
-    refuse_as_stale(&mut a, &mut b.store, "s");
-    assert_eq!(a.drain().last().map(String::as_str), Some("persist 2"));
-    a.store = std::mem::take(&mut b.store);
-    a.persist_ok();
-    assert!(a.drain()[0].starts_with("p1 answered 200"));
-
+    refused_once(&mut a, &mut b, "s");
     a.push("p2", "s", &["a2"]);
     assert_eq!(a.drain(), ["lock s"], "waits for the locking read");
     a.push("p3", "s", &["a3"]);
     assert_eq!(a.drain(), Vec::<String>::new(), "waits behind it");
-    let mut store = std::mem::take(&mut a.store);
-    a.reload_from(&mut store);
-    a.store = store;
+    a.reload_own();
     assert_eq!(a.drain(), ["persist 3"], "both, at once, under the lock");
     a.persist_ok();
     let lines = a.drain();
@@ -289,26 +293,15 @@ fn pushes_on_a_scope_other_nodes_write_wait_for_a_locking_read() {
 fn reads_for_pokes_ride_along_with_the_locking_reads_of_busy_scopes() {
     let (mut a, mut b) = Harness::shared_pair();
     a.watch("alice", "t");
-    b.committed("b", "s", &["b1"]);
     b.committed("b", "t", &["t1"]);
-    a.push("p1", "s", &["a1"]);
-    a.drain();
-    refuse_as_stale(&mut a, &mut b.store, "s");
-    a.drain();
-    let mut store = std::mem::take(&mut b.store);
-    a.store = std::mem::take(&mut store);
-    a.persist_ok();
-    a.drain();
-
+    refused_once(&mut a, &mut b, "s");
     a.push("p2", "s", &["a2"]);
     assert_eq!(a.drain(), ["lock s"]);
     // Another node commits to `t` while pushes on `s` keep coming: `t`
     // waits for the read out, then rides along with the next.
     a.core.handle_store_notice(a.now, Some("t".into()));
     a.push("p3", "s", &["a3"]);
-    let mut store = std::mem::take(&mut a.store);
-    a.reload_from(&mut store);
-    a.store = store;
+    a.reload_own();
     assert_eq!(a.drain(), ["persist 3"]);
     a.push("p4", "s", &["a4"]);
     a.persist_ok();
@@ -318,9 +311,7 @@ fn reads_for_pokes_ride_along_with_the_locking_reads_of_busy_scopes() {
         Some("lock s, reload t"),
         "{lines:?}"
     );
-    let mut store = std::mem::take(&mut a.store);
-    a.reload_from(&mut store);
-    a.store = store;
+    a.reload_own();
     let lines = a.drain();
     assert!(
         lines.contains(&r#"alice <- {"topic":"sync:t","data":{"cursor":1}}"#.to_owned()),
@@ -337,21 +328,10 @@ fn reads_for_pokes_ride_along_with_the_locking_reads_of_busy_scopes() {
 fn a_scope_no_other_node_writes_any_more_is_pushed_without_locking() {
     let (mut a, mut b) = Harness::shared_pair();
     a.watch("alice", "s");
-    b.committed("b", "s", &["b1"]);
-    a.push("p", "s", &["a1"]);
-    a.drain();
-    refuse_as_stale(&mut a, &mut b.store, "s");
-    a.drain();
-    let mut store = std::mem::take(&mut b.store);
-    a.store = std::mem::take(&mut store);
-    a.persist_ok();
-    a.drain();
-
+    refused_once(&mut a, &mut b, "s");
     a.core.handle_store_notice(a.now, Some("s".into()));
     assert_eq!(a.drain(), ["lock s"]);
-    let mut store = std::mem::take(&mut a.store);
-    a.reload_from(&mut store);
-    a.store = store;
+    a.reload_own();
     let lines = a.drain();
     let release = a.persist.as_ref().expect("a batch lets the lock go");
     assert!(release.batch.is_empty(), "{:?}", release.batch);
@@ -371,9 +351,7 @@ fn a_scope_no_other_node_writes_any_more_is_pushed_without_locking() {
         let lines = a.drain();
         if lines == ["lock s"] {
             locked += 1;
-            let mut store = std::mem::take(&mut a.store);
-            a.reload_from(&mut store);
-            a.store = store;
+            a.reload_own();
             a.drain();
         }
         a.persist_ok();

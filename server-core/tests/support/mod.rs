@@ -253,6 +253,13 @@ impl Harness {
             .expect("the batch is out");
     }
 
+    /// Runs the outstanding reload job against this node's own store.
+    pub fn reload_own(&mut self) {
+        let mut store = std::mem::take(&mut self.store);
+        self.reload_from(&mut store);
+        self.store = store;
+    }
+
     /// Runs the outstanding reload job against `store` and reports it.
     pub fn reload_from(&mut self, store: &mut MemoryStore) {
         let job = self.reload.take().expect("a reload job is out");
