@@ -1,5 +1,5 @@
-//! [`PgStore`]: a pool of connections driven by the store's own small
-//! runtime, and the scope versions this node has seen.
+//! [`PgStore`]: a pool of connections driven by the thread each operation
+//! runs on, and the scope versions this node has seen.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -78,6 +78,8 @@ impl PgOptions {
 pub struct PgStore {
     /// Taken out only in `Drop`, to shut it down without blocking.
     rt: Option<tokio::runtime::Runtime>,
+    /// The listening connection's thread (see [`PgStore::watch`]).
+    watcher: Option<tokio::runtime::Runtime>,
     pool: Pool,
     timeout: Duration,
     /// Scope -> version as of this node's last load or write of it. A scope
@@ -125,9 +127,18 @@ impl PgStore {
         }
         config.connect_timeout(options.timeout);
         config.application_name("sync-postgres");
-        let rt = tokio::runtime::Builder::new_multi_thread()
+        // Driven by the thread an operation runs on, for as long as it
+        // runs: a batch's round trips need no hand-off to another thread
+        // and back (a node's batches on a scope other nodes write hold its
+        // lock across them). The listening connection, which must hear
+        // notices between operations too, has a thread of its own.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        let watcher = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name("sync-postgres")
+            .thread_name("sync-postgres-watch")
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
@@ -151,6 +162,7 @@ impl PgStore {
         };
         let store = PgStore {
             rt: Some(rt),
+            watcher: Some(watcher),
             pool,
             timeout: options.timeout,
             versions: BTreeMap::new(),
@@ -185,7 +197,7 @@ impl PgStore {
     /// client never pulls from a node that has not seen the commit it was
     /// poked about. Runs until the store is dropped.
     pub fn watch(&self, on_change: impl Fn(Changed) + Send + Sync + 'static) {
-        let rt = self.rt.as_ref().expect("runtime present until drop");
+        let rt = self.watcher.as_ref().expect("runtime present until drop");
         rt.spawn(watch::listen(
             self.config.clone(),
             self.channel.clone(),
@@ -216,7 +228,7 @@ impl Drop for PgStore {
     fn drop(&mut self) {
         // Dropping a runtime blocks, which panics inside an async task (where
         // a driver may drop its store): let it wind down in the background.
-        if let Some(rt) = self.rt.take() {
+        for rt in [self.rt.take(), self.watcher.take()].into_iter().flatten() {
             rt.shutdown_background();
         }
     }
