@@ -1144,6 +1144,9 @@ export class SyncClient extends Emitter {
     this._optimistic = {};
 
     this._needPull = true;
+    // The highest cursor a poke announced while a pull was out: that pull
+    // may have been answered from before the poke's commit.
+    this._pokedDuringPull = 0;
     this._needSnapshot = false;
     /** @type {{what: "push" | "pull" | "snapshot", count?: number, cursor?: number, abort: AbortController} | null} */
     this._inFlight = null;
@@ -1363,6 +1366,9 @@ export class SyncClient extends Emitter {
     const cursor = data && typeof data.cursor === "number" ? data.cursor : Infinity;
     if (cursor > this._cursor) {
       this._needPull = true;
+      if (this._inFlight && this._inFlight.what === "pull") {
+        this._pokedDuringPull = Math.max(this._pokedDuringPull, cursor);
+      }
       this._pump();
     }
   }
@@ -1547,7 +1553,11 @@ export class SyncClient extends Emitter {
     // Trust the changes, not `next_cursor`: the cursor never moves past data
     // this replica has absorbed.
     this._cursor = expect - 1;
-    this._needPull = resp.has_more === true;
+    // A poke that came while this pull was out may announce a commit after
+    // what it read.
+    const poked = this._pokedDuringPull;
+    this._pokedDuringPull = 0;
+    this._needPull = resp.has_more === true || poked > this._cursor;
     const moved = resp.changes.length > 0;
     const dropped = this._dropConfirmed(typeof resp.client_seq === "number" ? resp.client_seq : null);
     if (moved || dropped) {

@@ -368,3 +368,42 @@ mod fuzz {
         }
     }
 }
+
+/// A poke that arrives while a pull is out, for a commit the pull was
+/// answered without (the server read before it committed), is not lost
+/// with the answer: the replica pulls again instead of waiting for its
+/// poll timer.
+#[test]
+fn a_poke_during_a_pull_answered_from_before_its_commit_pulls_again() {
+    let now = Instant::now();
+    let mut e = engine();
+    let mut store = MemoryStore::new();
+    let mut a = replica("a", now);
+    let mut b = replica("b", now);
+    b.mutate(now, "incr", json!({"key":"n"})).unwrap();
+    sync(&mut b, &mut e, &mut store, now);
+    sync(&mut a, &mut e, &mut store, now);
+    assert_eq!(a.cursor(), 1);
+
+    a.handle_poke(now, 1);
+    assert_eq!(a.poll_request(now), None, "nothing new");
+    // A poll: the pull is answered from cursor 1...
+    let poll = now + Duration::from_secs(3600);
+    a.handle_timeout(poll);
+    let pull = a.poll_request(poll).expect("a pull");
+    assert_eq!(pull.operation(), Operation::Pull);
+    let answered_before = serve(&mut e, &mut store, &pull);
+    // ...then b commits cursor 2 and its poke reaches `a` before the answer.
+    b.mutate(poll, "incr", json!({"key":"n"})).unwrap();
+    sync(&mut b, &mut e, &mut store, poll);
+    a.handle_poke(poll, 2);
+    a.handle_response(poll, pull.id, answered_before.status, &answered_before.body);
+    assert_eq!(a.cursor(), 1);
+    assert_eq!(
+        sync(&mut a, &mut e, &mut store, poll),
+        vec![Operation::Pull],
+        "pulls again at once"
+    );
+    assert_eq!(a.cursor(), 2);
+    assert_eq!(state(&a), json!({"n":2}));
+}

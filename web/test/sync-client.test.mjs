@@ -262,6 +262,31 @@ test("a poke on sync:<scope> makes the client pull", async () => {
   live.close();
 });
 
+test("a poke that arrives while a pull is out, for a commit the pull missed, is not lost with its answer", async () => {
+  FakeWebSocket.instances = [];
+  const server = new FakeServer();
+  const live = new LiveClient({ url: "ws://server.test/ws", WebSocket: FakeWebSocket });
+  FakeWebSocket.last().serverOpen();
+  const c = await client(server, { live });
+  await c.whenSettled(2000);
+  const ws = FakeWebSocket.last();
+  server.putFrom("other", "first", 1);
+  let raced = false;
+  server.intercept = (op, body) => {
+    if (op !== "pull" || raced) return null;
+    raced = true;
+    // Answered from before the next commit, whose poke comes before the answer.
+    const answer = server.handle(op, body);
+    server.putFrom("other", "second", 2);
+    ws.serverSend("sync:s", { cursor: server.head });
+    return answer;
+  };
+  ws.serverSend("sync:s", { cursor: 1 });
+  await until(() => c.state.second === 2, 2000, "a pull after the answer that missed the poked commit");
+  assert.equal(c.state.first, 1);
+  live.close();
+});
+
 test("a reconnect of the socket makes the client pull", async () => {
   FakeWebSocket.instances = [];
   const server = new FakeServer();

@@ -124,6 +124,10 @@ pub struct Replica<A: App> {
     connected: bool,
     in_flight: Option<InFlight>,
     need_pull: bool,
+    /// The highest cursor a poke announced while a pull was in flight: that
+    /// pull may have been answered from before the poke's commit, so its
+    /// answer must not end the pulling short of it.
+    poked_during_pull: u64,
     need_snapshot: bool,
     retry_at: Option<Instant>,
     poll_at: Instant,
@@ -148,6 +152,7 @@ impl<A: App> Replica<A> {
             connected: false,
             in_flight: None,
             need_pull: true,
+            poked_during_pull: 0,
             need_snapshot: false,
             retry_at: None,
             backoff,
@@ -248,6 +253,15 @@ impl<A: App> Replica<A> {
     pub fn handle_poke(&mut self, _now: Instant, cursor: u64) {
         if cursor > self.cursor {
             self.need_pull = true;
+            if matches!(
+                self.in_flight,
+                Some(InFlight {
+                    what: Flight::Pull { .. },
+                    ..
+                })
+            ) {
+                self.poked_during_pull = self.poked_during_pull.max(cursor);
+            }
         }
     }
 

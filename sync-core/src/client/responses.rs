@@ -77,7 +77,10 @@ impl<A: App> Replica<A> {
         // Trust the changes, not `next_cursor`: a cursor never moves past
         // data this replica has absorbed.
         self.cursor = last;
-        self.need_pull = resp.has_more;
+        // A poke that came while this pull was out may announce a commit
+        // after what it read.
+        let poked = std::mem::take(&mut self.poked_during_pull);
+        self.need_pull = resp.has_more || poked > self.cursor;
         let moved = !resp.changes.is_empty();
         let dropped = self.drop_confirmed(resp.client_seq);
         if moved || dropped {
