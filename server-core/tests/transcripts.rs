@@ -319,6 +319,27 @@ fn reads_for_pokes_ride_along_with_the_locking_reads_of_busy_scopes() {
     );
 }
 
+/// A node that stopped writing a scope other nodes write reads their
+/// commits to it without locking it (it would hold them back for nothing),
+/// and locks it again for its next push there.
+#[test]
+fn a_scope_this_node_stopped_writing_is_read_without_locking() {
+    let (mut a, mut b) = Harness::shared_pair();
+    a.watch("alice", "s");
+    refused_once(&mut a, &mut b, "s");
+    a.push("elsewhere", "u", &["x"]);
+    assert_eq!(a.drain(), ["persist 3"]);
+    a.persist_ok();
+    a.drain();
+    a.core.handle_store_notice(a.now, Some("s".into()));
+    assert_eq!(a.drain(), ["reload s"]);
+    a.reload_own();
+    a.drain();
+    assert!(a.persist.is_none(), "no lock to let go");
+    a.push("back", "s", &["y"]);
+    assert_eq!(a.drain(), ["lock s"]);
+}
+
 /// Another node's commit to a scope this node also writes is read under
 /// the scope's lock (the pushes that follow it would wait for one); with
 /// no push waiting, an empty batch lets the lock go at once. Locking reads

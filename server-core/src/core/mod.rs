@@ -103,6 +103,12 @@ pub struct ServerCore<U, P, A: App> {
     /// nothing new keep them so. Pushes on them wait for a locking read
     /// (see reload.rs).
     contended: BTreeMap<String, u8>,
+    /// The contended scopes the last batch sent wrote: this node is pushing
+    /// to them, so another node's commit to one is read under its lock (the
+    /// next pushes are likely on their way). Other contended scopes are
+    /// locked only for pushes waiting, so a node that stopped writing a
+    /// scope does not hold back the nodes that still do.
+    last_written: std::collections::BTreeSet<String>,
     /// The scopes the reload out locks for the next batch.
     locking: std::collections::BTreeSet<String>,
     /// Scopes the store holds locked after a locking read, until the next
@@ -177,6 +183,7 @@ where
             rebasing: None,
             contended: BTreeMap::new(),
             locking: Default::default(),
+            last_written: Default::default(),
             locked: Default::default(),
             releasing: false,
             trims_open: Vec::new(),

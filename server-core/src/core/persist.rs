@@ -113,6 +113,12 @@ where
         // stale is read from there on. Only a shared store refuses.
         let marks = if self.config.shared_store {
             let batch = &ready.persist;
+            self.last_written = batch
+                .written_scopes()
+                .into_iter()
+                .filter(|scope| self.contended.contains_key(*scope))
+                .map(str::to_owned)
+                .collect();
             batch
                 .written_scopes()
                 .into_iter()

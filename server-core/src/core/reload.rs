@@ -121,23 +121,25 @@ where
     /// Sends one read of what other nodes wrote, if any is due; returns
     /// whether it went out. It reads the wanted scopes (other nodes
     /// committed to them) and locks, for the next batch, the scopes other
-    /// nodes write that waiting pushes name or that are wanted (this node's
-    /// next pushes on them are likely on their way): the pushes make that
-    /// batch once they see what the read brought. A scope with work in the
-    /// engine is left for later (the engine would refuse to reload it): the
-    /// work goes out first (refused as stale, it comes back with what other
-    /// nodes wrote, read under the scope's lock). One read for both, so
+    /// nodes write that waiting pushes name, or that are wanted and this
+    /// node's last batch wrote (its next pushes on them are likely on their
+    /// way): the pushes make that batch once they see what the read
+    /// brought. A scope with work in the engine is left for later (the
+    /// engine would refuse to reload it): the work goes out first (refused
+    /// as stale, it comes back with what other nodes wrote, read under the
+    /// scope's lock). One read for both, so
     /// pushes that keep a scope locked never hold back the reads that poke
     /// this node's subscribers.
     pub(super) fn start_reads(&mut self) -> bool {
         let lock: BTreeSet<String> = if self.contended.is_empty() {
             BTreeSet::new()
         } else {
+            let written = self.wanted.scopes.intersection(&self.last_written);
             self.deferred
                 .iter()
                 .filter(|d| matches!(d.request, sync_core::SyncRequest::Push(_)))
                 .flat_map(|d| d.request.scopes())
-                .chain(self.wanted.scopes.iter().map(String::as_str))
+                .chain(written.map(String::as_str))
                 .filter(|s| self.contended.contains_key(*s) && !self.engine.scope_busy(s))
                 .map(str::to_owned)
                 .collect()
