@@ -327,10 +327,24 @@ fn a_scope_this_node_stopped_writing_is_read_without_locking() {
     let (mut a, mut b) = Harness::shared_pair();
     a.watch("alice", "s");
     refused_once(&mut a, &mut b, "s");
+    // Still writing `s` a few batches later: the read locks it.
     a.push("elsewhere", "u", &["x"]);
-    assert_eq!(a.drain(), ["persist 3"]);
+    a.drain();
     a.persist_ok();
     a.drain();
+    a.core.handle_store_notice(a.now, Some("s".into()));
+    assert_eq!(a.drain(), ["lock s"]);
+    a.reload_own();
+    a.drain();
+    a.persist_ok();
+    a.drain();
+    // Sixteen batches elsewhere later, it has stopped writing `s`.
+    for n in 0..16 {
+        a.push(&format!("elsewhere{n}"), "u", &["x"]);
+        a.drain();
+        a.persist_ok();
+        a.drain();
+    }
     a.core.handle_store_notice(a.now, Some("s".into()));
     assert_eq!(a.drain(), ["reload s"]);
     a.reload_own();

@@ -59,6 +59,19 @@ struct Retry {
     wall: Timestamp,
 }
 
+/// A scope other nodes write beside this one.
+#[derive(Debug, Clone, Copy)]
+struct Contended {
+    /// How many more locking reads that find nothing new keep it so.
+    reads_left: u8,
+    /// The last batch of this node that wrote it. While that is recent,
+    /// this node is writing the scope, and another node's commit to it is
+    /// read under its lock (the next pushes are likely on their way);
+    /// otherwise it is locked only for pushes waiting, so a node that
+    /// stopped writing a scope does not hold back the nodes that still do.
+    written_in: u64,
+}
+
 /// Scopes waiting to be reloaded because other nodes wrote them.
 #[derive(Debug, Default)]
 struct Wanted {
@@ -99,16 +112,11 @@ pub struct ServerCore<U, P, A: App> {
     /// which no batch has) a locking read returned.
     rebasing: Option<u64>,
     /// Scopes other nodes write beside this one (a batch on them was
-    /// refused as stale), with how many more locking reads that find
-    /// nothing new keep them so. Pushes on them wait for a locking read
-    /// (see reload.rs).
-    contended: BTreeMap<String, u8>,
-    /// The contended scopes the last batch sent wrote: this node is pushing
-    /// to them, so another node's commit to one is read under its lock (the
-    /// next pushes are likely on their way). Other contended scopes are
-    /// locked only for pushes waiting, so a node that stopped writing a
-    /// scope does not hold back the nodes that still do.
-    last_written: std::collections::BTreeSet<String>,
+    /// refused as stale). Pushes on them wait for a locking read (see
+    /// reload.rs).
+    contended: BTreeMap<String, Contended>,
+    /// The number of the last batch sent.
+    last_batch: u64,
     /// The scopes the reload out locks for the next batch.
     locking: std::collections::BTreeSet<String>,
     /// Scopes the store holds locked after a locking read, until the next
@@ -183,7 +191,7 @@ where
             rebasing: None,
             contended: BTreeMap::new(),
             locking: Default::default(),
-            last_written: Default::default(),
+            last_batch: 0,
             locked: Default::default(),
             releasing: false,
             trims_open: Vec::new(),

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use sync_core::{App, ErrorCode, Output as EngineOutput, RequestId, Response};
 
-use super::ServerCore;
 use super::reload::CONTENDED_READS;
+use super::{Contended, ServerCore};
 use crate::error::ServerError;
 use crate::output::{Notice, Output, PersistFailure, PersistJob};
 use crate::policy::Policy;
@@ -113,12 +113,12 @@ where
         // stale is read from there on. Only a shared store refuses.
         let marks = if self.config.shared_store {
             let batch = &ready.persist;
-            self.last_written = batch
-                .written_scopes()
-                .into_iter()
-                .filter(|scope| self.contended.contains_key(*scope))
-                .map(str::to_owned)
-                .collect();
+            self.last_batch = number;
+            for scope in batch.written_scopes() {
+                if let Some(c) = self.contended.get_mut(scope) {
+                    c.written_in = number;
+                }
+            }
             batch
                 .written_scopes()
                 .into_iter()
@@ -215,8 +215,11 @@ where
             self.absorb_reload(update, false);
             if stale {
                 // Its next pushes wait for a locking read.
-                self.contended
-                    .insert(update.scope().to_owned(), CONTENDED_READS);
+                let contended = Contended {
+                    reads_left: CONTENDED_READS,
+                    written_in: number,
+                };
+                self.contended.insert(update.scope().to_owned(), contended);
             }
         }
         if stale {

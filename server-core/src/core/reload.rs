@@ -34,6 +34,10 @@ use sync_core::store::ScopeUpdate;
 /// this node alone again (its pushes then go straight to the engine).
 pub(super) const CONTENDED_READS: u8 = 4;
 
+/// A node whose last this many batches wrote a scope is writing it (see
+/// `Contended::written_in`).
+const WRITING_BATCHES: u64 = 16;
+
 use super::ServerCore;
 use crate::output::{Notice, Output, ReloadJob, Reloaded};
 use crate::policy::Policy;
@@ -108,11 +112,14 @@ where
     /// found nothing new: after [`CONTENDED_READS`] of those in a row, its
     /// pushes go straight to the engine again.
     fn count_locking_read(&mut self, scope: &str, moved: bool) {
+        let Some(c) = self.contended.get_mut(scope) else {
+            return;
+        };
         if moved {
-            self.contended.insert(scope.to_owned(), CONTENDED_READS);
-        } else if let Some(left) = self.contended.get_mut(scope) {
-            *left = left.saturating_sub(1);
-            if *left == 0 {
+            c.reads_left = CONTENDED_READS;
+        } else {
+            c.reads_left = c.reads_left.saturating_sub(1);
+            if c.reads_left == 0 {
                 self.contended.remove(scope);
             }
         }
@@ -121,10 +128,10 @@ where
     /// Sends one read of what other nodes wrote, if any is due; returns
     /// whether it went out. It reads the wanted scopes (other nodes
     /// committed to them) and locks, for the next batch, the scopes other
-    /// nodes write that waiting pushes name, or that are wanted and this
-    /// node's last batch wrote (its next pushes on them are likely on their
-    /// way): the pushes make that batch once they see what the read
-    /// brought. A scope with work in the engine is left for later (the
+    /// nodes write that waiting pushes name, or that are wanted and one of
+    /// this node's recent batches wrote (its next pushes on them are likely
+    /// on their way): the pushes make that batch once they see what the
+    /// read brought. A scope with work in the engine is left for later (the
     /// engine would refuse to reload it): the work goes out first (refused
     /// as stale, it comes back with what other nodes wrote, read under the
     /// scope's lock). One read for both, so
@@ -134,12 +141,17 @@ where
         let lock: BTreeSet<String> = if self.contended.is_empty() {
             BTreeSet::new()
         } else {
-            let written = self.wanted.scopes.intersection(&self.last_written);
+            let writing = |scope: &&str| {
+                self.contended
+                    .get(*scope)
+                    .is_some_and(|c| self.last_batch.saturating_sub(c.written_in) < WRITING_BATCHES)
+            };
+            let written = self.wanted.scopes.iter().map(String::as_str);
             self.deferred
                 .iter()
                 .filter(|d| matches!(d.request, sync_core::SyncRequest::Push(_)))
                 .flat_map(|d| d.request.scopes())
-                .chain(written.map(String::as_str))
+                .chain(written.filter(writing))
                 .filter(|s| self.contended.contains_key(*s) && !self.engine.scope_busy(s))
                 .map(str::to_owned)
                 .collect()
