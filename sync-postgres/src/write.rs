@@ -363,10 +363,9 @@ mod tests {
 
     /// Every writing statement's plan, and every read of a delta (which the
     /// writing connection runs with a batch's locks), as the connection
-    /// keeps it
-    /// (made once for any arrays), that could read a whole table: a scan
-    /// of one, a hash or merge join (which reads one side whole), or an
-    /// index scan without a condition.
+    /// keeps it (made once for any arrays), that could read a whole table:
+    /// a scan of one, a hash or merge join (which reads one side whole), or
+    /// an index scan without a condition.
     async fn plans_reading_whole_tables(client: &tokio_postgres::Client) -> Vec<String> {
         let mut bad = Vec::new();
         for (i, sql) in SQL.iter().chain(crate::delta::SQL.iter()).enumerate() {

@@ -109,50 +109,44 @@ impl Writer {
             None => None,
         };
         let first_look = held.is_none();
-        let wanted = wanted(&locked, how.known, |scope| {
-            how.marks.get(scope).copied().flatten()
-        });
-        let cols = delta::Columns::of(&wanted)?;
-        let reads = (!wanted.is_empty()).then_some(&cols);
-        let (versions, read) = match held {
-            Some(held) => (held, None),
-            None if self.contended => {
-                write::begin_and_lock(conn, st, &locked, &fresh, reads).await?
-            }
+        let (versions, prefetched) = match held {
+            Some(held) => (held, BTreeMap::new()),
             None => {
-                // Uncontended so far: lock, check, write and commit in one
-                // flight, on the versions this node knows.
-                let known: Vec<i64> = locked
-                    .iter()
-                    .map(|s| how.known.get(*s).copied().unwrap_or(0))
-                    .collect();
-                let stamp: BTreeMap<String, i64> = locked
-                    .iter()
-                    .zip(&known)
-                    .filter(|(s, _)| written.contains(**s))
-                    .map(|(s, v)| ((*s).to_owned(), v + 1))
-                    .collect();
-                let expect = write::Expect {
-                    scopes: &locked,
-                    fresh: &fresh,
-                    known: &known,
-                };
-                match write::write_and_commit(conn, st, batch, &stamp, how.notice, Some(expect))
-                    .await
-                {
-                    Ok(()) => {
-                        self.unsure = false;
-                        return Ok(stamp.into_iter().collect());
-                    }
-                    // Another node wrote first; the flight committed nothing.
-                    Err(Error::Postgres(e))
-                        if e.as_db_error().map(|d| d.code().code())
-                            == Some(crate::schema::STALE_CODE) =>
+                if !self.contended {
+                    // Uncontended so far: lock, check, write and commit in
+                    // one flight, on the versions this node knows.
+                    let known: Vec<i64> = locked
+                        .iter()
+                        .map(|s| how.known.get(*s).copied().unwrap_or(0))
+                        .collect();
+                    let stamp: BTreeMap<String, i64> = locked
+                        .iter()
+                        .zip(&known)
+                        .filter(|(s, _)| written.contains(**s))
+                        .map(|(s, v)| ((*s).to_owned(), v + 1))
+                        .collect();
+                    let expect = write::Expect {
+                        scopes: &locked,
+                        fresh: &fresh,
+                        known: &known,
+                    };
+                    match write::write_and_commit(conn, st, batch, &stamp, how.notice, Some(expect))
+                        .await
                     {
-                        write::begin_and_lock(conn, st, &locked, &fresh, reads).await?
+                        Ok(()) => {
+                            self.unsure = false;
+                            return Ok(stamp.into_iter().collect());
+                        }
+                        // Another node wrote first; the flight committed
+                        // nothing: lock first and look.
+                        Err(Error::Postgres(e))
+                            if e.as_db_error().map(|d| d.code().code())
+                                == Some(crate::schema::STALE_CODE) => {}
+                        Err(e) => return Err(e),
                     }
-                    Err(e) => return Err(e),
                 }
+                let mark = |scope: &str| how.marks.get(scope).copied().flatten();
+                lock_and_read(conn, st, &locked, &fresh, how.known, mark).await?
             }
         };
         let stale: Vec<String> = versions
@@ -164,9 +158,7 @@ impl Writer {
             self.contended = !stale.is_empty();
         }
         if !stale.is_empty() {
-            if let Some(rows) = read {
-                self.keep_prefetched(&wanted, rows)?;
-            }
+            self.prefetched = prefetched;
             self.held = Some(versions);
             self.unsure = false;
             return Err(Error::Stale { scopes: stale });
@@ -205,47 +197,22 @@ impl Writer {
             return Ok(());
         }
         let fresh = fresh(&locked, known);
-        let wanted = wanted(&locked, known, |scope| {
-            scopes
-                .iter()
-                .find(|(s, _)| s == scope)
-                .and_then(|(_, m)| *m)
-        });
-        let cols = delta::Columns::of(&wanted)?;
         self.unsure = true;
         self.connect(pool, idle_limit).await?;
         let Some((conn, st)) = &self.conn else {
             return Err(Error::Config("no writing connection".into()));
         };
-        let (versions, read) =
-            write::begin_and_lock(conn, st, &locked, &fresh, Some(&cols)).await?;
-        if let Some(rows) = read {
-            self.keep_prefetched(&wanted, rows)?;
-        }
+        let mark = |scope: &str| {
+            scopes
+                .iter()
+                .find(|(s, _)| s == scope)
+                .and_then(|(_, m)| *m)
+        };
+        let (versions, prefetched) = lock_and_read(conn, st, &locked, &fresh, known, mark).await?;
+        self.prefetched = prefetched;
         self.held = Some(versions);
         self.contended = true;
         self.unsure = false;
-        Ok(())
-    }
-
-    fn keep_prefetched(
-        &mut self,
-        wanted: &[delta::Wanted<'_>],
-        rows: delta::Rows,
-    ) -> Result<(), Error> {
-        let deltas = delta::assemble(wanted, rows)?;
-        self.prefetched = wanted
-            .iter()
-            .zip(deltas)
-            .map(|(w, delta)| {
-                let p = Prefetched {
-                    known: w.known,
-                    held: w.held,
-                    delta,
-                };
-                (w.scope.to_owned(), p)
-            })
-            .collect();
         Ok(())
     }
 
@@ -294,6 +261,41 @@ impl Writer {
             drop(Object::take(conn));
         }
     }
+}
+
+/// Begins a transaction that locks `locked` (sorted; `fresh` may have no
+/// version row yet), and reads in the same flight what those this node
+/// holds a version (`known`) and a `mark` of gained since: returns the
+/// scopes' versions and those deltas, for [`Writer::take_prefetched`].
+async fn lock_and_read(
+    conn: &tokio_postgres::Client,
+    st: &Statements,
+    locked: &[&str],
+    fresh: &[&str],
+    known: &BTreeMap<String, i64>,
+    mark: impl Fn(&str) -> Option<ScopeMark>,
+) -> Result<(BTreeMap<String, i64>, BTreeMap<String, Prefetched>), Error> {
+    let wanted = wanted(locked, known, mark);
+    let cols = delta::Columns::of(&wanted)?;
+    let reads = (!wanted.is_empty()).then_some(&cols);
+    let (versions, rows) = write::begin_and_lock(conn, st, locked, fresh, reads).await?;
+    let Some(rows) = rows else {
+        return Ok((versions, BTreeMap::new()));
+    };
+    let deltas = delta::assemble(&wanted, rows)?;
+    let prefetched = wanted
+        .iter()
+        .zip(deltas)
+        .map(|(w, delta)| {
+            let p = Prefetched {
+                known: w.known,
+                held: w.held,
+                delta,
+            };
+            (w.scope.to_owned(), p)
+        })
+        .collect();
+    Ok((versions, prefetched))
 }
 
 /// Of the scopes to lock, those that may have no version row yet (a scope
