@@ -113,14 +113,14 @@ where
         // stale is read from there on. Only a shared store refuses.
         let marks = if self.config.shared_store {
             let batch = &ready.persist;
+            let written = batch.written_scopes();
             self.last_batch = number;
-            for scope in batch.written_scopes() {
-                if let Some(c) = self.contended.get_mut(scope) {
+            for scope in &written {
+                if let Some(c) = self.contended.get_mut(*scope) {
                     c.written_in = number;
                 }
             }
-            batch
-                .written_scopes()
+            written
                 .into_iter()
                 .chain(batch.verify.iter().map(String::as_str))
                 .map(|scope| (scope.to_owned(), self.engine.scope_mark(scope)))

@@ -30,6 +30,10 @@ use std::time::Instant;
 use sync_core::App;
 use sync_core::store::ScopeUpdate;
 
+use super::ServerCore;
+use crate::output::{Notice, Output, ReloadJob, Reloaded};
+use crate::policy::Policy;
+
 /// Locking reads that find nothing new before a scope counts as written by
 /// this node alone again (its pushes then go straight to the engine).
 pub(super) const CONTENDED_READS: u8 = 4;
@@ -37,10 +41,6 @@ pub(super) const CONTENDED_READS: u8 = 4;
 /// A node whose last this many batches wrote a scope is writing it (see
 /// `Contended::written_in`).
 const WRITING_BATCHES: u64 = 16;
-
-use super::ServerCore;
-use crate::output::{Notice, Output, ReloadJob, Reloaded};
-use crate::policy::Policy;
 
 impl<U, P, A> ServerCore<U, P, A>
 where
@@ -134,9 +134,8 @@ where
     /// read brought. A scope with work in the engine is left for later (the
     /// engine would refuse to reload it): the work goes out first (refused
     /// as stale, it comes back with what other nodes wrote, read under the
-    /// scope's lock). One read for both, so
-    /// pushes that keep a scope locked never hold back the reads that poke
-    /// this node's subscribers.
+    /// scope's lock). One read for both, so pushes that keep a scope locked
+    /// never hold back the reads that poke this node's subscribers.
     pub(super) fn start_reads(&mut self) -> bool {
         let lock: BTreeSet<String> = if self.contended.is_empty() {
             BTreeSet::new()

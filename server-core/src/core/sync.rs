@@ -126,26 +126,31 @@ where
             };
             self.retry.insert(id, retry);
         }
-        let unread: Vec<String> = request
+        if request
             .scopes()
-            .filter(|s| self.reads_first(&request, s))
-            .map(str::to_owned)
-            .collect();
-        // A request also waits while a reload of a scope it names is out,
-        // and behind a waiting request naming one of its scopes (requests on
-        // a scope keep their order).
-        let waits = !unread.is_empty()
-            || request.scopes().any(|s| {
-                self.reload_scopes.contains(s)
-                    || self.locks_first(&request, s)
-                    || self.deferred.iter().any(|d| d.names(s))
-            });
-        if waits {
+            .any(|s| self.waits_for(&request, s, &self.deferred))
+        {
+            let unread: Vec<String> = request
+                .scopes()
+                .filter(|s| self.reads_first(&request, s))
+                .map(str::to_owned)
+                .collect();
             self.wanted.scopes.extend(unread);
             self.deferred.push_back(Deferred { id, request, wall });
             return None;
         }
         self.engine_request(Deferred { id, request, wall })
+    }
+
+    /// Whether `request` must wait on account of `scope` before the engine
+    /// sees it: the scope must be read first, or locked first, or its
+    /// reload is out, or a request `ahead` of it names it (requests on a
+    /// scope keep their order).
+    fn waits_for(&self, request: &SyncRequest, scope: &str, ahead: &VecDeque<Deferred>) -> bool {
+        self.reads_first(request, scope)
+            || self.locks_first(request, scope)
+            || self.reload_scopes.contains(scope)
+            || ahead.iter().any(|d| d.names(scope))
     }
 
     /// Whether `request` must wait for `scope` to be read before the engine
@@ -192,11 +197,10 @@ where
         let mut still: VecDeque<Deferred> = VecDeque::new();
         for d in std::mem::take(&mut self.deferred) {
             let id = d.id;
-            let blocked = d.request.scopes().any(|s| {
-                self.reads_first(&d.request, s)
-                    || self.locks_first(&d.request, s)
-                    || still.iter().any(|w| w.names(s))
-            });
+            let blocked = d
+                .request
+                .scopes()
+                .any(|s| self.waits_for(&d.request, s, &still));
             let response = if !blocked {
                 self.engine_request(d)
             } else if d.request.scopes().any(|s| unread.contains(s)) {
