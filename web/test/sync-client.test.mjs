@@ -241,14 +241,19 @@ test("the journal is trimmed as records land and skips what the record holds", a
   assert.equal(second.lastSeq, 1);
 });
 
-test("a poke on sync:<scope> makes the client pull", async () => {
+/** A settled client on a fresh server whose pokes come over an open socket `ws`. */
+async function settledWithSocket() {
   FakeWebSocket.instances = [];
   const server = new FakeServer();
   const live = new LiveClient({ url: "ws://server.test/ws", WebSocket: FakeWebSocket });
   FakeWebSocket.last().serverOpen();
   const c = await client(server, { live });
   await c.whenSettled(2000);
-  const ws = FakeWebSocket.last();
+  return { server, live, c, ws: FakeWebSocket.last() };
+}
+
+test("a poke on sync:<scope> makes the client pull", async () => {
+  const { server, live, c, ws } = await settledWithSocket();
   assert.deepEqual(ws.sent, [{ topic: "subscribe", data: { topic: "sync:s", history: true } }]);
   server.putFrom("other", "news", 1);
   assert.deepEqual(c.state, {}, "nothing pulls without a poke (the poll interval is long)");
@@ -263,13 +268,7 @@ test("a poke on sync:<scope> makes the client pull", async () => {
 });
 
 test("a poke that arrives while a pull is out, for a commit the pull missed, is not lost with its answer", async () => {
-  FakeWebSocket.instances = [];
-  const server = new FakeServer();
-  const live = new LiveClient({ url: "ws://server.test/ws", WebSocket: FakeWebSocket });
-  FakeWebSocket.last().serverOpen();
-  const c = await client(server, { live });
-  await c.whenSettled(2000);
-  const ws = FakeWebSocket.last();
+  const { server, live, c, ws } = await settledWithSocket();
   server.putFrom("other", "first", 1);
   let raced = false;
   server.intercept = (op, body) => {
