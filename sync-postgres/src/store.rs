@@ -250,11 +250,10 @@ impl Store for PgStore {
     ) -> Result<(), Error> {
         // Out of `self` while it runs, as the runtime is borrowed from it.
         let mut writer = std::mem::take(&mut self.writer);
-        let prefix = watch::payload_prefix(&self.node);
         let how = Persist {
             known: &self.versions,
             marks,
-            notice: (self.channel.as_str(), prefix.as_str()),
+            notice: (self.channel.as_str(), self.node.as_str()),
             idle_limit: self.timeout,
         };
         let result = self.run("persisting a batch", writer.persist(&self.pool, batch, how));

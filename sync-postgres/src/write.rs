@@ -92,8 +92,8 @@ const SQL: [&str; 12] = [
          ids_expired = CASE WHEN scope = ANY($2::text[]) THEN version + 1 ELSE ids_expired END
      WHERE scope = ANY($1::text[])",
     // notify: delivered to listeners only once (and if) the transaction
-    // commits.
-    "SELECT pg_notify($1, $2 || s) FROM UNNEST($3::text[]) AS s",
+    // commits; the payloads are made by `watch::payloads`.
+    "SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p",
     // check: after the lock, aborts the transaction (SY001) unless every
     // scope is at the version given.
     "SELECT sync_check_versions($1::text[], $2::int8[])",
@@ -194,8 +194,8 @@ pub(crate) struct Expect<'a> {
 }
 
 /// Writes `batch`, stamping rows with `stamp` (each written scope's new
-/// version), bumps those versions, sends one notice per written scope on
-/// `channel` (payload `prefix` + scope), and commits: one flight. In the
+/// version), bumps those versions, announces the written scopes on
+/// `channel` as `node` (see [`crate::watch`]), and commits: one flight. In the
 /// open transaction whose locks cover the batch's scopes; or, with
 /// `expect`, in a new one that first locks them and aborts with
 /// [`crate::schema::STALE_CODE`] unless they are at the versions expected.
@@ -204,7 +204,7 @@ pub(crate) async fn write_and_commit(
     st: &Statements,
     batch: &Batch,
     stamp: &BTreeMap<String, i64>,
-    (channel, prefix): (&str, &str),
+    (channel, node): (&str, &str),
     expect: Option<Expect<'_>>,
 ) -> Result<(), Error> {
     let touched: Vec<&str> = stamp.keys().map(String::as_str).collect();
@@ -276,11 +276,13 @@ pub(crate) async fn write_and_commit(
     expiring.sort_unstable();
     expiring.dedup();
 
+    let notices = crate::watch::payloads(node, &touched);
+
     // Each statement's future owns its parameter list; the columns are
     // borrowed.
     let (trim_cols, changes, clients, ids, expired) =
         (&trim_cols, &changes, &clients, &ids, &expired);
-    let (touched, expiring) = (&touched, &expiring);
+    let (touched, expiring, notices) = (&touched, &expiring, &notices);
     let mut steps = Vec::with_capacity(14);
     if let Some(Expect {
         scopes,
@@ -348,9 +350,7 @@ pub(crate) async fn write_and_commit(
         client.query(&st.bump, &[touched, expiring]).await
     }));
     steps.push(step(async move {
-        client
-            .query(&st.notify, &[&channel, &prefix, touched])
-            .await
+        client.query(&st.notify, &[&channel, notices]).await
     }));
     steps.push(simple(client, "COMMIT"));
     pipeline::run(steps).await?;

@@ -56,7 +56,7 @@ pub(crate) struct Prefetched {
 
 /// How to write one batch: the versions this node believes its scopes are
 /// at, where the engine's records of them end (when known), the notice
-/// channel and this node's payload prefix, and how long an idle transaction
+/// channel and this node's name in notices, and how long an idle transaction
 /// may hold locks.
 pub(crate) struct Persist<'a> {
     pub(crate) known: &'a BTreeMap<String, i64>,

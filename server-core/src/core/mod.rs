@@ -72,10 +72,15 @@ struct Contended {
     written_in: u64,
 }
 
-/// Scopes waiting to be reloaded because other nodes wrote them.
+/// Scopes to be read because other nodes wrote them.
 #[derive(Debug, Default)]
 struct Wanted {
+    /// To read as soon as no batch is out: subscribers here wait to be
+    /// poked about them, or a request here waits for them.
     scopes: std::collections::BTreeSet<String>,
+    /// Held here but watched by nobody here: read only once a request names
+    /// them (see reload.rs).
+    later: std::collections::BTreeSet<String>,
     /// Every scope (the change feed was interrupted).
     all: bool,
 }

@@ -5,6 +5,12 @@
 //!   reloaded *before* its poke goes to this node's subscribers, so a client
 //!   never pulls from a node that has not seen what it was poked about;
 //!   reloads run only while no batch is out, so they never race one;
+//! - a scope this node holds but nobody here watches is read only once a
+//!   request names it: a pull or snapshot waits for the read, a push for a
+//!   read that locks the scope. Where every node writes every scope, reading
+//!   each scope after every other node's commit cost a third of the
+//!   cluster's pushes, and most of those reads were overtaken by the next
+//!   commit before any request needed them;
 //! - a reload never meets work of this node on its scopes, which the engine
 //!   would have to refuse it for: a scope with pushes in the open batch is
 //!   left wanted and the batch goes out first (if stale, its refusal brings
@@ -49,18 +55,23 @@ where
     A: App,
 {
     /// Another node committed to `scope` (`None`: the store's change feed was
-    /// interrupted, any scope may have changed). The scope is reloaded, then
-    /// poked to this node's subscribers. A scope this node holds nothing of
-    /// and nobody here watches is left alone: it is read whole when a
-    /// request first names it (see `ServerCore::run_sync`), so nodes do not
-    /// spend their time following scopes only other nodes use.
+    /// interrupted, any scope may have changed). A scope watched here is
+    /// reloaded, then poked to this node's subscribers. One held here that
+    /// nobody here watches is read when a request names it (see
+    /// `ServerCore::run_sync`). One this node holds nothing of and nobody
+    /// here watches is left alone: it is read whole when a request first
+    /// names it. So nodes do not spend their time following scopes only
+    /// other nodes use.
     pub fn handle_store_notice(&mut self, now: Instant, scope: Option<String>) {
         self.at(now);
         match scope {
             Some(scope) => {
                 let watched = self.hub.subscriber_count(&sync_core::poke_topic(&scope)) > 0;
-                if watched || self.engine.scope_mark(&scope).is_some() {
+                if watched {
+                    self.wanted.later.remove(&scope);
                     self.wanted.scopes.insert(scope);
+                } else if self.engine.scope_mark(&scope).is_some() {
+                    self.wanted.later.insert(scope);
                 } else {
                     self.metrics.notices_ignored += 1;
                 }
@@ -137,7 +148,7 @@ where
     /// scope's lock). One read for both, so pushes that keep a scope locked
     /// never hold back the reads that poke this node's subscribers.
     pub(super) fn start_reads(&mut self) -> bool {
-        let lock: BTreeSet<String> = if self.contended.is_empty() {
+        let lock: BTreeSet<String> = if self.contended.is_empty() && self.wanted.later.is_empty() {
             BTreeSet::new()
         } else {
             let writing = |scope: &&str| {
@@ -151,7 +162,10 @@ where
                 .filter(|d| matches!(d.request, sync_core::SyncRequest::Push(_)))
                 .flat_map(|d| d.request.scopes())
                 .chain(written.filter(writing))
-                .filter(|s| self.contended.contains_key(*s) && !self.engine.scope_busy(s))
+                .filter(|s| {
+                    (self.contended.contains_key(*s) || self.wanted.later.contains(*s))
+                        && !self.engine.scope_busy(s)
+                })
                 .map(str::to_owned)
                 .collect()
         };
@@ -197,6 +211,7 @@ where
         let before = self.engine.durable_head(scope);
         match self.engine.apply_scope_update(update) {
             Ok(()) => {
+                self.wanted.later.remove(scope);
                 self.metrics.reloads += 1;
                 let cursor = self.engine.durable_head(scope);
                 if poke && cursor != before {

@@ -154,27 +154,29 @@ where
     }
 
     /// Whether `request` must wait for `scope` to be read before the engine
-    /// sees it: a pull or snapshot of a scope this node holds nothing of,
-    /// on a shared store. Other nodes may have written it (this node does
-    /// not follow scopes it does not hold). A push needs no such read: if
-    /// the scope was written elsewhere, the store refuses its batch and
-    /// hands back the scope.
+    /// sees it: a pull or snapshot, on a shared store, of a scope this node
+    /// holds nothing of (other nodes may have written it: this node does
+    /// not follow scopes it does not hold), or of one another node wrote
+    /// since this node read it. A push needs no such read: it waits for a
+    /// locking read instead, or if the scope was written elsewhere
+    /// unannounced, the store refuses its batch and hands back the scope.
     fn reads_first(&self, request: &SyncRequest, scope: &str) -> bool {
         self.config.shared_store
             && !matches!(request, SyncRequest::Push(_))
-            && self.engine.scope_mark(scope).is_none()
+            && (self.engine.scope_mark(scope).is_none() || self.wanted.later.contains(scope))
     }
 
     /// Whether `request` must wait for a locking read of `scope` before the
-    /// engine sees it: a push on a scope other nodes write too, unless the
-    /// store holds it locked for the next batch. Computed on what every
+    /// engine sees it: a push on a scope other nodes write too, or wrote
+    /// since this node read it, unless the store holds it locked for the
+    /// next batch. Computed on what every
     /// other node wrote, under the lock, its batch is not refused as stale;
     /// applied before, it would be refused, and the engine would have to
     /// throw away its working state of the scope (a copy of the whole
     /// state) to compute it again.
     fn locks_first(&self, request: &SyncRequest, scope: &str) -> bool {
         matches!(request, SyncRequest::Push(_))
-            && self.contended.contains_key(scope)
+            && (self.contended.contains_key(scope) || self.wanted.later.contains(scope))
             && !self.locked.contains(scope)
     }
 
