@@ -81,6 +81,60 @@ fn push_bodies() {
 /// go-mizu's browser sync client names the client `client`, not `client_id`,
 /// and sends `created_at`: both parse to the same request as our own field
 /// names. Giving both names at once is refused, not silently resolved.
+/// Scopes, mutation ids and client ids longer than the limit are refused
+/// with 400 before anything reaches the engine or a store (which might not
+/// be able to key records by them), by every route; at the limit they pass.
+#[test]
+fn keys_longer_than_the_limit_are_refused() {
+    let l = Limits {
+        max_key_bytes: 8,
+        ..Limits::default()
+    };
+    let push = |scope: &str, id: &str, client: &str| {
+        let body = json!({"mutations": [{"id": id, "scope": scope, "name": "put",
+            "client_id": client, "seq": 1}]});
+        parse_http("POST", "/push", "", body.to_string().as_bytes(), &l)
+    };
+    assert!(push("12345678", "12345678", "12345678").is_ok());
+    for (scope, id, client, field) in [
+        ("123456789", "i", "c", "scope"),
+        ("s", "123456789", "c", "id"),
+        ("s", "i", "123456789", "client_id"),
+    ] {
+        let (status, body) = err(push(scope, id, client));
+        assert_eq!((status, &body["code"]), (400, &json!("invalid_mutation")));
+        let message = body["error"].as_str().expect("a message");
+        assert!(message.contains(field), "{message}");
+    }
+    let long = "é".repeat(5);
+    for (method, path, query, body) in [
+        ("GET", "/pull", format!("scope={long}"), String::new()),
+        (
+            "GET",
+            "/snapshot",
+            format!("scope=s&client_id={long}"),
+            String::new(),
+        ),
+        (
+            "POST",
+            "/pull",
+            String::new(),
+            json!({"scope": long}).to_string(),
+        ),
+        (
+            "POST",
+            "/snapshot",
+            String::new(),
+            json!({"scope": long}).to_string(),
+        ),
+    ] {
+        let (status, _) = err(parse_http(method, path, &query, body.as_bytes(), &l));
+        assert_eq!(status, 400, "{method} {path} {query} {body}");
+    }
+    let ws = json!({"op": "pull", "rid": 1, "body": {"scope": long}});
+    assert!(parse_ws_request(&ws, 64, &l).is_err());
+}
+
 #[test]
 fn mizu_client_field_names_parse_like_ours() {
     let l = Limits::default();

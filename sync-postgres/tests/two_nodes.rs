@@ -228,3 +228,42 @@ fn a_locked_scope_is_caught_up_and_written_by_the_next_batch_unrefused() {
     schema.try_sql(lock).expect("released at commit");
     assert_eq!(a.store.head("doc").expect("head"), 3);
 }
+
+/// Keys as long as a request may carry (`Limits::max_key_bytes`: scope,
+/// mutation id and client id), of characters that do not compress, are
+/// stored and loaded: PostgreSQL's indexes hold them. (Longer ones are
+/// refused before they reach a store; one the indexes refused would fail
+/// the whole batch it is in.)
+#[test]
+fn keys_as_long_as_a_request_may_carry_are_stored() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "longkeys");
+    let mut node = Node::start(&url, &schema);
+    let max = sync_core::Limits::default().max_key_bytes;
+    // Printable characters from a simple generator, so nothing compresses.
+    let key = |mut x: u64| -> String {
+        (0..max)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'!' + (x % 94) as u8)
+            })
+            .collect()
+    };
+    let (id, scope, client) = (key(1), key(2), key(3));
+    assert_eq!(scope.len(), max);
+    let answer = node.push(Mutation {
+        id: id.clone(),
+        scope: scope.clone(),
+        name: "put".to_owned(),
+        args: Some(json!({"key": "k", "value": 1})),
+        client_id: Some(client.clone()),
+        seq: Some(1),
+    });
+    assert_eq!(answer["results"][0]["cursor"], json!(1), "{answer}");
+    let mut other = PgStore::connect(&url, schema.options()).expect("connect");
+    let loaded = other.load_scope(&scope).expect("load").expect("the scope");
+    assert_eq!(loaded.changes.len(), 1);
+    assert!(loaded.clients.iter().any(|r| r.client_id == client));
+}

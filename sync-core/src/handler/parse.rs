@@ -29,7 +29,9 @@ pub fn parse_http(
     let get_ok = op != Operation::Push;
     match method {
         "POST" => {}
-        "GET" if get_ok => return parse_query(op, query, limits),
+        "GET" if get_ok => {
+            return parse_query(op, query, limits).and_then(|r| check_keys(r, limits));
+        }
         _ => {
             let allowed = if get_ok { "GET, POST" } else { "POST" };
             return Err(Response::error(
@@ -51,14 +53,14 @@ pub fn parse_http(
 }
 
 /// Parses an operation's JSON body, as carried by HTTP or by a WebSocket
-/// message. Enforces batch size and the pull limit; body size is the
-/// transport's to check (see [`check_body_size`]).
+/// message. Enforces batch size, key lengths and the pull limit; body size
+/// is the transport's to check (see [`check_body_size`]).
 pub fn parse_operation(
     op: Operation,
     body: Value,
     limits: &Limits,
 ) -> Result<SyncRequest, Response> {
-    match op {
+    let request = match op {
         Operation::Push => parse_push(body, limits).map(SyncRequest::Push),
         Operation::Pull => {
             let mut req: PullRequest = from_value(body, "pull")?;
@@ -66,7 +68,48 @@ pub fn parse_operation(
             Ok(SyncRequest::Pull(req))
         }
         Operation::Snapshot => from_value(body, "snapshot").map(SyncRequest::Snapshot),
+    }?;
+    check_keys(request, limits)
+}
+
+/// 400 when a scope, mutation id or client id is longer than
+/// [`Limits::max_key_bytes`].
+fn check_keys(request: SyncRequest, limits: &Limits) -> Result<SyncRequest, Response> {
+    let check = |what: &str, key: &str| {
+        if key.len() > limits.max_key_bytes {
+            Err(invalid(format!(
+                "{what} is {} bytes long; at most {} allowed",
+                key.len(),
+                limits.max_key_bytes
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    match &request {
+        SyncRequest::Push(p) => {
+            for (i, m) in p.mutations.iter().enumerate() {
+                check(&format!("mutation {i}: scope"), &m.scope)?;
+                check(&format!("mutation {i}: id"), &m.id)?;
+                if let Some(client) = &m.client_id {
+                    check(&format!("mutation {i}: client_id"), client)?;
+                }
+            }
+        }
+        SyncRequest::Pull(p) => {
+            check("scope", &p.scope)?;
+            if let Some(client) = &p.client_id {
+                check("client_id", client)?;
+            }
+        }
+        SyncRequest::Snapshot(s) => {
+            check("scope", &s.scope)?;
+            if let Some(client) = &s.client_id {
+                check("client_id", client)?;
+            }
+        }
     }
+    Ok(request)
 }
 
 /// 413 when a body of `len` bytes is over the limit.
