@@ -38,6 +38,10 @@ pub struct SyncMetrics {
     /// and nobody here watches, so not read (a request naming one reads it
     /// first).
     pub notices_ignored: u64,
+    /// Total: other nodes' commits to scopes this node holds but nobody
+    /// here watches, not read then (the next request naming one reads it
+    /// first).
+    pub notices_deferred: u64,
     /// Gauge: scopes known to the engine.
     pub scopes: u64,
 }
@@ -312,6 +316,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
         s.notices_ignored.to_string(),
     );
     metric(
+        "sync_notices_deferred_total",
+        counter,
+        "Other nodes' commits to scopes this node holds but nobody here watches, read when a request names them.",
+        s.notices_deferred.to_string(),
+    );
+    metric(
         "sync_scopes",
         gauge,
         "Scopes known to the engine.",
@@ -449,6 +459,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 44);
+        assert_eq!(samples.len(), 45);
     }
 }

@@ -788,6 +788,7 @@ fn a_scope_only_other_nodes_use_is_read_when_first_pulled() {
     a.core.handle_store_notice(a.now, Some("u".into()));
     assert_eq!(a.drain(), Vec::<String>::new());
     assert_eq!(a.core.metrics().sync.notices_ignored, 1);
+    assert_eq!(a.core.metrics().sync.notices_deferred, 1);
 }
 
 /// Another node's commit to a scope held here that nobody here watches is

@@ -71,6 +71,7 @@ where
                     self.wanted.later.remove(&scope);
                     self.wanted.scopes.insert(scope);
                 } else if self.engine.scope_mark(&scope).is_some() {
+                    self.metrics.notices_deferred += 1;
                     self.wanted.later.insert(scope);
                 } else {
                     self.metrics.notices_ignored += 1;
