@@ -767,6 +767,35 @@ fn a_reload_waits_for_the_open_batch_on_its_scope() {
     );
 }
 
+/// Pull `name` of `scope` from `cursor` on `a`: it waits for a read of the
+/// scope, from `store`, and is then answered up to `head`.
+fn pull_read_first(
+    a: &mut Harness,
+    store: &mut MemoryStore,
+    name: &str,
+    scope: &str,
+    cursor: u64,
+    head: u64,
+) {
+    let body = format!(r#"{{"scope":"{scope}","cursor":{cursor}}}"#);
+    a.http(name, "u", "POST", "/pull", &body);
+    assert_eq!(
+        a.drain(),
+        [format!("reload {scope}")],
+        "read before it is answered"
+    );
+    a.reload_from(store);
+    let lines = a.drain();
+    assert!(
+        lines[0].starts_with(&format!("{name} answered 200")),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].contains(&format!(r#""cursor":{head}"#)),
+        "{lines:?}"
+    );
+}
+
 /// A scope only other nodes use is not followed (their commits to it are
 /// not read here), and a pull of it reads it first, so the pull still sees
 /// everything they wrote.
@@ -777,12 +806,7 @@ fn a_scope_only_other_nodes_use_is_read_when_first_pulled() {
     a.core.handle_store_notice(a.now, Some("u".into()));
     assert_eq!(a.drain(), Vec::<String>::new(), "not followed");
     assert_eq!(a.core.metrics().sync.notices_ignored, 1);
-    a.http("pull", "u", "POST", "/pull", r#"{"scope":"u","cursor":0}"#);
-    assert_eq!(a.drain(), ["reload u"], "read before it is answered");
-    a.reload_from(&mut b.store);
-    let lines = a.drain();
-    assert!(lines[0].starts_with("pull answered 200"), "{lines:?}");
-    assert!(lines[0].contains(r#""cursor":2"#), "{lines:?}");
+    pull_read_first(&mut a, &mut b.store, "pull", "u", 0, 2);
     // Held now: the next commit elsewhere is followed, but as nobody here
     // watches it, it is read when a request names it (below).
     a.core.handle_store_notice(a.now, Some("u".into()));
@@ -800,20 +824,12 @@ fn a_scope_only_other_nodes_use_is_read_when_first_pulled() {
 fn a_held_scope_nobody_here_watches_is_read_when_a_request_names_it() {
     let (mut a, mut b) = Harness::shared_pair();
     b.committed("b1", "u", &["x"]);
-    a.http("pull1", "u", "POST", "/pull", r#"{"scope":"u","cursor":0}"#);
-    assert_eq!(a.drain(), ["reload u"]);
-    a.reload_from(&mut b.store);
-    assert!(a.drain()[0].contains(r#""cursor":1"#));
+    pull_read_first(&mut a, &mut b.store, "pull1", "u", 0, 1);
 
     b.committed("b2", "u", &["y"]);
     a.core.handle_store_notice(a.now, Some("u".into()));
     assert_eq!(a.drain(), Vec::<String>::new(), "not read at once");
-    a.http("pull2", "u", "POST", "/pull", r#"{"scope":"u","cursor":1}"#);
-    assert_eq!(a.drain(), ["reload u"], "read before the pull is answered");
-    a.reload_from(&mut b.store);
-    let lines = a.drain();
-    assert!(lines[0].starts_with("pull2 answered 200"), "{lines:?}");
-    assert!(lines[0].contains(r#""cursor":2"#), "{lines:?}");
+    pull_read_first(&mut a, &mut b.store, "pull2", "u", 1, 2);
 
     b.committed("b3", "u", &["z"]);
     a.core.handle_store_notice(a.now, Some("u".into()));
