@@ -26,7 +26,8 @@ pub enum Changed {
     /// Another node committed a batch touching this scope.
     Scope(String),
     /// The listening connection is up, for the first time or again after it
-    /// was lost: notices sent before are lost, so any scope may have changed.
+    /// was lost (notices sent before are lost), or another node committed
+    /// to a scope too long to name in a notice: any scope may have changed.
     Everything,
 }
 
