@@ -4,9 +4,9 @@
 //! and [`crate::PgStore::watch`] listens on a connection of its own.
 //!
 //! One notice per batch rather than per scope: every notice is queued by
-//! PostgreSQL, signalled to every listening node (the writer's own
-//! included), read and parsed there. A batch over many scopes sent one per
-//! scope cost a sixth of the cluster's CPU.
+//! PostgreSQL and read and parsed by every listening node (the writer's own
+//! included). Most of what notices cost is waking each listener once per
+//! commit, which one notice per batch does as often; it spares the rest.
 //!
 //! A payload is the writing node's name, a newline, and the scopes as a
 //! JSON array of strings; or `*` in place of the array when a scope is too

@@ -169,11 +169,10 @@ where
     /// Whether `request` must wait for a locking read of `scope` before the
     /// engine sees it: a push on a scope other nodes write too, or wrote
     /// since this node read it, unless the store holds it locked for the
-    /// next batch. Computed on what every
-    /// other node wrote, under the lock, its batch is not refused as stale;
-    /// applied before, it would be refused, and the engine would have to
-    /// throw away its working state of the scope (a copy of the whole
-    /// state) to compute it again.
+    /// next batch. Computed on what every other node wrote, under the lock,
+    /// its batch is not refused as stale; applied before, it would be
+    /// refused, and the engine would have to throw away its working state of
+    /// the scope (a copy of the whole state) to compute it again.
     fn locks_first(&self, request: &SyncRequest, scope: &str) -> bool {
         matches!(request, SyncRequest::Push(_))
             && (self.contended.contains_key(scope) || self.wanted.later.contains(scope))
