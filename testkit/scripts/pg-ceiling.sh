@@ -4,7 +4,9 @@
 # pipelined) on fresh sync tables, CLIENTS connections for DUR seconds.
 # SCOPES=shared: every connection writes one scope (they queue on its row
 # lock, as nodes on one scope do); SCOPES=own: one scope per connection.
-# Prints transactions/s and the mutations/s they carry (tps x BATCH).
+# Prints transactions/s and the mutations/s they carry (tps x BATCH), and
+# the machine's busy CPU per transaction in µs (from /proc/stat; pgbench's
+# own share of it given apart).
 # usage: testkit/scripts/pg-ceiling.sh CLIENTS BATCH [shared|own]
 # psql: no NOTICE lines about schemas created and dropped.
 export PGOPTIONS="-c client_min_messages=warning"
@@ -29,10 +31,18 @@ if [ "$MODE" = own ]; then SCOPE='-D scope=:client_id'; else SCOPE='-D scope=0';
 # :client_id is pgbench's own per-connection number.
 SCRIPT=$DIR/pg-batch.sql
 [ "$MODE" = own ] && { sed 's/:scope/:client_id/g' "$SCRIPT" > /tmp/pg-batch-own.$$.sql; SCRIPT=/tmp/pg-batch-own.$$.sql; SCOPE=; }
-out=$(PGOPTIONS="-c client_min_messages=warning -c search_path=$S" pgbench -h 127.0.0.1 -U postgres -n -M prepared -c "$C" -j "$C" -T "$DUR" \
+busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+b0=$(busy)
+out=$(PGOPTIONS="-c client_min_messages=warning -c search_path=$S" /usr/bin/time -f "pgbench-cpu %U %S" \
+  pgbench -h 127.0.0.1 -U postgres -n -M prepared -c "$C" -j "$C" -T "$DUR" \
   -D batch="$B" $SCOPE -f "$SCRIPT" test 2>&1) || { echo "$out"; exit 1; }
+b1=$(busy)
 $PSQL -c "DROP SCHEMA $S CASCADE" >/dev/null
 rm -f /tmp/pg-batch-own.$$.sql
 tps=$(echo "$out" | grep -o 'tps = [0-9.]*' | head -1 | awk '{print $3}')
 lat=$(echo "$out" | grep -o 'latency average = [0-9.]* ms' | awk '{print $4}')
-echo "clients=$C batch=$B scopes=$MODE tps=$tps mutations/s=$(awk "BEGIN{printf \"%d\", $tps*$B}") latency_ms=$lat"
+read -r u sy < <(echo "$out" | awk '/^pgbench-cpu/{print $2, $3}')
+per_txn() { awk -v x="$1" -v t="$tps" -v d="$DUR" 'BEGIN{printf "%.0f", x * 1e6 / (t * d)}'; }
+echo "clients=$C batch=$B scopes=$MODE tps=$tps mutations/s=$(awk "BEGIN{printf \"%d\", $tps*$B}") latency_ms=$lat" \
+  "busy_us_per_txn=$(per_txn "$(awk -v b=$((b1-b0)) -v hz="$(getconf CLK_TCK)" 'BEGIN{print b / hz}')")" \
+  "pgbench_us_per_txn=$(per_txn "$(awk -v u="${u:-0}" -v s="${sy:-0}" 'BEGIN{print u + s}')")"
