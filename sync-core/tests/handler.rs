@@ -81,9 +81,10 @@ fn push_bodies() {
 /// go-mizu's browser sync client names the client `client`, not `client_id`,
 /// and sends `created_at`: both parse to the same request as our own field
 /// names. Giving both names at once is refused, not silently resolved.
-/// Scopes, mutation ids and client ids longer than the limit are refused
-/// with 400 before anything reaches the engine or a store (which might not
-/// be able to key records by them), by every route; at the limit they pass.
+/// Scopes, mutation ids and client ids longer than the limit, or holding a
+/// NUL character, are refused with 400 before anything reaches the engine
+/// or a store (which might not be able to key records by them), by every
+/// route; at the limit they pass, and NUL inside arguments is only data.
 #[test]
 fn keys_longer_than_the_limit_are_refused() {
     let l = Limits {
@@ -106,6 +107,27 @@ fn keys_longer_than_the_limit_are_refused() {
         let message = body["error"].as_str().expect("a message");
         assert!(message.contains(field), "{message}");
     }
+    for (scope, id, client, field) in [
+        ("s\0", "i", "c", "scope"),
+        ("s", "i\0", "c", "id"),
+        ("s", "i", "\0", "client_id"),
+    ] {
+        let (status, body) = err(push(scope, id, client));
+        assert_eq!((status, &body["code"]), (400, &json!("invalid_mutation")));
+        let message = body["error"].as_str().expect("a message");
+        assert!(
+            message.contains(field) && message.contains("NUL"),
+            "{message}"
+        );
+    }
+    let body = json!({"mutations": [{"id": "i", "scope": "s", "name": "put",
+        "args": {"key": "k\0", "value": "v\0"}}]});
+    assert!(parse_http("POST", "/push", "", body.to_string().as_bytes(), &l).is_ok());
+    assert_eq!(
+        err(parse_http("GET", "/pull", "scope=a%00b", b"", &l)).0,
+        400,
+        "a NUL in a query"
+    );
     let long = "é".repeat(5);
     for (method, path, query, body) in [
         ("GET", "/pull", format!("scope={long}"), String::new()),

@@ -73,7 +73,9 @@ pub fn parse_operation(
 }
 
 /// 400 when a scope, mutation id or client id is longer than
-/// [`Limits::max_key_bytes`].
+/// [`Limits::max_key_bytes`] or holds a NUL character. Stores key records
+/// by them, and PostgreSQL refuses NUL in text: such a key would fail the
+/// whole batch it is in, other clients' pushes with it.
 fn check_keys(request: SyncRequest, limits: &Limits) -> Result<SyncRequest, Response> {
     let check = |what: &str, key: &str| {
         if key.len() > limits.max_key_bytes {
@@ -82,6 +84,8 @@ fn check_keys(request: SyncRequest, limits: &Limits) -> Result<SyncRequest, Resp
                 key.len(),
                 limits.max_key_bytes
             )))
+        } else if key.contains('\0') {
+            Err(invalid(format!("{what} holds a NUL character (U+0000)")))
         } else {
             Ok(())
         }
