@@ -23,6 +23,23 @@ pub(crate) struct Wanted<'a> {
     pub(crate) held: ScopeMark,
 }
 
+impl<'a> Wanted<'a> {
+    /// `scope` read as a delta, if it can be: this node knows a version of
+    /// it (in `versions`; a negative one was forgotten) and the engine
+    /// holds records of it (`held`). Otherwise only a whole load will do.
+    pub(crate) fn of(
+        scope: &'a str,
+        versions: &BTreeMap<String, i64>,
+        held: Option<ScopeMark>,
+    ) -> Option<Self> {
+        Some(Wanted {
+            scope,
+            known: versions.get(scope).copied().filter(|v| *v >= 0)?,
+            held: held?,
+        })
+    }
+}
+
 /// The columns of a delta's reads, one entry per scope wanted.
 pub(crate) struct Columns<'a> {
     scopes: Vec<&'a str>,

@@ -319,14 +319,7 @@ impl Store for PgStore {
     ) -> Result<Vec<ScopeUpdate>, Error> {
         let wanted: Vec<delta::Wanted<'_>> = scopes
             .iter()
-            .filter_map(|(scope, held)| {
-                let known = self.versions.get(*scope).copied().filter(|v| *v >= 0)?;
-                Some(delta::Wanted {
-                    scope,
-                    known,
-                    held: *held,
-                })
-            })
+            .filter_map(|(scope, held)| delta::Wanted::of(scope, &self.versions, Some(*held)))
             .collect();
         // A refused batch's scopes were read with its locks, from the same
         // marks: no second read.

@@ -275,7 +275,10 @@ async fn lock_and_read(
     known: &BTreeMap<String, i64>,
     mark: impl Fn(&str) -> Option<ScopeMark>,
 ) -> Result<(BTreeMap<String, i64>, BTreeMap<String, Prefetched>), Error> {
-    let wanted = wanted(locked, known, mark);
+    let wanted: Vec<delta::Wanted<'_>> = locked
+        .iter()
+        .filter_map(|scope| delta::Wanted::of(scope, known, mark(scope)))
+        .collect();
     let cols = delta::Columns::of(&wanted)?;
     let reads = (!wanted.is_empty()).then_some(&cols);
     let (versions, rows) = write::begin_and_lock(conn, st, locked, fresh, reads).await?;
@@ -305,24 +308,5 @@ fn fresh<'a>(locked: &[&'a str], known: &BTreeMap<String, i64>) -> Vec<&'a str> 
         .iter()
         .copied()
         .filter(|s| known.get(*s).is_none_or(|v| *v <= 0))
-        .collect()
-}
-
-/// The deltas to read beside the locks: each locked scope this node holds a
-/// version and a mark of.
-fn wanted<'a>(
-    locked: &[&'a str],
-    known: &BTreeMap<String, i64>,
-    mark: impl Fn(&str) -> Option<ScopeMark>,
-) -> Vec<delta::Wanted<'a>> {
-    locked
-        .iter()
-        .filter_map(|scope| {
-            Some(delta::Wanted {
-                scope,
-                known: known.get(*scope).copied().filter(|v| *v >= 0)?,
-                held: mark(scope)?,
-            })
-        })
         .collect()
 }
