@@ -1,8 +1,21 @@
-//! One batch, one transaction, in two flights: the first begins it and
-//! locks the touched scopes' version rows (waiting for any other node
-//! writing them), the second writes every record with one statement per
-//! table (client and id rows stamped with their scope's new version), bumps
-//! the versions, sends the change notices and commits.
+//! One batch, one transaction, in as few messages as PostgreSQL allows.
+//!
+//! Every statement of a batch's write runs inside one function,
+//! `pg_temp.sync_write`, that each writing connection defines for itself
+//! when it connects (see [`write_function`]): a batch is one call, so
+//! PostgreSQL parses, plans and answers one message instead of one per
+//! statement, and the driver encodes and matches one. A node that nobody
+//! else writes beside sends that call alone, outside any transaction block:
+//! the function locks the touched scopes' version rows, checks them, writes
+//! every record with one statement per table (client and id rows stamped
+//! with their scope's new version), bumps the versions and sends the change
+//! notices, and the call commits as it returns. A node that must look
+//! before writing begins a transaction that locks the scopes and reads what
+//! they gained ([`begin_and_lock`]), then sends the call and `COMMIT`.
+//!
+//! Being defined per connection rather than by a migration, the function is
+//! always the one this build writes with: nodes of different builds never
+//! share it.
 
 use std::collections::BTreeMap;
 
@@ -19,85 +32,200 @@ use sync_core::store::columns::{int, to_json};
 pub(crate) struct Statements {
     ensure: Statement,
     lock: Statement,
-    trim_changes: Statement,
-    trim_bases: Statement,
-    changes: Statement,
-    clients: Statement,
-    prune: Statement,
-    ids: Statement,
-    expire: Statement,
-    bump: Statement,
-    notify: Statement,
-    check: Statement,
+    write: Statement,
     /// The reads of a delta, for a batch that locks first.
     delta: delta::Statements,
 }
 
-const SQL: [&str; 12] = [
-    // ensure: a version row for every scope about to be locked.
-    "INSERT INTO sync_scopes (scope, version)
-     SELECT s, 0 FROM UNNEST($1::text[]) AS s ON CONFLICT (scope) DO NOTHING",
-    // lock: in scope order (the array is sorted), so concurrent batches of
-    // two nodes queue on the scope instead of deadlocking.
-    "SELECT scope, version FROM sync_scopes WHERE scope = ANY($1::text[])
-     ORDER BY scope FOR UPDATE",
-    // trim_changes: a trim at or below the stored base drops nothing. The
-    // rows are found per trim through the primary key (`OFFSET 0` keeps the
-    // lateral scan from being flattened into a join that a plan made for
-    // any arrays would run as a scan of the whole log) and deleted by row
-    // address.
-    "DELETE FROM sync_changes WHERE ctid = ANY(ARRAY(
+/// A version row for every scope about to be locked.
+const ENSURE: &str = "INSERT INTO sync_scopes (scope, version)
+     SELECT s, 0 FROM UNNEST($1::text[]) AS s ON CONFLICT (scope) DO NOTHING";
+
+/// In scope order (the array is sorted), so concurrent batches of two nodes
+/// queue on the scope instead of deadlocking.
+const LOCK: &str = "SELECT scope, version FROM sync_scopes WHERE scope = ANY($1::text[])
+     ORDER BY scope FOR UPDATE";
+
+/// After the lock, aborts the transaction (SY001) unless every scope is at
+/// the version given.
+const CHECK: &str = "SELECT sync_check_versions($1::text[], $2::int8[])";
+
+/// A trim at or below the stored base drops nothing. The rows are found per
+/// trim through the primary key (`OFFSET 0` keeps the lateral scan from
+/// being flattened into a join that a plan made for any arrays would run as
+/// a scan of the whole log) and deleted by row address.
+const TRIM_CHANGES: &str = "DELETE FROM sync_changes WHERE ctid = ANY(ARRAY(
          SELECT c.ctid FROM UNNEST($1::text[], $2::int8[]) AS t(scope, before),
              LATERAL (SELECT ctid FROM sync_changes c
                       WHERE c.scope = t.scope AND c.cursor < t.before
                         AND NOT EXISTS (SELECT 1 FROM sync_bases b
                                         WHERE b.scope = t.scope AND b.before >= t.before)
-                      OFFSET 0) AS c))",
-    // trim_bases
-    "INSERT INTO sync_bases (scope, before, base)
+                      OFFSET 0) AS c))";
+
+const TRIM_BASES: &str = "INSERT INTO sync_bases (scope, before, base)
      SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[])
      ON CONFLICT (scope) DO UPDATE SET before = excluded.before, base = excluded.base
-     WHERE sync_bases.before < excluded.before",
-    // changes: a plain INSERT, so a cursor already stored is a refused
-    // batch, never an overwrite.
-    "INSERT INTO sync_changes (scope, cursor, group_end, time, data)
-     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[])",
-    // clients
-    "INSERT INTO sync_clients (scope, client_id, seq, keep_from, result, version)
+     WHERE sync_bases.before < excluded.before";
+
+/// A plain INSERT, so a cursor already stored is a refused batch, never an
+/// overwrite.
+const CHANGES: &str = "INSERT INTO sync_changes (scope, cursor, group_end, time, data)
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[])";
+
+const CLIENTS: &str = "INSERT INTO sync_clients (scope, client_id, seq, keep_from, result, version)
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::int8[])
      ON CONFLICT (scope, client_id, seq)
      DO UPDATE SET keep_from = excluded.keep_from, result = excluded.result,
-                   version = excluded.version",
-    // prune: a record never prunes a higher sequence than its own, so
-    // pruning after all inserts equals pruning after each. Found per client
-    // through the primary key and deleted by row address, as trim_changes.
-    "DELETE FROM sync_clients WHERE ctid = ANY(ARRAY(
+                   version = excluded.version";
+
+/// A record never prunes a higher sequence than its own, so pruning after
+/// all inserts equals pruning after each. Found per client through the
+/// primary key and deleted by row address, as [`TRIM_CHANGES`].
+const PRUNE: &str = "DELETE FROM sync_clients WHERE ctid = ANY(ARRAY(
          SELECT c.ctid
          FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS k(scope, client_id, keep_from),
              LATERAL (SELECT ctid FROM sync_clients c
                       WHERE c.scope = k.scope AND c.client_id = k.client_id
-                        AND c.seq < k.keep_from OFFSET 0) AS c))",
-    // ids
-    "INSERT INTO sync_ids (scope, id, time, result, version)
+                        AND c.seq < k.keep_from OFFSET 0) AS c))";
+
+const IDS: &str = "INSERT INTO sync_ids (scope, id, time, result, version)
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
      ON CONFLICT (scope, id) DO UPDATE SET time = excluded.time, result = excluded.result,
-                                           version = excluded.version",
-    // expire
-    "DELETE FROM sync_ids i USING UNNEST($1::text[], $2::text[]) AS k(scope, id)
-     WHERE i.scope = k.scope AND i.id = k.id",
-    // bump: a deleted id row cannot be found by its version, so a scope
-    // whose id records expired is marked, and a delta read across the mark
-    // lists all of them.
-    "UPDATE sync_scopes SET version = version + 1,
+                                           version = excluded.version";
+
+const EXPIRE: &str = "DELETE FROM sync_ids i USING UNNEST($1::text[], $2::text[]) AS k(scope, id)
+     WHERE i.scope = k.scope AND i.id = k.id";
+
+/// A deleted id row cannot be found by its version, so a scope whose id
+/// records expired is marked, and a delta read across the mark lists all of
+/// them.
+const BUMP: &str = "UPDATE sync_scopes SET version = version + 1,
          ids_expired = CASE WHEN scope = ANY($2::text[]) THEN version + 1 ELSE ids_expired END
-     WHERE scope = ANY($1::text[])",
-    // notify: delivered to listeners only once (and if) the transaction
-    // commits; the payloads are made by `watch::payloads`.
-    "SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p",
-    // check: after the lock, aborts the transaction (SY001) unless every
-    // scope is at the version given.
-    "SELECT sync_check_versions($1::text[], $2::int8[])",
+     WHERE scope = ANY($1::text[])";
+
+/// Delivered to listeners only once (and if) the transaction commits; the
+/// payloads are made by `watch::payloads`.
+const NOTIFY: &str = "SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p";
+
+/// Every statement a batch runs, each as PostgreSQL plans it (see the
+/// tests).
+#[cfg(test)]
+const SQL: [&str; 12] = [
+    ENSURE,
+    LOCK,
+    CHECK,
+    TRIM_CHANGES,
+    TRIM_BASES,
+    CHANGES,
+    CLIENTS,
+    PRUNE,
+    IDS,
+    EXPIRE,
+    BUMP,
+    NOTIFY,
 ];
+
+/// The types of `sync_write`'s parameters, in order:
+///
+/// | | |
+/// | --- | --- |
+/// | `$1`-`$3` | scopes to lock (`NULL`: the open transaction holds them), those that may lack a version row, the versions expected |
+/// | `$4`-`$6` | trims: scope, before, base |
+/// | `$7`-`$8` | expired ids: scope, id |
+/// | `$9`-`$13` | changes: scope, cursor, group end, time, data |
+/// | `$14`-`$19` | client records: scope, client, sequence, kept from, result, version |
+/// | `$20`-`$24` | id records: scope, id, time, result, version |
+/// | `$25`-`$26` | scopes to bump, those whose id records expired |
+/// | `$27`-`$28` | notice channel, payloads |
+const WRITE_PARAMS: [&str; 28] = [
+    "text[]", "text[]", "int8[]", // lock
+    "text[]", "int8[]", "text[]", // trims
+    "text[]", "text[]", // expired
+    "text[]", "int8[]", "int8[]", "int8[]", "text[]", // changes
+    "text[]", "text[]", "int8[]", "int8[]", "text[]", "int8[]", // clients
+    "text[]", "text[]", "int8[]", "text[]", "int8[]", // ids
+    "text[]", "text[]", // bump
+    "text", "text[]", // notify
+];
+
+/// `CREATE FUNCTION pg_temp.sync_write(...)`: the statements above, each
+/// given its columns from the function's parameters (see
+/// [`WRITE_PARAMS`]), each skipped when it has nothing to do. Expiries come
+/// before id records: a retried mutation's new record replaces the one its
+/// batch expires.
+pub(crate) fn write_function() -> String {
+    let perform = |sql: String| sql.replacen("SELECT", "PERFORM", 1);
+    let body = [
+        "IF $1 IS NOT NULL THEN".to_owned(),
+        format!(
+            "IF cardinality($2) > 0 THEN {}; END IF;",
+            renumber(ENSURE, &[2])
+        ),
+        format!("{};", perform(renumber(LOCK, &[1]))),
+        format!("{};", perform(renumber(CHECK, &[1, 3]))),
+        "END IF;".to_owned(),
+        format!(
+            "IF cardinality($4) > 0 THEN {}; {}; END IF;",
+            renumber(TRIM_CHANGES, &[4, 5]),
+            renumber(TRIM_BASES, &[4, 5, 6])
+        ),
+        format!(
+            "IF cardinality($7) > 0 THEN {}; END IF;",
+            renumber(EXPIRE, &[7, 8])
+        ),
+        format!(
+            "IF cardinality($9) > 0 THEN {}; END IF;",
+            renumber(CHANGES, &[9, 10, 11, 12, 13])
+        ),
+        format!(
+            "IF cardinality($14) > 0 THEN {}; {}; END IF;",
+            renumber(CLIENTS, &[14, 15, 16, 17, 18, 19]),
+            renumber(PRUNE, &[14, 15, 17])
+        ),
+        format!(
+            "IF cardinality($20) > 0 THEN {}; END IF;",
+            renumber(IDS, &[20, 21, 22, 23, 24])
+        ),
+        format!(
+            "IF cardinality($25) > 0 THEN {}; END IF;",
+            renumber(BUMP, &[25, 26])
+        ),
+        format!(
+            "IF cardinality($28) > 0 THEN {}; END IF;",
+            perform(renumber(NOTIFY, &[27, 28]))
+        ),
+    ];
+    format!(
+        "CREATE OR REPLACE FUNCTION pg_temp.sync_write({}) RETURNS VOID LANGUAGE plpgsql AS
+         $sync_write$ BEGIN\n{}\nEND $sync_write$",
+        WRITE_PARAMS.join(", "),
+        body.join("\n")
+    )
+}
+
+/// The call of [`write_function`].
+const WRITE: &str = "SELECT pg_temp.sync_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+     $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)";
+
+/// `sql` with its parameter `$i` written as `$to[i - 1]`.
+fn renumber(sql: &str, to: &[usize]) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len() - at - 1);
+        let n: usize = rest[at + 1..at + 1 + digits].parse().unwrap_or(0);
+        match to.get(n.wrapping_sub(1)) {
+            Some(global) => out.push_str(&format!("${global}")),
+            None => out.push_str(&rest[at..at + 1 + digits]),
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// The writing connection's settings.
 ///
@@ -121,28 +249,20 @@ pub(crate) fn session_settings(idle_limit: std::time::Duration) -> String {
 }
 
 impl Statements {
-    /// Prepares every statement, in one flight.
+    /// Defines the connection's `sync_write` and prepares every statement.
     pub(crate) async fn prepare(client: &Client) -> Result<Statements, Error> {
-        let steps: Vec<_> = SQL.iter().map(|sql| step(client.prepare(sql))).collect();
+        client.batch_execute(&write_function()).await?;
+        let steps: Vec<_> = [ENSURE, LOCK, WRITE]
+            .iter()
+            .map(|sql| step(client.prepare(sql)))
+            .collect();
         let prepared = pipeline::run(steps).await?;
-        let mut it = prepared.into_iter();
-        let mut next = || {
-            it.next()
-                .ok_or_else(|| Error::Config("statement missing".into()))
-        };
+        let [ensure, lock, write] = <[Statement; 3]>::try_from(prepared)
+            .map_err(|_| Error::Config("statement missing".into()))?;
         Ok(Statements {
-            ensure: next()?,
-            lock: next()?,
-            trim_changes: next()?,
-            trim_bases: next()?,
-            changes: next()?,
-            clients: next()?,
-            prune: next()?,
-            ids: next()?,
-            expire: next()?,
-            bump: next()?,
-            notify: next()?,
-            check: next()?,
+            ensure,
+            lock,
+            write,
             delta: delta::Statements::prepare(client).await?,
         })
     }
@@ -195,9 +315,10 @@ pub(crate) struct Expect<'a> {
 
 /// Writes `batch`, stamping rows with `stamp` (each written scope's new
 /// version), bumps those versions, announces the written scopes on
-/// `channel` as `node` (see [`crate::watch`]), and commits: one flight. In the
-/// open transaction whose locks cover the batch's scopes; or, with
-/// `expect`, in a new one that first locks them and aborts with
+/// `channel` as `node` (see [`crate::watch`]), and commits: one call of
+/// `sync_write`, in one flight. In the open transaction whose locks cover
+/// the batch's scopes (then with `COMMIT`); or, with `expect`, as a
+/// transaction of its own that first locks them and aborts with
 /// [`crate::schema::STALE_CODE`] unless they are at the versions expected.
 pub(crate) async fn write_and_commit(
     client: &Client,
@@ -278,88 +399,81 @@ pub(crate) async fn write_and_commit(
 
     let notices = crate::watch::payloads(node, &touched);
 
-    // Each statement's future owns its parameter list; the columns are
-    // borrowed.
-    let (trim_cols, changes, clients, ids, expired) =
-        (&trim_cols, &changes, &clients, &ids, &expired);
-    let (touched, expiring, notices) = (&touched, &expiring, &notices);
-    let mut steps = Vec::with_capacity(14);
-    if let Some(Expect {
-        scopes,
-        fresh,
-        known,
-    }) = expect
-    {
-        steps.push(simple(client, "BEGIN"));
-        if !fresh.is_empty() {
-            steps.push(step(
-                async move { client.query(&st.ensure, &[&fresh]).await },
-            ));
-        }
-        steps.push(step(
-            async move { client.query(&st.lock, &[&scopes]).await },
-        ));
-        steps.push(step(async move {
-            client.query(&st.check, &[&scopes, &known]).await
-        }));
+    let no_text: [&str; 0] = [];
+    let no_int: [i64; 0] = [];
+    let (lock, fresh, known): (Option<&[&str]>, &[&str], &[i64]) = match &expect {
+        Some(e) => (Some(e.scopes), e.fresh, e.known),
+        None => (None, &no_text, &no_int),
+    };
+    let params: [&(dyn ToSql + Sync); 28] = [
+        &lock,
+        &fresh,
+        &known,
+        &trim_cols.0,
+        &trim_cols.1,
+        &trim_cols.2,
+        &expired.0,
+        &expired.1,
+        &changes.0,
+        &changes.1,
+        &changes.2,
+        &changes.3,
+        &changes.4,
+        &clients.0,
+        &clients.1,
+        &clients.2,
+        &clients.3,
+        &clients.4,
+        &clients.5,
+        &ids.0,
+        &ids.1,
+        &ids.2,
+        &ids.3,
+        &ids.4,
+        &touched,
+        &expiring,
+        &channel,
+        &notices,
+    ];
+    let write = step(client.query(&st.write, &params));
+    if expect.is_some() {
+        // Outside a transaction block: the call is its own transaction.
+        pipeline::run(vec![write]).await?;
+    } else {
+        pipeline::run(vec![write, simple(client, "COMMIT")]).await?;
     }
-    if !trims.is_empty() {
-        steps.push(step(async move {
-            client
-                .query(&st.trim_changes, &[&trim_cols.0, &trim_cols.1])
-                .await
-        }));
-        steps.push(step(async move {
-            let params: [&(dyn ToSql + Sync); 3] = [&trim_cols.0, &trim_cols.1, &trim_cols.2];
-            client.query(&st.trim_bases, &params).await
-        }));
-    }
-    // Expiries before id records: a retried mutation's new record replaces
-    // the one its batch expires.
-    if !expired.0.is_empty() {
-        steps.push(step(async move {
-            client.query(&st.expire, &[&expired.0, &expired.1]).await
-        }));
-    }
-    if !changes.0.is_empty() {
-        steps.push(step(async move {
-            let params: [&(dyn ToSql + Sync); 5] =
-                [&changes.0, &changes.1, &changes.2, &changes.3, &changes.4];
-            client.query(&st.changes, &params).await
-        }));
-    }
-    if !clients.0.is_empty() {
-        steps.push(step(async move {
-            let params: [&(dyn ToSql + Sync); 6] = [
-                &clients.0, &clients.1, &clients.2, &clients.3, &clients.4, &clients.5,
-            ];
-            client.query(&st.clients, &params).await
-        }));
-        steps.push(step(async move {
-            let params: [&(dyn ToSql + Sync); 3] = [&clients.0, &clients.1, &clients.3];
-            client.query(&st.prune, &params).await
-        }));
-    }
-    if !ids.0.is_empty() {
-        steps.push(step(async move {
-            let params: [&(dyn ToSql + Sync); 5] = [&ids.0, &ids.1, &ids.2, &ids.3, &ids.4];
-            client.query(&st.ids, &params).await
-        }));
-    }
-    steps.push(step(async move {
-        client.query(&st.bump, &[touched, expiring]).await
-    }));
-    steps.push(step(async move {
-        client.query(&st.notify, &[&channel, notices]).await
-    }));
-    steps.push(simple(client, "COMMIT"));
-    pipeline::run(steps).await?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each statement's own parameters become the function's, and nothing
+    /// else in it changes: a parameter beyond the map is left as written.
+    #[test]
+    fn statements_take_the_functions_parameters() {
+        assert_eq!(
+            renumber("f($1::text[], $2, $12) = $3", &[7, 25]),
+            "f($7::text[], $25, $12) = $3"
+        );
+        assert_eq!(renumber("no parameters", &[4]), "no parameters");
+        assert_eq!(renumber("ends with $2", &[1, 9]), "ends with $9");
+        let f = write_function();
+        assert!(
+            f.contains("UNNEST($9::text[], $10::int8[], $11::int8[], $12::int8[], $13::text[])")
+        );
+        assert!(f.contains("PERFORM pg_notify($27, p) FROM UNNEST($28::text[])"));
+        assert!(f.contains("PERFORM sync_check_versions($1::text[], $3::int8[])"));
+        // Every parameter reaches a statement.
+        let body = &f[f.find("BEGIN").unwrap_or(0)..];
+        for n in 1..=WRITE_PARAMS.len() {
+            let used = body
+                .match_indices(&format!("${n}"))
+                .any(|(at, m)| !body[at + m.len()..].starts_with(|c: char| c.is_ascii_digit()));
+            assert!(used, "${n} unused in {body}");
+        }
+    }
 
     /// Every writing statement's plan, and every read of a delta (which the
     /// writing connection runs with a batch's locks), as the connection
