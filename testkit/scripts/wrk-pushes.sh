@@ -7,6 +7,7 @@
 # psql: no NOTICE lines about schemas created and dropped.
 export PGOPTIONS="-c client_min_messages=warning"
 set -u
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 N=$1; STORE=${STORE:-postgres}; BIN=${BIN:-target/release}; DUR=${DUR:-6}
 DIR=$(cd "$(dirname "$0")" && pwd)
 S=wrk_$$
@@ -32,6 +33,7 @@ wait "${outs[@]}"; kill "${pids[@]}"; wait 2>/dev/null
 total=0; bad=0
 for i in $(seq 1 $N); do
   r=$(grep -o 'Requests/sec: *[0-9.]*' $T/wrk.$i.out | awk '{print $2}')
+  [ -n "$r" ] || { echo "wrk against node $i gave no figure:" >&2; cat $T/wrk.$i.out >&2; exit 1; }
   total=$(awk "BEGIN{print $total + ${r:-0}}")
   b=$(grep -o 'Non-2xx or 3xx responses: *[0-9]*' $T/wrk.$i.out | awk '{print $NF}')
   bad=$((bad + ${b:-0}))
