@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # PostgreSQL's own ceiling for the shape of a sync-postgres batch: pgbench
-# running pg-batch.sql (one transaction of BATCH changes and client records,
-# pipelined) on fresh sync tables, CLIENTS connections for DUR seconds.
+# running one transaction of BATCH changes and client records on fresh sync
+# tables, CLIENTS connections for DUR seconds. SHAPE=call (the default, as
+# sync-postgres writes a batch): one call of a function holding the batch's
+# statements (pg-batch-function.sql, pg-batch-call.sql); SHAPE=pipeline:
+# the statements themselves, pipelined in one flight (pg-batch.sql).
 # SCOPES=shared: every connection writes one scope (they queue on its row
 # lock, as nodes on one scope do); SCOPES=own: one scope per connection.
 # Prints transactions/s and the mutations/s they carry (tps x BATCH), and
@@ -11,7 +14,7 @@
 # psql: no NOTICE lines about schemas created and dropped.
 export PGOPTIONS="-c client_min_messages=warning"
 set -eu
-C=$1; B=$2; MODE=${3:-shared}; DUR=${DUR:-6}
+C=$1; B=$2; MODE=${3:-shared}; DUR=${DUR:-6}; SHAPE=${SHAPE:-call}
 S=pgceiling_$$
 DIR=$(cd "$(dirname "$0")" && pwd)
 PSQL="psql -q -h 127.0.0.1 -U postgres -d test"
@@ -26,10 +29,15 @@ CREATE TABLE sync_clients (scope TEXT NOT NULL, client_id TEXT NOT NULL, seq BIG
 CREATE TABLE sync_scopes (scope TEXT NOT NULL PRIMARY KEY, version BIGINT NOT NULL,
   ids_expired BIGINT NOT NULL DEFAULT 0);
 CREATE INDEX sync_clients_by_version ON sync_clients (scope, version);
+\\i $DIR/pg-batch-function.sql
 SQL
 if [ "$MODE" = own ]; then SCOPE='-D scope=:client_id'; else SCOPE='-D scope=0'; fi
 # :client_id is pgbench's own per-connection number.
-SCRIPT=$DIR/pg-batch.sql
+case $SHAPE in
+  call) SCRIPT=$DIR/pg-batch-call.sql ;;
+  pipeline) SCRIPT=$DIR/pg-batch.sql ;;
+  *) echo "SHAPE is call or pipeline" >&2; exit 2 ;;
+esac
 [ "$MODE" = own ] && { sed 's/:scope/:client_id/g' "$SCRIPT" > /tmp/pg-batch-own.$$.sql; SCRIPT=/tmp/pg-batch-own.$$.sql; SCOPE=; }
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 b0=$(busy)
@@ -43,6 +51,6 @@ tps=$(echo "$out" | grep -o 'tps = [0-9.]*' | head -1 | awk '{print $3}')
 lat=$(echo "$out" | grep -o 'latency average = [0-9.]* ms' | awk '{print $4}')
 read -r u sy < <(echo "$out" | awk '/^pgbench-cpu/{print $2, $3}')
 per_txn() { awk -v x="$1" -v t="$tps" -v d="$DUR" 'BEGIN{printf "%.0f", x * 1e6 / (t * d)}'; }
-echo "clients=$C batch=$B scopes=$MODE tps=$tps mutations/s=$(awk "BEGIN{printf \"%d\", $tps*$B}") latency_ms=$lat" \
+echo "shape=$SHAPE clients=$C batch=$B scopes=$MODE tps=$tps mutations/s=$(awk "BEGIN{printf \"%d\", $tps*$B}") latency_ms=$lat" \
   "busy_us_per_txn=$(per_txn "$(awk -v b=$((b1-b0)) -v hz="$(getconf CLK_TCK)" 'BEGIN{print b / hz}')")" \
   "pgbench_us_per_txn=$(per_txn "$(awk -v u="${u:-0}" -v s="${sy:-0}" 'BEGIN{print u + s}')")"
