@@ -175,7 +175,13 @@ impl PgStore {
         let schema = options.schema.as_deref();
         store.run("migrating", async {
             let mut client = store.pool.get().await?;
-            schema::migrate(&mut client, schema).await
+            schema::migrate(&mut client, schema).await?;
+            // Said now rather than at the first push: writing needs a
+            // temporary function (see `write`).
+            client
+                .batch_execute(&crate::write::write_function())
+                .await
+                .map_err(|e| no_temporary(e, &store.config))
         })?;
         Ok(store)
     }
@@ -222,6 +228,22 @@ impl PgStore {
                 })?
         })
     }
+}
+
+/// Names the privilege missing when the database user may not create the
+/// writing connection's temporary function.
+fn no_temporary(e: tokio_postgres::Error, config: &tokio_postgres::Config) -> Error {
+    if e.code() != Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+        return Error::Postgres(e);
+    }
+    let database = config.get_dbname().unwrap_or("DATABASE");
+    let user = config.get_user().unwrap_or("USER");
+    Error::Config(format!(
+        "user {user:?} may not create temporary objects in database {database:?}, which \
+         writing batches needs (GRANT TEMPORARY ON DATABASE \"{database}\" TO \"{user}\"): {}",
+        e.as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+    ))
 }
 
 impl Drop for PgStore {

@@ -128,6 +128,48 @@ fn refuses_a_database_from_a_newer_schema() {
     );
 }
 
+/// Writing batches needs a temporary function on the writing connection: a
+/// user without the privilege learns so when connecting, with the grant that
+/// fixes it, not from every push failing later.
+#[test]
+fn a_user_who_may_not_create_temporary_objects_is_told_at_connect() {
+    let Some(url) = postgres_url() else { return };
+    let admin = Schema::fresh(&url, "notemp");
+    let (role, database) = (
+        format!("sync_notemp_{}", std::process::id()),
+        format!("sync_notemp_{}", std::process::id()),
+    );
+    let cleanup = format!("DROP DATABASE IF EXISTS {database}; DROP ROLE IF EXISTS {role}");
+    for sql in cleanup.split("; ") {
+        admin.sql(sql);
+    }
+    admin.sql(&format!("CREATE ROLE {role} LOGIN"));
+    admin.sql(&format!("CREATE DATABASE {database} OWNER {role}"));
+    admin.sql(&format!(
+        "REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC, {role}"
+    ));
+    // The same server, as that user, in that database.
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let host_and_db = rest.split_once('@').map_or(rest, |(_, h)| h);
+    let host = host_and_db.split('/').next().unwrap_or(host_and_db);
+    let theirs = format!("{scheme}://{role}@{host}/{database}");
+    let result = PgStore::connect(&theirs, sync_postgres::PgOptions::default());
+    admin.sql(&format!("GRANT TEMPORARY ON DATABASE {database} TO {role}"));
+    let granted = PgStore::connect(&theirs, sync_postgres::PgOptions::default()).map(drop);
+    for sql in cleanup.split("; ") {
+        admin.sql(sql);
+    }
+    let err = result.expect_err("no temporary objects allowed");
+    assert!(matches!(err, sync_postgres::Error::Config(_)), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "GRANT TEMPORARY ON DATABASE \"{database}\" TO \"{role}\""
+        )),
+        "{err}"
+    );
+    granted.expect("connects once granted");
+}
+
 #[test]
 fn refuses_numbers_postgres_cannot_hold() {
     let Some(url) = postgres_url() else { return };
