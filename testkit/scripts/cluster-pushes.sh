@@ -12,10 +12,7 @@ set -u
 export PGOPTIONS="-c client_min_messages=warning"
 N=$1; shift; EXTRA="$*"; BIN=${BIN:-target/release}; CLIENTS=${CLIENTS:-32}
 DUR=6
-# CPU ticks (user + system) of the given processes that still run.
-ticks() { local t=0 p; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
-# Busy and total ticks of the whole machine.
-machine() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
+. "$(dirname "$0")/cpu-per-op.sh"
 S=bench_$$
 psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S" >/dev/null
 URL="postgres://postgres@127.0.0.1/test?options=-c%20search_path%3D$S"
@@ -32,9 +29,9 @@ for i in $(seq 1 $N); do
 done
 # CPU over seconds 1 to 5 of the 6, while every client is pushing.
 sleep 1
-s0=$(ticks "${pids[@]}"); p0=$(ticks $(pgrep -f '^postgres:')); l0=$(ticks "${outs[@]}"); read b0 a0 < <(machine)
+cpu_mark "${pids[*]}" "${outs[*]}"
 sleep 4
-s1=$(ticks "${pids[@]}"); p1=$(ticks $(pgrep -f '^postgres:')); l1=$(ticks "${outs[@]}"); read b1 a1 < <(machine)
+cpu_mark "${pids[*]}" "${outs[*]}"
 wait "${outs[@]}"; kill "${pids[@]}"; wait 2>/dev/null
 total=0; fail=0
 for i in $(seq 1 $N); do
@@ -42,8 +39,4 @@ for i in $(seq 1 $N); do
   f=$(grep -o '[0-9]* failed' ${TMPDIR:-/tmp}/push.$i.out | awk '{print $1}'); fail=$((fail+${f:-0}))
 done
 psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $S CASCADE" >/dev/null
-awk -v t=$total -v s=$((s1-s0)) -v p=$((p1-p0)) -v l=$((l1-l0)) -v b=$((b1-b0)) -v a=$((a1-a0)) \
-    -v hz=$(getconf CLK_TCK) -v head="nodes=$N $EXTRA mutations/s=$total failed=$fail" 'BEGIN {
-  m = t * 4; if (m == 0) m = 1
-  printf "%s server_us=%.0f postgres_us=%.0f loadgen_us=%.0f busy=%.0f%%\n", head,
-    s * 1e6 / hz / m, p * 1e6 / hz / m, l * 1e6 / hz / m, 100 * b / (a ? a : 1) }'
+echo "nodes=$N $EXTRA mutations/s=$total failed=$fail $(cpu_report $total 4 loadgen)"

@@ -2,7 +2,8 @@
 # `wrk` pushing one fresh mutation per request over 100 scopes through NODES
 # server processes at once (32 connections to each, DUR seconds), on a
 # fresh SQLite file (STORE=sqlite, one node only) or a fresh PostgreSQL
-# schema (STORE=postgres). Prints the summed requests/s and non-2xx answers.
+# schema (STORE=postgres). Prints the summed requests/s and non-2xx answers,
+# then the CPU each push cost over seconds 1 to DUR-1 (see cpu-per-op.sh).
 # usage: STORE=postgres|sqlite testkit/scripts/wrk-pushes.sh NODES
 # psql: no NOTICE lines about schemas created and dropped.
 export PGOPTIONS="-c client_min_messages=warning"
@@ -10,6 +11,7 @@ set -u
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 N=$1; STORE=${STORE:-postgres}; BIN=${BIN:-target/release}; DUR=${DUR:-6}
 DIR=$(cd "$(dirname "$0")" && pwd)
+. "$DIR/cpu-per-op.sh"
 S=wrk_$$
 T=${TMPDIR:-/tmp}
 if [ "$STORE" = sqlite ]; then
@@ -29,6 +31,8 @@ for i in $(seq 1 $N); do
   wrk -t1 -c32 -d${DUR}s -s $DIR/wrk-fresh-push.lua http://127.0.0.1:$((18950+i)) -- node$i-$$ \
     > $T/wrk.$i.out 2>&1 & outs+=($!)
 done
+sleep 1; cpu_mark "${pids[*]}" "${outs[*]}"
+sleep $((DUR - 2)); cpu_mark "${pids[*]}" "${outs[*]}"
 wait "${outs[@]}"; kill "${pids[@]}"; wait 2>/dev/null
 total=0; bad=0
 for i in $(seq 1 $N); do
@@ -40,4 +44,4 @@ for i in $(seq 1 $N); do
 done
 if [ "$STORE" = sqlite ]; then rm -f $T/wrk-push.$$.db*; else
   psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $S CASCADE" >/dev/null; fi
-echo "store=$STORE nodes=$N pushes/s=$(printf '%.0f' $total) non2xx=$bad"
+echo "store=$STORE nodes=$N pushes/s=$(printf '%.0f' $total) non2xx=$bad $(cpu_report $total $((DUR - 2)) wrk)"
