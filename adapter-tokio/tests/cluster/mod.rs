@@ -105,8 +105,9 @@ impl Node {
     }
 }
 
-/// A schema of its own for one test in the shared database (dropped first),
-/// so tests running in parallel never see each other's rows.
+/// A schema of its own for one test in the shared database (dropped first,
+/// and again when the test passes; a failed test's is kept to look at), so
+/// tests running in parallel never see each other's rows.
 pub struct PgSchema {
     base: String,
     pub name: String,
@@ -149,6 +150,34 @@ impl PgSchema {
         let (scheme_user, rest) = url.split_once('@').expect("USER@HOST in the URL");
         let path = &rest[rest.find('/').expect("/DB in the URL")..];
         format!("{scheme_user}@{addr}{path}")
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // Dropped inside the test's runtime, which must not block: on a
+        // thread and runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .await
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop schema {}: {e}", self.name);
+        }
     }
 }
 
