@@ -3,8 +3,10 @@
 //!
 //! Owns: the relational layout of the sync log, client sequence records,
 //! mutation-id records and trim bases in PostgreSQL; the guarantee that one
-//! [`sync_core::Batch`] is one transaction, sent in as few round trips as
-//! PostgreSQL allows (statements pipelined, one per table); and the
+//! [`sync_core::Batch`] is one transaction, sent in as few round trips and
+//! messages as PostgreSQL allows (one statement per table, all inside one
+//! call of a function the writing connection defines in its temporary
+//! schema, so the database user needs the `TEMPORARY` privilege); and the
 //! per-scope version check that lets several nodes write the same database
 //! safely: every batch locks the rows of the scopes it touches, so writers
 //! of one scope wait for each other in PostgreSQL, and is refused with
