@@ -39,12 +39,12 @@ case $SHAPE in
   *) echo "SHAPE is call or pipeline" >&2; exit 2 ;;
 esac
 [ "$MODE" = own ] && { sed 's/:scope/:client_id/g' "$SCRIPT" > /tmp/pg-batch-own.$$.sql; SCRIPT=/tmp/pg-batch-own.$$.sql; SCOPE=; }
-busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
-b0=$(busy)
+. "$DIR/cpu-per-op.sh"
+read -r b0 _ < <(machine)
 out=$(PGOPTIONS="-c client_min_messages=warning -c search_path=$S" /usr/bin/time -f "pgbench-cpu %U %S" \
   pgbench -h 127.0.0.1 -U postgres -n -M prepared -c "$C" -j "$C" -T "$DUR" \
   -D batch="$B" $SCOPE -f "$SCRIPT" test 2>&1) || { echo "$out"; exit 1; }
-b1=$(busy)
+read -r b1 _ < <(machine)
 $PSQL -c "DROP SCHEMA $S CASCADE" >/dev/null
 rm -f /tmp/pg-batch-own.$$.sql
 tps=$(echo "$out" | grep -o 'tps = [0-9.]*' | head -1 | awk '{print $3}')

@@ -34,14 +34,14 @@ done
 sleep 1; cpu_mark "${pids[*]}" "${outs[*]}"
 sleep $((DUR - 2)); cpu_mark "${pids[*]}" "${outs[*]}"
 wait "${outs[@]}"; kill "${pids[@]}"; wait 2>/dev/null
+if [ "$STORE" = sqlite ]; then rm -f $T/wrk-push.$$.db*; else
+  psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $S CASCADE" >/dev/null; fi
 total=0; bad=0
 for i in $(seq 1 $N); do
   r=$(grep -o 'Requests/sec: *[0-9.]*' $T/wrk.$i.out | awk '{print $2}')
   [ -n "$r" ] || { echo "wrk against node $i gave no figure:" >&2; cat $T/wrk.$i.out >&2; exit 1; }
-  total=$(awk "BEGIN{print $total + ${r:-0}}")
+  total=$(awk "BEGIN{print $total + $r}")
   b=$(grep -o 'Non-2xx or 3xx responses: *[0-9]*' $T/wrk.$i.out | awk '{print $NF}')
   bad=$((bad + ${b:-0}))
 done
-if [ "$STORE" = sqlite ]; then rm -f $T/wrk-push.$$.db*; else
-  psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $S CASCADE" >/dev/null; fi
 echo "store=$STORE nodes=$N pushes/s=$(printf '%.0f' $total) non2xx=$bad $(cpu_report $total $((DUR - 2)) wrk)"
