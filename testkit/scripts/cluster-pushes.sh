@@ -33,10 +33,12 @@ cpu_mark "${pids[*]}" "${outs[*]}"
 sleep 4
 cpu_mark "${pids[*]}" "${outs[*]}"
 wait "${outs[@]}"; kill "${pids[@]}"; wait 2>/dev/null
+psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $S CASCADE" >/dev/null
 total=0; fail=0
 for i in $(seq 1 $N); do
-  d=$(grep -o 'mutations/s: [0-9]*' ${TMPDIR:-/tmp}/push.$i.out | awk '{print $2}'); total=$((total+${d:-0}))
+  d=$(grep -o 'mutations/s: [0-9]*' ${TMPDIR:-/tmp}/push.$i.out | awk '{print $2}')
+  [ -n "$d" ] || { echo "loadgen against node $i gave no figure:" >&2; cat ${TMPDIR:-/tmp}/push.$i.out >&2; exit 1; }
+  total=$((total+d))
   f=$(grep -o '[0-9]* failed' ${TMPDIR:-/tmp}/push.$i.out | awk '{print $1}'); fail=$((fail+${f:-0}))
 done
-psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $S CASCADE" >/dev/null
 echo "nodes=$N $EXTRA mutations/s=$total failed=$fail $(cpu_report $total 4 loadgen)"
