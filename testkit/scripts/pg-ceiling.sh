@@ -4,7 +4,10 @@
 # tables, CLIENTS connections for DUR seconds. SHAPE=call (the default, as
 # sync-postgres writes a batch): one call of a function holding the batch's
 # statements (pg-batch-function.sql, pg-batch-call.sql); SHAPE=pipeline:
-# the statements themselves, pipelined in one flight (pg-batch.sql).
+# the statements themselves, pipelined in one flight (pg-batch.sql);
+# SHAPE=turn: a transaction that locks the scope first and writes after its
+# answer came back, as a node writes a scope other nodes write too
+# (pg-batch-turn.sql).
 # SCOPES=shared: every connection writes one scope (they queue on its row
 # lock, as nodes on one scope do); SCOPES=own: one scope per connection.
 # Prints transactions/s and the mutations/s they carry (tps x BATCH), and
@@ -36,7 +39,8 @@ if [ "$MODE" = own ]; then SCOPE='-D scope=:client_id'; else SCOPE='-D scope=0';
 case $SHAPE in
   call) SCRIPT=$DIR/pg-batch-call.sql ;;
   pipeline) SCRIPT=$DIR/pg-batch.sql ;;
-  *) echo "SHAPE is call or pipeline" >&2; exit 2 ;;
+  turn) SCRIPT=$DIR/pg-batch-turn.sql ;;
+  *) echo "SHAPE is call, pipeline or turn" >&2; exit 2 ;;
 esac
 [ "$MODE" = own ] && { sed 's/:scope/:client_id/g' "$SCRIPT" > /tmp/pg-batch-own.$$.sql; SCRIPT=/tmp/pg-batch-own.$$.sql; SCOPE=; }
 . "$DIR/cpu-per-op.sh"
