@@ -21,7 +21,16 @@ C=$1; B=$2; MODE=${3:-shared}; DUR=${DUR:-6}; SHAPE=${SHAPE:-call}
 S=pgceiling_$$
 DIR=$(cd "$(dirname "$0")" && pwd)
 PSQL="psql -q -h 127.0.0.1 -U postgres -d test"
+case $SHAPE in
+  call) SCRIPT=$DIR/pg-batch-call.sql ;;
+  pipeline) SCRIPT=$DIR/pg-batch.sql ;;
+  turn) SCRIPT=$DIR/pg-batch-turn.sql ;;
+  *) echo "SHAPE is call, pipeline or turn" >&2; exit 2 ;;
+esac
+case $MODE in shared|own) ;; *) echo "scopes are shared or own" >&2; exit 2 ;; esac
 $PSQL -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S" >/dev/null
+# Dropped however the run ends.
+trap '$PSQL -c "DROP SCHEMA IF EXISTS $S CASCADE" >/dev/null; rm -f /tmp/pg-batch-own.$$.sql' EXIT
 # The tables as sync-postgres creates them (schema 2).
 PGOPTIONS="-c client_min_messages=warning -c search_path=$S" $PSQL <<SQL >/dev/null
 CREATE TABLE sync_changes (scope TEXT NOT NULL, cursor BIGINT NOT NULL, group_end BIGINT NOT NULL,
@@ -34,14 +43,8 @@ CREATE TABLE sync_scopes (scope TEXT NOT NULL PRIMARY KEY, version BIGINT NOT NU
 CREATE INDEX sync_clients_by_version ON sync_clients (scope, version);
 \\i $DIR/pg-batch-function.sql
 SQL
-if [ "$MODE" = own ]; then SCOPE='-D scope=:client_id'; else SCOPE='-D scope=0'; fi
 # :client_id is pgbench's own per-connection number.
-case $SHAPE in
-  call) SCRIPT=$DIR/pg-batch-call.sql ;;
-  pipeline) SCRIPT=$DIR/pg-batch.sql ;;
-  turn) SCRIPT=$DIR/pg-batch-turn.sql ;;
-  *) echo "SHAPE is call, pipeline or turn" >&2; exit 2 ;;
-esac
+if [ "$MODE" = own ]; then SCOPE='-D scope=:client_id'; else SCOPE='-D scope=0'; fi
 [ "$MODE" = own ] && { sed 's/:scope/:client_id/g' "$SCRIPT" > /tmp/pg-batch-own.$$.sql; SCRIPT=/tmp/pg-batch-own.$$.sql; SCOPE=; }
 . "$DIR/cpu-per-op.sh"
 read -r b0 _ < <(machine)
@@ -49,8 +52,6 @@ out=$(PGOPTIONS="-c client_min_messages=warning -c search_path=$S" /usr/bin/time
   pgbench -h 127.0.0.1 -U postgres -n -M prepared -c "$C" -j "$C" -T "$DUR" \
   -D batch="$B" $SCOPE -f "$SCRIPT" test 2>&1) || { echo "$out"; exit 1; }
 read -r b1 _ < <(machine)
-$PSQL -c "DROP SCHEMA $S CASCADE" >/dev/null
-rm -f /tmp/pg-batch-own.$$.sql
 tps=$(echo "$out" | grep -o 'tps = [0-9.]*' | head -1 | awk '{print $3}')
 lat=$(echo "$out" | grep -o 'latency average = [0-9.]* ms' | awk '{print $4}')
 read -r u sy < <(echo "$out" | awk '/^pgbench-cpu/{print $2, $3}')
