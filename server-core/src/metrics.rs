@@ -42,6 +42,14 @@ pub struct SyncMetrics {
     /// here watches, not read then (the next request naming one reads it
     /// first).
     pub notices_deferred: u64,
+    /// Total: reads that locked scopes other nodes write too, for this
+    /// node's next batch on them: each is a turn this node took on those
+    /// scopes' row locks.
+    pub locking_reads: u64,
+    /// Gauge: scopes this node treats as written by other nodes too (its
+    /// pushes on them wait for a locking read), until a few of those reads
+    /// in a row find nothing new.
+    pub contended_scopes: u64,
     /// Gauge: scopes known to the engine.
     pub scopes: u64,
 }
@@ -322,6 +330,18 @@ pub fn render(m: &MetricsSnapshot) -> String {
         s.notices_deferred.to_string(),
     );
     metric(
+        "sync_locking_reads_total",
+        counter,
+        "Reads that locked scopes other nodes write too, for this node's next batch on them.",
+        s.locking_reads.to_string(),
+    );
+    metric(
+        "sync_contended_scopes",
+        gauge,
+        "Scopes this node treats as written by other nodes too: pushes on them wait for a locking read.",
+        s.contended_scopes.to_string(),
+    );
+    metric(
         "sync_scopes",
         gauge,
         "Scopes known to the engine.",
@@ -422,6 +442,8 @@ mod tests {
         let sync = SyncMetrics {
             pushes: 11,
             persist_seconds: 0.25,
+            locking_reads: 5,
+            contended_scopes: 2,
             ..SyncMetrics::default()
         };
         let text = render(&MetricsSnapshot::new(live, sync));
@@ -443,6 +465,18 @@ mod tests {
             value_of(&text, "sync_persist_seconds_total").as_deref(),
             Some("0.250000")
         );
+        assert_eq!(
+            value_of(&text, "sync_locking_reads_total").as_deref(),
+            Some("5")
+        );
+        assert_eq!(
+            value_of(&text, "sync_contended_scopes").as_deref(),
+            Some("2")
+        );
+        assert!(
+            text.contains("# TYPE sync_contended_scopes gauge"),
+            "{text}"
+        );
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         for sample in &samples {
             let name = sample.split(' ').next().unwrap();
@@ -459,6 +493,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 45);
+        assert_eq!(samples.len(), 47);
     }
 }

@@ -283,7 +283,10 @@ fn pushes_on_a_scope_other_nodes_write_wait_for_a_locking_read() {
     assert!(lines[0].starts_with("p2 answered 200"), "{lines:?}");
     assert!(lines[0].contains(r#""cursor":3"#), "{lines:?}");
     assert!(lines[1].starts_with("p3 answered 200"), "{lines:?}");
-    assert_eq!(a.core.metrics().sync.stale_retries, 1, "refused once only");
+    let metrics = a.core.metrics().sync;
+    assert_eq!(metrics.stale_retries, 1, "refused once only");
+    assert_eq!(metrics.locking_reads, 1);
+    assert_eq!(metrics.contended_scopes, 1);
 }
 
 /// Pushes that keep a scope other nodes write locked, read after read,
@@ -393,7 +396,10 @@ fn a_scope_no_other_node_writes_any_more_is_pushed_without_locking() {
         assert!(a.drain()[0].starts_with(&format!("q{n} answered 200")));
     }
     assert_eq!(locked, 3, "four reads find nothing new, the notice's first");
-    assert_eq!(a.core.metrics().sync.stale_retries, 1);
+    let metrics = a.core.metrics().sync;
+    assert_eq!(metrics.stale_retries, 1);
+    assert_eq!(metrics.locking_reads, 4, "the notice's and three pushes'");
+    assert_eq!(metrics.contended_scopes, 0, "no longer treated as shared");
 }
 
 #[test]

@@ -235,6 +235,7 @@ where
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut sync = self.metrics;
         sync.scopes = self.engine.scopes().count() as u64;
+        sync.contended_scopes = self.contended.len() as u64;
         MetricsSnapshot::new(self.hub.metrics(), sync).with_guard(self.guard_metrics)
     }
 

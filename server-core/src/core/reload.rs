@@ -196,6 +196,9 @@ where
             })
             .collect();
         let forget = std::mem::take(&mut self.forget);
+        if !lock.is_empty() {
+            self.metrics.locking_reads += 1;
+        }
         self.emit(Output::Reload(ReloadJob {
             scopes,
             forget,
