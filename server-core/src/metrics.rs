@@ -42,9 +42,9 @@ pub struct SyncMetrics {
     /// here watches, not read then (the next request naming one reads it
     /// first).
     pub notices_deferred: u64,
-    /// Total: reads that locked scopes other nodes write too, for this
-    /// node's next batch on them: each is a turn this node took on those
-    /// scopes' row locks.
+    /// Total: reads sent to lock scopes other nodes write too, for this
+    /// node's next batch on them: each is a turn this node takes on those
+    /// scopes' row locks (unless the store fails it).
     pub locking_reads: u64,
     /// Gauge: scopes this node treats as written by other nodes too (its
     /// pushes on them wait for a locking read), until a few of those reads
@@ -332,7 +332,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
     metric(
         "sync_locking_reads_total",
         counter,
-        "Reads that locked scopes other nodes write too, for this node's next batch on them.",
+        "Reads sent to lock scopes other nodes write too, for this node's next batch on them.",
         s.locking_reads.to_string(),
     );
     metric(
