@@ -42,6 +42,10 @@ pub struct SyncMetrics {
     /// here watches, not read then (the next request naming one reads it
     /// first).
     pub notices_deferred: u64,
+    /// Total: seconds from sending each read of what other nodes wrote
+    /// (locking or not) to taking in its answer. Pushes on the scopes a
+    /// read locks wait that long, the wait for other nodes' turns included.
+    pub reload_seconds: f64,
     /// Total: reads sent to lock scopes other nodes write too, for this
     /// node's next batch on them: each is a turn this node takes on those
     /// scopes' row locks (unless the store fails it).
@@ -330,6 +334,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
         s.notices_deferred.to_string(),
     );
     metric(
+        "sync_reload_seconds_total",
+        counter,
+        "Seconds from sending reads of other nodes' writes to taking in their answers (waits for scope locks included).",
+        format!("{:.6}", s.reload_seconds),
+    );
+    metric(
         "sync_locking_reads_total",
         counter,
         "Reads sent to lock scopes other nodes write too, for this node's next batch on them.",
@@ -444,6 +454,7 @@ mod tests {
             persist_seconds: 0.25,
             locking_reads: 5,
             contended_scopes: 2,
+            reload_seconds: 1.5,
             ..SyncMetrics::default()
         };
         let text = render(&MetricsSnapshot::new(live, sync));
@@ -473,6 +484,10 @@ mod tests {
             value_of(&text, "sync_contended_scopes").as_deref(),
             Some("2")
         );
+        assert_eq!(
+            value_of(&text, "sync_reload_seconds_total").as_deref(),
+            Some("1.500000")
+        );
         assert!(
             text.contains("# TYPE sync_contended_scopes gauge"),
             "{text}"
@@ -493,6 +508,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 47);
+        assert_eq!(samples.len(), 48);
     }
 }

@@ -276,8 +276,15 @@ fn pushes_on_a_scope_other_nodes_write_wait_for_a_locking_read() {
     assert_eq!(a.drain(), ["lock s"], "waits for the locking read");
     a.push("p3", "s", &["a3"]);
     assert_eq!(a.drain(), Vec::<String>::new(), "waits behind it");
+    let waited_before = a.core.metrics().sync.reload_seconds;
+    a.advance(Duration::from_millis(7));
     a.reload_own();
     assert_eq!(a.drain(), ["persist 3"], "both, at once, under the lock");
+    let waited = a.core.metrics().sync.reload_seconds - waited_before;
+    assert!(
+        (waited - 0.007).abs() < 1e-9,
+        "the read took 7 ms, not {waited}"
+    );
     a.persist_ok();
     let lines = a.drain();
     assert!(lines[0].starts_with("p2 answered 200"), "{lines:?}");

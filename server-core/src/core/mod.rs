@@ -109,6 +109,8 @@ pub struct ServerCore<U, P, A: App> {
     /// it is applied, so no work of this node lands on a scope while its
     /// reload is read (the engine would have to refuse the reload).
     reload_scopes: std::collections::BTreeSet<String>,
+    /// When the reload job out was sent (for `/metrics`).
+    reload_sent: Option<Instant>,
     /// Requests waiting before the engine sees them (see `sync.rs`), in
     /// arrival order.
     deferred: VecDeque<Deferred>,
@@ -192,6 +194,7 @@ where
             next_ticket: 0,
             persisting: None,
             reload_scopes: Default::default(),
+            reload_sent: None,
             deferred: VecDeque::new(),
             rebasing: None,
             contended: BTreeMap::new(),

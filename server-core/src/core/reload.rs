@@ -85,6 +85,9 @@ where
     /// The store finished [`Output::Reload`].
     pub fn handle_reloaded(&mut self, now: Instant, reloaded: Reloaded) {
         self.at(now);
+        if let Some(sent) = self.reload_sent.take() {
+            self.metrics.reload_seconds += self.now.saturating_duration_since(sent).as_secs_f64();
+        }
         let read = std::mem::take(&mut self.reload_scopes);
         let locked = std::mem::take(&mut self.locking);
         for update in &reloaded.updates {
@@ -199,6 +202,7 @@ where
         if !lock.is_empty() {
             self.metrics.locking_reads += 1;
         }
+        self.reload_sent = Some(self.now);
         self.emit(Output::Reload(ReloadJob {
             scopes,
             forget,
