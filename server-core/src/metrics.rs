@@ -458,36 +458,19 @@ mod tests {
             ..SyncMetrics::default()
         };
         let text = render(&MetricsSnapshot::new(live, sync));
-        assert_eq!(value_of(&text, "live_sessions").as_deref(), Some("3"));
-        assert_eq!(
-            value_of(&text, "live_slow_consumer_closes_total").as_deref(),
-            Some("7")
-        );
-        assert_eq!(value_of(&text, "sync_pushes_total").as_deref(), Some("11"));
-        assert_eq!(
-            value_of(&text, "live_history_bytes").as_deref(),
-            Some("1234")
-        );
-        assert_eq!(
-            value_of(&text, "live_presence_watchers").as_deref(),
-            Some("2")
-        );
-        assert_eq!(
-            value_of(&text, "sync_persist_seconds_total").as_deref(),
-            Some("0.250000")
-        );
-        assert_eq!(
-            value_of(&text, "sync_locking_reads_total").as_deref(),
-            Some("5")
-        );
-        assert_eq!(
-            value_of(&text, "sync_contended_scopes").as_deref(),
-            Some("2")
-        );
-        assert_eq!(
-            value_of(&text, "sync_reload_seconds_total").as_deref(),
-            Some("1.500000")
-        );
+        for (name, value) in [
+            ("live_sessions", "3"),
+            ("live_slow_consumer_closes_total", "7"),
+            ("sync_pushes_total", "11"),
+            ("live_history_bytes", "1234"),
+            ("live_presence_watchers", "2"),
+            ("sync_persist_seconds_total", "0.250000"),
+            ("sync_locking_reads_total", "5"),
+            ("sync_contended_scopes", "2"),
+            ("sync_reload_seconds_total", "1.500000"),
+        ] {
+            assert_eq!(value_of(&text, name).as_deref(), Some(value), "{name}");
+        }
         assert!(
             text.contains("# TYPE sync_contended_scopes gauge"),
             "{text}"
