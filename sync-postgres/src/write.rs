@@ -203,9 +203,12 @@ pub(crate) fn write_function() -> String {
     )
 }
 
-/// The call of [`write_function`].
-const WRITE: &str = "SELECT pg_temp.sync_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-     $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)";
+/// The call of [`write_function`], one parameter per entry of
+/// [`WRITE_PARAMS`].
+fn write_call() -> String {
+    let params: Vec<String> = (1..=WRITE_PARAMS.len()).map(|i| format!("${i}")).collect();
+    format!("SELECT pg_temp.sync_write({})", params.join(", "))
+}
 
 /// `sql` with its parameter `$i` written as `$to[i - 1]`.
 fn renumber(sql: &str, to: &[usize]) -> String {
@@ -252,8 +255,9 @@ impl Statements {
     /// Defines the connection's `sync_write` and prepares every statement.
     pub(crate) async fn prepare(client: &Client) -> Result<Statements, Error> {
         client.batch_execute(&write_function()).await?;
-        let steps: Vec<_> = [ENSURE, LOCK, WRITE]
-            .iter()
+        let call = write_call();
+        let steps: Vec<_> = [ENSURE, LOCK, call.as_str()]
+            .into_iter()
             .map(|sql| step(client.prepare(sql)))
             .collect();
         let prepared = pipeline::run(steps).await?;
@@ -405,7 +409,7 @@ pub(crate) async fn write_and_commit(
         Some(e) => (Some(e.scopes), e.fresh, e.known),
         None => (None, &no_text, &no_int),
     };
-    let params: [&(dyn ToSql + Sync); 28] = [
+    let params: [&(dyn ToSql + Sync); WRITE_PARAMS.len()] = [
         &lock,
         &fresh,
         &known,
@@ -465,6 +469,8 @@ mod tests {
         );
         assert!(f.contains("PERFORM pg_notify($27, p) FROM UNNEST($28::text[])"));
         assert!(f.contains("PERFORM sync_check_versions($1::text[], $3::int8[])"));
+        assert!(write_call().starts_with("SELECT pg_temp.sync_write($1, $2, "));
+        assert!(write_call().ends_with(", $27, $28)"));
         // Every parameter reaches a statement.
         let body = &f[f.find("BEGIN").unwrap_or(0)..];
         for n in 1..=WRITE_PARAMS.len() {
