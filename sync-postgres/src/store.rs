@@ -18,7 +18,9 @@ use crate::{Error, delta, read, schema};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PgOptions {
-    /// Connections kept in the pool. Default 4.
+    /// Connections for reads and loads. Default 4. The store opens one more
+    /// for writing batches, which it keeps once it has used it, so reads
+    /// never wait behind writes.
     pub pool_size: usize,
     /// Longest wait for connecting, for a connection from the pool, and for
     /// each whole operation (a batch, a load). Past it the operation fails
@@ -152,7 +154,9 @@ impl PgStore {
         let pool = {
             let _guard = rt.enter();
             Pool::builder(manager)
-                .max_size(options.pool_size.max(1))
+                // The writing connection comes from the pool and never
+                // goes back: one more than the readers get.
+                .max_size(options.pool_size.max(1) + 1)
                 .runtime(deadpool_postgres::Runtime::Tokio1)
                 .wait_timeout(Some(options.timeout))
                 .create_timeout(Some(options.timeout))

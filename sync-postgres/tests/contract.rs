@@ -170,6 +170,28 @@ fn a_user_who_may_not_create_temporary_objects_is_told_at_connect() {
     granted.expect("connects once granted");
 }
 
+/// The connection batches are written on stays out of the pool once used:
+/// a pool of one reader still reads after a write, instead of waiting for a
+/// connection that never comes back.
+#[test]
+fn a_pool_of_one_still_reads_after_a_write() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "poolone");
+    let options = schema
+        .options()
+        .with_pool_size(1)
+        .with_timeout(std::time::Duration::from_secs(2));
+    let mut store = PgStore::connect(&url, options).expect("connect");
+    let mut generator = Gen::default();
+    let batch = generator.batch(&[Op::Changes(0, 3, 1)]);
+    store.persist(&batch).expect("persist");
+    let loaded = store.load().expect("load after a write");
+    assert_eq!(loaded.scopes.len(), 1, "{loaded:?}");
+    store
+        .persist(&generator.batch(&[Op::Changes(0, 1, 1)]))
+        .expect("and write again");
+}
+
 #[test]
 fn refuses_numbers_postgres_cannot_hold() {
     let Some(url) = postgres_url() else { return };
