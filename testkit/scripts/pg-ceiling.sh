@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # PostgreSQL's own ceiling for the shape of a sync-postgres batch: pgbench
-# running one transaction of BATCH changes and client records on fresh sync
-# tables, CLIENTS connections for DUR seconds. SHAPE=call (the default, as
+# running one transaction of BATCH changes, client records and mutation id
+# records on fresh sync tables, CLIENTS connections for DUR seconds. SHAPE=call (the default, as
 # sync-postgres writes a batch): one call of a function holding the batch's
 # statements (pg-batch-function.sql, pg-batch-call.sql); SHAPE=pipeline:
 # the statements themselves, pipelined in one flight (pg-batch.sql);
-# SHAPE=turn: a transaction that locks the scope first and writes after its
-# answer came back, as a node writes a scope other nodes write too
-# (pg-batch-turn.sql).
+# SHAPE=turn: a transaction that locks the scope and reads what two other
+# writers added since its last turn, and writes after that answer came
+# back, as a node writes a scope other nodes write too (pg-batch-turn.sql).
 # SCOPES=shared: every connection writes one scope (they queue on its row
 # lock, as nodes on one scope do); SCOPES=own: one scope per connection.
 # Prints transactions/s and the mutations/s they carry (tps x BATCH), and
@@ -31,7 +31,7 @@ case $MODE in shared|own) ;; *) echo "scopes are shared or own" >&2; exit 2 ;; e
 $PSQL -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S" >/dev/null
 # Dropped however the run ends.
 trap '$PSQL -c "DROP SCHEMA IF EXISTS $S CASCADE" >/dev/null; rm -f /tmp/pg-batch-own.$$.sql' EXIT
-# The tables as sync-postgres creates them (schema 2).
+# The tables as sync-postgres creates them (schema 3, without its function).
 PGOPTIONS="-c client_min_messages=warning -c search_path=$S" $PSQL <<SQL >/dev/null
 CREATE TABLE sync_changes (scope TEXT NOT NULL, cursor BIGINT NOT NULL, group_end BIGINT NOT NULL,
   time BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (scope, cursor));
@@ -40,7 +40,11 @@ CREATE TABLE sync_clients (scope TEXT NOT NULL, client_id TEXT NOT NULL, seq BIG
   PRIMARY KEY (scope, client_id, seq));
 CREATE TABLE sync_scopes (scope TEXT NOT NULL PRIMARY KEY, version BIGINT NOT NULL,
   ids_expired BIGINT NOT NULL DEFAULT 0);
+CREATE TABLE sync_ids (scope TEXT NOT NULL, id TEXT NOT NULL, time BIGINT NOT NULL,
+  result TEXT NOT NULL, version BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (scope, id));
+CREATE TABLE sync_bases (scope TEXT NOT NULL PRIMARY KEY, before BIGINT NOT NULL, base TEXT NOT NULL);
 CREATE INDEX sync_clients_by_version ON sync_clients (scope, version);
+CREATE INDEX sync_ids_by_version ON sync_ids (scope, version);
 \\i $DIR/pg-batch-function.sql
 SQL
 # :client_id is pgbench's own per-connection number.
@@ -48,7 +52,9 @@ if [ "$MODE" = own ]; then SCOPE='-D scope=:client_id'; else SCOPE='-D scope=0';
 [ "$MODE" = own ] && { sed 's/:scope/:client_id/g' "$SCRIPT" > /tmp/pg-batch-own.$$.sql; SCRIPT=/tmp/pg-batch-own.$$.sql; SCOPE=; }
 . "$DIR/cpu-per-op.sh"
 read -r b0 _ < <(machine)
-out=$(PGOPTIONS="-c client_min_messages=warning -c search_path=$S" /usr/bin/time -f "pgbench-cpu %U %S" \
+# With the settings of sync-postgres's writing connection (one generic plan
+# per statement, reached through keys).
+out=$(PGOPTIONS="-c client_min_messages=warning -c search_path=$S -c plan_cache_mode=force_generic_plan -c enable_seqscan=off" /usr/bin/time -f "pgbench-cpu %U %S" \
   pgbench -h 127.0.0.1 -U postgres -n -M prepared -c "$C" -j "$C" -T "$DUR" \
   -D batch="$B" $SCOPE -f "$SCRIPT" test 2>&1) || { echo "$out"; exit 1; }
 read -r b1 _ < <(machine)
