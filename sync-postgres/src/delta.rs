@@ -1,19 +1,22 @@
 //! Reading what other nodes wrote to scopes after the versions this node
 //! holds: changes after the engine's head, client and id rows stamped with a
 //! later version, in one repeatable-read snapshot with the scope's version,
-//! so the version returned covers exactly what was read; every statement of
-//! it in one flight.
+//! so the version returned covers exactly what was read. One statement
+//! reads every table for every scope ([`SQL`]): PostgreSQL starts one
+//! statement instead of one per table, and a node that takes turns with
+//! others on a scope makes this read while holding the scope's lock, so
+//! what it costs lengthens every turn.
 
 use std::collections::BTreeMap;
 
 use deadpool_postgres::ClientWrapper;
 use sync_core::store::columns::{from_json, int, uint};
 use sync_core::store::{ScopeDelta, ScopeMark, TrimBase};
-use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres::{Client, Row};
 
 use crate::Error;
 use crate::pipeline::{self, Step, simple, step};
-use crate::read::{change_row, client_row, id_row};
+use crate::read::{change_at, client_at, id_at};
 
 /// One scope to read: its name, the version this node knows, and where the
 /// engine's records end.
@@ -66,57 +69,33 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// The rows of a delta's reads, in [`SQL`]'s order.
-pub(crate) type Rows = [Vec<Row>; 5];
+/// The rows of a delta's read, each tagged with what it is (see [`SQL`]).
+pub(crate) type Rows = Vec<Row>;
 
-/// The statements of a delta's reads, prepared on one connection.
-pub(crate) struct Statements([Statement; 5]);
+/// The statement of a delta's read, prepared on one connection.
+pub(crate) struct Statement(tokio_postgres::Statement);
 
-impl Statements {
-    /// Prepares them on the writing connection, in one flight.
-    pub(crate) async fn prepare(client: &Client) -> Result<Statements, Error> {
-        Self::from(pipeline::run(SQL.iter().map(|sql| step(client.prepare(sql))).collect()).await?)
+impl Statement {
+    /// Prepares it on the writing connection.
+    pub(crate) async fn prepare(client: &Client) -> Result<Statement, Error> {
+        Ok(Statement(client.prepare(SQL).await?))
     }
 
-    /// Prepares them on a pooled connection (which caches them), in one
-    /// flight.
-    async fn prepare_cached(client: &ClientWrapper) -> Result<Statements, Error> {
-        Self::from(
-            pipeline::run(
-                SQL.iter()
-                    .map(|sql| step(client.prepare_cached(sql)))
-                    .collect(),
-            )
-            .await?,
-        )
+    /// Prepares it on a pooled connection (which caches it).
+    async fn prepare_cached(client: &ClientWrapper) -> Result<Statement, Error> {
+        Ok(Statement(client.prepare_cached(SQL).await?))
     }
 
-    fn from(prepared: Vec<Statement>) -> Result<Statements, Error> {
-        prepared
-            .try_into()
-            .map(Statements)
-            .map_err(|_| Error::Config("statement missing".into()))
+    /// The read, for a flight already inside a transaction.
+    pub(crate) fn read<'a>(&'a self, client: &'a Client, cols: &'a Columns<'_>) -> Step<'a> {
+        let (scopes, first_kept, heads, known) =
+            (&cols.scopes, &cols.first_kept, &cols.heads, &cols.known);
+        step(async move {
+            client
+                .query(&self.0, &[scopes, first_kept, heads, known])
+                .await
+        })
     }
-
-    /// The reads, for a flight already inside a transaction.
-    pub(crate) fn reads<'a>(&'a self, client: &'a Client, cols: &'a Columns<'_>) -> Vec<Step<'a>> {
-        let [versions, bases, changes, clients, ids] = &self.0;
-        let (scopes, known, heads, first_kept) =
-            (&cols.scopes, &cols.known, &cols.heads, &cols.first_kept);
-        vec![
-            step(async move { client.query(versions, &[scopes]).await }),
-            step(async move { client.query(bases, &[scopes, first_kept]).await }),
-            step(async move { client.query(changes, &[scopes, heads]).await }),
-            step(async move { client.query(clients, &[scopes, known]).await }),
-            step(async move { client.query(ids, &[scopes, known]).await }),
-        ]
-    }
-}
-
-/// Takes the rows of [`Statements::reads`] out of a flight's answers.
-pub(crate) fn rows_of(answers: impl IntoIterator<Item = Vec<Row>>) -> Rows {
-    let mut it = answers.into_iter();
-    std::array::from_fn(|_| it.next().unwrap_or_default())
 }
 
 /// For each of `wanted`, in order, the delta of its scope after its known
@@ -128,16 +107,15 @@ pub(crate) async fn load_since(
     client: &ClientWrapper,
     wanted: &[Wanted<'_>],
 ) -> Result<Vec<Option<(ScopeDelta, i64)>>, Error> {
-    let st = Statements::prepare_cached(client).await?;
+    let st = Statement::prepare_cached(client).await?;
     let cols = Columns::of(wanted)?;
-    let mut steps = vec![simple(
-        client,
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    )];
-    steps.extend(st.reads(client, &cols));
-    steps.push(simple(client, "COMMIT"));
+    let steps = vec![
+        simple(client, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        st.read(client, &cols),
+        simple(client, "COMMIT"),
+    ];
     let answers = pipeline::run(steps).await?;
-    assemble(wanted, rows_of(answers.into_iter().skip(1)))
+    assemble(wanted, answers.into_iter().nth(1).unwrap_or_default())
 }
 
 /// The deltas of `wanted` from the rows of their reads (see
@@ -145,41 +123,53 @@ pub(crate) async fn load_since(
 /// snapshot, or a transaction holding the scopes' locks.
 pub(crate) fn assemble(
     wanted: &[Wanted<'_>],
-    [versions, bases, changes, clients, ids]: Rows,
+    rows: Rows,
 ) -> Result<Vec<Option<(ScopeDelta, i64)>>, Error> {
-    let found: BTreeMap<String, (i64, i64)> = versions
-        .iter()
-        .map(|row| (row.get(0), (row.get(1), row.get(2))))
-        .collect();
+    let mut found: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut out: BTreeMap<&str, ScopeDelta> = wanted
         .iter()
         .map(|w| (w.scope, ScopeDelta::empty(w.scope, w.held)))
         .collect();
-    for row in &bases {
-        if let Some(delta) = out.get_mut(row.get::<_, &str>(0)) {
-            delta.base = Some(TrimBase {
-                before: uint("before", row.get(1))?,
-                base: from_json("sync_bases", "base", row.get(2))?,
-            });
+    for row in &rows {
+        let kind: i16 = row.get(0);
+        let scope: &str = row.get(1);
+        match kind {
+            VERSION => {
+                found.insert(scope.to_owned(), (row.get(2), row.get(3)));
+            }
+            BASE => {
+                if let Some(delta) = out.get_mut(scope) {
+                    delta.base = Some(TrimBase {
+                        before: uint("before", row.get(2))?,
+                        base: from_json("sync_bases", "base", row.get(5))?,
+                    });
+                }
+            }
+            CHANGE => {
+                if let Some(delta) = out.get_mut(scope) {
+                    delta.changes.push(change_at(row, [1, 2, 3, 4, 5])?);
+                }
+            }
+            CLIENT => {
+                if let Some(delta) = out.get_mut(scope) {
+                    delta.clients.push(client_at(row, [1, 5, 2, 3, 6])?);
+                }
+            }
+            ID => {
+                if let Some(delta) = out.get_mut(scope) {
+                    delta.ids.push(id_at(row, [1, 5, 2, 6])?);
+                }
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "a delta row of unknown kind {other}"
+                )));
+            }
         }
     }
-    for row in &changes {
-        let e = change_row(row)?;
-        if let Some(delta) = out.get_mut(e.change.scope.as_str()) {
-            delta.changes.push(e);
-        }
-    }
-    for row in &clients {
-        let r = client_row(row)?;
-        if let Some(delta) = out.get_mut(r.scope.as_str()) {
-            delta.clients.push(r);
-        }
-    }
-    for row in &ids {
-        let r = id_row(row)?;
-        if let Some(delta) = out.get_mut(r.scope.as_str()) {
-            delta.ids.push(r);
-        }
+    // In cursor order, which the statement does not promise.
+    for delta in out.values_mut() {
+        delta.changes.sort_by_key(|e| e.change.cursor);
     }
     Ok(wanted
         .iter()
@@ -212,36 +202,56 @@ pub(crate) fn assemble(
         .collect())
 }
 
-/// The reads of a delta, each for every scope wanted (`$1`, with its held
-/// mark or known version in `$2`): the scopes' versions, trim bases past the
-/// held first cursor, changes after the held head, client and id rows
-/// stamped after the known version (every id row when ids expired since).
+/// What each row of [`SQL`] is, in its first column.
+const VERSION: i16 = 0;
+const BASE: i16 = 1;
+const CHANGE: i16 = 2;
+const CLIENT: i16 = 3;
+const ID: i16 = 4;
+
+/// The read of a delta, for every scope wanted (`$1`, with its held first
+/// cursor in `$2`, its held head in `$3` and its known version in `$4`):
+/// the scopes' versions, trim bases past the held first cursor, changes
+/// after the held head, client and id rows stamped after the known version
+/// (every id row when ids expired since), as one statement whose rows are
+/// tagged with [`VERSION`], [`BASE`], [`CHANGE`], [`CLIENT`] or [`ID`], in
+/// columns `kind, scope, a, b, c, t, u`:
+///
+/// | kind | a | b | c | t | u |
+/// | --- | --- | --- | --- | --- | --- |
+/// | version | version | ids expired | | | |
+/// | base | before | | | base | |
+/// | change | cursor | group end | time | data | |
+/// | client | seq | keep from | | client id | result |
+/// | id | time | | | id | result |
 ///
 /// Rows are found per scope through a key (`LATERAL ... OFFSET 0` keeps the
 /// lookup from being flattened into a join), so the one plan PostgreSQL
 /// makes for any arrays reads only what is new: a join over the arrays
 /// would be planned as a merge join reading a scope's whole log.
-pub(crate) const SQL: [&str; 5] = [
-    "SELECT scope, version, ids_expired FROM sync_scopes WHERE scope = ANY($1::text[])",
-    "SELECT b.scope, b.before, b.base
+pub(crate) const SQL: &str = "\
+    SELECT 0::int2 AS kind, s.scope, s.version AS a, s.ids_expired AS b, NULL::int8 AS c,
+           NULL::text AS t, NULL::text AS u
+     FROM sync_scopes s WHERE s.scope = ANY($1::text[])
+    UNION ALL
+    SELECT 1::int2, b.scope, b.before, NULL::int8, NULL::int8, b.base, NULL::text
      FROM UNNEST($1::text[], $2::int8[]) AS h(scope, first_kept),
          LATERAL (SELECT * FROM sync_bases b
-                  WHERE b.scope = h.scope AND b.before > h.first_kept OFFSET 0) AS b",
-    "SELECT c.scope, c.cursor, c.group_end, c.time, c.data
-     FROM UNNEST($1::text[], $2::int8[]) AS h(scope, head),
+                  WHERE b.scope = h.scope AND b.before > h.first_kept OFFSET 0) AS b
+    UNION ALL
+    SELECT 2::int2, c.scope, c.cursor, c.group_end, c.time, c.data, NULL::text
+     FROM UNNEST($1::text[], $3::int8[]) AS h(scope, head),
          LATERAL (SELECT * FROM sync_changes c
                   WHERE c.scope = h.scope AND c.cursor > h.head OFFSET 0) AS c
-     ORDER BY c.scope, c.cursor",
-    "SELECT c.scope, c.client_id, c.seq, c.keep_from, c.result
-     FROM UNNEST($1::text[], $2::int8[]) AS k(scope, known),
+    UNION ALL
+    SELECT 3::int2, c.scope, c.seq, c.keep_from, NULL::int8, c.client_id, c.result
+     FROM UNNEST($1::text[], $4::int8[]) AS k(scope, known),
          LATERAL (SELECT * FROM sync_clients c
                   WHERE c.scope = k.scope AND c.version > k.known OFFSET 0) AS c
-     ORDER BY c.scope, c.client_id, c.seq",
-    "SELECT i.scope, i.id, i.time, i.result
-     FROM UNNEST($1::text[], $2::int8[]) AS k(scope, known),
+    UNION ALL
+    SELECT 4::int2, i.scope, i.time, NULL::int8, NULL::int8, i.id, i.result
+     FROM UNNEST($1::text[], $4::int8[]) AS k(scope, known),
          LATERAL (SELECT CASE WHEN s.ids_expired > k.known THEN -1 ELSE k.known END AS after
                   FROM sync_scopes s WHERE s.scope = k.scope OFFSET 0) AS s,
          LATERAL (SELECT * FROM sync_ids i
-                  WHERE i.scope = k.scope AND i.version > s.after OFFSET 0) AS i
-     ORDER BY i.scope, i.id",
-];
+                  WHERE i.scope = k.scope AND i.version > s.after OFFSET 0) AS i";

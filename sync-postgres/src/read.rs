@@ -113,35 +113,59 @@ pub(crate) async fn load(client: &mut Client, only: Option<&str>) -> Result<Load
 
 /// A `sync_changes` row selected as `scope, cursor, group_end, time, data`.
 pub(crate) fn change_row(row: &Row) -> Result<LogEntry, Error> {
+    change_at(row, [0, 1, 2, 3, 4])
+}
+
+/// A `sync_changes` record from the columns of `row` at `scope, cursor,
+/// group_end, time, data`.
+pub(crate) fn change_at(
+    row: &Row,
+    [scope, cursor, group_end, time, data]: [usize; 5],
+) -> Result<LogEntry, Error> {
     Ok(LogEntry {
         change: Change {
-            cursor: uint("cursor", row.get(1))?,
-            scope: row.get(0),
-            time: Timestamp::from_millis(uint("time", row.get(3))?),
-            data: from_json("sync_changes", "data", row.get(4))?,
+            cursor: uint("cursor", row.get(cursor))?,
+            scope: row.get(scope),
+            time: Timestamp::from_millis(uint("time", row.get(time))?),
+            data: from_json("sync_changes", "data", row.get(data))?,
         },
-        group_end: uint("group_end", row.get(2))?,
+        group_end: uint("group_end", row.get(group_end))?,
     })
 }
 
 /// A `sync_clients` row selected as `scope, client_id, seq, keep_from, result`.
 pub(crate) fn client_row(row: &Row) -> Result<ClientRecord, Error> {
+    client_at(row, [0, 1, 2, 3, 4])
+}
+
+/// A `sync_clients` record from the columns of `row` at `scope, client_id,
+/// seq, keep_from, result`.
+pub(crate) fn client_at(
+    row: &Row,
+    [scope, client_id, seq, keep_from, result]: [usize; 5],
+) -> Result<ClientRecord, Error> {
     Ok(ClientRecord {
-        scope: row.get(0),
-        client_id: row.get(1),
-        seq: uint("seq", row.get(2))?,
-        keep_from: uint("keep_from", row.get(3))?,
-        result: from_json("sync_clients", "result", row.get(4))?,
+        scope: row.get(scope),
+        client_id: row.get(client_id),
+        seq: uint("seq", row.get(seq))?,
+        keep_from: uint("keep_from", row.get(keep_from))?,
+        result: from_json("sync_clients", "result", row.get(result))?,
     })
 }
 
 /// A `sync_ids` row selected as `scope, id, time, result`.
 pub(crate) fn id_row(row: &Row) -> Result<IdRecord, Error> {
+    id_at(row, [0, 1, 2, 3])
+}
+
+/// A `sync_ids` record from the columns of `row` at `scope, id, time,
+/// result`.
+pub(crate) fn id_at(row: &Row, [scope, id, time, result]: [usize; 4]) -> Result<IdRecord, Error> {
     Ok(IdRecord {
-        scope: row.get(0),
-        id: row.get(1),
-        time: Timestamp::from_millis(uint("time", row.get(2))?),
-        result: from_json("sync_ids", "result", row.get(3))?,
+        scope: row.get(scope),
+        id: row.get(id),
+        time: Timestamp::from_millis(uint("time", row.get(time))?),
+        result: from_json("sync_ids", "result", row.get(result))?,
     })
 }
 

@@ -33,8 +33,8 @@ pub(crate) struct Statements {
     ensure: Statement,
     lock: Statement,
     write: Statement,
-    /// The reads of a delta, for a batch that locks first.
-    delta: delta::Statements,
+    /// The read of a delta, for a batch that locks first.
+    delta: delta::Statement,
 }
 
 /// A version row for every scope about to be locked.
@@ -267,7 +267,7 @@ impl Statements {
             ensure,
             lock,
             write,
-            delta: delta::Statements::prepare(client).await?,
+            delta: delta::Statement::prepare(client).await?,
         })
     }
 }
@@ -294,12 +294,11 @@ pub(crate) async fn begin_and_lock(
     steps.push(step(
         async move { client.query(&st.lock, &[&scopes]).await },
     ));
-    let locked_at = steps.len() - 1;
     if let Some(cols) = reads {
-        steps.extend(st.delta.reads(client, cols));
+        steps.push(st.delta.read(client, cols));
     }
     let mut answers = pipeline::run(steps).await?;
-    let read = reads.map(|_| delta::rows_of(answers.drain(locked_at + 1..)));
+    let read = reads.map(|_| answers.pop().unwrap_or_default());
     let versions = answers
         .pop()
         .into_iter()
@@ -488,7 +487,7 @@ mod tests {
     /// an index scan without a condition.
     async fn plans_reading_whole_tables(client: &tokio_postgres::Client) -> Vec<String> {
         let mut bad = Vec::new();
-        for (i, sql) in SQL.iter().chain(crate::delta::SQL.iter()).enumerate() {
+        for (i, sql) in SQL.iter().chain([&crate::delta::SQL]).enumerate() {
             let params = client.prepare(sql).await.expect("prepare").params().len();
             let nulls = vec!["NULL"; params].join(", ");
             client
