@@ -101,8 +101,8 @@ impl Statement {
 /// For each of `wanted`, in order, the delta of its scope after its known
 /// version and held mark, with the scope's version now; `None` for a scope
 /// whose stored version is behind the known one (the tables were replaced),
-/// so only a full load can tell. One snapshot and one flight for them all,
-/// one statement per table.
+/// so only a full load can tell. One snapshot, one flight and one statement
+/// for them all.
 pub(crate) async fn load_since(
     client: &ClientWrapper,
     wanted: &[Wanted<'_>],
@@ -131,33 +131,33 @@ pub(crate) fn assemble(
         .map(|w| (w.scope, ScopeDelta::empty(w.scope, w.held)))
         .collect();
     for row in &rows {
-        let kind: i16 = row.get(0);
-        let scope: &str = row.get(1);
+        let kind: i16 = row.get(KIND);
+        let scope: &str = row.get(SCOPE);
         match kind {
             VERSION => {
-                found.insert(scope.to_owned(), (row.get(2), row.get(3)));
+                found.insert(scope.to_owned(), (row.get(A), row.get(B)));
             }
             BASE => {
                 if let Some(delta) = out.get_mut(scope) {
                     delta.base = Some(TrimBase {
-                        before: uint("before", row.get(2))?,
-                        base: from_json("sync_bases", "base", row.get(5))?,
+                        before: uint("before", row.get(A))?,
+                        base: from_json("sync_bases", "base", row.get(T))?,
                     });
                 }
             }
             CHANGE => {
                 if let Some(delta) = out.get_mut(scope) {
-                    delta.changes.push(change_at(row, [1, 2, 3, 4, 5])?);
+                    delta.changes.push(change_at(row, [SCOPE, A, B, C, T])?);
                 }
             }
             CLIENT => {
                 if let Some(delta) = out.get_mut(scope) {
-                    delta.clients.push(client_at(row, [1, 5, 2, 3, 6])?);
+                    delta.clients.push(client_at(row, [SCOPE, T, A, B, U])?);
                 }
             }
             ID => {
                 if let Some(delta) = out.get_mut(scope) {
-                    delta.ids.push(id_at(row, [1, 5, 2, 6])?);
+                    delta.ids.push(id_at(row, [SCOPE, T, A, U])?);
                 }
             }
             other => {
@@ -201,6 +201,15 @@ pub(crate) fn assemble(
         })
         .collect())
 }
+
+/// The columns of [`SQL`]'s rows, by position.
+const KIND: usize = 0;
+const SCOPE: usize = 1;
+const A: usize = 2;
+const B: usize = 3;
+const C: usize = 4;
+const T: usize = 5;
+const U: usize = 6;
 
 /// What each row of [`SQL`] is, in its first column.
 const VERSION: i16 = 0;
