@@ -131,13 +131,16 @@ pub(crate) fn assemble(
         .map(|w| (w.scope, ScopeDelta::empty(w.scope, w.held)))
         .collect();
     for row in &rows {
-        let kind: i16 = row.get(KIND);
+        let tag: i16 = row.get(KIND);
         let scope: &str = row.get(SCOPE);
+        let Some(kind) = Kind::of(tag) else {
+            return Err(Error::Config(format!("a delta row of unknown kind {tag}")));
+        };
         match kind {
-            VERSION => {
+            Kind::Version => {
                 found.insert(scope.to_owned(), (row.get(A), row.get(B)));
             }
-            BASE => {
+            Kind::Base => {
                 if let Some(delta) = out.get_mut(scope) {
                     delta.base = Some(TrimBase {
                         before: uint("before", row.get(A))?,
@@ -145,25 +148,20 @@ pub(crate) fn assemble(
                     });
                 }
             }
-            CHANGE => {
+            Kind::Change => {
                 if let Some(delta) = out.get_mut(scope) {
                     delta.changes.push(change_at(row, [SCOPE, A, B, C, T])?);
                 }
             }
-            CLIENT => {
+            Kind::Client => {
                 if let Some(delta) = out.get_mut(scope) {
                     delta.clients.push(client_at(row, [SCOPE, T, A, B, U])?);
                 }
             }
-            ID => {
+            Kind::Id => {
                 if let Some(delta) = out.get_mut(scope) {
                     delta.ids.push(id_at(row, [SCOPE, T, A, U])?);
                 }
-            }
-            other => {
-                return Err(Error::Config(format!(
-                    "a delta row of unknown kind {other}"
-                )));
             }
         }
     }
@@ -211,20 +209,39 @@ const C: usize = 4;
 const T: usize = 5;
 const U: usize = 6;
 
-/// What each row of [`SQL`] is, in its first column.
-const VERSION: i16 = 0;
-const BASE: i16 = 1;
-const CHANGE: i16 = 2;
-const CLIENT: i16 = 3;
-const ID: i16 = 4;
+/// What a row of [`SQL`] is: its first column holds the position here.
+#[derive(Clone, Copy)]
+enum Kind {
+    Version,
+    Base,
+    Change,
+    Client,
+    Id,
+}
+
+impl Kind {
+    const IN_ORDER: [Kind; 5] = [
+        Kind::Version,
+        Kind::Base,
+        Kind::Change,
+        Kind::Client,
+        Kind::Id,
+    ];
+
+    fn of(tag: i16) -> Option<Kind> {
+        usize::try_from(tag)
+            .ok()
+            .and_then(|i| Self::IN_ORDER.get(i).copied())
+    }
+}
 
 /// The read of a delta, for every scope wanted (`$1`, with its held first
 /// cursor in `$2`, its held head in `$3` and its known version in `$4`):
 /// the scopes' versions, trim bases past the held first cursor, changes
 /// after the held head, client and id rows stamped after the known version
 /// (every id row when ids expired since), as one statement whose rows are
-/// tagged with [`VERSION`], [`BASE`], [`CHANGE`], [`CLIENT`] or [`ID`], in
-/// columns `kind, scope, a, b, c, t, u`:
+/// tagged with its [`Kind`] (0 to 4), in columns `kind, scope, a, b, c, t,
+/// u`:
 ///
 /// | kind | a | b | c | t | u |
 /// | --- | --- | --- | --- | --- | --- |
