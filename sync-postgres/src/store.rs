@@ -164,7 +164,7 @@ impl PgStore {
                 .build()
                 .map_err(|e| Error::Config(e.to_string()))?
         };
-        let store = PgStore {
+        let mut store = PgStore {
             rt: Some(rt),
             watcher: Some(watcher),
             pool,
@@ -179,14 +179,19 @@ impl PgStore {
         let schema = options.schema.as_deref();
         store.run("migrating", async {
             let mut client = store.pool.get().await?;
-            schema::migrate(&mut client, schema).await?;
-            // Said now rather than at the first push: writing needs a
-            // temporary function (see `write`).
-            client
-                .batch_execute(&crate::write::write_function())
-                .await
-                .map_err(|e| no_temporary(e, &store.config))
+            schema::migrate(&mut client, schema).await
         })?;
+        // The writing connection, set up now rather than at the first push,
+        // so that a user who may not create its temporary function (see
+        // `write`) is told when connecting.
+        let mut writer = Writer::default();
+        store
+            .run(
+                "connecting the writer",
+                writer.connect(&store.pool, store.timeout),
+            )
+            .map_err(|e| no_temporary(e, &store.config))?;
+        store.writer = writer;
         Ok(store)
     }
 
@@ -236,7 +241,8 @@ impl PgStore {
 
 /// Names the privilege missing when the database user may not create the
 /// writing connection's temporary function.
-fn no_temporary(e: tokio_postgres::Error, config: &tokio_postgres::Config) -> Error {
+fn no_temporary(e: Error, config: &tokio_postgres::Config) -> Error {
+    let Error::Postgres(e) = e else { return e };
     if e.code() != Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
         return Error::Postgres(e);
     }

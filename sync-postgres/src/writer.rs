@@ -238,8 +238,14 @@ impl Writer {
     }
 
     /// A live connection with its statements, from the pool when there is
-    /// none. A transaction open on a lost connection is gone with it.
-    async fn connect(&mut self, pool: &Pool, idle_limit: std::time::Duration) -> Result<(), Error> {
+    /// none. A transaction open on a lost connection is gone with it. The
+    /// store calls it once when it connects; batches call it again after
+    /// losing the connection.
+    pub(crate) async fn connect(
+        &mut self,
+        pool: &Pool,
+        idle_limit: std::time::Duration,
+    ) -> Result<(), Error> {
         if self.conn.as_ref().is_some_and(|(c, _)| !c.is_closed()) {
             return Ok(());
         }
