@@ -828,6 +828,28 @@ fn a_scope_only_other_nodes_use_is_read_when_first_pulled() {
     assert_eq!(a.core.metrics().sync.notices_deferred, 1);
 }
 
+/// A client that pushed or pulled on another node comes here with a cursor
+/// past what this node holds of the scope, before this node heard of those
+/// commits: the scope is read first and the pull answered (a node behind is
+/// not a cursor too old). A cursor still ahead after the read is refused as
+/// on one node, without a second read.
+#[test]
+fn a_pull_past_what_this_node_holds_reads_the_scope_first() {
+    let (mut a, mut b) = Harness::shared_pair();
+    b.committed("b1", "u", &["x"]);
+    pull_read_first(&mut a, &mut b.store, "pull1", "u", 0, 1);
+    b.committed("b2", "u", &["y", "z"]);
+    b.committed("b3", "u", &["w"]);
+    pull_read_first(&mut a, &mut b.store, "pull2", "u", 3, 4);
+
+    a.http("pull3", "u", "POST", "/pull", r#"{"scope":"u","cursor":9}"#);
+    assert_eq!(a.drain(), ["reload u"], "read before it is refused");
+    a.reload_from(&mut b.store);
+    let lines = a.drain();
+    assert!(lines[0].starts_with("pull3 answered 410"), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+}
+
 /// Another node's commit to a scope held here that nobody here watches is
 /// not read at once (where every node writes every scope, those reads cost
 /// a third of the cluster's pushes): a pull of it reads it first, and a

@@ -126,13 +126,12 @@ where
             };
             self.retry.insert(id, retry);
         }
-        if request
-            .scopes()
-            .any(|s| self.waits_for(&request, s, &self.deferred))
-        {
+        if request.scopes().any(|s| {
+            self.waits_for(&request, s, &self.deferred) || self.pulls_past_head(&request, s)
+        }) {
             let unread: Vec<String> = request
                 .scopes()
-                .filter(|s| self.reads_first(&request, s))
+                .filter(|s| self.reads_first(&request, s) || self.pulls_past_head(&request, s))
                 .map(str::to_owned)
                 .collect();
             self.wanted.scopes.extend(unread);
@@ -164,6 +163,17 @@ where
         self.config.shared_store
             && !matches!(request, SyncRequest::Push(_))
             && (self.engine.scope_mark(scope).is_none() || self.wanted.later.contains(scope))
+    }
+
+    /// Whether `request` is a pull, on a shared store, from a cursor past
+    /// what this node holds of `scope`: another node wrote past it (the
+    /// client pushed or pulled there, and this node has not heard of it
+    /// yet), so the scope is read once before the pull is answered. Only a
+    /// cursor still ahead after that read is refused (410), as on one node.
+    /// Checked when the request arrives, not again when it resumes.
+    fn pulls_past_head(&self, request: &SyncRequest, scope: &str) -> bool {
+        self.config.shared_store
+            && matches!(request, SyncRequest::Pull(p) if p.cursor > self.engine.durable_head(scope))
     }
 
     /// Whether `request` must wait for a locking read of `scope` before the
