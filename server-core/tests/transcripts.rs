@@ -232,6 +232,38 @@ fn a_batch_refused_as_stale_is_reloaded_and_pushed_again() {
     assert_eq!(a.core.metrics().sync.stale_retries, 1);
 }
 
+/// What a refused batch hands back of another node's commits is poked to
+/// this node's watchers at once: the notices of those commits will find
+/// nothing new to read, and the batch pushed again may write nothing to the
+/// scope (here its mutation is refused by the application), so nothing
+/// else would tell them.
+#[test]
+fn commits_learned_from_a_refused_batch_are_poked() {
+    let (mut a, mut b) = Harness::shared_pair();
+    a.watch("alice", "s");
+    b.committed("b", "s", &["x", "y"]);
+    let body = r#"{"mutations":[{"id":"n1","scope":"s","name":"nope"}]}"#;
+    a.http("p", "u", "POST", "/push", body);
+    assert_eq!(a.drain(), ["persist 1"]);
+    refuse_as_stale(&mut a, &mut b.store, "s");
+    let lines = a.drain();
+    let poke = r#"alice <- {"topic":"sync:s","data":{"cursor":2}}"#;
+    assert!(lines.contains(&poke.to_owned()), "{lines:?}");
+    a.store = std::mem::take(&mut b.store);
+    a.persist_ok();
+    let lines = a.drain();
+    assert!(lines[0].starts_with("p answered 200"), "{lines:?}");
+    assert!(lines[0].contains(r#""ok":false"#), "{lines:?}");
+    a.core.handle_store_notice(a.now, Some("s".into()));
+    assert_eq!(a.drain(), ["lock s"], "a scope other nodes write");
+    a.reload_own();
+    let lines = a.drain();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("alice")),
+        "poked once: {lines:?}"
+    );
+}
+
 /// Refuses A's outstanding batch as stale, with what `store` holds of
 /// `scope` after A's records.
 fn refuse_as_stale(a: &mut Harness, store: &mut MemoryStore, scope: &str) {

@@ -212,7 +212,7 @@ where
             });
         }
         for update in &failure.reloaded {
-            self.absorb_reload(update, false);
+            self.absorb_reload(update);
             if stale {
                 // Its next pushes wait for a locking read.
                 let contended = Contended {

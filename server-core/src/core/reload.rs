@@ -93,7 +93,7 @@ where
         for update in &reloaded.updates {
             let scope = update.scope();
             let before = self.engine.durable_head(scope);
-            self.absorb_reload(update, true);
+            self.absorb_reload(update);
             if locked.contains(scope) {
                 let moved = self.engine.durable_head(scope) != before;
                 self.count_locking_read(scope, moved);
@@ -212,9 +212,11 @@ where
         true
     }
 
-    /// Installs one reloaded scope; with `poke`, pokes this node's
-    /// subscribers when its head moved.
-    pub(super) fn absorb_reload(&mut self, update: &ScopeUpdate, poke: bool) {
+    /// Installs one reloaded scope, and pokes this node's subscribers when
+    /// its head moved: however this node learns of another node's commits
+    /// (a notice, a pull past its head, a refused batch), its watchers hear
+    /// of them then, since no later notice will announce them again.
+    pub(super) fn absorb_reload(&mut self, update: &ScopeUpdate) {
         let scope = update.scope();
         let before = self.engine.durable_head(scope);
         match self.engine.apply_scope_update(update) {
@@ -222,7 +224,7 @@ where
                 self.wanted.later.remove(scope);
                 self.metrics.reloads += 1;
                 let cursor = self.engine.durable_head(scope);
-                if poke && cursor != before {
+                if cursor != before {
                     self.on_engine_output(sync_core::Output::Poke {
                         scope: scope.to_owned(),
                         cursor,
