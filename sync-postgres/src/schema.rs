@@ -86,14 +86,16 @@ pub(crate) const STALE_CODE: &str = "SY001";
 /// `schema`, when given, is created first (the connection's `search_path`
 /// points at it).
 pub(crate) async fn migrate(client: &mut Client, schema: Option<&str>) -> Result<(), Error> {
-    if let Some(schema) = schema {
-        client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-            .await?;
-    }
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
+    // Under the lock: nodes starting together on a new schema would
+    // otherwise race to create it, and all but one fail (`IF NOT EXISTS`
+    // does not make concurrent creations wait for each other).
+    if let Some(schema) = schema {
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await?;
+    }
     tx.batch_execute("CREATE TABLE IF NOT EXISTS sync_schema (version INT NOT NULL)")
         .await?;
     let found: i32 = tx

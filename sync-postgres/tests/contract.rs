@@ -112,6 +112,26 @@ fn a_store_that_missed_another_nodes_write_is_refused_until_it_reloads() {
     assert_eq!(err.stale_scopes(), ["a".to_owned()]);
 }
 
+/// Nodes started together on a new schema (a cluster's first start) all
+/// connect: one creates the schema and its tables, the others wait for it.
+#[test]
+fn nodes_starting_together_on_a_new_schema_all_connect() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "together");
+    let connected: Vec<_> = std::thread::scope(|s| {
+        let starts: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| PgStore::connect(&url, schema.options()).map(drop)))
+            .collect();
+        starts
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect()
+    });
+    for result in connected {
+        result.expect("every node connects");
+    }
+}
+
 #[test]
 fn refuses_a_database_from_a_newer_schema() {
     let Some(url) = postgres_url() else { return };
