@@ -1,0 +1,255 @@
+//! Nodes pushing at the same time, each on a thread of its own, so their
+//! batches really wait for each other's row locks in PostgreSQL: every
+//! push must still be answered 200, and nothing acknowledged may be lost
+//! or doubled. Each thread pushes fresh mutations of its own clients and
+//! repeats acknowledged ones of any client, hears the other nodes' commits
+//! now and then, pulls and takes snapshots. What a node showed (pokes,
+//! pages, snapshots) may be of a commit whose thread has not recorded its
+//! answer yet, so it is checked once all threads are done.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use server_core::CoreConfig;
+use sync_core::testing::Decisions;
+use sync_core::{Mutation, PullResponse, PushResponse, SnapshotResponse, Timestamp};
+
+use crate::common::Schema;
+use crate::end::check_end;
+use crate::model::{Model, SCOPES};
+use crate::node::{Node, Turn};
+
+const WALL_BASE: u64 = 1_795_328_895_000;
+
+/// What a node showed, to check against the final model.
+enum Shown {
+    Poke(String, u64),
+    Page {
+        scope: &'static str,
+        cursor: u64,
+        limit: u64,
+        page: PullResponse,
+    },
+    Snapshot(&'static str, SnapshotResponse),
+}
+
+/// What the threads share.
+struct Shared {
+    model: Mutex<Model>,
+    /// Per node: commits of other nodes it has not heard of yet.
+    notices: Vec<Mutex<VecDeque<Option<String>>>>,
+    shown: Mutex<Vec<Shown>>,
+    trace: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    /// Takes in what node `n` did: its lines go to the trace, its commits
+    /// to the other nodes as notices, its pokes to what was shown.
+    fn take(&self, n: usize, turn: Turn) {
+        for (other, notices) in self.notices.iter().enumerate() {
+            if other != n {
+                let committed = turn.committed.iter().cloned().map(Some);
+                notices.lock().expect("notices").extend(committed);
+            }
+        }
+        let pokes = turn.pokes.into_iter().map(|(s, c)| Shown::Poke(s, c));
+        self.shown.lock().expect("shown").extend(pokes);
+        self.trace.lock().expect("trace").extend(turn.lines);
+    }
+}
+
+/// One node's thread: `steps` steps, choices from `rng`.
+struct Driver<'a> {
+    shared: &'a Shared,
+    node: Node,
+    rng: Decisions,
+    clients: Vec<String>,
+    base: Instant,
+    now_ms: u64,
+}
+
+impl Driver<'_> {
+    fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.now_ms)
+    }
+
+    fn push(&mut self) {
+        let n = self.node.n;
+        let mut mutations: Vec<Mutation> = Vec::new();
+        {
+            let mut model = self.shared.model.lock().expect("model");
+            let mut used = BTreeSet::new();
+            for _ in 0..1 + self.rng.below(3) {
+                let scope = SCOPES[self.rng.below(SCOPES.len() as u64) as usize];
+                let again = match self.rng.chance(0.2) {
+                    // A client's: their answers are kept by sequence, not
+                    // by this node's clock.
+                    true => model.answered_before(&mut self.rng, None),
+                    false => None,
+                };
+                let m = again
+                    .unwrap_or_else(|| model.fresh(&mut self.rng, scope, &self.clients, &mut used));
+                if !mutations.iter().any(|o| o.id == m.id) {
+                    mutations.push(m);
+                }
+            }
+        }
+        let body = json!({ "mutations": mutations });
+        let ((status, answer), turn) = self.node.request(self.now(), "/push", &body);
+        self.shared.take(n, turn);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        assert_eq!(status, 200, "node {n}: push {body} answered {text}");
+        let answer: PushResponse = serde_json::from_slice(&answer).expect("a push answer");
+        assert_eq!(answer.results.len(), mutations.len(), "{text}");
+        let mut model = self.shared.model.lock().expect("model");
+        for (m, r) in mutations.iter().zip(&answer.results) {
+            model.answered(m, r, self.now_ms);
+        }
+    }
+
+    fn hear(&mut self) {
+        let waiting: Vec<_> = {
+            let mut notices = self.shared.notices[self.node.n].lock().expect("notices");
+            notices.drain(..).collect()
+        };
+        for notice in waiting {
+            let turn = self.node.hear(self.now(), notice);
+            self.shared.take(self.node.n, turn);
+        }
+    }
+
+    fn read(&mut self) {
+        let n = self.node.n;
+        let scope = SCOPES[self.rng.below(SCOPES.len() as u64) as usize];
+        if self.rng.chance(0.5) {
+            let body = json!({ "scope": scope });
+            let ((status, answer), turn) = self.node.request(self.now(), "/snapshot", &body);
+            self.shared.take(n, turn);
+            let text = String::from_utf8_lossy(&answer);
+            assert_eq!(status, 200, "node {n}: snapshot {body} answered {text}");
+            let snapshot = serde_json::from_slice(&answer).expect("a snapshot");
+            let shown = Shown::Snapshot(scope, snapshot);
+            self.shared.shown.lock().expect("shown").push(shown);
+            return;
+        }
+        let head = self.shared.model.lock().expect("model").head(scope);
+        let cursor = self.rng.below(head + 1);
+        let limit = 1 + self.rng.below(6);
+        let body = json!({"scope": scope, "cursor": cursor, "limit": limit});
+        let ((status, answer), turn) = self.node.request(self.now(), "/pull", &body);
+        self.shared.take(n, turn);
+        let text = String::from_utf8_lossy(&answer);
+        assert_eq!(status, 200, "node {n}: pull {body} answered {text}");
+        let page = serde_json::from_slice(&answer).expect("a pull answer");
+        let shown = Shown::Page {
+            scope,
+            cursor,
+            limit,
+            page,
+        };
+        self.shared.shown.lock().expect("shown").push(shown);
+    }
+
+    fn run(mut self, steps: usize) -> Node {
+        for _ in 0..steps {
+            self.now_ms += self.rng.below(50);
+            let wall = Timestamp::from_millis(WALL_BASE + self.now_ms);
+            self.node.core.handle_wall_clock(self.now(), wall);
+            match self.rng.below(10) {
+                0..=6 => self.push(),
+                7 | 8 => self.hear(),
+                _ => self.read(),
+            }
+        }
+        self.node
+    }
+}
+
+/// `nodes` nodes, `steps` steps each, at once; then every node hears
+/// everything and everything agrees with the model. Returns the model and
+/// the trace.
+pub(crate) fn run(seed: u64, url: &str, nodes: usize, steps: usize) -> (Model, Vec<String>) {
+    let schema = Schema::fresh(url, "at_once");
+    let mut config = CoreConfig::with_seed(seed);
+    config.shared_store = true;
+    let shared = Shared {
+        model: Mutex::new(Model::default()),
+        notices: (0..nodes).map(|_| Mutex::default()).collect(),
+        shown: Mutex::default(),
+        trace: Mutex::default(),
+    };
+    let base = Instant::now();
+    let start = |n: usize, rng: &mut Decisions| {
+        let clock = (base, Timestamp::from_millis(WALL_BASE));
+        let store = (url, schema.options());
+        Node::start(n, store, &config, clock, rng, |_| 0)
+    };
+    let mut done: Vec<Node> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..nodes)
+            .map(|n| {
+                let (shared, start) = (&shared, &start);
+                s.spawn(move || {
+                    let mut rng = Decisions::seeded(seed * 16 + n as u64);
+                    let node = start(n, &mut rng);
+                    let clients = (0..2).map(|c| format!("n{n}k{c}")).collect();
+                    let driver = Driver {
+                        shared,
+                        node,
+                        rng,
+                        clients,
+                        base,
+                        now_ms: 0,
+                    };
+                    driver.run(steps)
+                })
+            })
+            .collect();
+        let joined = threads.into_iter().map(|t| t.join());
+        joined
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    });
+    let mut model = shared.model.into_inner().expect("model");
+    let mut trace = shared.trace.into_inner().expect("trace");
+    for node in &mut done {
+        let waiting = std::mem::take(&mut *shared.notices[node.n].lock().expect("notices"));
+        for notice in waiting {
+            let turn = node.hear(base, notice);
+            trace.extend(turn.lines);
+            for (scope, cursor) in turn.pokes {
+                model.check_poke(&scope, cursor);
+            }
+        }
+    }
+    for shown in shared.shown.into_inner().expect("shown") {
+        match shown {
+            Shown::Poke(scope, cursor) => model.check_poke(&scope, cursor),
+            Shown::Page {
+                scope,
+                cursor,
+                limit,
+                page,
+            } => model.check_page(scope, cursor, limit, &page),
+            Shown::Snapshot(scope, snapshot) => model.check_snapshot(scope, &snapshot),
+        }
+    }
+    let (store, clock) = (
+        (url, schema.options()),
+        (base, Timestamp::from_millis(WALL_BASE)),
+    );
+    let head = |scope: &str| model.head(scope);
+    let fresh = Node::start(
+        nodes,
+        store,
+        &config,
+        clock,
+        &mut Decisions::seeded(seed),
+        head,
+    );
+    done.push(fresh);
+    check_end(&model, &mut done, (url, schema.options()), base, &mut trace);
+    drop(done);
+    (std::mem::take(&mut model), trace)
+}
