@@ -56,13 +56,21 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when the database could not be reached (rather than refusing
-    /// what was sent): the HTTP layer answers such failures with 503 and the
-    /// store recovers by itself once PostgreSQL is back.
+    /// True when the database could not be reached or is going away
+    /// (rather than refusing what was sent): the HTTP layer answers such
+    /// failures with 503 and the store recovers by itself once PostgreSQL is
+    /// back. A server shutting down or restarting ends each session with an
+    /// error of its own (`57P01` and its kin) before closing it, a server
+    /// out of connection slots refuses with `53300`: those count as
+    /// unreachable too.
     pub fn is_unavailable(&self) -> bool {
         match self {
             Error::Pool(_) | Error::Timeout { .. } => true,
-            Error::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
+            Error::Postgres(e) => {
+                e.is_closed()
+                    || e.as_db_error()
+                        .is_none_or(|db| unavailable(db.code().code()))
+            }
             _ => false,
         }
     }
@@ -76,6 +84,15 @@ impl Error {
     }
 }
 
+/// SQLSTATEs that mean the server cannot serve the session now, whatever
+/// was sent: connection exceptions (class 08), insufficient resources
+/// (class 53: out of connections, memory or disk) and operator intervention
+/// ending the session (`57P01` admin shutdown, `57P02` crash shutdown,
+/// `57P03` cannot connect now, `57P04` database dropped).
+fn unavailable(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+}
+
 /// tokio-postgres says only "db error" or "error connecting to server": name
 /// the server's message or the cause too.
 fn describe(e: &tokio_postgres::Error) -> String {
@@ -83,5 +100,22 @@ fn describe(e: &tokio_postgres::Error) -> String {
         (Some(db), _) => format!("{}: {}", db.code().code(), db.message()),
         (None, Some(cause)) => format!("{e}: {cause}"),
         (None, None) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable;
+
+    #[test]
+    fn a_server_going_away_or_full_is_unavailable_and_a_refusal_is_not() {
+        for code in [
+            "08006", "08001", "53300", "53100", "57P01", "57P02", "57P03",
+        ] {
+            assert!(unavailable(code), "{code}");
+        }
+        for code in ["23505", "42P01", "SY001", "40001", "57014", "22003"] {
+            assert!(!unavailable(code), "{code}");
+        }
     }
 }

@@ -128,7 +128,11 @@ impl PgStore {
             config.options(format!("-c search_path={schema}"));
         }
         config.connect_timeout(options.timeout);
-        config.application_name("sync-postgres");
+        // The URL's own (`?application_name=node-1`) names the node in
+        // `pg_stat_activity`.
+        if config.get_application_name().is_none() {
+            config.application_name("sync-postgres");
+        }
         // Driven by the thread an operation runs on, for as long as it
         // runs: a batch's round trips need no hand-off to another thread
         // and back (a node's batches on a scope other nodes write hold its

@@ -243,6 +243,33 @@ fn refuses_numbers_postgres_cannot_hold() {
     assert!(store.load().expect("load").scopes.is_empty());
 }
 
+/// PostgreSQL ending the store's sessions (a restart, an operator's
+/// `pg_terminate_backend`) sends each an error (`57P01`) before closing it:
+/// the batch that meets it fails as unavailable (503), not as refused, and
+/// the store reconnects for the next one. The URL's `application_name` names
+/// the store's connections.
+#[test]
+fn sessions_the_server_ends_fail_as_unavailable_and_are_replaced() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "ended");
+    let name = format!("{}_node", schema.name);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let named = format!("{url}{sep}application_name={name}");
+    let mut store = PgStore::connect(&named, schema.options()).expect("connect");
+    let mut generator = Gen::default();
+    store
+        .persist(&generator.batch(&[Op::Changes(0, 1, 1)]))
+        .expect("first batch");
+    schema.sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"
+    ));
+    let batch = generator.batch(&[Op::Changes(0, 1, 1)]);
+    let err = store.persist(&batch).expect_err("its session was ended");
+    assert!(err.is_unavailable(), "{err}");
+    store.persist(&batch).expect("written on a new session");
+    assert_eq!(store.head("a").expect("head"), 2);
+}
+
 #[test]
 fn an_unreachable_server_fails_fast_and_clearly() {
     // Nothing listens on port 1: connecting is refused at once.
