@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use live_core::PeerFault;
-use server_core::{Body, CoreConfig, HttpSync, PersistFailure};
+use server_core::{Body, CoreConfig, HttpSync, PersistFailure, Reloaded};
 use support::{Harness, status};
 use sync_core::MemoryStore;
 use sync_core::store::refresh_scope;
@@ -880,6 +880,22 @@ fn a_pull_past_what_this_node_holds_reads_the_scope_first() {
     let lines = a.drain();
     assert!(lines[0].starts_with("pull3 answered 410"), "{lines:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
+
+    // When that read fails, the pull is answered 503 (retry), not 410.
+    b.committed("b4", "u", &["v"]);
+    a.http("pull4", "u", "POST", "/pull", r#"{"scope":"u","cursor":5}"#);
+    assert_eq!(a.drain(), ["reload u"]);
+    a.reload.take().expect("the read");
+    let failed = Reloaded {
+        updates: Vec::new(),
+        error: Some("connection lost".into()),
+    };
+    a.core.handle_reloaded(a.now, failed);
+    let lines = a.drain();
+    assert!(
+        lines.iter().any(|l| l.starts_with("pull4 answered 503")),
+        "{lines:?}"
+    );
 }
 
 /// Another node's commit to a scope held here that nobody here watches is

@@ -212,7 +212,11 @@ where
                 .request
                 .scopes()
                 .any(|s| self.waits_for(&d.request, s, &still));
-            let response = if !blocked {
+            // A pull past this node's head waited for a read that failed:
+            // answered by the engine it would be refused as too old.
+            let past_head = (d.request.scopes())
+                .any(|s| unread.contains(s) && self.pulls_past_head(&d.request, s));
+            let response = if !blocked && !past_head {
                 self.engine_request(d)
             } else if d.request.scopes().any(|s| unread.contains(s)) {
                 self.retry.remove(&id);
