@@ -249,7 +249,10 @@ pub(crate) fn run(seed: u64, url: &str, nodes: usize, steps: usize) -> (Model, V
         head,
     );
     done.push(fresh);
-    check_end(&model, &mut done, (url, schema.options()), base, &mut trace);
+    // No connection was cut: every answer must be 200.
+    let mut shaken = vec![0; done.len()];
+    let store = (url, schema.options());
+    check_end(&model, &mut done, &mut shaken, store, base, &mut trace);
     drop(done);
     (std::mem::take(&mut model), trace)
 }

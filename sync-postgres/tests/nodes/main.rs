@@ -8,14 +8,15 @@
 //!   another;
 //! - the other nodes' commit notices arriving late, or lost and replaced by
 //!   "anything may have changed" (what a listener that reconnects reports);
-//! - pulls from random cursors; restarts; log retention trimming scopes
-//!   behind the other nodes' backs; id records expiring.
+//! - pulls from random cursors; restarts; a node's connections cut by
+//!   PostgreSQL (503 `unavailable` until it has new ones); log retention
+//!   trimming scopes behind the other nodes' backs; id records expiring.
 //!
 //! Every answer is checked against a model of what was acknowledged
 //! (`model`):
 //!
-//! - every push is answered 200: no push is refused because another node
-//!   wrote its scope;
+//! - every push is answered 200 (or 503 just after the node's connections
+//!   were cut): no push is refused because another node wrote its scope;
 //! - a mutation pushed again, on any node, gets its first answer;
 //! - the cursors acknowledged in a scope are dense, each given once;
 //! - a pull returns the acknowledged changes at the cursors it names, and
@@ -59,6 +60,9 @@ struct Counts {
     locking_reads: usize,
     pokes: usize,
     restarts: usize,
+    /// Connections cut under a node, and the 503 answers they caused.
+    cuts: usize,
+    unavailable: usize,
     /// Batches that trimmed a log, and that expired id records.
     trims: usize,
     expiries: usize,
@@ -75,10 +79,12 @@ impl Counts {
         };
         Counts {
             changes,
-            refused: count("Err("),
+            refused: count("scopes changed by another node"),
             locking_reads: count("(locking [\""),
             pokes: count(" pokes "),
             restarts: count(" restarts"),
+            cuts: count(" loses its connections"),
+            unavailable: count(" answered 503"),
             trims: some(" trims"),
             expiries: some(" expiries"),
         }
@@ -90,6 +96,8 @@ impl Counts {
         self.locking_reads += o.locking_reads;
         self.pokes += o.pokes;
         self.restarts += o.restarts;
+        self.cuts += o.cuts;
+        self.unavailable += o.unavailable;
         self.trims += o.trims;
         self.expiries += o.expiries;
     }
@@ -136,13 +144,16 @@ fn nodes_taking_turns_acknowledge_each_change_once_and_agree() {
     }
     eprintln!("{seeds} seeds: {total:?}");
     // The runs reach what they claim to exercise: nodes behind each other,
-    // catching up under their locks, restarting, poking, trimming, expiring.
+    // catching up under their locks, restarting, poking, trimming, expiring,
+    // losing their connections.
     let c = &total;
     let all = [
         c.refused,
         c.locking_reads,
         c.pokes,
         c.restarts,
+        c.cuts,
+        c.unavailable,
         c.trims,
         c.expiries,
     ];

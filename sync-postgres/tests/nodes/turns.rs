@@ -1,6 +1,6 @@
 //! Nodes taking turns on one thread, every choice from a seed: pushes,
-//! notices heard late or lost, pulls, snapshots, restarts. Each answer is
-//! checked as it comes. The nodes never wait for each other's row locks
+//! notices heard late or lost, pulls, snapshots, restarts, and connections
+//! to PostgreSQL cut under a node. Each answer is checked as it comes. The nodes never wait for each other's row locks
 //! here; a lock a node kept after its turn would make the next node wait,
 //! and the store's timeout turns that into a failed push.
 
@@ -30,6 +30,10 @@ pub(crate) struct Cluster {
     /// Per node: commits of other nodes it has not heard of yet (`None`:
     /// anything may have changed).
     notices: Vec<VecDeque<Option<String>>>,
+    /// Per node: how many more answers may still be 503 `unavailable`
+    /// since its connections were cut (each connection fails once, when
+    /// next used, and is replaced).
+    shaken: Vec<u32>,
     pub(crate) model: Model,
     pub(crate) trace: Vec<String>,
     /// Last, so it is dropped after the nodes' connections.
@@ -51,6 +55,7 @@ impl Cluster {
             now_ms: 0,
             nodes: Vec::new(),
             notices: Vec::new(),
+            shaken: Vec::new(),
             model: Model::default(),
             trace: Vec::new(),
             schema: Schema::fresh(url, "nodes"),
@@ -59,6 +64,7 @@ impl Cluster {
             let node = cluster.start_node(n);
             cluster.nodes.push(node);
             cluster.notices.push(VecDeque::new());
+            cluster.shaken.push(0);
         }
         cluster
     }
@@ -75,8 +81,20 @@ impl Cluster {
         self.trace.push(format!("t={} {line}", self.now_ms));
     }
 
+    /// The name node `n`'s connections carry, to find them in
+    /// `pg_stat_activity`.
+    fn application_name(&self, n: usize) -> String {
+        format!("{}_node_{n}", self.schema.name)
+    }
+
     fn start_node(&mut self, n: usize) -> Node {
-        let store = (self.url.as_str(), self.schema.options());
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{}{sep}application_name={}",
+            self.url,
+            self.application_name(n)
+        );
+        let store = (url.as_str(), self.schema.options());
         let model = &self.model;
         let clock = (self.now(), self.wall());
         let head = |scope: &str| model.head(scope);
@@ -141,6 +159,10 @@ impl Cluster {
         let ((status, answer), turn) = self.nodes[n].request(now, "/push", &body);
         let pokes = self.take(n, turn);
         let text = String::from_utf8_lossy(&answer).into_owned();
+        if self.unavailable(n, status, &text) {
+            // Nothing applied: the mutations go out again some other time.
+            return self.check_pokes(pokes);
+        }
         assert_eq!(status, 200, "node {n}: push {body} answered {text}");
         let answer: PushResponse = serde_json::from_slice(&answer).expect("a push answer");
         assert_eq!(answer.results.len(), mutations.len(), "{text}");
@@ -162,6 +184,9 @@ impl Cluster {
         self.check_pokes(pokes);
         let text = String::from_utf8_lossy(&answer).into_owned();
         self.log(format!("node {n} pull {body}: {status}"));
+        if self.unavailable(n, status, &text) {
+            return;
+        }
         if status == 410 {
             let trims = self.config.engine.keep_changes.is_some();
             assert!(trims, "410 without retention: {text}");
@@ -181,6 +206,9 @@ impl Cluster {
         let pokes = self.take(n, turn);
         self.check_pokes(pokes);
         let text = String::from_utf8_lossy(&answer).into_owned();
+        if self.unavailable(n, status, &text) {
+            return;
+        }
         assert_eq!(status, 200, "node {n}: snapshot of {scope} answered {text}");
         let snapshot: SnapshotResponse = serde_json::from_slice(&answer).expect("a snapshot");
         self.log(format!(
@@ -215,6 +243,34 @@ impl Cluster {
         }
     }
 
+    /// Whether an answer of node `n` is a 503 `unavailable` it may give
+    /// because its connections were cut; each such answer uses up one of
+    /// those it may give.
+    fn unavailable(&mut self, n: usize, status: u16, text: &str) -> bool {
+        if status != 503 || self.shaken[n] == 0 {
+            return false;
+        }
+        assert!(text.contains(r#""code":"unavailable""#), "node {n}: {text}");
+        self.log(format!("node {n} answered 503"));
+        self.shaken[n] -= 1;
+        true
+    }
+
+    /// Every connection node `n` has to PostgreSQL is cut, as a restart of
+    /// the server or a network fault would: nothing it does afterwards may
+    /// be lost or doubled, and it comes back by itself.
+    fn cut(&mut self) {
+        let n = self.pick_node();
+        self.log(format!("node {n} loses its connections"));
+        let name = self.application_name(n);
+        self.schema.sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = '{name}'"
+        ));
+        // Its five connections (four readers and the writer), each once.
+        self.shaken[n] = 5;
+    }
+
     fn restart(&mut self) {
         let n = self.pick_node();
         self.log(format!("node {n} restarts"));
@@ -222,6 +278,7 @@ impl Cluster {
         // everything, so it has nothing to hear of yet.
         self.nodes[n] = self.start_node(n);
         self.notices[n].clear();
+        self.shaken[n] = 0;
     }
 
     pub(crate) fn step(&mut self) {
@@ -230,14 +287,15 @@ impl Cluster {
         for node in &mut self.nodes {
             node.core.handle_wall_clock(now, wall);
         }
-        match self.rng.below(20) {
-            0..=10 => self.push(),
-            11..=12 => self.pull(),
-            13 => self.snapshot(),
-            14..=18 => {
+        match self.rng.below(40) {
+            0..=21 => self.push(),
+            22..=25 => self.pull(),
+            26 | 27 => self.snapshot(),
+            28..=37 => {
                 let n = self.pick_node();
                 self.hear(n, false);
             }
+            38 => self.cut(),
             _ => self.restart(),
         }
     }
@@ -249,10 +307,12 @@ impl Cluster {
         }
         let fresh = self.start_node(self.nodes.len());
         self.nodes.push(fresh);
+        self.shaken.push(0);
         let now = self.now();
         let store = (self.url.as_str(), self.schema.options());
         let mut lines = Vec::new();
-        check_end(&self.model, &mut self.nodes, store, now, &mut lines);
+        let shaken = &mut self.shaken;
+        check_end(&self.model, &mut self.nodes, shaken, store, now, &mut lines);
         for line in lines {
             self.log(line);
         }
