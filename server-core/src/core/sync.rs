@@ -169,8 +169,9 @@ where
     /// what this node holds of `scope`: another node wrote past it (the
     /// client pushed or pulled there, and this node has not heard of it
     /// yet), so the scope is read once before the pull is answered. Only a
-    /// cursor still ahead after that read is refused (410), as on one node.
-    /// Checked when the request arrives, not again when it resumes.
+    /// cursor still ahead after that read is refused (410), as on one node;
+    /// if the read fails, the pull is answered 503 like every request whose
+    /// read failed.
     fn pulls_past_head(&self, request: &SyncRequest, scope: &str) -> bool {
         self.config.shared_store
             && matches!(request, SyncRequest::Pull(p) if p.cursor > self.engine.durable_head(scope))
