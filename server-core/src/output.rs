@@ -175,6 +175,9 @@ pub enum TimerReason {
     Hub(live_core::TimerReason),
     /// A session's credential expires.
     TokenExpiry,
+    /// Scopes whose read from a shared store failed are read again (those
+    /// watched here; the others when a request names them).
+    ReadRetry,
 }
 
 /// A deadline and why.

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use live_core::PeerFault;
-use server_core::{Body, CoreConfig, HttpSync, PersistFailure, Reloaded};
+use server_core::{Body, CoreConfig, HttpSync, PersistFailure, Reloaded, TimerReason};
 use support::{Harness, status};
 use sync_core::MemoryStore;
 use sync_core::store::refresh_scope;
@@ -535,6 +535,39 @@ fn another_nodes_commit_is_reloaded_before_it_is_poked() {
     assert_eq!(lines.last().map(String::as_str), Some("persist 1"));
     assert_eq!(a.core.engine().durable_head("s"), 2);
     assert_eq!(a.core.metrics().sync.reloads, 1);
+}
+
+/// A read of another node's commit that fails (the store is down) is
+/// tried again a second later for the scopes watched here, so their
+/// subscribers are still poked once the store answers; until then a
+/// request naming the scope reads it first rather than trust what the node
+/// holds.
+#[test]
+fn a_watched_scope_whose_read_failed_is_read_again_and_poked() {
+    let (mut a, mut b) = Harness::shared_pair();
+    a.watch("alice", "s");
+    b.committed("b", "s", &["x"]);
+    a.core.handle_store_notice(a.now, Some("s".into()));
+    assert_eq!(a.drain(), ["reload s"]);
+    a.reload.take().expect("the read");
+    let failed = Reloaded {
+        updates: Vec::new(),
+        error: Some("connection lost".into()),
+    };
+    a.core.handle_reloaded(a.now, failed);
+    a.drain();
+    let (at, why) = a.core.poll_timeout().expect("a retry");
+    assert_eq!(why, TimerReason::ReadRetry);
+    assert_eq!(at - a.now, Duration::from_secs(1));
+    a.advance(Duration::from_secs(1));
+    a.core.handle_timeout(a.now);
+    assert_eq!(a.drain(), ["reload s"], "read again");
+    a.reload_from(&mut b.store);
+    assert_eq!(
+        a.drain(),
+        [r#"alice <- {"topic":"sync:s","data":{"cursor":1}}"#],
+        "poked once the store answers"
+    );
 }
 
 #[test]

@@ -78,12 +78,21 @@ struct Wanted {
     /// To read as soon as no batch is out: subscribers here wait to be
     /// poked about them, or a request here waits for them.
     scopes: std::collections::BTreeSet<String>,
-    /// Held here but watched by nobody here: read only once a request names
-    /// them (see reload.rs).
+    /// Held here but watched by nobody here, or whose read failed: read
+    /// only once a request names them (see reload.rs).
     later: std::collections::BTreeSet<String>,
     /// Every scope (the change feed was interrupted).
     all: bool,
+    /// When scopes whose read failed (now in `later`) are read again if
+    /// watched here ([`READ_RETRY`] after the failure).
+    retry_at: Option<Instant>,
 }
+
+/// How long after a failed read of other nodes' commits the scopes watched
+/// here are read again: soon enough that their subscribers are poked
+/// shortly after the store is back, seldom enough not to hammer a store
+/// that is down.
+pub(super) const READ_RETRY: Duration = Duration::from_secs(1);
 
 /// The whole server as one state machine: the live hub, the sync engine and
 /// every policy between them and around them.
@@ -283,10 +292,11 @@ where
             .guard
             .next_expiry()
             .map(|at| (at, TimerReason::TokenExpiry));
-        match (hub, expiry) {
-            (Some(h), Some(e)) => Some(if e.0 < h.0 { e } else { h }),
-            (h, e) => h.or(e),
-        }
+        let retry = self.wanted.retry_at.map(|at| (at, TimerReason::ReadRetry));
+        [hub, expiry, retry]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
     }
 
     // ---- time ----
@@ -305,6 +315,7 @@ where
         self.at(now);
         self.hub.handle_timeout(now);
         self.expire_due(now);
+        self.retry_reads();
         self.pump();
     }
 

@@ -36,7 +36,7 @@ use std::time::Instant;
 use sync_core::App;
 use sync_core::store::ScopeUpdate;
 
-use super::ServerCore;
+use super::{READ_RETRY, ServerCore};
 use crate::output::{Notice, Output, ReloadJob, Reloaded};
 use crate::policy::Policy;
 
@@ -102,6 +102,10 @@ where
         let unread = match reloaded.error {
             Some(message) => {
                 self.emit(Output::Notice(Notice::ReloadFailed { message }));
+                // Unread, they may be behind: a request naming one reads it
+                // first, and those watched here are read again soon.
+                self.wanted.later.extend(read.iter().cloned());
+                self.wanted.retry_at = Some(self.now + READ_RETRY);
                 // Pushes on the scopes to lock go the way of any other: the
                 // batch says whether the store is there.
                 for scope in &locked {
@@ -121,6 +125,23 @@ where
         }
         self.resume_deferred(&unread);
         self.pump();
+    }
+
+    /// [`READ_RETRY`] after a failed read: the scopes it left unread that
+    /// are watched here are read again (the rest wait for a request).
+    pub(super) fn retry_reads(&mut self) {
+        if self.wanted.retry_at.is_none_or(|at| at > self.now) {
+            return;
+        }
+        self.wanted.retry_at = None;
+        let watched: Vec<String> = (self.wanted.later.iter())
+            .filter(|s| self.hub.subscriber_count(&sync_core::poke_topic(s)) > 0)
+            .cloned()
+            .collect();
+        for scope in watched {
+            self.wanted.later.remove(&scope);
+            self.wanted.scopes.insert(scope);
+        }
     }
 
     /// A locking read of `scope` found other nodes' writes (`moved`), or
