@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use server_core::{AllowAll, Body, CoreConfig, HttpSync, OutFrame, Output, ServerCore, jobs};
+use server_core::{
+    AllowAll, Body, CoreConfig, Frame, HttpSync, OutFrame, Output, ServerCore, jobs,
+};
 use sync_core::testing::{Decisions, app};
 use sync_core::{KvApp, RequestId, Store, Timestamp};
 use sync_postgres::{PgOptions, PgStore};
@@ -117,11 +119,18 @@ impl Node {
                 }
                 Output::Send { id, frame } => {
                     self.core.handle_flushed(now, id, 1, frame.len());
-                    if let OutFrame::Text(text) = frame {
-                        let (scope, cursor) = self.poked(&text);
-                        turn.lines
-                            .push(format!("node {n} pokes {scope} at {cursor}"));
-                        turn.pokes.push((scope, cursor));
+                    match frame {
+                        OutFrame::Text(text) => {
+                            let (scope, cursor) = self.poked(&text);
+                            let line = format!("node {n} pokes {scope} at {cursor}");
+                            turn.lines.push(line);
+                            turn.pokes.push((scope, cursor));
+                        }
+                        // The session is alive: it is not closed as idle.
+                        OutFrame::Ping(payload) => {
+                            self.core.handle_frame(now, id, Frame::Pong(payload));
+                        }
+                        OutFrame::Pong(_) => {}
                     }
                 }
                 _ => {}
@@ -175,6 +184,23 @@ impl Node {
             "answers nobody asked for: {turn:?}"
         );
         (answer, turn)
+    }
+
+    /// Deadlines that passed by `now` (reads to try again, heartbeats).
+    pub(crate) fn tick(&mut self, now: Instant) -> Turn {
+        let mut turn = Turn::default();
+        while self.core.poll_timeout().is_some_and(|(at, _)| at <= now) {
+            self.core.handle_timeout(now);
+            let more = self.settle(now);
+            assert!(
+                more.answers.is_empty(),
+                "answers nobody asked for: {more:?}"
+            );
+            turn.committed.extend(more.committed);
+            turn.pokes.extend(more.pokes);
+            turn.lines.extend(more.lines);
+        }
+        turn
     }
 
     /// Another node committed to `notice` (`None`: anything may have

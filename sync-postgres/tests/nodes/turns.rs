@@ -281,12 +281,22 @@ impl Cluster {
         self.shaken[n] = 0;
     }
 
-    pub(crate) fn step(&mut self) {
-        self.now_ms += self.rng.below(300);
+    /// Time passes: every node hears the wall clock and handles the
+    /// deadlines that passed.
+    fn advance(&mut self, ms: u64) {
+        self.now_ms += ms;
         let (now, wall) = (self.now(), self.wall());
-        for node in &mut self.nodes {
-            node.core.handle_wall_clock(now, wall);
+        for n in 0..self.nodes.len() {
+            self.nodes[n].core.handle_wall_clock(now, wall);
+            let turn = self.nodes[n].tick(now);
+            let pokes = self.take(n, turn);
+            self.check_pokes(pokes);
         }
+    }
+
+    pub(crate) fn step(&mut self) {
+        let ms = self.rng.below(300);
+        self.advance(ms);
         match self.rng.below(40) {
             0..=21 => self.push(),
             22..=25 => self.pull(),
@@ -304,6 +314,11 @@ impl Cluster {
     pub(crate) fn finish(&mut self) {
         for n in 0..self.nodes.len() {
             self.hear(n, true);
+        }
+        // Reads that failed are tried again (and may fail again, once per
+        // connection that was cut).
+        for _ in 0..6 {
+            self.advance(1_100);
         }
         let fresh = self.start_node(self.nodes.len());
         self.nodes.push(fresh);
