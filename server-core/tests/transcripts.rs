@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use live_core::PeerFault;
-use server_core::{Body, CoreConfig, HttpSync, PersistFailure, Reloaded, TimerReason};
+use server_core::{Body, CoreConfig, HttpSync, PersistFailure, TimerReason};
 use support::{Harness, status};
 use sync_core::MemoryStore;
 use sync_core::store::refresh_scope;
@@ -549,12 +549,7 @@ fn a_watched_scope_whose_read_failed_is_read_again_and_poked() {
     b.committed("b", "s", &["x"]);
     a.core.handle_store_notice(a.now, Some("s".into()));
     assert_eq!(a.drain(), ["reload s"]);
-    a.reload.take().expect("the read");
-    let failed = Reloaded {
-        updates: Vec::new(),
-        error: Some("connection lost".into()),
-    };
-    a.core.handle_reloaded(a.now, failed);
+    a.reload_failed();
     a.drain();
     let (at, why) = a.core.poll_timeout().expect("a retry");
     assert_eq!(why, TimerReason::ReadRetry);
@@ -918,12 +913,7 @@ fn a_pull_past_what_this_node_holds_reads_the_scope_first() {
     b.committed("b4", "u", &["v"]);
     a.http("pull4", "u", "POST", "/pull", r#"{"scope":"u","cursor":5}"#);
     assert_eq!(a.drain(), ["reload u"]);
-    a.reload.take().expect("the read");
-    let failed = Reloaded {
-        updates: Vec::new(),
-        error: Some("connection lost".into()),
-    };
-    a.core.handle_reloaded(a.now, failed);
+    a.reload_failed();
     let lines = a.drain();
     assert!(
         lines.iter().any(|l| l.starts_with("pull4 answered 503")),

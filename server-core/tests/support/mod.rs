@@ -260,6 +260,16 @@ impl Harness {
         self.store = store;
     }
 
+    /// Reports the outstanding reload job failed, reading nothing.
+    pub fn reload_failed(&mut self) {
+        self.reload.take().expect("a reload job is out");
+        let failed = server_core::Reloaded {
+            updates: Vec::new(),
+            error: Some("connection lost".into()),
+        };
+        self.core.handle_reloaded(self.now, failed);
+    }
+
     /// Runs the outstanding reload job against `store` and reports it.
     pub fn reload_from(&mut self, store: &mut MemoryStore) {
         let job = self.reload.take().expect("a reload job is out");
