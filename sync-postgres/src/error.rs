@@ -75,6 +75,14 @@ impl Error {
         }
     }
 
+    /// True when PostgreSQL ended the session the operation ran on, or the
+    /// connection broke: a new connection may well succeed at once (the
+    /// server restarted, or an operator ended the session), unlike when no
+    /// connection could be had at all.
+    pub(crate) fn session_ended(&self) -> bool {
+        matches!(self, Error::Postgres(_)) && self.is_unavailable()
+    }
+
     /// The scopes another node changed, when that is why a batch was refused.
     pub fn stale_scopes(&self) -> &[String] {
         match self {

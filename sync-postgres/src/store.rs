@@ -202,9 +202,8 @@ impl PgStore {
     /// The highest cursor stored for `scope` (0 when its log is empty and it
     /// was never trimmed). For operators and tests.
     pub fn head(&self, scope: &str) -> Result<u64, Error> {
-        self.run("reading a head", async {
-            let client = self.pool.get().await?;
-            read::head(&client, scope).await
+        self.read("reading a head", async |client| {
+            read::head(client, scope).await
         })
     }
 
@@ -223,6 +222,31 @@ impl PgStore {
             self.node.clone(),
             Box::new(on_change),
         ));
+    }
+
+    /// Runs `read` on a pooled connection. When PostgreSQL ended the
+    /// session it ran on (a restart, an operator), the pool's idle
+    /// connections most likely went with it: they are dropped, and the read,
+    /// which changes nothing, runs once more on a new connection, rather
+    /// than failing once per dead connection after every restart.
+    fn read<T>(
+        &self,
+        what: &'static str,
+        read: impl AsyncFn(&mut deadpool_postgres::Object) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let once = || {
+            self.run(what, async {
+                let mut client = self.pool.get().await?;
+                read(&mut client).await
+            })
+        };
+        match once() {
+            Err(e) if e.session_ended() => {
+                self.pool.retain(|_, _| false);
+                once()
+            }
+            other => other,
+        }
     }
 
     /// Runs `fut` on the store's runtime, bounded by the timeout.
@@ -304,19 +328,27 @@ impl Store for PgStore {
 
     /// Locks the scopes' version rows in the transaction the next batch is
     /// written in, and reads their deltas in the same flight.
+    /// Should PostgreSQL have ended the writing connection's session, the
+    /// locks are taken again on a new one: nothing was written.
     fn lock_scopes(&mut self, scopes: &[(String, Option<ScopeMark>)]) -> Result<(), Error> {
         let mut writer = std::mem::take(&mut self.writer);
-        let locking = writer.lock(&self.pool, scopes, &self.versions, self.timeout);
-        let result = self.run("locking scopes", locking);
+        let mut result = Ok(());
+        for _ in 0..2 {
+            let locking = writer.lock(&self.pool, scopes, &self.versions, self.timeout);
+            result = self.run("locking scopes", locking);
+            if !result.as_ref().is_err_and(Error::session_ended) {
+                break;
+            }
+            // The new connection comes from the pool: not a dead idle one.
+            self.pool.retain(|_, _| false);
+        }
         self.writer = writer;
         result
     }
 
     fn load(&mut self) -> Result<Recovered, Error> {
-        let (scopes, versions) = self.run("loading", async {
-            let mut client = self.pool.get().await?;
-            read::load(&mut client, None).await
-        })?;
+        let (scopes, versions) =
+            self.read("loading", async |client| read::load(client, None).await)?;
         self.versions = versions;
         Ok(Recovered {
             scopes: scopes.into_values().collect(),
@@ -324,9 +356,8 @@ impl Store for PgStore {
     }
 
     fn load_scope(&mut self, scope: &str) -> Result<Option<ScopeRecords>, Error> {
-        let (mut scopes, versions) = self.run("loading a scope", async {
-            let mut client = self.pool.get().await?;
-            read::load(&mut client, Some(scope)).await
+        let (mut scopes, versions) = self.read("loading a scope", async |client| {
+            read::load(client, Some(scope)).await
         })?;
         let before = self.versions.remove(scope);
         self.read_from.insert(scope.to_owned(), before.unwrap_or(0));
@@ -373,9 +404,8 @@ impl Store for PgStore {
             }
         }
         if !unread.is_empty() {
-            let deltas = self.run("reading scopes' deltas", async {
-                let client = self.pool.get().await?;
-                delta::load_since(&client, &unread).await
+            let deltas = self.read("reading scopes' deltas", async |client| {
+                delta::load_since(client, &unread).await
             })?;
             read.extend(
                 unread

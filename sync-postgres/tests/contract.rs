@@ -245,8 +245,9 @@ fn refuses_numbers_postgres_cannot_hold() {
 
 /// PostgreSQL ending the store's sessions (a restart, an operator's
 /// `pg_terminate_backend`) sends each an error (`57P01`) before closing it:
-/// the batch that meets it fails as unavailable (503), not as refused, and
-/// the store reconnects for the next one. The URL's `application_name` names
+/// reads, which change nothing, are run again on a new connection; the
+/// batch that meets it fails as unavailable (503), not as refused, and the
+/// store reconnects for the next one. The URL's `application_name` names
 /// the store's connections.
 #[test]
 fn sessions_the_server_ends_fail_as_unavailable_and_are_replaced() {
@@ -260,14 +261,24 @@ fn sessions_the_server_ends_fail_as_unavailable_and_are_replaced() {
     store
         .persist(&generator.batch(&[Op::Changes(0, 1, 1)]))
         .expect("first batch");
-    schema.sql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"
-    ));
+    let end_sessions = || {
+        schema.sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = '{name}'"
+        ))
+    };
+    end_sessions();
     let batch = generator.batch(&[Op::Changes(0, 1, 1)]);
     let err = store.persist(&batch).expect_err("its session was ended");
     assert!(err.is_unavailable(), "{err}");
     store.persist(&batch).expect("written on a new session");
+    // A reader now waits in the pool; its session is ended too.
     assert_eq!(store.head("a").expect("head"), 2);
+    end_sessions();
+    let read = store
+        .load_scope("a")
+        .expect("read again on a new connection");
+    assert_eq!(read.map(|s| s.changes.len()), Some(2));
 }
 
 #[test]

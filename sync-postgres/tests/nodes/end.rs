@@ -14,8 +14,8 @@ use crate::node::Node;
 /// Checks that each scope's stored log is the acknowledged one, that every
 /// node answers the snapshot the acknowledged changes make, and that every
 /// watching session was poked with each head. A node may answer 503
-/// `unavailable` as often as `shaken` allows it (one per connection of its
-/// that was cut and not used since); it is asked again then. What the
+/// `unavailable` as often as `shaken` allows it (once after its connections
+/// were cut); it is asked again then. What the
 /// nodes did meanwhile goes to `lines`.
 pub(crate) fn check_end(
     model: &Model,

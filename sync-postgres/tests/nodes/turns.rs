@@ -31,8 +31,7 @@ pub(crate) struct Cluster {
     /// anything may have changed).
     notices: Vec<VecDeque<Option<String>>>,
     /// Per node: how many more answers may still be 503 `unavailable`
-    /// since its connections were cut (each connection fails once, when
-    /// next used, and is replaced).
+    /// since its connections were cut.
     shaken: Vec<u32>,
     pub(crate) model: Model,
     pub(crate) trace: Vec<String>,
@@ -267,8 +266,9 @@ impl Cluster {
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
              WHERE application_name = '{name}'"
         ));
-        // Its five connections (four readers and the writer), each once.
-        self.shaken[n] = 5;
+        // Reads are run again on a new connection; only the batch that
+        // meets the writer's ended session fails.
+        self.shaken[n] = 1;
     }
 
     fn restart(&mut self) {
@@ -315,8 +315,7 @@ impl Cluster {
         for n in 0..self.nodes.len() {
             self.hear(n, true);
         }
-        // Reads that failed are tried again (and may fail again, once per
-        // connection that was cut).
+        // Reads that failed are tried again.
         for _ in 0..6 {
             self.advance(1_100);
         }
