@@ -565,6 +565,34 @@ fn a_watched_scope_whose_read_failed_is_read_again_and_poked() {
     );
 }
 
+/// Until a failed read is done again, a pull of the scope reads it first
+/// instead of answering from what the node held before the other node's
+/// commit.
+#[test]
+fn a_pull_of_a_scope_whose_read_failed_reads_it_first() {
+    let (mut a, mut b) = Harness::shared_pair();
+    a.watch("alice", "s");
+    b.committed("b1", "s", &["x"]);
+    a.core.handle_store_notice(a.now, Some("s".into()));
+    assert_eq!(a.drain(), ["reload s"]);
+    a.reload_from(&mut b.store);
+    a.drain();
+    b.committed("b2", "s", &["y"]);
+    a.core.handle_store_notice(a.now, Some("s".into()));
+    assert_eq!(a.drain(), ["reload s"]);
+    a.reload_failed();
+    a.drain();
+    a.http("pull", "u", "POST", "/pull", r#"{"scope":"s","cursor":0}"#);
+    assert_eq!(a.drain(), ["reload s"], "read before it is answered");
+    a.reload_from(&mut b.store);
+    let lines = a.drain();
+    let answer = lines.iter().find(|l| l.starts_with("pull answered 200"));
+    assert!(
+        answer.is_some_and(|l| l.contains(r#""cursor":2"#)),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn frames_the_transport_refused_close_the_session_as_the_peers_fault() {
     let mut h = Harness::new();
