@@ -3,7 +3,8 @@
 //! push must still be answered 200, and nothing acknowledged may be lost
 //! or doubled. Each thread pushes fresh mutations of its own clients and
 //! repeats acknowledged ones of any client, hears the other nodes' commits
-//! now and then, pulls and takes snapshots. What a node showed (pokes,
+//! now and then, pulls, takes snapshots, and now and then restarts its
+//! node while the others go on. What a node showed (pokes,
 //! pages, snapshots) may be of a commit whose thread has not recorded its
 //! answer yet, so it is checked once all threads are done.
 
@@ -63,6 +64,8 @@ impl Shared {
 /// One node's thread: `steps` steps, choices from `rng`.
 struct Driver<'a> {
     shared: &'a Shared,
+    /// Starts node `n` afresh from the database.
+    start: &'a (dyn Fn(usize, &mut Decisions) -> Node + Sync),
     node: Node,
     rng: Decisions,
     clients: Vec<String>,
@@ -157,10 +160,18 @@ impl Driver<'_> {
             self.now_ms += self.rng.below(50);
             let wall = Timestamp::from_millis(WALL_BASE + self.now_ms);
             self.node.core.handle_wall_clock(self.now(), wall);
-            match self.rng.below(10) {
-                0..=6 => self.push(),
-                7 | 8 => self.hear(),
-                _ => self.read(),
+            match self.rng.below(40) {
+                0..=27 => self.push(),
+                28..=35 => self.hear(),
+                36..=38 => self.read(),
+                _ => {
+                    let n = self.node.n;
+                    let line = format!("node {n} restarts");
+                    self.shared.trace.lock().expect("trace").push(line);
+                    // It loads everything: what it had not heard of is in.
+                    self.shared.notices[n].lock().expect("notices").clear();
+                    self.node = (self.start)(n, &mut self.rng);
+                }
             }
         }
         self.node
@@ -184,7 +195,7 @@ pub(crate) fn run(seed: u64, url: &str, nodes: usize, steps: usize) -> (Model, V
     let start = |n: usize, rng: &mut Decisions| {
         let clock = (base, Timestamp::from_millis(WALL_BASE));
         let store = (url, schema.options());
-        Node::start(n, store, &config, clock, rng, |_| 0)
+        Node::start(n, store, &config, clock, rng)
     };
     let mut done: Vec<Node> = std::thread::scope(|s| {
         let threads: Vec<_> = (0..nodes)
@@ -196,6 +207,7 @@ pub(crate) fn run(seed: u64, url: &str, nodes: usize, steps: usize) -> (Model, V
                     let clients = (0..2).map(|c| format!("n{n}k{c}")).collect();
                     let driver = Driver {
                         shared,
+                        start,
                         node,
                         rng,
                         clients,
@@ -235,20 +247,7 @@ pub(crate) fn run(seed: u64, url: &str, nodes: usize, steps: usize) -> (Model, V
             Shown::Snapshot(scope, snapshot) => model.check_snapshot(scope, &snapshot),
         }
     }
-    let (store, clock) = (
-        (url, schema.options()),
-        (base, Timestamp::from_millis(WALL_BASE)),
-    );
-    let head = |scope: &str| model.head(scope);
-    let fresh = Node::start(
-        nodes,
-        store,
-        &config,
-        clock,
-        &mut Decisions::seeded(seed),
-        head,
-    );
-    done.push(fresh);
+    done.push(start(nodes, &mut Decisions::seeded(seed)));
     // No connection was cut: every answer must be 200.
     let mut shaken = vec![0; done.len()];
     let store = (url, schema.options());

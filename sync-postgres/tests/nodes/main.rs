@@ -35,8 +35,8 @@
 //! The first test runs seeds `0..PG_NODES_SEEDS` (default 6; a failure
 //! names its seed, and `PG_NODES_SEED=n` runs that one alone). In the
 //! second, three nodes push at once, each on a thread of its own, so their
-//! batches wait for each other's row locks (`at_once`), with the same checks
-//! once they are done.
+//! batches wait for each other's row locks, and restart now and then while
+//! the others go on (`at_once`), with the same checks once they are done.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -170,6 +170,7 @@ fn nodes_pushing_at_once_acknowledge_each_change_once_and_agree() {
     let changes = SCOPES.iter().map(|s| model.head(s)).sum();
     let counts = Counts::of(&trace, changes);
     eprintln!("three nodes at once: {counts:?}");
-    // They did get in each other's way.
-    assert!(counts.changes > 0 && counts.locking_reads > 0, "{counts:?}");
+    // They did get in each other's way, and restarted meanwhile.
+    let reached = counts.changes > 0 && counts.locking_reads > 0 && counts.restarts > 0;
+    assert!(reached, "{counts:?}");
 }

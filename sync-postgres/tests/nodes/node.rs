@@ -41,14 +41,13 @@ pub(crate) struct Turn {
 
 impl Node {
     /// Node `n`, recovered from the database; its session watches each
-    /// scope by chance. `head` is each scope's head as acknowledged now.
+    /// scope by chance, from the head the node loaded.
     pub(crate) fn start(
         n: usize,
         (url, options): (&str, PgOptions),
         config: &CoreConfig,
         (now, wall): (Instant, Timestamp),
         rng: &mut Decisions,
-        head: impl Fn(&str) -> u64,
     ) -> Node {
         // A lock kept by a node after its turn blocks the next node that
         // writes the scope; the store's timeout (5 s) makes that a failed
@@ -68,7 +67,8 @@ impl Node {
             if rng.chance(0.5) {
                 let topic = sync_core::poke_topic(scope);
                 node.core.subscribe(session, &topic).expect("subscribed");
-                node.watched.insert(scope.to_owned(), (head(scope), None));
+                let loaded = node.core.engine().durable_head(scope);
+                node.watched.insert(scope.to_owned(), (loaded, None));
             }
         }
         node

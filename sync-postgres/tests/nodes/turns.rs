@@ -94,10 +94,8 @@ impl Cluster {
             self.application_name(n)
         );
         let store = (url.as_str(), self.schema.options());
-        let model = &self.model;
         let clock = (self.now(), self.wall());
-        let head = |scope: &str| model.head(scope);
-        Node::start(n, store, &self.config, clock, &mut self.rng, head)
+        Node::start(n, store, &self.config, clock, &mut self.rng)
     }
 
     /// Takes in what node `n` did: its lines go to the trace, its commits
