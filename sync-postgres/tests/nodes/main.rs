@@ -145,7 +145,8 @@ fn nodes_taking_turns_acknowledge_each_change_once_and_agree() {
     eprintln!("{seeds} seeds: {total:?}");
     // The runs reach what they claim to exercise: nodes behind each other,
     // catching up under their locks, restarting, poking, trimming, expiring,
-    // losing their connections.
+    // losing their connections. (Whether a cut costs a 503 depends on how
+    // soon PostgreSQL ends the sessions: `unavailable` is only counted.)
     let c = &total;
     let all = [
         c.refused,
@@ -153,7 +154,6 @@ fn nodes_taking_turns_acknowledge_each_change_once_and_agree() {
         c.pokes,
         c.restarts,
         c.cuts,
-        c.unavailable,
         c.trims,
         c.expiries,
     ];
