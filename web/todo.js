@@ -38,43 +38,62 @@ function todosOf(state) {
   return todos;
 }
 
+// Rows are kept and updated in place, and a row already in its place is
+// never taken out of the list: a click that lands while another change
+// re-renders the list (a tab's own mutation, another tab's poke) still
+// reaches its checkbox or button.
 function render(state) {
   const todos = todosOf(state);
   const editing = list.querySelector("li.editing")?.dataset.id;
-  list.replaceChildren(
-    ...todos.map((t) => {
-      const li = document.createElement("li");
-      li.className = "todo" + (t.done ? " done" : "") + (t.id === editing ? " editing" : "");
-      li.dataset.id = t.id;
-      const box = document.createElement("input");
-      box.type = "checkbox";
-      box.className = "toggle";
-      box.checked = t.done;
-      box.setAttribute("aria-label", `Done: ${t.title}`);
-      box.addEventListener("change", () => sync.mutate("put", { key: `todo/${t.id}/done`, value: box.checked }));
-      const title = document.createElement("span");
-      title.className = "title";
-      title.textContent = t.title;
-      title.title = "Double-click to rename";
-      title.addEventListener("dblclick", () => startEdit(li, t));
-      const edit = document.createElement("button");
-      edit.className = "rename";
-      edit.type = "button";
-      edit.textContent = "Rename";
-      edit.addEventListener("click", () => startEdit(li, t));
-      const del = document.createElement("button");
-      del.className = "delete";
-      del.type = "button";
-      del.textContent = "×";
-      del.setAttribute("aria-label", `Delete ${t.title}`);
-      del.addEventListener("click", () => removeTodo(t.id));
-      li.append(box, title, edit, del);
-      return li;
-    }),
-  );
+  const rows = new Map([...list.children].map((li) => [li.dataset.id, li]));
+  todos.forEach((t, i) => {
+    const li = rows.get(t.id) ?? newRow(t.id);
+    fillRow(li, t, t.id === editing);
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i] ?? null);
+  });
+  while (list.children.length > todos.length) list.lastElementChild.remove();
   $("empty").hidden = todos.length > 0;
   const open = todos.filter((t) => !t.done).length;
   $("count").textContent = `${open} open · ${todos.length - open} done`;
+}
+
+/** A row for todo `id`; its handlers read the todo it shows now (`li.todo`). */
+function newRow(id) {
+  const li = document.createElement("li");
+  li.dataset.id = id;
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.className = "toggle";
+  box.addEventListener("change", () => sync.mutate("put", { key: `todo/${id}/done`, value: box.checked }));
+  const title = document.createElement("span");
+  title.className = "title";
+  title.title = "Double-click to rename";
+  title.addEventListener("dblclick", () => startEdit(li, li.todo));
+  const edit = document.createElement("button");
+  edit.className = "rename";
+  edit.type = "button";
+  edit.textContent = "Rename";
+  edit.addEventListener("click", () => startEdit(li, li.todo));
+  const del = document.createElement("button");
+  del.className = "delete";
+  del.type = "button";
+  del.textContent = "×";
+  del.addEventListener("click", () => removeTodo(id));
+  li.append(box, title, edit, del);
+  return li;
+}
+
+/** Shows todo `t` in row `li`, touching only what changed. */
+function fillRow(li, t, editing) {
+  li.todo = t;
+  const className = "todo" + (t.done ? " done" : "") + (editing ? " editing" : "");
+  if (li.className !== className) li.className = className;
+  const box = li.querySelector("input.toggle");
+  if (box.checked !== t.done) box.checked = t.done;
+  box.setAttribute("aria-label", `Done: ${t.title}`);
+  const title = li.querySelector(".title");
+  if (title && title.textContent !== t.title) title.textContent = t.title;
+  li.querySelector("button.delete").setAttribute("aria-label", `Delete ${t.title}`);
 }
 
 function startEdit(li, todo) {
@@ -91,7 +110,7 @@ function startEdit(li, todo) {
     li.classList.remove("editing");
     const title = input.value.trim();
     // Leave edit mode first: renders are held back while an edit is open.
-    input.remove();
+    input.replaceWith(shown);
     if (save && title && title !== todo.title) {
       sync.mutate("put", { key: `todo/${todo.id}/title`, value: title });
     }
@@ -102,7 +121,8 @@ function startEdit(li, todo) {
     if (e.key === "Escape") finish(false);
   });
   input.addEventListener("blur", () => finish(true));
-  li.querySelector(".title").replaceWith(input);
+  const shown = li.querySelector(".title");
+  shown.replaceWith(input);
   input.focus();
   input.select();
 }
