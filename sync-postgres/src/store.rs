@@ -224,26 +224,34 @@ impl PgStore {
         ));
     }
 
-    /// Runs `read` on a pooled connection. When PostgreSQL ended the
-    /// session it ran on (a restart, an operator), the pool's idle
-    /// connections most likely went with it: they are dropped, and the read,
-    /// which changes nothing, runs once more on a new connection, rather
-    /// than failing once per dead connection after every restart.
+    /// Runs `read` on a pooled connection, once more if PostgreSQL ended
+    /// the session it ran on (see [`PgStore::again_if_session_ended`]).
     fn read<T>(
         &self,
         what: &'static str,
         read: impl AsyncFn(&mut deadpool_postgres::Object) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let once = || {
+        self.again_if_session_ended(|| {
             self.run(what, async {
                 let mut client = self.pool.get().await?;
                 read(&mut client).await
             })
-        };
-        match once() {
+        })
+    }
+
+    /// Runs `op`, which must change nothing when it fails; if it failed
+    /// because PostgreSQL ended the session it ran on (a restart, an
+    /// operator), the pool's idle connections most likely went with it:
+    /// they are dropped, and `op` runs once more, on a new connection,
+    /// rather than failing once per dead connection after every restart.
+    fn again_if_session_ended<T>(
+        &self,
+        mut op: impl FnMut() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        match op() {
             Err(e) if e.session_ended() => {
                 self.pool.retain(|_, _| false);
-                once()
+                op()
             }
             other => other,
         }
@@ -332,16 +340,10 @@ impl Store for PgStore {
     /// locks are taken again on a new one: nothing was written.
     fn lock_scopes(&mut self, scopes: &[(String, Option<ScopeMark>)]) -> Result<(), Error> {
         let mut writer = std::mem::take(&mut self.writer);
-        let mut result = Ok(());
-        for _ in 0..2 {
+        let result = self.again_if_session_ended(|| {
             let locking = writer.lock(&self.pool, scopes, &self.versions, self.timeout);
-            result = self.run("locking scopes", locking);
-            if !result.as_ref().is_err_and(Error::session_ended) {
-                break;
-            }
-            // The new connection comes from the pool: not a dead idle one.
-            self.pool.retain(|_, _| false);
-        }
+            self.run("locking scopes", locking)
+        });
         self.writer = writer;
         result
     }
