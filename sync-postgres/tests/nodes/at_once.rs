@@ -8,21 +8,19 @@
 //! pages, snapshots) may be of a commit whose thread has not recorded its
 //! answer yet, so it is checked once all threads are done.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use server_core::CoreConfig;
 use sync_core::testing::Decisions;
-use sync_core::{Mutation, PullResponse, PushResponse, SnapshotResponse, Timestamp};
+use sync_core::{PullResponse, PushResponse, SnapshotResponse, Timestamp};
 
 use crate::common::Schema;
 use crate::end::check_end;
-use crate::model::{Model, SCOPES};
+use crate::model::{Model, SCOPES, WALL_BASE};
 use crate::node::{Node, Turn};
-
-const WALL_BASE: u64 = 1_795_328_895_000;
 
 /// What a node showed, to check against the final model.
 enum Shown {
@@ -80,25 +78,10 @@ impl Driver<'_> {
 
     fn push(&mut self) {
         let n = self.node.n;
-        let mut mutations: Vec<Mutation> = Vec::new();
-        {
-            let mut model = self.shared.model.lock().expect("model");
-            let mut used = BTreeSet::new();
-            for _ in 0..1 + self.rng.below(3) {
-                let scope = SCOPES[self.rng.below(SCOPES.len() as u64) as usize];
-                let again = match self.rng.chance(0.2) {
-                    // A client's: their answers are kept by sequence, not
-                    // by this node's clock.
-                    true => model.answered_before(&mut self.rng, None),
-                    false => None,
-                };
-                let m = again
-                    .unwrap_or_else(|| model.fresh(&mut self.rng, scope, &self.clients, &mut used));
-                if !mutations.iter().any(|o| o.id == m.id) {
-                    mutations.push(m);
-                }
-            }
-        }
+        // Sent again only clients' mutations: their answers are kept by
+        // sequence, not by this node's clock.
+        let mutations =
+            (self.shared.model.lock().expect("model")).push(&mut self.rng, &self.clients, None);
         let body = json!({ "mutations": mutations });
         let ((status, answer), turn) = self.node.request(self.now(), "/push", &body);
         self.shared.take(n, turn);

@@ -12,6 +12,8 @@ pub(crate) const SCOPES: [&str; 3] = ["a", "b", "c"];
 /// Keys written by `incr` (which reads them) and by `put` (which does not).
 const INCREMENTED: [&str; 2] = ["x", "y"];
 const PUT: [&str; 2] = ["p", "q"];
+/// The wall time of a run's start, as the nodes stamp changes.
+pub(crate) const WALL_BASE: u64 = 1_795_328_895_000;
 /// Short, so id records expire during a run.
 pub(crate) const ID_RETENTION_MS: u64 = 3_000;
 
@@ -85,6 +87,37 @@ impl Model {
             self.unrecorded.insert(key, m.clone());
         }
         m
+    }
+
+    /// The mutations of one push: one to three, each on a random scope, a
+    /// fifth of them sent before (see [`Model::answered_before`], with
+    /// `now_ms`), the others fresh (see [`Model::fresh`]); none twice, and
+    /// at most one per client and scope.
+    pub(crate) fn push(
+        &mut self,
+        rng: &mut Decisions,
+        clients: &[String],
+        now_ms: Option<u64>,
+    ) -> Vec<Mutation> {
+        let mut mutations: Vec<Mutation> = Vec::new();
+        let mut used = BTreeSet::new();
+        for _ in 0..1 + rng.below(3) {
+            let scope = SCOPES[rng.below(SCOPES.len() as u64) as usize];
+            let again = match rng.chance(0.2) {
+                true => self.answered_before(rng, now_ms),
+                false => None,
+            };
+            let m = again.unwrap_or_else(|| self.fresh(rng, scope, clients, &mut used));
+            let taken = mutations.iter().any(|o| {
+                o.id == m.id
+                    || (o.client_id.is_some()
+                        && (&o.client_id, &o.scope) == (&m.client_id, &m.scope))
+            });
+            if !taken {
+                mutations.push(m);
+            }
+        }
+        mutations
     }
 
     /// One acknowledged mutation whose answer is still kept: a client's

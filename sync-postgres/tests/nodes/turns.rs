@@ -4,20 +4,19 @@
 //! here; a lock a node kept after its turn would make the next node wait,
 //! and the store's timeout turns that into a failed push.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use server_core::CoreConfig;
 use sync_core::testing::Decisions;
-use sync_core::{Mutation, PullResponse, PushResponse, SnapshotResponse, Timestamp};
+use sync_core::{PullResponse, PushResponse, SnapshotResponse, Timestamp};
 
 use crate::common::Schema;
 use crate::end::check_end;
-use crate::model::{ID_RETENTION_MS, Model, SCOPES};
+use crate::model::{ID_RETENTION_MS, Model, SCOPES, WALL_BASE};
 use crate::node::{Node, Turn};
 
-const WALL_BASE: u64 = 1_795_328_895_000;
 const CLIENTS: [&str; 3] = ["k0", "k1", "k2"];
 
 pub(crate) struct Cluster {
@@ -130,25 +129,7 @@ impl Cluster {
     fn push(&mut self) {
         let n = self.pick_node();
         let clients: Vec<String> = CLIENTS.map(str::to_owned).to_vec();
-        let mut mutations: Vec<Mutation> = Vec::new();
-        let mut used = BTreeSet::new();
-        for _ in 0..1 + self.rng.below(3) {
-            let scope = self.pick_scope();
-            let again = match self.rng.chance(0.2) {
-                true => self.model.answered_before(&mut self.rng, Some(self.now_ms)),
-                false => None,
-            };
-            let m = again
-                .unwrap_or_else(|| (self.model).fresh(&mut self.rng, scope, &clients, &mut used));
-            let taken = mutations.iter().any(|o| {
-                o.id == m.id
-                    || (o.client_id.is_some()
-                        && (&o.client_id, &o.scope) == (&m.client_id, &m.scope))
-            });
-            if !taken {
-                mutations.push(m);
-            }
-        }
+        let mutations = (self.model).push(&mut self.rng, &clients, Some(self.now_ms));
         let ids: Vec<&str> = mutations.iter().map(|m| m.id.as_str()).collect();
         self.log(format!("node {n} push {ids:?}"));
         let body = json!({ "mutations": mutations });
