@@ -81,7 +81,8 @@ pub struct ServerConfig {
     /// because another node wrote its scope meanwhile is retried (up to a
     /// few times) after reloading that scope, instead of failing; when every
     /// attempt was refused it is answered 503 `unavailable` (nothing was
-    /// applied, retry). Default false.
+    /// applied, retry). A batch that met an outage (an ended session) is
+    /// tried once more before its pushes are answered 503. Default false.
     pub shared_store: bool,
     /// `{"topic":"refresh","data":{"token":T}}` messages refresh the
     /// session's credential through [`crate::Hooks::refresh`] instead of

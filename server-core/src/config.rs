@@ -20,7 +20,10 @@ pub struct CoreConfig {
     /// reloading that scope, in the next batch, which the store writes while
     /// still holding the scope (so it is not refused again); should it be
     /// refused all the same [`CoreConfig::stale_retries`] times (a store
-    /// that does not hold scopes), it is answered 503 `unavailable`.
+    /// that does not hold scopes), it is answered 503 `unavailable`. A push
+    /// whose batch met an outage of the store is pushed again once before it
+    /// is answered 503 (the store's version check makes that safe even when
+    /// the first attempt landed unanswered).
     /// Sequence gaps are verified against the store before they are refused.
     pub shared_store: bool,
     /// How often one push is pushed again after stale refusals. Default 8.

@@ -32,6 +32,9 @@ pub struct SyncMetrics {
     /// Total: pushes pushed again after their batch was refused because
     /// another node wrote their scope.
     pub stale_retries: u64,
+    /// Total: pushes pushed again, once each, after their batch met an
+    /// outage of a shared store (see `CoreConfig::shared_store`).
+    pub outage_retries: u64,
     /// Total: scopes reloaded because another node wrote them.
     pub reloads: u64,
     /// Total: other nodes' commits to scopes this node holds nothing of
@@ -316,6 +319,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
         s.stale_retries.to_string(),
     );
     metric(
+        "sync_outage_retries_total",
+        counter,
+        "Pushes pushed again once after their batch met an outage of the shared store.",
+        s.outage_retries.to_string(),
+    );
+    metric(
         "sync_reloads_total",
         counter,
         "Scopes reloaded because another node wrote them.",
@@ -453,6 +462,7 @@ mod tests {
             pushes: 11,
             persist_seconds: 0.25,
             locking_reads: 5,
+            outage_retries: 4,
             contended_scopes: 2,
             reload_seconds: 1.5,
             ..SyncMetrics::default()
@@ -466,6 +476,7 @@ mod tests {
             ("live_presence_watchers", "2"),
             ("sync_persist_seconds_total", "0.250000"),
             ("sync_locking_reads_total", "5"),
+            ("sync_outage_retries_total", "4"),
             ("sync_contended_scopes", "2"),
             ("sync_reload_seconds_total", "1.500000"),
         ] {
@@ -491,6 +502,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 48);
+        assert_eq!(samples.len(), 49);
     }
 }

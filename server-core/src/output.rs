@@ -140,7 +140,9 @@ pub struct ReloadJob {
 pub struct PersistFailure {
     /// The store's error message.
     pub message: String,
-    /// The store could not be reached: answer 503, nothing was applied.
+    /// The store could not be reached: answer 503, or on a shared store push
+    /// the batch's pushes again once first (whether the batch landed may be
+    /// unknown: see `core/persist.rs`).
     pub unavailable: bool,
     /// Scopes another node changed, already read back under the store's
     /// lock (a stale refusal).

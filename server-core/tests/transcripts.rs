@@ -8,8 +8,8 @@ use std::time::Duration;
 use live_core::PeerFault;
 use server_core::{Body, CoreConfig, HttpSync, PersistFailure, TimerReason};
 use support::{Harness, status};
-use sync_core::MemoryStore;
 use sync_core::store::refresh_scope;
+use sync_core::{MemoryStore, Store};
 
 fn answered(lines: &[String], name: &str) -> Vec<u16> {
     lines
@@ -182,6 +182,94 @@ fn an_unreachable_store_answers_503_unavailable() {
     let lines = h.drain();
     assert_eq!(answered(&lines, "p"), [503]);
     assert!(lines[1].contains(r#""code":"unavailable""#), "{lines:?}");
+}
+
+fn outage() -> PersistFailure {
+    PersistFailure {
+        message: "the session ended".into(),
+        unavailable: true,
+        reloaded: Vec::new(),
+    }
+}
+
+/// On a shared store, a batch that met an outage (a database restart, a
+/// failover, a session the server ended) is tried once more before its
+/// pushes are answered 503: the database is often back by then, and the
+/// store's version check makes the second try safe.
+#[test]
+fn a_batch_that_met_an_outage_of_a_shared_store_is_tried_once_more() {
+    let mut h = Harness::shared();
+    h.push("p", "s", &["a"]);
+    assert_eq!(h.drain(), ["persist 1"]);
+    h.persist_failed(outage());
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "p"), Vec::<u16>::new(), "{lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("persist 2"),
+        "{lines:?}"
+    );
+    h.persist_ok();
+    let lines = h.drain();
+    assert!(lines[0].starts_with("p answered 200"), "{lines:?}");
+    assert!(lines[0].contains(r#""cursor":1"#), "{lines:?}");
+    assert_eq!(h.core.metrics().sync.outage_retries, 1);
+
+    // Once only: a store still away answers the second try's pushes 503.
+    h.push("q", "s", &["b"]);
+    assert_eq!(h.drain(), ["persist 3"]);
+    h.persist_failed(outage());
+    assert_eq!(
+        h.drain(),
+        [
+            "notice persisting batch 3 failed: the session ended",
+            "persist 4"
+        ]
+    );
+    h.persist_failed(outage());
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "q"), [503], "{lines:?}");
+    let answer = lines.iter().find(|l| l.starts_with("q answered")).unwrap();
+    assert!(answer.contains(r#""code":"unavailable""#), "{answer}");
+    assert!(answer.contains("applied once however often"), "{answer}");
+    assert!(h.persist.is_none(), "no third try: {lines:?}");
+    assert_eq!(h.core.metrics().sync.outage_retries, 2);
+}
+
+/// A batch that landed but whose answer was lost with the session (the
+/// connection broke during `COMMIT`) is reported as an outage. Its second
+/// try is refused as stale, since the store checks versions, and the read
+/// under the lock brings back the first try's records: the push is answered
+/// with its first answer and applied once.
+#[test]
+fn a_batch_that_landed_unanswered_is_answered_once_by_its_second_try() {
+    let mut h = Harness::shared();
+    h.push("p", "s", &["a", "b"]);
+    assert_eq!(h.drain(), ["persist 1"]);
+    let job = h.persist.take().unwrap();
+    server_core::jobs::persist(&mut h.store, &job).expect("the first try lands");
+    h.core
+        .handle_persisted(h.now, job.number, Err(outage()), Duration::ZERO)
+        .unwrap();
+    assert_eq!(h.drain().last().map(String::as_str), Some("persist 2"));
+    let mut store = std::mem::take(&mut h.store);
+    refuse_as_stale(&mut h, &mut store, "s");
+    h.store = store;
+    // Replays, answered at once from the records read back.
+    let lines = h.drain();
+    let answer = lines.iter().find(|l| l.starts_with("p answered")).unwrap();
+    assert!(answer.starts_with("p answered 200"), "{lines:?}");
+    assert!(answer.contains(r#""ok":true,"cursor":1"#), "{answer}");
+    assert!(answer.contains(r#""ok":true,"cursor":2"#), "{answer}");
+    // The store held the scope for the batch pushed again, which wrote
+    // nothing: an empty one lets it go.
+    let release = h.persist.as_ref().expect("a batch releases the scope");
+    assert!(release.batch.is_empty(), "{:?}", release.batch);
+    h.persist_ok();
+    assert_eq!(h.drain(), Vec::<String>::new());
+    assert_eq!(h.core.engine().durable_head("s"), 2, "applied once");
+    let stored = h.store.load_scope("s").unwrap().unwrap();
+    assert_eq!(stored.changes.len(), 2, "{:?}", stored.changes);
 }
 
 /// Node A and node B on one store: B writes scope `s`, A's batch on `s` is

@@ -326,6 +326,14 @@ impl Store for PgStore {
         };
         let result = self.run("persisting a batch", writer.persist(&self.pool, batch, how));
         self.writer = writer;
+        if result.as_ref().is_err_and(Error::session_ended) {
+            // Whether the batch landed is unknown, and the versions stay as
+            // they were, so the batch tried again is checked against them
+            // (see `Store`'s contract). The pool's idle connections most
+            // likely ended with the writer's session: that try, and the
+            // reads after it, take new ones.
+            self.pool.retain(|_, _| false);
+        }
         let bumped = result?;
         for (scope, _) in &bumped {
             self.read_from.remove(scope);

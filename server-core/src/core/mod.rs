@@ -51,11 +51,14 @@ impl Deferred {
 }
 
 /// A push on a shared store, kept to push it again when its batch is
-/// refused as stale.
+/// refused as stale or meets an outage (see persist.rs).
 #[derive(Debug)]
 struct Retry {
     mutations: Vec<Mutation>,
+    /// Stale refusals so far.
     attempts: u8,
+    /// Pushed again once already after its batch met an outage.
+    after_outage: bool,
     wall: Timestamp,
 }
 

@@ -4,6 +4,18 @@
 //! stale refusal pushes its pushes again after the reload, an outage answers
 //! 503 `unavailable`, anything else answers the engine's errors.
 //!
+//! On a shared store an outage pushes the batch's pushes again once before
+//! answering 503. The store's session may have ended under the batch (a
+//! database restart, a failover, an operator ending sessions) while the
+//! database itself is back or was never down, and whether the batch landed
+//! is then unknown. A second attempt is safe either way: a shared store
+//! checks every batch against the versions it knows of its scopes, so if the
+//! first attempt landed the second is refused as stale, the scopes are read
+//! back with the first attempt's records, and its pushes are answered as
+//! replays with their first answers; if it did not land, the second writes
+//! it. Each push gets one such attempt, so a store that stays away costs
+//! each push two tries, not a loop.
+//!
 //! A shared store that refuses a batch as stale keeps the refused scopes
 //! locked until its next batch (see `sync-postgres`), so the reload it
 //! handed back is all there is to catch up on, and the batch computed again
@@ -177,6 +189,7 @@ where
         // The batch is the one out: the engine cannot refuse it.
         let _ = self.engine.handle_persist_failed(number);
         let stale = !failure.reloaded.is_empty();
+        let outage = failure.unavailable && !stale;
         let mut again: Vec<RequestId> = Vec::new();
         while let Some(output) = self.engine.poll_output() {
             let EngineOutput::Response { request_id, .. } = &output else {
@@ -184,9 +197,9 @@ where
                 continue;
             };
             let request_id = *request_id;
-            let attempts = self.retry.get(&request_id).map(|r| r.attempts);
-            let response = match attempts {
-                Some(n) if stale && n < self.config.stale_retries => {
+            let retry = self.retry.get(&request_id);
+            let response = match retry {
+                Some(r) if stale && r.attempts < self.config.stale_retries => {
                     again.push(request_id);
                     continue;
                 }
@@ -194,7 +207,21 @@ where
                     ErrorCode::Unavailable,
                     "other nodes kept writing this scope; nothing was applied, retry",
                 ),
-                _ if failure.unavailable => Response::error(
+                Some(r) if outage && !r.after_outage => {
+                    again.push(request_id);
+                    continue;
+                }
+                // On a shared store an attempt may have landed unanswered:
+                // a retry of it is refused as a replay with its first answer.
+                Some(_) if outage => Response::error(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "storage unavailable ({}); retry: a push is applied once \
+                         however often it is sent",
+                        failure.message
+                    ),
+                ),
+                _ if outage => Response::error(
                     ErrorCode::Unavailable,
                     format!(
                         "storage unavailable ({}); nothing was applied, retry",
@@ -229,8 +256,13 @@ where
         // their waiters get the new answers.
         for request_id in again {
             if let Some(retry) = self.retry.get_mut(&request_id) {
-                retry.attempts += 1;
-                self.metrics.stale_retries += 1;
+                if stale {
+                    retry.attempts += 1;
+                    self.metrics.stale_retries += 1;
+                } else {
+                    retry.after_outage = true;
+                    self.metrics.outage_retries += 1;
+                }
                 let (wall, mutations) = (retry.wall, retry.mutations.clone());
                 self.engine.handle_push(wall, request_id, mutations);
             }

@@ -122,6 +122,7 @@ where
             let retry = Retry {
                 mutations: p.mutations.clone(),
                 attempts: 0,
+                after_outage: false,
                 wall,
             };
             self.retry.insert(id, retry);

@@ -25,7 +25,13 @@ use std::collections::BTreeMap;
 ///   returns only once it is durable. On `Err`, nothing of it may become
 ///   visible later; if the outcome is unknown (connection lost mid-commit),
 ///   the driver must restart the engine from [`Store::load`] rather than
-///   report a failure.
+///   report a failure. A store shared by several nodes is the exception: it
+///   checks every batch against the versions it knows of the batch's scopes
+///   (refusing it as stale, see [`Store::stale_scopes`], when another writer
+///   moved one), and it does not count a batch whose outcome is unknown as
+///   seen. It may then report that batch as unavailable: if the batch
+///   landed, the next batch on its scopes is refused as stale and reads it
+///   back, so the engine learns it as another writer's.
 /// - [`Store::load`] returns every scope's records as last persisted.
 /// - [`Store::load_scope`] returns one scope's records (`Ok(None)` if it has
 ///   none); it lets a future shared-database driver reload a single scope

@@ -13,14 +13,11 @@ use crate::node::Node;
 
 /// Checks that each scope's stored log is the acknowledged one, that every
 /// node answers the snapshot the acknowledged changes make, and that every
-/// watching session was poked with each head. A node may answer 503
-/// `unavailable` as often as `shaken` allows it (once after its connections
-/// were cut); it is asked again then. What the
-/// nodes did meanwhile goes to `lines`.
+/// watching session was poked with each head. What the nodes did meanwhile
+/// goes to `lines`.
 pub(crate) fn check_end(
     model: &Model,
     nodes: &mut [Node],
-    shaken: &mut [u32],
     (url, options): (&str, PgOptions),
     now: Instant,
     lines: &mut Vec<String>,
@@ -36,20 +33,14 @@ pub(crate) fn check_end(
         model.check_stored(scope, first, &stored);
         let head = model.head(scope);
         let state = model.state_at(scope, head);
-        for (node, shaken) in nodes.iter_mut().zip(shaken.iter_mut()) {
+        for node in nodes.iter_mut() {
             let n = node.n;
             let body = json!({ "scope": scope });
-            let (status, answer) = loop {
-                let ((status, answer), turn) = node.request(now, "/snapshot", &body);
-                lines.extend(turn.lines);
-                for (scope, cursor) in turn.pokes {
-                    model.check_poke(&scope, cursor);
-                }
-                if status != 503 || *shaken == 0 {
-                    break (status, answer);
-                }
-                *shaken -= 1;
-            };
+            let ((status, answer), turn) = node.request(now, "/snapshot", &body);
+            lines.extend(turn.lines);
+            for (scope, cursor) in turn.pokes {
+                model.check_poke(&scope, cursor);
+            }
             let text = String::from_utf8_lossy(&answer);
             assert_eq!(status, 200, "node {n}: snapshot of {scope}: {text}");
             let snapshot: SnapshotResponse = serde_json::from_slice(&answer).expect("a snapshot");

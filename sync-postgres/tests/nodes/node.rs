@@ -12,6 +12,7 @@ use sync_core::testing::{Decisions, app};
 use sync_core::{KvApp, RequestId, Store, Timestamp};
 use sync_postgres::{PgOptions, PgStore};
 
+use crate::common::Schema;
 use crate::model::SCOPES;
 
 type Core = ServerCore<String, AllowAll, KvApp>;
@@ -37,6 +38,25 @@ pub(crate) struct Turn {
     pub(crate) pokes: Vec<(String, u64)>,
     /// What happened, for the trace.
     pub(crate) lines: Vec<String>,
+}
+
+/// The URL node `n` of a cluster on `schema` connects with: `url` with
+/// a name of the node's own as `application_name`, so [`cut`] finds its
+/// sessions in `pg_stat_activity`.
+pub(crate) fn node_url(url: &str, schema: &Schema, n: usize) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={}_node_{n}", schema.name)
+}
+
+/// Ends every session node `n` has (see [`node_url`]), as a restart of the
+/// server, a failover or an operator would: nothing the node does
+/// afterwards may be lost or doubled, and it comes back by itself.
+pub(crate) fn cut(schema: &Schema, n: usize) {
+    schema.sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = '{}_node_{n}'",
+        schema.name
+    ));
 }
 
 impl Node {

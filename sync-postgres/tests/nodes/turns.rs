@@ -15,7 +15,7 @@ use sync_core::{PullResponse, PushResponse, SnapshotResponse, Timestamp};
 use crate::common::Schema;
 use crate::end::check_end;
 use crate::model::{ID_RETENTION_MS, Model, SCOPES, WALL_BASE};
-use crate::node::{Node, Turn};
+use crate::node::{Node, Turn, cut, node_url};
 
 const CLIENTS: [&str; 3] = ["k0", "k1", "k2"];
 
@@ -29,9 +29,6 @@ pub(crate) struct Cluster {
     /// Per node: commits of other nodes it has not heard of yet (`None`:
     /// anything may have changed).
     notices: Vec<VecDeque<Option<String>>>,
-    /// Per node: how many more answers may still be 503 `unavailable`
-    /// since its connections were cut.
-    shaken: Vec<u32>,
     pub(crate) model: Model,
     pub(crate) trace: Vec<String>,
     /// Last, so it is dropped after the nodes' connections.
@@ -53,7 +50,6 @@ impl Cluster {
             now_ms: 0,
             nodes: Vec::new(),
             notices: Vec::new(),
-            shaken: Vec::new(),
             model: Model::default(),
             trace: Vec::new(),
             schema: Schema::fresh(url, "nodes"),
@@ -62,7 +58,6 @@ impl Cluster {
             let node = cluster.start_node(n);
             cluster.nodes.push(node);
             cluster.notices.push(VecDeque::new());
-            cluster.shaken.push(0);
         }
         cluster
     }
@@ -79,19 +74,8 @@ impl Cluster {
         self.trace.push(format!("t={} {line}", self.now_ms));
     }
 
-    /// The name node `n`'s connections carry, to find them in
-    /// `pg_stat_activity`.
-    fn application_name(&self, n: usize) -> String {
-        format!("{}_node_{n}", self.schema.name)
-    }
-
     fn start_node(&mut self, n: usize) -> Node {
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{}{sep}application_name={}",
-            self.url,
-            self.application_name(n)
-        );
+        let url = node_url(&self.url, &self.schema, n);
         let store = (url.as_str(), self.schema.options());
         let clock = (self.now(), self.wall());
         Node::start(n, store, &self.config, clock, &mut self.rng)
@@ -137,10 +121,6 @@ impl Cluster {
         let ((status, answer), turn) = self.nodes[n].request(now, "/push", &body);
         let pokes = self.take(n, turn);
         let text = String::from_utf8_lossy(&answer).into_owned();
-        if self.unavailable(n, status, &text) {
-            // Nothing applied: the mutations go out again some other time.
-            return self.check_pokes(pokes);
-        }
         assert_eq!(status, 200, "node {n}: push {body} answered {text}");
         let answer: PushResponse = serde_json::from_slice(&answer).expect("a push answer");
         assert_eq!(answer.results.len(), mutations.len(), "{text}");
@@ -162,9 +142,6 @@ impl Cluster {
         self.check_pokes(pokes);
         let text = String::from_utf8_lossy(&answer).into_owned();
         self.log(format!("node {n} pull {body}: {status}"));
-        if self.unavailable(n, status, &text) {
-            return;
-        }
         if status == 410 {
             let trims = self.config.engine.keep_changes.is_some();
             assert!(trims, "410 without retention: {text}");
@@ -184,9 +161,6 @@ impl Cluster {
         let pokes = self.take(n, turn);
         self.check_pokes(pokes);
         let text = String::from_utf8_lossy(&answer).into_owned();
-        if self.unavailable(n, status, &text) {
-            return;
-        }
         assert_eq!(status, 200, "node {n}: snapshot of {scope} answered {text}");
         let snapshot: SnapshotResponse = serde_json::from_slice(&answer).expect("a snapshot");
         self.log(format!(
@@ -221,33 +195,14 @@ impl Cluster {
         }
     }
 
-    /// Whether an answer of node `n` is a 503 `unavailable` it may give
-    /// because its connections were cut; each such answer uses up one of
-    /// those it may give.
-    fn unavailable(&mut self, n: usize, status: u16, text: &str) -> bool {
-        if status != 503 || self.shaken[n] == 0 {
-            return false;
-        }
-        assert!(text.contains(r#""code":"unavailable""#), "node {n}: {text}");
-        self.log(format!("node {n} answered 503"));
-        self.shaken[n] -= 1;
-        true
-    }
-
-    /// Every connection node `n` has to PostgreSQL is cut, as a restart of
-    /// the server or a network fault would: nothing it does afterwards may
-    /// be lost or doubled, and it comes back by itself.
+    /// Every connection a node has to PostgreSQL is cut.
     fn cut(&mut self) {
         let n = self.pick_node();
         self.log(format!("node {n} loses its connections"));
-        let name = self.application_name(n);
-        self.schema.sql(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE application_name = '{name}'"
-        ));
-        // Reads are run again on a new connection; only the batch that
-        // meets the writer's ended session fails.
-        self.shaken[n] = 1;
+        cut(&self.schema, n);
+        // Reads run again on a new connection, and a batch that meets the
+        // writer's ended session is tried again on one: nothing is answered
+        // 503, as PostgreSQL itself is up.
     }
 
     fn restart(&mut self) {
@@ -257,7 +212,6 @@ impl Cluster {
         // everything, so it has nothing to hear of yet.
         self.nodes[n] = self.start_node(n);
         self.notices[n].clear();
-        self.shaken[n] = 0;
     }
 
     /// Time passes: every node hears the wall clock and handles the
@@ -300,12 +254,10 @@ impl Cluster {
         }
         let fresh = self.start_node(self.nodes.len());
         self.nodes.push(fresh);
-        self.shaken.push(0);
         let now = self.now();
         let store = (self.url.as_str(), self.schema.options());
         let mut lines = Vec::new();
-        let shaken = &mut self.shaken;
-        check_end(&self.model, &mut self.nodes, shaken, store, now, &mut lines);
+        check_end(&self.model, &mut self.nodes, store, now, &mut lines);
         for line in lines {
             self.log(line);
         }
