@@ -43,6 +43,7 @@ fn simulation_seeds() {
             total.persist_failures > 20 && total.unavailable > 0,
             "{total:?}"
         );
+        assert!(total.landed_unanswered > 10, "{total:?}");
         assert!(total.answers_503 > 0 && total.replays > 0, "{total:?}");
         assert!(
             total.slow_closes > 20 && total.idle_closes > 20,

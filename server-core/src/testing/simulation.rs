@@ -12,6 +12,9 @@
 //!   subscribed to `sync:<scope>` whose pokes it reacts to;
 //! - a store (a [`MemoryStore`] behind a wrapper) whose jobs complete after a
 //!   simulated delay, and whose persists sometimes fail, some as unavailable;
+//!   on a shared store some land but are reported unavailable, and the store
+//!   then refuses the next batch on their scopes as stale until they are
+//!   read (a shared store's version check);
 //! - crashes: the core and everything in flight is dropped (the batch being
 //!   written may or may not have landed), a new core is built from the
 //!   store's `load`, and clients reconnect;
@@ -179,6 +182,13 @@ struct SimStore {
     fail_next: Option<bool>,
     /// The next persist is refused as stale (on a shared store).
     stale_next: bool,
+    /// The next persist lands but reports unavailable, as a batch whose
+    /// connection broke during `COMMIT` does (on a shared store).
+    land_next: bool,
+    /// Scopes written by a batch that landed unanswered, or whose records
+    /// the engine did not take: as a shared store does, the next batch on
+    /// one is refused as stale until the scope is read.
+    behind: BTreeSet<String>,
     lie: bool,
     ledger: Ledger,
 }
@@ -193,13 +203,14 @@ impl Store for SimStore {
                 stale: Vec::new(),
             });
         }
-        if std::mem::take(&mut self.stale_next) {
-            let stale = batch
-                .written_scopes()
-                .into_iter()
-                .chain(batch.verify.iter().map(String::as_str))
-                .map(str::to_owned)
-                .collect();
+        let scopes =
+            || (batch.written_scopes().into_iter()).chain(batch.verify.iter().map(String::as_str));
+        let behind: Vec<String> = scopes()
+            .filter(|s| self.behind.contains(*s))
+            .map(str::to_owned)
+            .collect();
+        if std::mem::take(&mut self.stale_next) || !behind.is_empty() {
+            let stale = scopes().map(str::to_owned).collect();
             return Err(SimFailure {
                 unavailable: false,
                 stale,
@@ -210,18 +221,32 @@ impl Store for SimStore {
         }
         self.inner.persist(batch).expect("the memory store writes");
         self.ledger.apply(batch);
+        if std::mem::take(&mut self.land_next) {
+            let written = batch.written_scopes().into_iter().map(str::to_owned);
+            self.behind.extend(written);
+            return Err(SimFailure {
+                unavailable: true,
+                stale: Vec::new(),
+            });
+        }
         Ok(())
     }
 
     fn load(&mut self) -> Result<Recovered, SimFailure> {
+        self.behind.clear();
         Ok(self.inner.load().expect("the memory store loads"))
     }
 
     fn load_scope(&mut self, scope: &str) -> Result<Option<ScopeRecords>, SimFailure> {
+        self.behind.remove(scope);
         Ok(self
             .inner
             .load_scope(scope)
             .expect("the memory store loads"))
+    }
+
+    fn forget_scope(&mut self, scope: &str) {
+        self.behind.insert(scope.to_owned());
     }
 
     fn is_unavailable(error: &SimFailure) -> bool {
@@ -373,6 +398,8 @@ pub struct Counters {
     pub crashes: u64,
     /// Crashes after a batch was written but before it was reported.
     pub unacknowledged_commits: u64,
+    /// Batches that landed but were reported unavailable (a shared store).
+    pub landed_unanswered: u64,
     pub persist_failures: u64,
     pub unavailable: u64,
     pub answers_503: u64,
@@ -424,6 +451,7 @@ impl Counters {
             replays,
             crashes,
             unacknowledged_commits,
+            landed_unanswered,
             persist_failures,
             unavailable,
             answers_503,
@@ -1218,6 +1246,11 @@ impl Sim {
             // nothing new.
             self.store.stale_next = true;
         }
+        if self.config.shared_store && self.rng.chance(0.01) {
+            // The batch is tried again; only the store's version check
+            // keeps it from being applied twice.
+            self.store.land_next = true;
+        }
         self.broker_faults();
         if self.core.is_some() && self.rng.chance(0.003) {
             self.crash();
@@ -1492,6 +1525,7 @@ impl Sim {
             // The commit landed; its report never came.
             self.store.fail_next = None;
             self.store.stale_next = false;
+            self.store.land_next = false;
             if jobs::persist(&mut self.store, &job).is_ok() {
                 self.counters.unacknowledged_commits += 1;
                 self.log(format!("batch {} durable, never reported", job.number));
@@ -1558,7 +1592,11 @@ impl Sim {
         let took = Duration::from_millis(1);
         match job {
             Job::Persist(job) => {
+                let landing = self.store.land_next;
                 let result = jobs::persist(&mut self.store, &job);
+                if landing && !self.store.land_next {
+                    self.counters.landed_unanswered += 1;
+                }
                 if let Err(f) = &result {
                     self.counters.persist_failures += 1;
                     self.counters.unavailable += u64::from(f.unavailable);
@@ -1889,6 +1927,7 @@ impl Sim {
         self.faults = false;
         self.store.fail_next = None;
         self.store.stale_next = false;
+        self.store.land_next = false;
         self.log("healed".into());
         let deadline = self.now_ms + 120_000;
         while !self.converged() {

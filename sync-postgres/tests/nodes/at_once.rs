@@ -5,7 +5,7 @@
 //! repeats acknowledged ones of any client, hears the other nodes' commits
 //! now and then, pulls, takes snapshots, and now and then restarts its
 //! node while the others go on. Meanwhile another thread cuts a random
-//! node's connections every few dozen milliseconds, wherever its work is:
+//! node's connections every 30-120 ms, wherever its work is:
 //! waiting for a lock, holding one, in the middle of a `COMMIT` (which may
 //! then land unanswered). What a node showed (pokes, pages, snapshots) may
 //! be of a commit whose thread has not recorded its answer yet, so it is
@@ -50,6 +50,9 @@ struct Shared {
     starting: Vec<Mutex<()>>,
     /// Node threads still running.
     running: AtomicUsize,
+    /// Per node: when each cut of its connections ended (`None`: it is
+    /// under way).
+    cut_at: Vec<Mutex<Vec<Option<Instant>>>>,
 }
 
 /// Counts a node thread out when it ends, however it ends.
@@ -61,7 +64,20 @@ impl Drop for Running<'_> {
     }
 }
 
+/// How long after a cut ended a session it was asked to end may still be
+/// going (PostgreSQL ends it a moment after it is asked to).
+const CUT_LAG: Duration = Duration::from_millis(100);
+
 impl Shared {
+    /// Whether two cuts of node `n`'s connections may have ended sessions
+    /// it used since `since`: once under a batch and once under its second
+    /// try, the only way a push may still be answered 503.
+    fn cut_twice(&self, n: usize, since: Instant) -> bool {
+        let cut_at = self.cut_at[n].lock().expect("cuts");
+        let recent = |at: &&Option<Instant>| at.is_none_or(|at| at + CUT_LAG >= since);
+        cut_at.iter().filter(recent).count() >= 2
+    }
+
     /// Takes in what node `n` did: its lines go to the trace, its commits
     /// to the other nodes as notices, its pokes to what was shown.
     fn take(&self, n: usize, turn: Turn) {
@@ -101,8 +117,15 @@ impl Driver<'_> {
         let mutations =
             (self.shared.model.lock().expect("model")).push(&mut self.rng, &self.clients, None);
         let body = json!({ "mutations": mutations });
-        let ((status, answer), turn) = self.node.request(self.now(), "/push", &body);
-        self.shared.take(n, turn);
+        // Sent again as a client would after a 503: the same mutations are
+        // applied once, and the repeat gets the first answer.
+        let Some((status, answer)) = std::iter::repeat_with(|| self.ask("/push", &body))
+            .take(3)
+            .flatten()
+            .next()
+        else {
+            panic!("node {n}: push {body} answered 503 three times");
+        };
         let text = String::from_utf8_lossy(&answer).into_owned();
         assert_eq!(status, 200, "node {n}: push {body} answered {text}");
         let answer: PushResponse = serde_json::from_slice(&answer).expect("a push answer");
@@ -111,6 +134,20 @@ impl Driver<'_> {
         for (m, r) in mutations.iter().zip(&answer.results) {
             model.answered(m, r, self.now_ms);
         }
+    }
+
+    /// Sends `body` to `path` on this node; its answer, or `None` for a
+    /// 503 `unavailable` its connections being cut twice meanwhile allows.
+    fn ask(&mut self, path: &str, body: &serde_json::Value) -> Option<(u16, Vec<u8>)> {
+        let (n, sent) = (self.node.n, Instant::now());
+        let (answer, turn) = self.node.request(self.now(), path, body);
+        self.shared.take(n, turn);
+        if answer.0 == 503 && self.shared.cut_twice(n, sent) {
+            let line = format!("node {n} answered 503 after two cuts");
+            self.shared.trace.lock().expect("trace").push(line);
+            return None;
+        }
+        Some(answer)
     }
 
     fn hear(&mut self) {
@@ -129,8 +166,9 @@ impl Driver<'_> {
         let scope = SCOPES[self.rng.below(SCOPES.len() as u64) as usize];
         if self.rng.chance(0.5) {
             let body = json!({ "scope": scope });
-            let ((status, answer), turn) = self.node.request(self.now(), "/snapshot", &body);
-            self.shared.take(n, turn);
+            let Some((status, answer)) = self.ask("/snapshot", &body) else {
+                return;
+            };
             let text = String::from_utf8_lossy(&answer);
             assert_eq!(status, 200, "node {n}: snapshot {body} answered {text}");
             let snapshot = serde_json::from_slice(&answer).expect("a snapshot");
@@ -142,8 +180,9 @@ impl Driver<'_> {
         let cursor = self.rng.below(head + 1);
         let limit = 1 + self.rng.below(6);
         let body = json!({"scope": scope, "cursor": cursor, "limit": limit});
-        let ((status, answer), turn) = self.node.request(self.now(), "/pull", &body);
-        self.shared.take(n, turn);
+        let Some((status, answer)) = self.ask("/pull", &body) else {
+            return;
+        };
         let text = String::from_utf8_lossy(&answer);
         assert_eq!(status, 200, "node {n}: pull {body} answered {text}");
         let page = serde_json::from_slice(&answer).expect("a pull answer");
@@ -194,6 +233,7 @@ pub(crate) fn run(seed: u64, url: &str, nodes: usize, steps: usize) -> (Model, V
         trace: Mutex::default(),
         starting: (0..nodes).map(|_| Mutex::default()).collect(),
         running: AtomicUsize::new(nodes),
+        cut_at: (0..nodes).map(|_| Mutex::default()).collect(),
     };
     let base = Instant::now();
     let start = |n: usize, rng: &mut Decisions| {
@@ -230,12 +270,15 @@ pub(crate) fn run(seed: u64, url: &str, nodes: usize, steps: usize) -> (Model, V
         s.spawn(move || {
             let mut rng = Decisions::seeded(seed * 16 + 15);
             while shared.running.load(Ordering::SeqCst) > 0 {
-                std::thread::sleep(Duration::from_millis(20 + rng.below(60)));
+                std::thread::sleep(Duration::from_millis(30 + rng.below(90)));
                 let n = rng.below(nodes as u64) as usize;
                 let _starting = shared.starting[n].lock().expect("starting");
                 let line = format!("node {n} loses its connections");
                 shared.trace.lock().expect("trace").push(line);
+                shared.cut_at[n].lock().expect("cuts").push(None);
                 cut(schema, n);
+                let mut cut_at = shared.cut_at[n].lock().expect("cuts");
+                *cut_at.last_mut().expect("this cut") = Some(Instant::now());
             }
         });
         let joined = threads.into_iter().map(|t| t.join());
