@@ -469,6 +469,9 @@ fn log_notice(notice: &Notice) {
         // batch is computed again while the store holds the scopes.
         Notice::PersistFailed { stale: true, .. } => tracing::debug!("{notice}"),
         Notice::ReloadRefused { .. } => tracing::info!("{notice}"),
+        // Nobody was answered an error (yet): a failed second try is
+        // logged as an error.
+        Notice::PersistRetried { .. } => tracing::warn!("{notice}"),
         Notice::PersistFailed { .. } => tracing::error!("{notice}"),
         _ => tracing::warn!("{notice}"),
     }

@@ -200,6 +200,18 @@ pub enum Notice {
         /// Another node wrote the batch's scopes; they were reloaded.
         stale: bool,
     },
+    /// A shared store could not be reached for a batch (its session ended,
+    /// say): every push of it is tried once more, in the next batch, so
+    /// none was answered yet. Should that try fail too, its pushes are
+    /// answered 503 and [`Notice::PersistFailed`] follows.
+    PersistRetried {
+        /// The batch.
+        batch: u64,
+        /// The store's message.
+        message: String,
+        /// How many pushes are tried again.
+        pushes: usize,
+    },
     /// Reading scopes another node wrote failed; they are read again with
     /// the next notice or refusal.
     ReloadFailed {
@@ -237,6 +249,14 @@ impl fmt::Display for Notice {
             Notice::PersistFailed { batch, message, .. } => write!(
                 f,
                 "batch {batch} refused ({message}): another node wrote its scopes first; caught up, pushing again"
+            ),
+            Notice::PersistRetried {
+                batch,
+                message,
+                pushes,
+            } => write!(
+                f,
+                "persisting batch {batch} failed: {message}; trying its {pushes} pushes once more"
             ),
             Notice::ReloadFailed { message } => {
                 write!(f, "reloading scopes changed elsewhere failed: {message}")

@@ -162,13 +162,23 @@ where
             }
             Err(failure) => {
                 self.metrics.persist_failures += 1;
-                self.emit(Output::Notice(Notice::PersistFailed {
-                    batch: number,
-                    message: failure.message.clone(),
-                    stale: !failure.reloaded.is_empty(),
-                }));
                 let message = failure.message.clone();
-                self.after_failed_batch(number, failure);
+                let stale = !failure.reloaded.is_empty();
+                let (again, answered) = self.after_failed_batch(number, failure);
+                let notice = if !stale && again > 0 && answered == 0 {
+                    Notice::PersistRetried {
+                        batch: number,
+                        message: message.clone(),
+                        pushes: again,
+                    }
+                } else {
+                    Notice::PersistFailed {
+                        batch: number,
+                        message: message.clone(),
+                        stale,
+                    }
+                };
+                self.emit(Output::Notice(notice));
                 Err(ServerError::Store(message))
             }
         };
@@ -184,13 +194,15 @@ where
         }
     }
 
-    /// Rolls back a failed batch and answers or pushes again its pushes.
-    fn after_failed_batch(&mut self, number: u64, failure: PersistFailure) {
+    /// Rolls back a failed batch and answers or pushes again its pushes;
+    /// returns how many were pushed again and how many answered.
+    fn after_failed_batch(&mut self, number: u64, failure: PersistFailure) -> (usize, usize) {
         // The batch is the one out: the engine cannot refuse it.
         let _ = self.engine.handle_persist_failed(number);
         let stale = !failure.reloaded.is_empty();
         let outage = failure.unavailable && !stale;
         let mut again: Vec<RequestId> = Vec::new();
+        let mut answered = 0;
         while let Some(output) = self.engine.poll_output() {
             let EngineOutput::Response { request_id, .. } = &output else {
                 self.on_engine_output(output);
@@ -229,10 +241,12 @@ where
                     ),
                 ),
                 _ => {
+                    answered += 1;
                     self.on_engine_output(output);
                     continue;
                 }
             };
+            answered += 1;
             self.on_engine_output(EngineOutput::Response {
                 request_id,
                 response,
@@ -252,6 +266,7 @@ where
         if stale {
             self.rebasing = Some(number);
         }
+        let pushed_again = again.len();
         // Pushed again in their original order, under their original ids, so
         // their waiters get the new answers.
         for request_id in again {
@@ -267,5 +282,6 @@ where
                 self.engine.handle_push(wall, request_id, mutations);
             }
         }
+        (pushed_again, answered)
     }
 }
