@@ -195,6 +195,11 @@ pub struct ServeArgs {
     /// writes at once). 0 writes every batch at once.
     #[arg(long, env = "LIVE_SYNC_WRITE_COALESCE_US", default_value_t = 2000)]
     pub write_coalesce_us: u64,
+    /// With PostgreSQL: milliseconds pushes wait for the database to come
+    /// back (a restart, a failover, ended sessions) before they are answered
+    /// 503; their batch is tried again meanwhile. 0: one more try at once.
+    #[arg(long, env = "LIVE_SYNC_DB_OUTAGE_WAIT_MS", default_value_t = 2000)]
+    pub db_outage_wait_ms: u64,
     /// Seconds a client may take to send a request's headers before the
     /// connection is closed (against clients that send one byte at a time).
     #[arg(long, env = "LIVE_SYNC_HEADER_READ_TIMEOUT", default_value_t = 10)]
@@ -312,6 +317,7 @@ impl ServeArgs {
             ws_read_buffer: self.ws_read_buffer,
             ws_write_buffer: self.ws_write_buffer,
             shared_store: self.postgres_url().is_some(),
+            outage_wait: Duration::from_millis(self.db_outage_wait_ms),
             token_refresh: true,
             max_connections: (self.max_connections > 0).then_some(self.max_connections),
             max_connections_per_ip: (self.max_connections_per_ip > 0)
@@ -643,6 +649,17 @@ mod tests {
         let b = parse(&["--db", "local.db"]).unwrap();
         assert_eq!(b.postgres_url(), None);
         assert!(!b.server_config().shared_store);
+    }
+
+    #[test]
+    fn pushes_wait_two_seconds_for_postgres_unless_told_otherwise() {
+        let url = "postgres://db.example/sync";
+        let a = parse(&["--db", url]).unwrap();
+        let wait = a.server_config().core_config(1).outage_wait;
+        assert_eq!(wait, Duration::from_secs(2));
+        let b = parse(&["--db", url, "--db-outage-wait-ms", "0"]).unwrap();
+        assert_eq!(b.server_config().core_config(1).outage_wait, Duration::ZERO);
+        assert!(parse(&["--db-outage-wait-ms", "soon"]).is_err());
     }
 
     #[test]

@@ -81,9 +81,14 @@ pub struct ServerConfig {
     /// because another node wrote its scope meanwhile is retried (up to a
     /// few times) after reloading that scope, instead of failing; when every
     /// attempt was refused it is answered 503 `unavailable` (nothing was
-    /// applied, retry). A batch that met an outage (an ended session) is
-    /// tried once more before its pushes are answered 503. Default false.
+    /// applied, retry). A batch that met an outage (a restart, an ended
+    /// session) is tried again for [`ServerConfig::outage_wait`] before its
+    /// pushes are answered 503. Default false.
     pub shared_store: bool,
+    /// With a shared store, how long pushes wait for it to come back after
+    /// a batch met an outage (see `server_core::CoreConfig::outage_wait`).
+    /// Default [`server_core::OUTAGE_WAIT`] (2 s).
+    pub outage_wait: Duration,
     /// `{"topic":"refresh","data":{"token":T}}` messages refresh the
     /// session's credential through [`crate::Hooks::refresh`] instead of
     /// reaching [`crate::Hooks::on_message`]. Default off.
@@ -128,6 +133,7 @@ impl Default for ServerConfig {
             inbox_capacity: 16 * 1024,
             seed: None,
             shared_store: false,
+            outage_wait: server_core::OUTAGE_WAIT,
             token_refresh: false,
             message_rate: None,
             max_connections: None,
@@ -147,6 +153,7 @@ impl ServerConfig {
         core.engine = self.engine.clone();
         core.sync_limits = self.sync_limits;
         core.shared_store = self.shared_store;
+        core.outage_wait = self.outage_wait;
         core.token_refresh = self.token_refresh;
         core.message_rate = self.message_rate;
         core

@@ -1,8 +1,15 @@
 //! What the server core is configured with: the two cores' settings, the sync
 //! request limits, and whether the store is shared with other nodes.
 
+use std::time::Duration;
+
 use live_core::HubConfig;
 use sync_core::{EngineConfig, Limits};
+
+/// How long pushes wait for a shared store that went away, by default (see
+/// [`CoreConfig::outage_wait`]): long enough to ride out a database restart,
+/// short enough that clients hear of a longer outage before they time out.
+pub const OUTAGE_WAIT: Duration = Duration::from_secs(2);
 
 /// The server core's configuration. `CoreConfig::default()` is a working
 /// single-node configuration with the cores' defaults.
@@ -21,13 +28,21 @@ pub struct CoreConfig {
     /// still holding the scope (so it is not refused again); should it be
     /// refused all the same [`CoreConfig::stale_retries`] times (a store
     /// that does not hold scopes), it is answered 503 `unavailable`. A push
-    /// whose batch met an outage of the store is pushed again once before it
-    /// is answered 503 (the store's version check makes that safe even when
-    /// the first attempt landed unanswered).
+    /// whose batch met an outage of the store is tried again for
+    /// [`CoreConfig::outage_wait`] before it is answered 503 (the store's
+    /// version check makes that safe even when a try landed unanswered).
     /// Sequence gaps are verified against the store before they are refused.
     pub shared_store: bool,
     /// How often one push is pushed again after stale refusals. Default 8.
     pub stale_retries: u8,
+    /// On a shared store, how long pushes wait for the store to come back
+    /// after a batch first met an outage (a database restart or failover,
+    /// an ended session): the batch is tried again at once, then after
+    /// pauses growing from 50 ms to 500 ms, with the pushes that arrived
+    /// meanwhile, until a try is written or this has passed; then failed
+    /// tries answer 503 at once until a batch is written again. Zero: one
+    /// more try at once only. Default [`OUTAGE_WAIT`].
+    pub outage_wait: Duration,
     /// Seed of the hub's session-id generator.
     pub seed: u64,
     /// `{"topic":"refresh","data":{"token":T}}` messages are token refreshes
@@ -56,6 +71,7 @@ impl CoreConfig {
         CoreConfig {
             seed,
             stale_retries: 8,
+            outage_wait: OUTAGE_WAIT,
             ..CoreConfig::default()
         }
     }

@@ -60,10 +60,12 @@ pub fn reload<S: Store + ?Sized>(store: &mut S, job: &ReloadJob) -> Reloaded {
         Ok(updates) => Reloaded {
             updates,
             error: None,
+            unavailable: false,
         },
         Err(e) => Reloaded {
             updates: Vec::new(),
             error: Some(e.to_string()),
+            unavailable: S::is_unavailable(&e),
         },
     }
 }

@@ -80,7 +80,7 @@ pub mod testing;
 pub use crate::core::ServerCore;
 pub use crate::core::guard::{REFRESH_TOPIC, RefreshRefused};
 pub use broker::BackplaneCommand;
-pub use config::{CoreConfig, RateLimit};
+pub use config::{CoreConfig, OUTAGE_WAIT, RateLimit};
 pub use error::ServerError;
 pub use metrics::{GuardMetrics, MetricsSnapshot, SyncMetrics};
 pub use output::{

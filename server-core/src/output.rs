@@ -140,9 +140,9 @@ pub struct ReloadJob {
 pub struct PersistFailure {
     /// The store's error message.
     pub message: String,
-    /// The store could not be reached: answer 503, or on a shared store push
-    /// the batch's pushes again once first (whether the batch landed may be
-    /// unknown: see `core/persist.rs`).
+    /// The store could not be reached: answer 503, or on a shared store try
+    /// the batch's pushes again for a while first (whether the batch landed
+    /// may be unknown: see `core/persist.rs`).
     pub unavailable: bool,
     /// Scopes another node changed, already read back under the store's
     /// lock (a stale refusal).
@@ -167,6 +167,9 @@ pub struct Reloaded {
     pub updates: Vec<ScopeUpdate>,
     /// Why the rest was not read.
     pub error: Option<String>,
+    /// The error means the store could not be reached (see
+    /// [`sync_core::Store::is_unavailable`]).
+    pub unavailable: bool,
 }
 
 /// Why the core wants to be woken.
@@ -180,6 +183,9 @@ pub enum TimerReason {
     /// Scopes whose read from a shared store failed are read again (those
     /// watched here; the others when a request names them).
     ReadRetry,
+    /// The pause after a batch met an outage of a shared store is over: the
+    /// pushes waiting for it are tried again.
+    StoreRetry,
 }
 
 /// A deadline and why.
@@ -201,9 +207,9 @@ pub enum Notice {
         stale: bool,
     },
     /// A shared store could not be reached for a batch (its session ended,
-    /// say): every push of it is tried once more, in the next batch, so
-    /// none was answered yet. Should that try fail too, its pushes are
-    /// answered 503 and [`Notice::PersistFailed`] follows.
+    /// say): every push of it is tried again, in the next batch, so none
+    /// was answered yet. Once `CoreConfig::outage_wait` has passed, failed
+    /// pushes are answered 503 and [`Notice::PersistFailed`] says so.
     PersistRetried {
         /// The batch.
         batch: u64,
@@ -256,7 +262,7 @@ impl fmt::Display for Notice {
                 pushes,
             } => write!(
                 f,
-                "persisting batch {batch} failed: {message}; trying its {pushes} pushes once more"
+                "persisting batch {batch} failed: {message}; trying its {pushes} pushes again"
             ),
             Notice::ReloadFailed { message } => {
                 write!(f, "reloading scopes changed elsewhere failed: {message}")

@@ -197,11 +197,11 @@ fn outage() -> PersistFailure {
 }
 
 /// On a shared store, a batch that met an outage (a database restart, a
-/// failover, a session the server ended) is tried once more before its
-/// pushes are answered 503: the database is often back by then, and the
-/// store's version check makes the second try safe.
+/// failover, a session the server ended) is tried again at once before its
+/// pushes are answered: the database is often back by then, and the store's
+/// version check makes another try safe.
 #[test]
-fn a_batch_that_met_an_outage_of_a_shared_store_is_tried_once_more() {
+fn a_batch_that_met_an_outage_of_a_shared_store_is_tried_again_at_once() {
     let mut h = Harness::shared();
     h.push("p", "s", &["a"]);
     assert_eq!(h.drain(), ["persist 1"]);
@@ -209,7 +209,7 @@ fn a_batch_that_met_an_outage_of_a_shared_store_is_tried_once_more() {
     assert_eq!(
         h.drain(),
         [
-            "notice persisting batch 1 failed: the session ended; trying its 1 pushes once more",
+            "notice persisting batch 1 failed: the session ended; trying its 1 pushes again",
             "persist 2"
         ],
         "not answered yet"
@@ -219,22 +219,63 @@ fn a_batch_that_met_an_outage_of_a_shared_store_is_tried_once_more() {
     assert!(lines[0].starts_with("p answered 200"), "{lines:?}");
     assert!(lines[0].contains(r#""cursor":1"#), "{lines:?}");
     assert_eq!(h.core.metrics().sync.outage_retries, 1);
+    assert_eq!(h.core.poll_timeout(), None);
+}
 
-    // Once only: a store still away answers the second try's pushes 503.
-    h.push("q", "s", &["b"]);
-    assert_eq!(h.drain(), ["persist 3"]);
+/// A shared store that stays away is waited for: tries again after pauses
+/// growing from 50 ms to 500 ms, pushes arriving meanwhile joining the next
+/// try, until `outage_wait` (2 s) has passed; then the pushes are answered
+/// 503, and until a batch is written, the next failed try answers at once.
+#[test]
+fn a_shared_store_that_stays_away_is_waited_for_then_answered_503() {
+    let mut h = Harness::shared();
+    h.push("p", "s", &["a"]);
+    assert_eq!(h.drain(), ["persist 1"]);
+    let start = h.now;
+    let mut tries = vec![0];
     h.persist_failed(outage());
-    assert_eq!(h.drain().last().map(String::as_str), Some("persist 4"));
+    loop {
+        let lines = h.drain();
+        if lines.iter().any(|l| l.starts_with("p answered")) {
+            assert_eq!(answered(&lines, "p"), [503], "{lines:?}");
+            let answer = lines.iter().find(|l| l.starts_with("p answered")).unwrap();
+            assert!(answer.contains(r#""code":"unavailable""#), "{answer}");
+            assert!(answer.contains("applied once however often"), "{answer}");
+            break;
+        }
+        if h.persist.is_none() {
+            // A pause: no job goes out until it is over.
+            let (at, why) = h.core.poll_timeout().expect("a pause with a deadline");
+            assert_eq!(why, TimerReason::StoreRetry);
+            h.now = at;
+            if tries.len() == 3 {
+                // Arriving during a pause, it joins the next try.
+                h.push("q", "s", &["b"]);
+                assert_eq!(h.drain(), Vec::<String>::new(), "nothing goes out");
+            }
+            h.core.handle_timeout(h.now);
+            continue;
+        }
+        tries.push((h.now - start).as_millis());
+        h.persist_failed(outage());
+    }
+    assert_eq!(tries, [0, 0, 50, 150, 350, 750, 1250, 1750, 2000]);
+    assert!(h.persist.is_none() && h.core.poll_timeout().is_none());
+    assert_eq!(h.core.waiting_requests(), 0, "q was answered with p");
+    // Still away: the next batch is answered at once.
+    h.push("r", "s", &["c"]);
+    assert_eq!(h.drain(), ["persist 10"]);
     h.persist_failed(outage());
-    let lines = h.drain();
-    assert_eq!(answered(&lines, "q"), [503], "{lines:?}");
-    let notice = "notice persisting batch 4 failed: the session ended";
-    assert!(lines.iter().any(|l| l == notice), "{lines:?}");
-    let answer = lines.iter().find(|l| l.starts_with("q answered")).unwrap();
-    assert!(answer.contains(r#""code":"unavailable""#), "{answer}");
-    assert!(answer.contains("applied once however often"), "{answer}");
-    assert!(h.persist.is_none(), "no third try: {lines:?}");
-    assert_eq!(h.core.metrics().sync.outage_retries, 2);
+    assert_eq!(answered(&h.drain(), "r"), [503]);
+    // Back: a batch is written, and the next outage is waited out again.
+    h.push("t", "s", &["d"]);
+    h.drain();
+    h.persist_ok();
+    assert!(h.drain()[0].starts_with("t answered 200"));
+    h.push("u", "s", &["e"]);
+    h.drain();
+    h.persist_failed(outage());
+    assert_eq!(h.drain().last().map(String::as_str), Some("persist 13"));
 }
 
 /// A batch that landed but whose answer was lost with the session (the
@@ -415,6 +456,55 @@ fn pushes_on_a_scope_other_nodes_write_wait_for_a_locking_read() {
     assert_eq!(metrics.stale_retries, 1, "refused once only");
     assert_eq!(metrics.locking_reads, 1);
     assert_eq!(metrics.contended_scopes, 1);
+}
+
+/// The locking read pushes on a contended scope wait for meets an outage
+/// of the store: it is tried again (after letting go of whatever the store
+/// held), the pushes waiting, and they are answered once it succeeds; past
+/// `outage_wait`, they are answered 503.
+#[test]
+fn pushes_waiting_for_a_read_that_met_an_outage_wait_for_the_store() {
+    let (mut a, mut b) = Harness::shared_pair();
+    refused_once(&mut a, &mut b, "s");
+    a.push("p", "s", &["x"]);
+    assert_eq!(a.drain(), ["lock s"]);
+    a.reload_unavailable();
+    let lines = a.drain();
+    assert_eq!(answered(&lines, "p"), Vec::<u16>::new(), "{lines:?}");
+    // An empty batch lets go of what the store may hold, then the read
+    // goes again at once.
+    assert_eq!(lines.last().map(String::as_str), Some("persist 0"));
+    assert!(a.persist.as_ref().unwrap().batch.is_empty());
+    a.persist_ok();
+    assert_eq!(a.drain(), ["lock s"]);
+    a.reload_own();
+    assert_eq!(a.drain(), ["persist 3"], "the push, under the lock");
+    a.persist_ok();
+    assert!(a.drain()[0].starts_with("p answered 200"));
+
+    // A store that stays away: the read is tried until `outage_wait` has
+    // passed, then the push is answered 503.
+    a.push("q", "s", &["y"]);
+    assert_eq!(a.drain(), ["lock s"]);
+    let start = a.now;
+    let lines = loop {
+        if a.reload.is_some() {
+            a.reload_unavailable();
+        } else if a.persist.is_some() {
+            a.persist_ok();
+        } else {
+            let (at, why) = a.core.poll_timeout().expect("a pause");
+            assert_eq!(why, TimerReason::StoreRetry);
+            a.now = at;
+            a.core.handle_timeout(at);
+        }
+        let lines = a.drain();
+        if lines.iter().any(|l| l.starts_with("q answered")) {
+            break lines;
+        }
+    };
+    assert_eq!(answered(&lines, "q"), [503], "{lines:?}");
+    assert_eq!(a.now - start, Duration::from_secs(2));
 }
 
 /// Pushes that keep a scope other nodes write locked, read after read,

@@ -57,9 +57,19 @@ struct Retry {
     mutations: Vec<Mutation>,
     /// Stale refusals so far.
     attempts: u8,
-    /// Pushed again once already after its batch met an outage.
-    after_outage: bool,
     wall: Timestamp,
+}
+
+/// A shared store found unreachable by this node's batches (see
+/// persist.rs), until a batch is written again.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    /// When the first batch met it.
+    since: Instant,
+    /// Batches that met it since.
+    failures: u32,
+    /// No job goes out before this: the pause after a failed try.
+    resume_at: Option<Instant>,
 }
 
 /// A scope other nodes write beside this one.
@@ -149,6 +159,7 @@ pub struct ServerCore<U, P, A: App> {
     /// Trims waiting for batch `.0` to be durable.
     trims_batched: Vec<(u64, Ticket)>,
     retry: BTreeMap<RequestId, Retry>,
+    outage: Option<Outage>,
     wanted: Wanted,
     /// Scopes the store must forget before its next job.
     forget: Vec<String>,
@@ -217,6 +228,7 @@ where
             trims_open: Vec::new(),
             trims_batched: Vec::new(),
             retry: BTreeMap::new(),
+            outage: None,
             wanted: Wanted::default(),
             forget: Vec::new(),
             broker: None,
@@ -296,7 +308,10 @@ where
             .next_expiry()
             .map(|at| (at, TimerReason::TokenExpiry));
         let retry = self.wanted.retry_at.map(|at| (at, TimerReason::ReadRetry));
-        [hub, expiry, retry]
+        let outage = (self.outage)
+            .and_then(|o| o.resume_at)
+            .map(|at| (at, TimerReason::StoreRetry));
+        [hub, expiry, retry, outage]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
@@ -312,13 +327,15 @@ where
         self.wall = (now, wall);
     }
 
-    /// The deadlines that have passed: the hub's, and credentials that
-    /// expired unrefreshed (their sessions are closed with 4001).
+    /// The deadlines that have passed: the hub's, credentials that expired
+    /// unrefreshed (their sessions are closed with 4001), reads and batches
+    /// to try again.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.at(now);
         self.hub.handle_timeout(now);
         self.expire_due(now);
         self.retry_reads();
+        self.resume_after_outage();
         self.pump();
     }
 

@@ -4,17 +4,23 @@
 //! stale refusal pushes its pushes again after the reload, an outage answers
 //! 503 `unavailable`, anything else answers the engine's errors.
 //!
-//! On a shared store an outage pushes the batch's pushes again once before
-//! answering 503. The store's session may have ended under the batch (a
-//! database restart, a failover, an operator ending sessions) while the
-//! database itself is back or was never down, and whether the batch landed
-//! is then unknown. A second attempt is safe either way: a shared store
-//! checks every batch against the versions it knows of its scopes, so if the
-//! first attempt landed the second is refused as stale, the scopes are read
-//! back with the first attempt's records, and its pushes are answered as
-//! replays with their first answers; if it did not land, the second writes
-//! it. Each push gets one such attempt, so a store that stays away costs
-//! each push two tries, not a loop.
+//! On a shared store an outage does not answer 503 at once. The store's
+//! session may have ended under the batch (a database restart, a failover,
+//! an operator ending sessions) while the database itself is back or was
+//! never down, and whether the batch landed is then unknown. Another try is
+//! safe either way: a shared store checks every batch against the versions
+//! it knows of its scopes, so if an earlier try landed the next is refused
+//! as stale, the scopes are read back with that try's records, and its
+//! pushes are answered as replays with their first answers; if none landed,
+//! the next writes it. So the batch's pushes are tried again at once, then,
+//! while [`crate::CoreConfig::outage_wait`] has not passed since the outage
+//! began, after pauses growing from [`OUTAGE_PAUSE`] to [`OUTAGE_PAUSE_MAX`]
+//! during which no job goes out (pushes arriving meanwhile join the next
+//! try). Past that, a failed try answers its pushes 503 at once, until a
+//! job succeeds again: a store that stays away is not waited for twice. A
+//! read that meets the outage (the locking read pushes on a contended scope
+//! wait for, a read a pull waits for) is tried again the same way, its
+//! requests waiting meanwhile (see reload.rs).
 //!
 //! A shared store that refuses a batch as stale keeps the refused scopes
 //! locked until its next batch (see `sync-postgres`), so the reload it
@@ -29,10 +35,17 @@ use std::time::{Duration, Instant};
 use sync_core::{App, ErrorCode, Output as EngineOutput, RequestId, Response};
 
 use super::reload::CONTENDED_READS;
-use super::{Contended, ServerCore};
+use super::{Contended, Outage, ServerCore};
 use crate::error::ServerError;
 use crate::output::{Notice, Output, PersistFailure, PersistJob};
 use crate::policy::Policy;
+
+/// The first pause after a batch met an outage of a shared store (after
+/// the try at once); each later one doubles, up to [`OUTAGE_PAUSE_MAX`].
+pub(super) const OUTAGE_PAUSE: Duration = Duration::from_millis(50);
+
+/// The longest pause between tries during an outage.
+pub(super) const OUTAGE_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 impl<U, P, A> ServerCore<U, P, A>
 where
@@ -85,7 +98,7 @@ where
     /// Starts the next job if none is out: a reload when other nodes wrote
     /// scopes, else the engine's open batch. Returns whether it did anything.
     pub(super) fn start_job(&mut self) -> bool {
-        if self.job_outstanding() {
+        if self.job_outstanding() || self.outage.is_some_and(|o| o.resume_at.is_some()) {
             return false;
         }
         // The store holds the scopes of refused batch `rebasing` for this one.
@@ -154,6 +167,7 @@ where
     fn finish_batch(&mut self, number: u64, changes: usize, result: Result<(), PersistFailure>) {
         let outcome = match result {
             Ok(()) => {
+                self.outage = None;
                 // The batch is the one out: advance cannot refuse it.
                 let _ = self.engine.advance(number);
                 self.metrics.batches += 1;
@@ -201,6 +215,7 @@ where
         let _ = self.engine.handle_persist_failed(number);
         let stale = !failure.reloaded.is_empty();
         let outage = failure.unavailable && !stale;
+        let wait_out = outage && self.waits_out_outage();
         let mut again: Vec<RequestId> = Vec::new();
         let mut answered = 0;
         while let Some(output) = self.engine.poll_output() {
@@ -219,12 +234,12 @@ where
                     ErrorCode::Unavailable,
                     "other nodes kept writing this scope; nothing was applied, retry",
                 ),
-                Some(r) if outage && !r.after_outage => {
+                Some(_) if wait_out => {
                     again.push(request_id);
                     continue;
                 }
-                // On a shared store an attempt may have landed unanswered:
-                // a retry of it is refused as a replay with its first answer.
+                // On a shared store a try may have landed unanswered: a
+                // retry of it is refused as a replay with its first answer.
                 Some(_) if outage => Response::error(
                     ErrorCode::Unavailable,
                     format!(
@@ -275,7 +290,6 @@ where
                     retry.attempts += 1;
                     self.metrics.stale_retries += 1;
                 } else {
-                    retry.after_outage = true;
                     self.metrics.outage_retries += 1;
                 }
                 let (wall, mutations) = (retry.wall, retry.mutations.clone());
@@ -283,5 +297,41 @@ where
             }
         }
         (pushed_again, answered)
+    }
+
+    /// A job met an outage of the store: whether, the store being shared,
+    /// what waits for the job (a batch's pushes, the requests waiting for a
+    /// read) is tried again, and when (see the module's documentation).
+    pub(super) fn waits_out_outage(&mut self) -> bool {
+        if !self.config.shared_store {
+            return false;
+        }
+        let now = self.now;
+        let outage = self.outage.get_or_insert(Outage {
+            since: now,
+            failures: 0,
+            resume_at: None,
+        });
+        outage.failures += 1;
+        if outage.failures == 1 {
+            return true;
+        }
+        let end = outage.since + self.config.outage_wait;
+        if now >= end {
+            return false;
+        }
+        let doublings = (outage.failures - 2).min(16);
+        let pause = (OUTAGE_PAUSE * 2u32.pow(doublings)).min(OUTAGE_PAUSE_MAX);
+        outage.resume_at = Some((now + pause).min(end));
+        true
+    }
+
+    /// The pause after a failed try is over: the next job may go out.
+    pub(super) fn resume_after_outage(&mut self) {
+        if let Some(outage) = &mut self.outage
+            && outage.resume_at.is_some_and(|at| at <= self.now)
+        {
+            outage.resume_at = None;
+        }
     }
 }

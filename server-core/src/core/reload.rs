@@ -99,7 +99,20 @@ where
                 self.count_locking_read(scope, moved);
             }
         }
+        let failed = reloaded.error.is_some();
         let unread = match reloaded.error {
+            None => {
+                self.outage = None;
+                BTreeSet::new()
+            }
+            Some(message) if reloaded.unavailable && self.waits_out_outage() => {
+                self.emit(Output::Notice(Notice::ReloadFailed { message }));
+                // Read again once the pause is over; requests waiting for
+                // them keep waiting (see persist.rs).
+                self.wanted.later.extend(read.iter().cloned());
+                self.wanted.scopes.extend(read);
+                BTreeSet::new()
+            }
             Some(message) => {
                 self.emit(Output::Notice(Notice::ReloadFailed { message }));
                 // Unread, they may be behind: a request naming one reads it
@@ -113,13 +126,13 @@ where
                 }
                 read
             }
-            None => BTreeSet::new(),
         };
         if !locked.is_empty() {
             // The store holds the locks until the next batch: it goes out
-            // next, empty if need be.
+            // next, empty if need be (after a failure, to let go of what
+            // the store may hold).
             self.rebasing = Some(0);
-            if unread.is_empty() {
+            if !failed {
                 self.locked = locked;
             }
         }

@@ -122,7 +122,6 @@ where
             let retry = Retry {
                 mutations: p.mutations.clone(),
                 attempts: 0,
-                after_outage: false,
                 wall,
             };
             self.retry.insert(id, retry);

@@ -264,8 +264,19 @@ impl Harness {
     pub fn reload_failed(&mut self) {
         self.reload.take().expect("a reload job is out");
         let failed = server_core::Reloaded {
-            updates: Vec::new(),
             error: Some("connection lost".into()),
+            ..server_core::Reloaded::default()
+        };
+        self.core.handle_reloaded(self.now, failed);
+    }
+
+    /// Reports the outstanding reload job met an outage of the store.
+    pub fn reload_unavailable(&mut self) {
+        self.reload.take().expect("a reload job is out");
+        let failed = server_core::Reloaded {
+            error: Some("the session ended".into()),
+            unavailable: true,
+            ..server_core::Reloaded::default()
         };
         self.core.handle_reloaded(self.now, failed);
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use server_core::{
-    AllowAll, Body, CoreConfig, Frame, HttpSync, OutFrame, Output, ServerCore, jobs,
+    AllowAll, Body, CoreConfig, Frame, HttpSync, OutFrame, Output, ServerCore, TimerReason, jobs,
 };
 use sync_core::testing::{Decisions, app};
 use sync_core::{KvApp, RequestId, Store, Timestamp};
@@ -57,6 +57,16 @@ pub(crate) fn cut(schema: &Schema, n: usize) {
          WHERE application_name = '{}_node_{n}'",
         schema.name
     ));
+}
+
+impl Turn {
+    /// Adds what the node did next.
+    fn absorb(&mut self, more: Turn) {
+        self.answers.extend(more.answers);
+        self.committed.extend(more.committed);
+        self.pokes.extend(more.pokes);
+        self.lines.extend(more.lines);
+    }
 }
 
 impl Node {
@@ -197,6 +207,17 @@ impl Node {
         };
         let id = self.core.handle_http_sync(now, &user, request);
         let mut turn = self.settle(now);
+        // A batch that met an outage again waits for a pause before it is
+        // tried again: time jumps to the pause's end.
+        while !turn.answers.contains_key(&id)
+            && let Some((at, TimerReason::StoreRetry)) = self.core.poll_timeout()
+        {
+            turn.lines
+                .push(format!("node {} waits for the store", self.n));
+            self.core.handle_timeout(at);
+            let more = self.settle(at);
+            turn.absorb(more);
+        }
         let answer = turn.answers.remove(&id);
         let answer = answer.unwrap_or_else(|| panic!("{path} {body} unanswered after its turn"));
         assert!(
@@ -216,9 +237,7 @@ impl Node {
                 more.answers.is_empty(),
                 "answers nobody asked for: {more:?}"
             );
-            turn.committed.extend(more.committed);
-            turn.pokes.extend(more.pokes);
-            turn.lines.extend(more.lines);
+            turn.absorb(more);
         }
         turn
     }
