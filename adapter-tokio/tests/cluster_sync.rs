@@ -2,8 +2,9 @@
 //! concurrent pushes from clients on different nodes keep the log dense and
 //! apply every mutation once, pokes reach subscribers on every node only
 //! after that node can serve the change, a SIGKILLed node's clients converge
-//! on another node, and a lost database connection fails pushes with 503 at
-//! once and recovers when it returns.
+//! on another node, and pushes wait for a lost database (up to
+//! `--db-outage-wait-ms`) and are answered when it returns, or 503 once the
+//! wait is over.
 //!
 //! Needs `TEST_POSTGRES_URL` (`.ci/run` sets it after checking PostgreSQL);
 //! without it the tests say so and check nothing, unless
@@ -222,12 +223,15 @@ async fn clients_of_a_killed_node_move_to_another_and_nothing_acknowledged_is_lo
     assert_eq!(snapshot_cursor(&again.addr, "docs").await, 15);
 }
 
+/// With no wait for the database (`--db-outage-wait-ms 0`), a push whose
+/// batch meets a lost database is tried once more and then answered 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns() {
     let Some(url) = postgres_url() else { return };
     let schema = PgSchema::fresh(&url, "outage").await;
     let proxy = TcpProxy::start("127.0.0.1:5432").await;
-    let node = Node::start(&schema.url_via(&proxy.addr)).await;
+    let db = schema.url_via(&proxy.addr);
+    let node = Node::start_with(&db, &["--db-outage-wait-ms", "0"]).await;
     let mut sync = SyncHttp::new(&format!("http://{}", node.addr), "/_sync", None).unwrap();
     push_until_ok(&mut sync, "c", 1, "docs").await;
 
@@ -244,4 +248,34 @@ async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns(
     let result = push_until_ok(&mut sync, "c", 2, "docs").await;
     assert_eq!(result["cursor"], json!(2));
     assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
+}
+
+/// A push whose batch meets a lost database waits for it (up to
+/// `--db-outage-wait-ms`, here a minute) and is answered once it is back,
+/// applied once; the node says it is trying again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_wait_for_a_database_that_comes_back() {
+    let Some(url) = postgres_url() else { return };
+    let schema = PgSchema::fresh(&url, "outage_wait").await;
+    let proxy = TcpProxy::start("127.0.0.1:5432").await;
+    let db = schema.url_via(&proxy.addr);
+    let node = Node::start_with(&db, &["--db-outage-wait-ms", "60000"]).await;
+    let base = format!("http://{}", node.addr);
+    let mut sync = SyncHttp::new(&base, "/_sync", None).unwrap();
+    push_until_ok(&mut sync, "c", 1, "docs").await;
+
+    proxy.cut();
+    let waiting = tokio::spawn(async move {
+        let mut sync = SyncHttp::new(&base, "/_sync", None).unwrap();
+        let m = with_client(put("c:2", "docs", "c-2", json!(2)), "c", 2);
+        sync.push(&push_body(&[m])).await.expect("an answer")
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the push waits for the database");
+    proxy.restore();
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["results"][0]["cursor"], json!(2), "{}", r.text());
+    assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
+    assert!(node.logged("trying its 1 pushes again"));
 }
