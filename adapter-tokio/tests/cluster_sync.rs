@@ -223,15 +223,24 @@ async fn clients_of_a_killed_node_move_to_another_and_nothing_acknowledged_is_lo
     assert_eq!(snapshot_cursor(&again.addr, "docs").await, 15);
 }
 
+/// A node on a fresh schema reached through a proxy that can take the
+/// database away from it alone, waiting `wait_ms` for a lost database.
+async fn behind_a_proxy(tag: &str, wait_ms: &str) -> Option<(PgSchema, TcpProxy, Node)> {
+    let url = postgres_url()?;
+    let schema = PgSchema::fresh(&url, tag).await;
+    let proxy = TcpProxy::start("127.0.0.1:5432").await;
+    let db = schema.url_via(&proxy.addr);
+    let node = Node::start_with(&db, &["--db-outage-wait-ms", wait_ms]).await;
+    Some((schema, proxy, node))
+}
+
 /// With no wait for the database (`--db-outage-wait-ms 0`), a push whose
 /// batch meets a lost database is tried once more and then answered 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns() {
-    let Some(url) = postgres_url() else { return };
-    let schema = PgSchema::fresh(&url, "outage").await;
-    let proxy = TcpProxy::start("127.0.0.1:5432").await;
-    let db = schema.url_via(&proxy.addr);
-    let node = Node::start_with(&db, &["--db-outage-wait-ms", "0"]).await;
+    let Some((_schema, proxy, node)) = behind_a_proxy("outage", "0").await else {
+        return;
+    };
     let mut sync = SyncHttp::new(&format!("http://{}", node.addr), "/_sync", None).unwrap();
     push_until_ok(&mut sync, "c", 1, "docs").await;
 
@@ -255,11 +264,9 @@ async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns(
 /// applied once; the node says it is trying again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_wait_for_a_database_that_comes_back() {
-    let Some(url) = postgres_url() else { return };
-    let schema = PgSchema::fresh(&url, "outage_wait").await;
-    let proxy = TcpProxy::start("127.0.0.1:5432").await;
-    let db = schema.url_via(&proxy.addr);
-    let node = Node::start_with(&db, &["--db-outage-wait-ms", "60000"]).await;
+    let Some((_schema, proxy, node)) = behind_a_proxy("outage_wait", "60000").await else {
+        return;
+    };
     let base = format!("http://{}", node.addr);
     let mut sync = SyncHttp::new(&base, "/_sync", None).unwrap();
     push_until_ok(&mut sync, "c", 1, "docs").await;

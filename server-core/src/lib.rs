@@ -8,7 +8,8 @@
 //! engine; how pushes wait for a durable commit (group commit, one batch out
 //! at a time); pokes after commit; what a failed batch means (stale refusal:
 //! reload and push again, a bounded number of times, then 503
-//! `unavailable`; outage: 503, on a shared store after one more try;
+//! `unavailable`; outage: 503, on a shared store once tries for up to
+//! `CoreConfig::outage_wait` failed;
 //! anything else: the engine's errors); reloads
 //! of scopes other nodes wrote, before their pokes; trims; authorization
 //! decisions from the application's [`Policy`]; what a signed token's

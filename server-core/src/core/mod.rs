@@ -5,6 +5,7 @@
 mod commands;
 pub(crate) mod guard;
 mod live;
+mod outage;
 mod persist;
 mod reload;
 mod sync;
@@ -58,18 +59,6 @@ struct Retry {
     /// Stale refusals so far.
     attempts: u8,
     wall: Timestamp,
-}
-
-/// A shared store found unreachable by this node's batches (see
-/// persist.rs), until a batch is written again.
-#[derive(Debug, Clone, Copy)]
-struct Outage {
-    /// When the first batch met it.
-    since: Instant,
-    /// Batches that met it since.
-    failures: u32,
-    /// No job goes out before this: the pause after a failed try.
-    resume_at: Option<Instant>,
 }
 
 /// A scope other nodes write beside this one.
@@ -159,7 +148,8 @@ pub struct ServerCore<U, P, A: App> {
     /// Trims waiting for batch `.0` to be durable.
     trims_batched: Vec<(u64, Ticket)>,
     retry: BTreeMap<RequestId, Retry>,
-    outage: Option<Outage>,
+    /// The shared store is away (see outage.rs).
+    outage: Option<outage::Outage>,
     wanted: Wanted,
     /// Scopes the store must forget before its next job.
     forget: Vec<String>,
@@ -309,7 +299,7 @@ where
             .map(|at| (at, TimerReason::TokenExpiry));
         let retry = self.wanted.retry_at.map(|at| (at, TimerReason::ReadRetry));
         let outage = (self.outage)
-            .and_then(|o| o.resume_at)
+            .and_then(|o| o.resume_at())
             .map(|at| (at, TimerReason::StoreRetry));
         [hub, expiry, retry, outage]
             .into_iter()

@@ -4,23 +4,7 @@
 //! stale refusal pushes its pushes again after the reload, an outage answers
 //! 503 `unavailable`, anything else answers the engine's errors.
 //!
-//! On a shared store an outage does not answer 503 at once. The store's
-//! session may have ended under the batch (a database restart, a failover,
-//! an operator ending sessions) while the database itself is back or was
-//! never down, and whether the batch landed is then unknown. Another try is
-//! safe either way: a shared store checks every batch against the versions
-//! it knows of its scopes, so if an earlier try landed the next is refused
-//! as stale, the scopes are read back with that try's records, and its
-//! pushes are answered as replays with their first answers; if none landed,
-//! the next writes it. So the batch's pushes are tried again at once, then,
-//! while [`crate::CoreConfig::outage_wait`] has not passed since the outage
-//! began, after pauses growing from [`OUTAGE_PAUSE`] to [`OUTAGE_PAUSE_MAX`]
-//! during which no job goes out (pushes arriving meanwhile join the next
-//! try). Past that, a failed try answers its pushes 503 at once, until a
-//! job succeeds again: a store that stays away is not waited for twice. A
-//! read that meets the outage (the locking read pushes on a contended scope
-//! wait for, a read a pull waits for) is tried again the same way, its
-//! requests waiting meanwhile (see reload.rs).
+//! On a shared store an outage is waited out first (see outage.rs).
 //!
 //! A shared store that refuses a batch as stale keeps the refused scopes
 //! locked until its next batch (see `sync-postgres`), so the reload it
@@ -35,17 +19,10 @@ use std::time::{Duration, Instant};
 use sync_core::{App, ErrorCode, Output as EngineOutput, RequestId, Response};
 
 use super::reload::CONTENDED_READS;
-use super::{Contended, Outage, ServerCore};
+use super::{Contended, ServerCore};
 use crate::error::ServerError;
 use crate::output::{Notice, Output, PersistFailure, PersistJob};
 use crate::policy::Policy;
-
-/// The first pause after a batch met an outage of a shared store (after
-/// the try at once); each later one doubles, up to [`OUTAGE_PAUSE_MAX`].
-pub(super) const OUTAGE_PAUSE: Duration = Duration::from_millis(50);
-
-/// The longest pause between tries during an outage.
-pub(super) const OUTAGE_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 impl<U, P, A> ServerCore<U, P, A>
 where
@@ -98,7 +75,7 @@ where
     /// Starts the next job if none is out: a reload when other nodes wrote
     /// scopes, else the engine's open batch. Returns whether it did anything.
     pub(super) fn start_job(&mut self) -> bool {
-        if self.job_outstanding() || self.outage.is_some_and(|o| o.resume_at.is_some()) {
+        if self.job_outstanding() || self.pausing_for_outage() {
             return false;
         }
         // The store holds the scopes of refused batch `rebasing` for this one.
@@ -167,7 +144,7 @@ where
     fn finish_batch(&mut self, number: u64, changes: usize, result: Result<(), PersistFailure>) {
         let outcome = match result {
             Ok(()) => {
-                self.outage = None;
+                self.store_back();
                 // The batch is the one out: advance cannot refuse it.
                 let _ = self.engine.advance(number);
                 self.metrics.batches += 1;
@@ -297,41 +274,5 @@ where
             }
         }
         (pushed_again, answered)
-    }
-
-    /// A job met an outage of the store: whether, the store being shared,
-    /// what waits for the job (a batch's pushes, the requests waiting for a
-    /// read) is tried again, and when (see the module's documentation).
-    pub(super) fn waits_out_outage(&mut self) -> bool {
-        if !self.config.shared_store {
-            return false;
-        }
-        let now = self.now;
-        let outage = self.outage.get_or_insert(Outage {
-            since: now,
-            failures: 0,
-            resume_at: None,
-        });
-        outage.failures += 1;
-        if outage.failures == 1 {
-            return true;
-        }
-        let end = outage.since + self.config.outage_wait;
-        if now >= end {
-            return false;
-        }
-        let doublings = (outage.failures - 2).min(16);
-        let pause = (OUTAGE_PAUSE * 2u32.pow(doublings)).min(OUTAGE_PAUSE_MAX);
-        outage.resume_at = Some((now + pause).min(end));
-        true
-    }
-
-    /// The pause after a failed try is over: the next job may go out.
-    pub(super) fn resume_after_outage(&mut self) {
-        if let Some(outage) = &mut self.outage
-            && outage.resume_at.is_some_and(|at| at <= self.now)
-        {
-            outage.resume_at = None;
-        }
     }
 }

@@ -102,13 +102,13 @@ where
         let failed = reloaded.error.is_some();
         let unread = match reloaded.error {
             None => {
-                self.outage = None;
+                self.store_back();
                 BTreeSet::new()
             }
             Some(message) if reloaded.unavailable && self.waits_out_outage() => {
                 self.emit(Output::Notice(Notice::ReloadFailed { message }));
                 // Read again once the pause is over; requests waiting for
-                // them keep waiting (see persist.rs).
+                // them keep waiting (see outage.rs).
                 self.wanted.later.extend(read.iter().cloned());
                 self.wanted.scopes.extend(read);
                 BTreeSet::new()

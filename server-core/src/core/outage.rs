@@ -1,0 +1,151 @@
+//! What the core does while a shared store is away: it waits it out for a
+//! while instead of answering 503 at once.
+//!
+//! The store's session may have ended under a batch (a database restart, a
+//! failover, an operator ending sessions) while the database itself is back
+//! or was never down, and whether the batch landed is then unknown. Another
+//! try is safe either way: a shared store checks every batch against the
+//! versions it knows of its scopes, so if an earlier try landed the next is
+//! refused as stale, the scopes are read back with that try's records, and
+//! its pushes are answered as replays with their first answers; if none
+//! landed, the next writes it.
+//!
+//! So a batch that meets an outage is tried again at once, then, while
+//! [`crate::CoreConfig::outage_wait`] has not passed since the outage
+//! began, after pauses growing from [`PAUSE`] to [`PAUSE_MAX`] during which
+//! no job goes out (pushes arriving meanwhile join the next try). Past
+//! that, a failed try answers its pushes 503 at once, until a job succeeds
+//! again: a store that stays away is not waited for twice. A read that
+//! meets the outage (the locking read pushes on a contended scope wait for,
+//! a read a pull waits for) is tried again the same way, its requests
+//! waiting meanwhile (see reload.rs). A store of one node's own is not
+//! waited for: its failures are answered at once.
+
+use std::time::{Duration, Instant};
+
+use sync_core::App;
+
+use super::ServerCore;
+use crate::policy::Policy;
+
+/// The first pause after a job met an outage (after the try at once);
+/// each later one doubles, up to [`PAUSE_MAX`].
+pub(super) const PAUSE: Duration = Duration::from_millis(50);
+
+/// The longest pause between tries.
+pub(super) const PAUSE_MAX: Duration = Duration::from_millis(500);
+
+/// A shared store found unreachable by this node's jobs, until one
+/// succeeds again.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Outage {
+    /// When the first job met it.
+    since: Instant,
+    /// Jobs that met it since.
+    failures: u32,
+    /// No job goes out before this: the pause after a failed try.
+    resume_at: Option<Instant>,
+}
+
+impl Outage {
+    fn began(now: Instant) -> Outage {
+        Outage {
+            since: now,
+            failures: 0,
+            resume_at: None,
+        }
+    }
+
+    /// A job failed at `now`: whether what waits for it is tried again,
+    /// waiting for at most `wait` since the outage began; the pause before
+    /// that try is [`Outage::resume_at`].
+    fn failed(&mut self, now: Instant, wait: Duration) -> bool {
+        self.failures += 1;
+        if self.failures == 1 {
+            return true;
+        }
+        let end = self.since + wait;
+        if now >= end {
+            return false;
+        }
+        let doublings = (self.failures - 2).min(16);
+        let pause = (PAUSE * 2u32.pow(doublings)).min(PAUSE_MAX);
+        self.resume_at = Some((now + pause).min(end));
+        true
+    }
+
+    /// When the pause after a failed try ends, if one is under way.
+    pub(super) fn resume_at(&self) -> Option<Instant> {
+        self.resume_at
+    }
+}
+
+impl<U, P, A> ServerCore<U, P, A>
+where
+    U: Clone + Send + 'static,
+    P: Policy<U> + Send + Sync + 'static,
+    A: App,
+{
+    /// A job met an outage of the store: whether, the store being shared,
+    /// what waits for the job (a batch's pushes, the requests waiting for a
+    /// read) is tried again.
+    pub(super) fn waits_out_outage(&mut self) -> bool {
+        if !self.config.shared_store {
+            return false;
+        }
+        let (now, wait) = (self.now, self.config.outage_wait);
+        let outage = self.outage.get_or_insert_with(|| Outage::began(now));
+        outage.failed(now, wait)
+    }
+
+    /// Whether jobs wait for a pause after a failed try to end.
+    pub(super) fn pausing_for_outage(&self) -> bool {
+        self.outage.is_some_and(|o| o.resume_at.is_some())
+    }
+
+    /// The pause after a failed try is over, by `now`: the next job may go
+    /// out.
+    pub(super) fn resume_after_outage(&mut self) {
+        if let Some(outage) = &mut self.outage
+            && outage.resume_at.is_some_and(|at| at <= self.now)
+        {
+            outage.resume_at = None;
+        }
+    }
+
+    /// A job succeeded: the store is back.
+    pub(super) fn store_back(&mut self) {
+        self.outage = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tries' times, in ms since the outage began, when every try
+    /// fails at once and the next starts when its pause ends.
+    fn schedule(wait: Duration) -> Vec<u128> {
+        let start = Instant::now();
+        let mut outage = Outage::began(start);
+        let mut now = start;
+        let mut tries = vec![0];
+        while outage.failed(now, wait) {
+            now = outage.resume_at.take().unwrap_or(now);
+            tries.push((now - start).as_millis());
+        }
+        tries
+    }
+
+    #[test]
+    fn tries_at_once_then_after_doubling_pauses_until_the_wait_is_over() {
+        let tries = schedule(Duration::from_secs(2));
+        assert_eq!(tries, [0, 0, 50, 150, 350, 750, 1250, 1750, 2000]);
+        assert_eq!(schedule(Duration::ZERO), [0, 0], "one more try at once");
+        let long = schedule(Duration::from_secs(60));
+        let pauses: Vec<u128> = long.windows(2).map(|w| w[1] - w[0]).collect();
+        let capped = &pauses[5..pauses.len() - 1];
+        assert!(capped.iter().all(|p| *p == 500), "{pauses:?}");
+        assert_eq!(long.last(), Some(&60_000));
+    }
+}
