@@ -32,8 +32,8 @@ pub struct SyncMetrics {
     /// Total: pushes pushed again after their batch was refused because
     /// another node wrote their scope.
     pub stale_retries: u64,
-    /// Total: pushes pushed again, once each, after their batch met an
-    /// outage of a shared store (see `CoreConfig::shared_store`).
+    /// Total: pushes tried again after their batch met an outage of a
+    /// shared store (see `CoreConfig::outage_wait`), once per try.
     pub outage_retries: u64,
     /// Total: scopes reloaded because another node wrote them.
     pub reloads: u64,
@@ -321,7 +321,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
     metric(
         "sync_outage_retries_total",
         counter,
-        "Pushes pushed again once after their batch met an outage of the shared store.",
+        "Pushes tried again after their batch met an outage of the shared store.",
         s.outage_retries.to_string(),
     );
     metric(
