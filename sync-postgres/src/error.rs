@@ -15,7 +15,7 @@ pub enum Error {
     #[error("postgres: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool (server down, refused, ...).
-    #[error("postgres unavailable: {0}")]
+    #[error("postgres unavailable: {}", describe_pool(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// An operation took longer than the configured timeout.
     #[error("postgres did not answer {what} within {after:?}")]
@@ -111,9 +111,32 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The pool says only "Error occurred while creating a new object: db
+/// error" when PostgreSQL refused the connection: name the server's reason
+/// (`57P03: the database system is starting up`, say).
+fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => format!("connecting: {}", describe(e)),
+        e => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::unavailable;
+
+    #[test]
+    fn a_refused_connection_says_why() {
+        let url = "postgres://postgres@127.0.0.1:1/test";
+        let options = crate::PgOptions::default();
+        let Err(e) = crate::PgStore::connect(url, options) else {
+            panic!("nothing listens on port 1");
+        };
+        let text = e.to_string();
+        assert!(e.is_unavailable(), "{text}");
+        assert!(text.contains("connecting: "), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+    }
 
     #[test]
     fn a_server_going_away_or_full_is_unavailable_and_a_refusal_is_not() {
