@@ -18,6 +18,14 @@
 //! batch is written in the same transaction, where no other node can get in
 //! between. So two nodes can never write the same cursor twice, leave a gap,
 //! or apply one client's sequence twice, and a batch is refused once at most.
+//!
+//! The same check makes a batch safe to send again when its outcome is
+//! unknown: one whose session ended under it (a restart, a failover, an
+//! operator), perhaps during `COMMIT`, fails as unavailable
+//! ([`Error::is_unavailable`]) with the versions left as they were, so if it
+//! landed after all, the next try is refused as stale and reads it back.
+//! The server core tries such batches again for a while before it answers
+//! 503; reads whose session ended run again on a new connection here.
 
 //! It must never decide protocol questions (which cursor comes next, whether
 //! a mutation is a replay): those belong to `sync-core`.
