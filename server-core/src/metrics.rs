@@ -59,6 +59,9 @@ pub struct SyncMetrics {
     pub contended_scopes: u64,
     /// Gauge: scopes known to the engine.
     pub scopes: u64,
+    /// Gauge: 1 while the shared store is unreachable (from a job that met
+    /// an outage until a job succeeds), else 0.
+    pub store_unreachable: u64,
 }
 
 /// Counters of the limits and credentials that keep sessions in bounds.
@@ -366,6 +369,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Scopes known to the engine.",
         s.scopes.to_string(),
     );
+    metric(
+        "sync_store_unreachable",
+        gauge,
+        "1 while the shared store is unreachable (pushes wait, then get 503), else 0.",
+        s.store_unreachable.to_string(),
+    );
     let g = &m.guard;
     for (name, help, value) in [
         (
@@ -463,6 +472,7 @@ mod tests {
             persist_seconds: 0.25,
             locking_reads: 5,
             outage_retries: 4,
+            store_unreachable: 1,
             contended_scopes: 2,
             reload_seconds: 1.5,
             ..SyncMetrics::default()
@@ -477,6 +487,7 @@ mod tests {
             ("sync_persist_seconds_total", "0.250000"),
             ("sync_locking_reads_total", "5"),
             ("sync_outage_retries_total", "4"),
+            ("sync_store_unreachable", "1"),
             ("sync_contended_scopes", "2"),
             ("sync_reload_seconds_total", "1.500000"),
         ] {
@@ -484,6 +495,10 @@ mod tests {
         }
         assert!(
             text.contains("# TYPE sync_contended_scopes gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sync_store_unreachable gauge"),
             "{text}"
         );
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
@@ -502,6 +517,6 @@ mod tests {
                 "{name} ends in _total but is not a counter"
             );
         }
-        assert_eq!(samples.len(), 49);
+        assert_eq!(samples.len(), 50);
     }
 }

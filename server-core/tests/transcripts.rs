@@ -261,6 +261,7 @@ fn a_shared_store_that_stays_away_is_waited_for_then_answered_503() {
     }
     assert_eq!(tries, [0, 0, 50, 150, 350, 750, 1250, 1750, 2000]);
     assert!(h.persist.is_none() && h.core.poll_timeout().is_none());
+    assert_eq!(h.core.metrics().sync.store_unreachable, 1);
     assert_eq!(h.core.waiting_requests(), 0, "q was answered with p");
     // Still away: the next batch is answered at once.
     h.push("r", "s", &["c"]);
@@ -272,6 +273,7 @@ fn a_shared_store_that_stays_away_is_waited_for_then_answered_503() {
     h.drain();
     h.persist_ok();
     assert!(h.drain()[0].starts_with("t answered 200"));
+    assert_eq!(h.core.metrics().sync.store_unreachable, 0);
     h.push("u", "s", &["e"]);
     h.drain();
     h.persist_failed(outage());

@@ -253,6 +253,7 @@ where
         let mut sync = self.metrics;
         sync.scopes = self.engine.scopes().count() as u64;
         sync.contended_scopes = self.contended.len() as u64;
+        sync.store_unreachable = u64::from(self.outage.is_some());
         MetricsSnapshot::new(self.hub.metrics(), sync).with_guard(self.guard_metrics)
     }
 
