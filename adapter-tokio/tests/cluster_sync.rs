@@ -279,10 +279,25 @@ async fn pushes_wait_for_a_database_that_comes_back() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "the push waits for the database");
+    assert_eq!(metric(&node, "sync_store_unreachable").await, "1");
     proxy.restore();
     let r = waiting.await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["results"][0]["cursor"], json!(2), "{}", r.text());
     assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
     assert!(node.logged("trying its 1 pushes again"));
+    assert_eq!(metric(&node, "sync_store_unreachable").await, "0");
+}
+
+/// The value of `name` in the node's `/metrics`.
+async fn metric(node: &Node, name: &str) -> String {
+    let base = format!("http://{}", node.addr);
+    let mut http = testkit::http_client::HttpConn::new(&base).unwrap();
+    let r = (http.request(http::Method::GET, "/metrics", &[], "").await).unwrap();
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    let line = body.lines().find(|l| l.split(' ').next() == Some(name));
+    let value = line.and_then(|l| l.split(' ').nth(1));
+    value
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        .to_owned()
 }
