@@ -61,16 +61,11 @@ impl Outage {
     /// that try is [`Outage::resume_at`].
     fn failed(&mut self, now: Instant, wait: Duration) -> bool {
         self.failures += 1;
-        if self.failures == 1 {
-            return true;
-        }
-        let end = self.since + wait;
-        if now >= end {
+        let elapsed = now.saturating_duration_since(self.since);
+        let Some(pause) = pause_after(self.failures, elapsed, wait) else {
             return false;
-        }
-        let doublings = (self.failures - 2).min(16);
-        let pause = (PAUSE * 2u32.pow(doublings)).min(PAUSE_MAX);
-        self.resume_at = Some((now + pause).min(end));
+        };
+        self.resume_at = (!pause.is_zero()).then(|| now + pause);
         true
     }
 
@@ -78,6 +73,19 @@ impl Outage {
     pub(super) fn resume_at(&self) -> Option<Instant> {
         self.resume_at
     }
+}
+
+/// The pause before the next try after failed try number `failures` (the
+/// first is 1), `elapsed` after the outage began: none after the first, then
+/// doubling from [`PAUSE`] to [`PAUSE_MAX`], ending no later than `wait`
+/// after the outage began; `None` once `wait` has passed.
+fn pause_after(failures: u32, elapsed: Duration, wait: Duration) -> Option<Duration> {
+    if failures <= 1 {
+        return Some(Duration::ZERO);
+    }
+    let left = wait.checked_sub(elapsed).filter(|left| !left.is_zero())?;
+    let doublings = (failures - 2).min(16);
+    Some((PAUSE * 2u32.pow(doublings)).min(PAUSE_MAX).min(left))
 }
 
 impl<U, P, A> ServerCore<U, P, A>
@@ -126,15 +134,17 @@ mod tests {
     /// The tries' times, in ms since the outage began, when every try
     /// fails at once and the next starts when its pause ends.
     fn schedule(wait: Duration) -> Vec<u128> {
-        let start = Instant::now();
-        let mut outage = Outage::began(start);
-        let mut now = start;
+        let mut elapsed = Duration::ZERO;
         let mut tries = vec![0];
-        while outage.failed(now, wait) {
-            now = outage.resume_at.take().unwrap_or(now);
-            tries.push((now - start).as_millis());
+        let mut failures = 0;
+        loop {
+            failures += 1;
+            let Some(pause) = pause_after(failures, elapsed, wait) else {
+                return tries;
+            };
+            elapsed += pause;
+            tries.push(elapsed.as_millis());
         }
-        tries
     }
 
     #[test]
