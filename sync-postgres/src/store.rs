@@ -240,21 +240,29 @@ impl PgStore {
     }
 
     /// Runs `op`, which must change nothing when it fails; if it failed
-    /// because PostgreSQL ended the session it ran on (a restart, an
-    /// operator), the pool's idle connections most likely went with it:
-    /// they are dropped, and `op` runs once more, on a new connection,
-    /// rather than failing once per dead connection after every restart.
+    /// because PostgreSQL ended the session it ran on, `op` runs once more,
+    /// on a new connection (see [`PgStore::after_session_ended`]), rather
+    /// than failing once per dead connection after every restart.
     fn again_if_session_ended<T>(
         &self,
         mut op: impl FnMut() -> Result<T, Error>,
     ) -> Result<T, Error> {
         match op() {
-            Err(e) if e.session_ended() => {
-                self.pool.retain(|_, _| false);
-                op()
-            }
+            Err(e) if self.after_session_ended(&e) => op(),
             other => other,
         }
+    }
+
+    /// Whether `e` says PostgreSQL ended the session it came from (a
+    /// restart, a failover, an operator). If so, the pool's idle
+    /// connections most likely went with it: they are dropped, so what
+    /// runs next takes a new one.
+    fn after_session_ended(&self, e: &Error) -> bool {
+        let ended = e.session_ended();
+        if ended {
+            self.pool.retain(|_, _| false);
+        }
+        ended
     }
 
     /// Runs `fut` on the store's runtime, bounded by the timeout.
@@ -326,13 +334,12 @@ impl Store for PgStore {
         };
         let result = self.run("persisting a batch", writer.persist(&self.pool, batch, how));
         self.writer = writer;
-        if result.as_ref().is_err_and(Error::session_ended) {
-            // Whether the batch landed is unknown, and the versions stay as
-            // they were, so the batch tried again is checked against them
-            // (see `Store`'s contract). The pool's idle connections most
-            // likely ended with the writer's session: that try, and the
-            // reads after it, take new ones.
-            self.pool.retain(|_, _| false);
+        // On an ended session, whether the batch landed is unknown, and the
+        // versions stay as they were, so the batch tried again is checked
+        // against them (see `Store`'s contract); that try, and the reads
+        // after it, take new connections.
+        if let Err(e) = &result {
+            self.after_session_ended(e);
         }
         let bumped = result?;
         for (scope, _) in &bumped {

@@ -105,26 +105,26 @@ where
                 self.store_back();
                 BTreeSet::new()
             }
-            Some(message) if reloaded.unavailable && self.waits_out_outage() => {
-                self.emit(Output::Notice(Notice::ReloadFailed { message }));
-                // Read again once the pause is over; requests waiting for
-                // them keep waiting (see outage.rs).
-                self.wanted.later.extend(read.iter().cloned());
-                self.wanted.scopes.extend(read);
-                BTreeSet::new()
-            }
             Some(message) => {
                 self.emit(Output::Notice(Notice::ReloadFailed { message }));
                 // Unread, they may be behind: a request naming one reads it
-                // first, and those watched here are read again soon.
+                // first.
                 self.wanted.later.extend(read.iter().cloned());
-                self.wanted.retry_at = Some(self.now + READ_RETRY);
-                // Pushes on the scopes to lock go the way of any other: the
-                // batch says whether the store is there.
-                for scope in &locked {
-                    self.contended.remove(scope);
+                if reloaded.unavailable && self.waits_out_outage() {
+                    // Read again once the pause is over; requests waiting
+                    // for them keep waiting (see outage.rs).
+                    self.wanted.scopes.extend(read);
+                    BTreeSet::new()
+                } else {
+                    // Those watched here are read again soon.
+                    self.wanted.retry_at = Some(self.now + READ_RETRY);
+                    // Pushes on the scopes to lock go the way of any other:
+                    // the batch says whether the store is there.
+                    for scope in &locked {
+                        self.contended.remove(scope);
+                    }
+                    read
                 }
-                read
             }
         };
         if !locked.is_empty() {
