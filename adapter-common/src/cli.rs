@@ -200,6 +200,27 @@ pub struct ServeArgs {
     /// 503; their batch is tried again meanwhile. 0: one more try at once.
     #[arg(long, env = "LIVE_SYNC_DB_OUTAGE_WAIT_MS", default_value_t = 2000)]
     pub db_outage_wait_ms: u64,
+    /// With PostgreSQL: milliseconds one database operation may take
+    /// (connecting, waiting for a pooled connection, a batch, a read)
+    /// before it fails. A database that does not answer at all (a network
+    /// partition) keeps a push waiting at most --db-outage-wait-ms plus this.
+    #[arg(
+        long,
+        env = "LIVE_SYNC_DB_TIMEOUT_MS",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub db_timeout_ms: u64,
+    /// With PostgreSQL: pooled connections for reads (pulls, snapshots,
+    /// reads of other nodes' commits). The node opens one more, kept for
+    /// writing batches.
+    #[arg(
+        long,
+        env = "LIVE_SYNC_DB_POOL_SIZE",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub db_pool_size: u16,
     /// Seconds a client may take to send a request's headers before the
     /// connection is closed (against clients that send one byte at a time).
     #[arg(long, env = "LIVE_SYNC_HEADER_READ_TIMEOUT", default_value_t = 10)]
@@ -381,6 +402,15 @@ impl ServeArgs {
         (db.starts_with("postgres://") || db.starts_with("postgresql://")).then_some(db)
     }
 
+    /// The PostgreSQL store's options from `--db-timeout-ms` and
+    /// `--db-pool-size`.
+    #[cfg(feature = "postgres")]
+    pub fn pg_options(&self) -> sync_postgres::PgOptions {
+        sync_postgres::PgOptions::default()
+            .with_timeout(Duration::from_millis(self.db_timeout_ms))
+            .with_pool_size(usize::from(self.db_pool_size))
+    }
+
     /// Opens the chosen store. Blocking: call it on a blocking thread.
     /// A store left out of this build (its cargo feature is off) is refused
     /// with an error that names the feature.
@@ -390,7 +420,7 @@ impl ServeArgs {
         }
         if let Some(url) = self.postgres_url() {
             #[cfg(feature = "postgres")]
-            return sync_postgres::PgStore::connect(url, sync_postgres::PgOptions::default())
+            return sync_postgres::PgStore::connect(url, self.pg_options())
                 .map(|s| AnyStore::Postgres(Box::new(s)))
                 .map_err(AnyStoreError::other);
             #[cfg(not(feature = "postgres"))]
@@ -660,6 +690,30 @@ mod tests {
         let b = parse(&["--db", url, "--db-outage-wait-ms", "0"]).unwrap();
         assert_eq!(b.server_config().core_config(1).outage_wait, Duration::ZERO);
         assert!(parse(&["--db-outage-wait-ms", "soon"]).is_err());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_operations_time_out_after_five_seconds_unless_told_otherwise() {
+        let url = "postgres://db.example/sync";
+        let a = parse(&["--db", url]).unwrap().pg_options();
+        assert_eq!(a.timeout, Duration::from_secs(5));
+        assert_eq!(a.pool_size, 4);
+        let b = parse(&[
+            "--db",
+            url,
+            "--db-timeout-ms",
+            "750",
+            "--db-pool-size",
+            "12",
+        ])
+        .unwrap();
+        let b = b.pg_options();
+        assert_eq!(b.timeout, Duration::from_millis(750));
+        assert_eq!(b.pool_size, 12);
+        // No timeout would let a partitioned database hold pushes forever.
+        assert!(parse(&["--db-timeout-ms", "0"]).is_err());
+        assert!(parse(&["--db-pool-size", "0"]).is_err());
     }
 
     #[test]

@@ -224,13 +224,14 @@ async fn clients_of_a_killed_node_move_to_another_and_nothing_acknowledged_is_lo
 }
 
 /// A node on a fresh schema reached through a proxy that can take the
-/// database away from it alone, waiting `wait_ms` for a lost database.
-async fn behind_a_proxy(tag: &str, wait_ms: &str) -> Option<(PgSchema, TcpProxy, Node)> {
+/// database away from it alone, started with `args` (how long it waits for
+/// a lost database).
+async fn behind_a_proxy(tag: &str, args: &[&str]) -> Option<(PgSchema, TcpProxy, Node)> {
     let url = postgres_url()?;
     let schema = PgSchema::fresh(&url, tag).await;
     let proxy = TcpProxy::start("127.0.0.1:5432").await;
     let db = schema.url_via(&proxy.addr);
-    let node = Node::start_with(&db, &["--db-outage-wait-ms", wait_ms]).await;
+    let node = Node::start_with(&db, args).await;
     Some((schema, proxy, node))
 }
 
@@ -238,7 +239,9 @@ async fn behind_a_proxy(tag: &str, wait_ms: &str) -> Option<(PgSchema, TcpProxy,
 /// batch meets a lost database is tried once more and then answered 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns() {
-    let Some((_schema, proxy, node)) = behind_a_proxy("outage", "0").await else {
+    let Some((_schema, proxy, node)) =
+        behind_a_proxy("outage", &["--db-outage-wait-ms", "0"]).await
+    else {
         return;
     };
     let mut sync = SyncHttp::new(&format!("http://{}", node.addr), "/_sync", None).unwrap();
@@ -264,7 +267,9 @@ async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns(
 /// applied once; the node says it is trying again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_wait_for_a_database_that_comes_back() {
-    let Some((_schema, proxy, node)) = behind_a_proxy("outage_wait", "60000").await else {
+    let Some((_schema, proxy, node)) =
+        behind_a_proxy("outage_wait", &["--db-outage-wait-ms", "60000"]).await
+    else {
         return;
     };
     let base = format!("http://{}", node.addr);
@@ -287,6 +292,35 @@ async fn pushes_wait_for_a_database_that_comes_back() {
     assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
     assert!(node.logged("trying its 1 pushes again"));
     assert_eq!(metric(&node, "sync_store_unreachable").await, "0");
+}
+
+/// A database that neither answers nor refuses (a network partition) is
+/// not waited for forever: each try fails at `--db-timeout-ms`, and past
+/// `--db-outage-wait-ms` the push is answered 503. Once the database
+/// answers again, so does the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_does_not_answer_fails_pushes_after_the_timeout() {
+    let args = ["--db-outage-wait-ms", "300", "--db-timeout-ms", "1000"];
+    let Some((_schema, proxy, node)) = behind_a_proxy("partition", &args).await else {
+        return;
+    };
+    let mut sync = SyncHttp::new(&format!("http://{}", node.addr), "/_sync", None).unwrap();
+    push_until_ok(&mut sync, "c", 1, "docs").await;
+
+    proxy.silence();
+    let m = with_client(put("c:2", "docs", "c-2", json!(2)), "c", 2);
+    let r = sync
+        .push(&push_body(&[m]))
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["code"], json!("unavailable"), "{}", r.text());
+    assert!(r.text().contains("did not answer"), "{}", r.text());
+
+    proxy.restore();
+    let result = push_until_ok(&mut sync, "c", 2, "docs").await;
+    assert_eq!(result["cursor"], json!(2));
+    assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
 }
 
 /// The value of `name` in the node's `/metrics`.

@@ -37,11 +37,14 @@ pub struct CoreConfig {
     pub stale_retries: u8,
     /// On a shared store, how long pushes wait for the store to come back
     /// after a batch first met an outage (a database restart or failover,
-    /// an ended session): the batch is tried again at once, then after
-    /// pauses growing from 50 ms to 500 ms, with the pushes that arrived
-    /// meanwhile, until a try is written or this has passed; then failed
-    /// tries answer 503 at once until a batch is written again. Zero: one
-    /// more try at once only. Default [`OUTAGE_WAIT`].
+    /// an ended session), timed from when the first failed try went out:
+    /// the batch is tried again at once, then after pauses growing from
+    /// 50 ms to 500 ms, with the pushes that arrived meanwhile, until a try
+    /// is written or this has passed; then failed tries answer 503 at once
+    /// until a batch is written again. A try out when the wait ends runs
+    /// to its end, so a database that does not answer at all is waited for
+    /// at most this plus the store's own timeout. Zero: one more try at
+    /// once only, when the first failed quickly. Default [`OUTAGE_WAIT`].
     pub outage_wait: Duration,
     /// Seed of the hub's session-id generator.
     pub seed: u64,

@@ -280,6 +280,40 @@ fn a_shared_store_that_stays_away_is_waited_for_then_answered_503() {
     assert_eq!(h.drain().last().map(String::as_str), Some("persist 13"));
 }
 
+/// A database that does not answer at all (a network partition) fails a
+/// try only at the store's own timeout. The outage is timed from when the
+/// first failed try went out, so a push waits at most `outage_wait` (2 s)
+/// plus one timeout: a try that timed out past the wait is not tried again
+/// at once, and one that timed out within it is tried once more.
+#[test]
+fn a_store_that_does_not_answer_is_not_waited_for_past_one_timeout() {
+    let mut h = Harness::shared();
+    h.push("p", "s", &["a"]);
+    assert_eq!(h.drain(), ["persist 1"]);
+    let start = h.now;
+    h.persist_failed_after(outage(), Duration::from_secs(5));
+    assert_eq!(answered(&h.drain(), "p"), [503]);
+    assert_eq!(h.now - start, Duration::from_secs(5));
+    assert_eq!(h.core.metrics().sync.outage_retries, 0);
+
+    // Back, then away again behind a 1.5 s timeout: the first try is
+    // tried at once, the second fails past the wait and is answered.
+    h.push("q", "s", &["b"]);
+    h.drain();
+    h.persist_ok();
+    assert!(h.drain()[0].starts_with("q answered 200"));
+    h.push("r", "s", &["c"]);
+    assert_eq!(h.drain(), ["persist 3"]);
+    let start = h.now;
+    let timeout = Duration::from_millis(1_500);
+    h.persist_failed_after(outage(), timeout);
+    assert_eq!(h.drain().last().map(String::as_str), Some("persist 4"));
+    h.persist_failed_after(outage(), timeout);
+    assert_eq!(answered(&h.drain(), "r"), [503]);
+    assert_eq!(h.now - start, Duration::from_secs(3), "2 s and one timeout");
+    assert_eq!(h.core.metrics().sync.outage_retries, 1);
+}
+
 /// A batch that landed but whose answer was lost with the session (the
 /// connection broke during `COMMIT`) is reported as an outage. Its second
 /// try is refused as stale, since the store checks versions, and the read

@@ -266,19 +266,25 @@ impl PgStore {
     }
 
     /// Runs `fut` on the store's runtime, bounded by the timeout.
+    ///
+    /// A connection that did not answer in time may never answer (a network
+    /// partition, a firewall that forgot the connection): PostgreSQL may be
+    /// back while it still hangs. So after a timeout, the pool's idle
+    /// connections (the one that timed out went back among them when `fut`
+    /// was dropped) are closed, and what runs next takes a new one.
     fn run<T>(
         &self,
         what: &'static str,
         fut: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let rt = self.rt.as_ref().expect("runtime present until drop");
-        rt.block_on(async {
-            tokio::time::timeout(self.timeout, fut)
-                .await
-                .map_err(|_| Error::Timeout {
-                    what,
-                    after: self.timeout,
-                })?
+        let result = rt.block_on(tokio::time::timeout(self.timeout, fut));
+        result.unwrap_or_else(|_| {
+            self.pool.retain(|_, _| false);
+            Err(Error::Timeout {
+                what,
+                after: self.timeout,
+            })
         })
     }
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -182,41 +182,45 @@ impl Drop for PgSchema {
 }
 
 /// A TCP forwarder that can cut every connection through it and refuse new
-/// ones, to take a service away from one node without stopping it for
-/// everyone else on the machine.
+/// ones, or go silent (keep every connection open and accept new ones, but
+/// forward nothing, as a network partition does), to take a service away
+/// from one node without stopping it for everyone else on the machine.
 pub struct TcpProxy {
     pub addr: String,
-    down: Arc<AtomicBool>,
+    mode: tokio::sync::watch::Sender<ProxyMode>,
     live: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
+}
+
+/// What a [`TcpProxy`] does with its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyMode {
+    Forward,
+    Refuse,
+    Silent,
 }
 
 impl TcpProxy {
     pub async fn start(target: &str) -> TcpProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let down = Arc::new(AtomicBool::new(false));
+        let (mode, _) = tokio::sync::watch::channel(ProxyMode::Forward);
         let live: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
         let target = target.to_owned();
-        let (d, l) = (down.clone(), live.clone());
+        let (m, l) = (mode.clone(), live.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if d.load(Ordering::SeqCst) {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if *m.borrow() == ProxyMode::Refuse {
                     drop(inbound);
                     continue;
                 }
-                let target = target.clone();
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
+                let task = tokio::spawn(forward(inbound, target.clone(), m.subscribe()));
                 l.lock().unwrap().push(task.abort_handle());
             }
         });
         TcpProxy {
             addr,
-            down,
+            mode,
             live,
             accept,
         }
@@ -224,16 +228,46 @@ impl TcpProxy {
 
     /// Drops every connection and refuses new ones.
     pub fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
+        self.mode.send_replace(ProxyMode::Refuse);
         for task in self.live.lock().unwrap().drain(..) {
             task.abort();
         }
     }
 
-    /// Forwards again.
-    pub fn restore(&self) {
-        self.down.store(false, Ordering::SeqCst);
+    /// Forwards nothing more, holding every connection open and accepting
+    /// new ones: the service neither answers nor refuses.
+    pub fn silence(&self) {
+        self.mode.send_replace(ProxyMode::Silent);
     }
+
+    /// Forwards again (a silenced connection stays silent: the peer cannot
+    /// tell what was lost).
+    pub fn restore(&self) {
+        self.mode.send_replace(ProxyMode::Forward);
+    }
+}
+
+/// One connection through a [`TcpProxy`]: forwarded to `target` until the
+/// proxy goes silent, then held open, forwarding nothing, until it is cut.
+async fn forward(
+    mut inbound: tokio::net::TcpStream,
+    target: String,
+    mut mode: tokio::sync::watch::Receiver<ProxyMode>,
+) {
+    let mut outbound = None;
+    if *mode.borrow_and_update() == ProxyMode::Forward {
+        let Ok(mut out) = tokio::net::TcpStream::connect(&target).await else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => return,
+            _ = mode.wait_for(|m| *m != ProxyMode::Forward) => {}
+        }
+        outbound = Some(out);
+    }
+    // Silent: hold both ends until cut (the proxy aborts this task).
+    std::future::pending::<()>().await;
+    drop((inbound, outbound));
 }
 
 impl Drop for TcpProxy {

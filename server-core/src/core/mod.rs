@@ -120,7 +120,8 @@ pub struct ServerCore<U, P, A: App> {
     /// it is applied, so no work of this node lands on a scope while its
     /// reload is read (the engine would have to refuse the reload).
     reload_scopes: std::collections::BTreeSet<String>,
-    /// When the reload job out was sent (for `/metrics`).
+    /// When the reload job out was sent (for `/metrics`, and to time an
+    /// outage it meets from).
     reload_sent: Option<Instant>,
     /// Requests waiting before the engine sees them (see `sync.rs`), in
     /// arrival order.

@@ -15,7 +15,14 @@
 //! began, after pauses growing from [`PAUSE`] to [`PAUSE_MAX`] during which
 //! no job goes out (pushes arriving meanwhile join the next try). Past
 //! that, a failed try answers its pushes 503 at once, until a job succeeds
-//! again: a store that stays away is not waited for twice. A read that
+//! again: a store that stays away is not waited for twice.
+//!
+//! The outage begins when the first failed try went out, not when it
+//! failed: a database that does not answer at all (a network partition)
+//! fails a try only at the store's own timeout, and the try at once is
+//! made only if that failure came quickly or the wait has time left. So a
+//! push waits at most `outage_wait` plus one store timeout, not two
+//! timeouts past the wait. A read that
 //! meets the outage (the locking read pushes on a contended scope wait for,
 //! a read a pull waits for) is tried again the same way, its requests
 //! waiting meanwhile (see reload.rs). A store of one node's own is not
@@ -35,11 +42,17 @@ pub(super) const PAUSE: Duration = Duration::from_millis(50);
 /// The longest pause between tries.
 pub(super) const PAUSE_MAX: Duration = Duration::from_millis(500);
 
+/// A first try that failed within this of going out met an ended session
+/// or a refused connection rather than a timeout: it is tried again at once
+/// even when `outage_wait` is shorter (0 included), since the database is
+/// often back by then and another try costs little.
+pub(super) const QUICK_FAILURE: Duration = Duration::from_millis(500);
+
 /// A shared store found unreachable by this node's jobs, until one
 /// succeeds again.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Outage {
-    /// When the first job met it.
+    /// When the first job that met it went out.
     since: Instant,
     /// Jobs that met it since.
     failures: u32,
@@ -48,9 +61,9 @@ pub(super) struct Outage {
 }
 
 impl Outage {
-    fn began(now: Instant) -> Outage {
+    fn began(tried_at: Instant) -> Outage {
         Outage {
-            since: now,
+            since: tried_at,
             failures: 0,
             resume_at: None,
         }
@@ -76,12 +89,13 @@ impl Outage {
 }
 
 /// The pause before the next try after failed try number `failures` (the
-/// first is 1), `elapsed` after the outage began: none after the first, then
-/// doubling from [`PAUSE`] to [`PAUSE_MAX`], ending no later than `wait`
-/// after the outage began; `None` once `wait` has passed.
+/// first is 1), `elapsed` after the outage began (when the first failed try
+/// went out): none after the first if it failed quickly or `wait` has not
+/// passed, then doubling from [`PAUSE`] to [`PAUSE_MAX`], ending no later
+/// than `wait` after the outage began; `None` once `wait` has passed.
 fn pause_after(failures: u32, elapsed: Duration, wait: Duration) -> Option<Duration> {
     if failures <= 1 {
-        return Some(Duration::ZERO);
+        return (elapsed < wait.max(QUICK_FAILURE)).then_some(Duration::ZERO);
     }
     let left = wait.checked_sub(elapsed).filter(|left| !left.is_zero())?;
     let doublings = (failures - 2).min(16);
@@ -94,15 +108,15 @@ where
     P: Policy<U> + Send + Sync + 'static,
     A: App,
 {
-    /// A job met an outage of the store: whether, the store being shared,
-    /// what waits for the job (a batch's pushes, the requests waiting for a
-    /// read) is tried again.
-    pub(super) fn waits_out_outage(&mut self) -> bool {
+    /// A job that went out at `tried_at` met an outage of the store:
+    /// whether, the store being shared, what waits for the job (a batch's
+    /// pushes, the requests waiting for a read) is tried again.
+    pub(super) fn waits_out_outage(&mut self, tried_at: Instant) -> bool {
         if !self.config.shared_store {
             return false;
         }
         let (now, wait) = (self.now, self.config.outage_wait);
-        let outage = self.outage.get_or_insert_with(|| Outage::began(now));
+        let outage = self.outage.get_or_insert_with(|| Outage::began(tried_at));
         outage.failed(now, wait)
     }
 
@@ -157,5 +171,20 @@ mod tests {
         let capped = &pauses[5..pauses.len() - 1];
         assert!(capped.iter().all(|p| *p == 500), "{pauses:?}");
         assert_eq!(long.last(), Some(&60_000));
+    }
+
+    #[test]
+    fn a_first_try_that_failed_slowly_is_tried_at_once_only_within_the_wait() {
+        let (ms, wait) = (Duration::from_millis, Duration::from_secs(2));
+        // A store timing out after 5 s: 503 then, not after a second 5 s.
+        assert_eq!(pause_after(1, Duration::from_secs(5), wait), None);
+        assert_eq!(pause_after(1, ms(1_999), wait), Some(Duration::ZERO));
+        // An ended session or a refused connection fails quickly: tried
+        // again at once even with no wait.
+        assert_eq!(pause_after(1, ms(20), Duration::ZERO), Some(Duration::ZERO));
+        assert_eq!(pause_after(1, ms(600), Duration::ZERO), None);
+        // Later tries stop at the wait, however they failed.
+        assert_eq!(pause_after(2, ms(1_900), wait), Some(ms(50)));
+        assert_eq!(pause_after(2, ms(2_000), wait), None);
     }
 }

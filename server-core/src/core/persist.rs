@@ -67,7 +67,9 @@ where
             self.pump();
             return Ok(());
         }
-        self.finish_batch(number, changes, result);
+        // When the try went out: an outage is timed from there.
+        let tried_at = now.checked_sub(took).unwrap_or(now);
+        self.finish_batch(number, changes, result, tried_at);
         self.pump();
         Ok(())
     }
@@ -107,7 +109,7 @@ where
         let changes = ready.persist.changes.len();
         if ready.persist.is_empty() && rebasing.is_none() {
             // Only answers (replays) to release: nothing to write.
-            self.finish_batch(number, 0, Ok(()));
+            self.finish_batch(number, 0, Ok(()), self.now);
             return true;
         }
         // Where the engine's durable records of each scope the batch locks
@@ -141,7 +143,14 @@ where
         true
     }
 
-    fn finish_batch(&mut self, number: u64, changes: usize, result: Result<(), PersistFailure>) {
+    /// Settles batch `number`, whose try went out at `tried_at`.
+    fn finish_batch(
+        &mut self,
+        number: u64,
+        changes: usize,
+        result: Result<(), PersistFailure>,
+        tried_at: Instant,
+    ) {
         let outcome = match result {
             Ok(()) => {
                 self.store_back();
@@ -155,7 +164,7 @@ where
                 self.metrics.persist_failures += 1;
                 let message = failure.message.clone();
                 let stale = !failure.reloaded.is_empty();
-                let (again, answered) = self.after_failed_batch(number, failure);
+                let (again, answered) = self.after_failed_batch(number, failure, tried_at);
                 let notice = if !stale && again > 0 && answered == 0 {
                     Notice::PersistRetried {
                         batch: number,
@@ -185,14 +194,20 @@ where
         }
     }
 
-    /// Rolls back a failed batch and answers or pushes again its pushes;
-    /// returns how many were pushed again and how many answered.
-    fn after_failed_batch(&mut self, number: u64, failure: PersistFailure) -> (usize, usize) {
+    /// Rolls back a failed batch, whose try went out at `tried_at`, and
+    /// answers or pushes again its pushes; returns how many were pushed
+    /// again and how many answered.
+    fn after_failed_batch(
+        &mut self,
+        number: u64,
+        failure: PersistFailure,
+        tried_at: Instant,
+    ) -> (usize, usize) {
         // The batch is the one out: the engine cannot refuse it.
         let _ = self.engine.handle_persist_failed(number);
         let stale = !failure.reloaded.is_empty();
         let outage = failure.unavailable && !stale;
-        let wait_out = outage && self.waits_out_outage();
+        let wait_out = outage && self.waits_out_outage(tried_at);
         let mut again: Vec<RequestId> = Vec::new();
         let mut answered = 0;
         while let Some(output) = self.engine.poll_output() {

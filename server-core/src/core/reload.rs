@@ -85,7 +85,8 @@ where
     /// The store finished [`Output::Reload`].
     pub fn handle_reloaded(&mut self, now: Instant, reloaded: Reloaded) {
         self.at(now);
-        if let Some(sent) = self.reload_sent.take() {
+        let sent = self.reload_sent.take();
+        if let Some(sent) = sent {
             self.metrics.reload_seconds += self.now.saturating_duration_since(sent).as_secs_f64();
         }
         let read = std::mem::take(&mut self.reload_scopes);
@@ -110,7 +111,7 @@ where
                 // Unread, they may be behind: a request naming one reads it
                 // first.
                 self.wanted.later.extend(read.iter().cloned());
-                if reloaded.unavailable && self.waits_out_outage() {
+                if reloaded.unavailable && self.waits_out_outage(sent.unwrap_or(self.now)) {
                     // Read again once the pause is over; requests waiting
                     // for them keep waiting (see outage.rs).
                     self.wanted.scopes.extend(read);

@@ -247,9 +247,16 @@ impl Harness {
     /// Reports the outstanding persist job failed with `failure`, writing
     /// nothing.
     pub fn persist_failed(&mut self, failure: PersistFailure) {
+        self.persist_failed_after(failure, Duration::ZERO);
+    }
+
+    /// Reports the outstanding persist job failed with `failure` `took`
+    /// after it went out (the clock moves on by `took`), writing nothing.
+    pub fn persist_failed_after(&mut self, failure: PersistFailure, took: Duration) {
         let job = self.persist.take().expect("a persist job is out");
+        self.now += took;
         self.core
-            .handle_persisted(self.now, job.number, Err(failure), Duration::ZERO)
+            .handle_persisted(self.now, job.number, Err(failure), took)
             .expect("the batch is out");
     }
 
