@@ -323,6 +323,58 @@ async fn a_database_that_does_not_answer_fails_pushes_after_the_timeout() {
     assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
 }
 
+/// A node whose connections to the database went silent (a partition that
+/// healed, but whose connections a firewall forgot) hears other nodes'
+/// commits again: its listening connection is checked every
+/// `--db-timeout-ms` and replaced when it does not answer, so subscribers
+/// on it are poked about a push on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_notices_went_silent_listens_again() {
+    let Some(url) = postgres_url() else { return };
+    let schema = PgSchema::fresh(&url, "silent").await;
+    let a = Node::start(&schema.url()).await;
+    let proxy = TcpProxy::start("127.0.0.1:5432").await;
+    let name = format!("silent-b-{}", std::process::id());
+    let b_db = format!("{}&application_name={name}", schema.url_via(&proxy.addr));
+    let b = Node::start_with(&b_db, &["--db-timeout-ms", "500"]).await;
+    listening(&url, &name).await;
+    let mut watcher = WsClient::connect_as(&format!("ws://{}/ws", b.addr), "w").await;
+    watcher.subscribe("sync:docs").await;
+    round_trip(&mut watcher).await;
+    let mut sync = SyncHttp::new(&format!("http://{}", a.addr), "/_sync", None).unwrap();
+    push_until_ok(&mut sync, "c", 1, "docs").await;
+    let (poke, _) = watcher.recv_topic("sync:docs").await;
+    assert_eq!(poke["data"]["cursor"], json!(1), "{poke}");
+
+    // Every connection B has goes silent for good; new ones get through.
+    proxy.silence();
+    proxy.restore();
+    push_until_ok(&mut sync, "c", 2, "docs").await;
+    let (poke, _) = watcher.recv_topic("sync:docs").await;
+    assert_eq!(poke["data"]["cursor"], json!(2), "{poke}");
+    assert!(b.logged("change notices interrupted"));
+    assert_eq!(snapshot_cursor(&b.addr, "docs").await, 2);
+}
+
+/// Waits until the node named `application_name` listens for change
+/// notices (its listener connects on its own, after the node answers).
+async fn listening(url: &str, application_name: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let sql = "SELECT count(*) FROM pg_stat_activity \
+               WHERE application_name = $1 AND query LIKE 'LISTEN%'";
+    for _ in 0..200 {
+        let row = client.query_one(sql, &[&application_name]).await.unwrap();
+        if row.get::<_, i64>(0) > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{application_name} never listened");
+}
+
 /// The value of `name` in the node's `/metrics`.
 async fn metric(node: &Node, name: &str) -> String {
     let base = format!("http://{}", node.addr);

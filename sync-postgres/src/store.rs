@@ -213,13 +213,16 @@ impl PgStore {
     /// lost), since commits made before may not have been heard. The driver
     /// reloads those scopes before telling its own clients (a poke), so a
     /// client never pulls from a node that has not seen the commit it was
-    /// poked about. Runs until the store is dropped.
+    /// poked about. The listening connection is checked every
+    /// [`PgOptions::timeout`] and replaced when it does not answer within
+    /// it. Runs until the store is dropped.
     pub fn watch(&self, on_change: impl Fn(Changed) + Send + Sync + 'static) {
         let rt = self.watcher.as_ref().expect("runtime present until drop");
         rt.spawn(watch::listen(
             self.config.clone(),
             self.channel.clone(),
             self.node.clone(),
+            self.timeout,
             Box::new(on_change),
         ));
     }
@@ -260,9 +263,16 @@ impl PgStore {
     fn after_session_ended(&self, e: &Error) -> bool {
         let ended = e.session_ended();
         if ended {
-            self.pool.retain(|_, _| false);
+            self.close_idle_connections();
         }
         ended
+    }
+
+    /// Closes the pool's idle connections, so what runs next connects anew.
+    fn close_idle_connections(&self) {
+        // Closing a connection may need the runtime that drives it.
+        let _in_runtime = self.rt.as_ref().map(|rt| rt.enter());
+        self.pool.retain(|_, _| false);
     }
 
     /// Runs `fut` on the store's runtime, bounded by the timeout.
@@ -278,9 +288,10 @@ impl PgStore {
         fut: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let rt = self.rt.as_ref().expect("runtime present until drop");
-        let result = rt.block_on(tokio::time::timeout(self.timeout, fut));
+        // The timer is made inside the runtime: it needs the runtime's clock.
+        let result = rt.block_on(async { tokio::time::timeout(self.timeout, fut).await });
         result.unwrap_or_else(|_| {
-            self.pool.retain(|_, _| false);
+            self.close_idle_connections();
             Err(Error::Timeout {
                 what,
                 after: self.timeout,

@@ -90,11 +90,18 @@ fn announced(payload: &str, own: &str) -> Option<Vec<Changed>> {
 }
 
 /// Listens until the runtime shuts down, reconnecting after a pause when
-/// the connection drops.
+/// the connection drops or stops answering.
+///
+/// A listening connection only receives, so a connection that went silent
+/// (a network partition, a firewall that forgot it) would look like a quiet
+/// database forever, and this node would never hear another commit. So
+/// every `timeout` the listener asks PostgreSQL a trivial query, and
+/// one that does not come within `timeout` counts as a lost connection.
 pub(crate) async fn listen(
     config: Config,
     channel: String,
     node: String,
+    timeout: Duration,
     on_change: Box<dyn Fn(Changed) + Send + Sync>,
 ) {
     let mut connected_before = false;
@@ -111,7 +118,8 @@ pub(crate) async fn listen(
                         }
                     }
                 });
-                match client.batch_execute(&format!("LISTEN \"{channel}\"")).await {
+                let listen = format!("LISTEN \"{channel}\"");
+                match answered(client.batch_execute(&listen), timeout).await {
                     Ok(()) => {
                         // Commits made before the listener was up (at start
                         // or during an outage) were not heard.
@@ -120,12 +128,8 @@ pub(crate) async fn listen(
                         }
                         connected_before = true;
                         on_change(Changed::Everything);
-                        while let Some(payload) = rx.recv().await {
-                            for changed in announced(&payload, &node).into_iter().flatten() {
-                                on_change(changed);
-                            }
-                        }
-                        tracing::warn!(%channel, "change notices interrupted; reconnecting");
+                        let why = relay(&client, &mut rx, &node, timeout, &*on_change).await;
+                        tracing::warn!(%channel, why, "change notices interrupted; reconnecting");
                     }
                     Err(e) => tracing::warn!(%channel, error = %e, "cannot listen; retrying"),
                 }
@@ -133,6 +137,47 @@ pub(crate) async fn listen(
             Err(e) => tracing::warn!(%channel, error = %e, "cannot listen; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Hands other nodes' notices to `on_change` until the connection is lost
+/// or leaves a check unanswered for `timeout`; returns which.
+async fn relay(
+    client: &tokio_postgres::Client,
+    notices: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    node: &str,
+    timeout: Duration,
+    on_change: &(dyn Fn(Changed) + Send + Sync),
+) -> &'static str {
+    let mut checks = tokio::time::interval_at(tokio::time::Instant::now() + timeout, timeout);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            payload = notices.recv() => {
+                let Some(payload) = payload else { return "connection lost" };
+                for changed in announced(&payload, node).into_iter().flatten() {
+                    on_change(changed);
+                }
+            }
+            _ = checks.tick() => {
+                if let Err(e) = answered(client.batch_execute("SELECT 1"), timeout).await {
+                    tracing::debug!(error = %e, "the listening connection's check failed");
+                    return "the connection stopped answering";
+                }
+            }
+        }
+    }
+}
+
+/// `op`'s outcome, or an error once `timeout` passed without one.
+async fn answered<T>(
+    op: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, op).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 

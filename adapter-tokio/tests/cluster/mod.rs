@@ -192,29 +192,36 @@ pub struct TcpProxy {
     accept: tokio::task::JoinHandle<()>,
 }
 
-/// What a [`TcpProxy`] does with its connections.
+/// What a [`TcpProxy`] does with its connections, and how often it went
+/// silent (a connection goes silent for good once that count moves, even
+/// if the proxy forwards again before the connection's task looks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProxyMode {
-    Forward,
-    Refuse,
-    Silent,
+struct ProxyMode {
+    refuse: bool,
+    silent: bool,
+    silenced: u64,
 }
 
 impl TcpProxy {
     pub async fn start(target: &str) -> TcpProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let (mode, _) = tokio::sync::watch::channel(ProxyMode::Forward);
+        let (mode, _) = tokio::sync::watch::channel(ProxyMode {
+            refuse: false,
+            silent: false,
+            silenced: 0,
+        });
         let live: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
         let target = target.to_owned();
         let (m, l) = (mode.clone(), live.clone());
         let accept = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                if *m.borrow() == ProxyMode::Refuse {
+                let now = *m.borrow();
+                if now.refuse {
                     drop(inbound);
                     continue;
                 }
-                let task = tokio::spawn(forward(inbound, target.clone(), m.subscribe()));
+                let task = tokio::spawn(forward(inbound, target.clone(), now, m.subscribe()));
                 l.lock().unwrap().push(task.abort_handle());
             }
         });
@@ -228,40 +235,49 @@ impl TcpProxy {
 
     /// Drops every connection and refuses new ones.
     pub fn cut(&self) {
-        self.mode.send_replace(ProxyMode::Refuse);
+        self.mode.send_modify(|m| m.refuse = true);
         for task in self.live.lock().unwrap().drain(..) {
             task.abort();
         }
     }
 
-    /// Forwards nothing more, holding every connection open and accepting
-    /// new ones: the service neither answers nor refuses.
+    /// Forwards nothing more on the connections it has, for good, holding
+    /// them open; new ones are held too until [`TcpProxy::restore`]: the
+    /// service neither answers nor refuses.
     pub fn silence(&self) {
-        self.mode.send_replace(ProxyMode::Silent);
+        self.mode.send_modify(|m| {
+            m.silent = true;
+            m.silenced += 1;
+        });
     }
 
-    /// Forwards again (a silenced connection stays silent: the peer cannot
-    /// tell what was lost).
+    /// Forwards new connections again (a silenced connection stays silent:
+    /// the peer cannot tell what was lost).
     pub fn restore(&self) {
-        self.mode.send_replace(ProxyMode::Forward);
+        self.mode.send_modify(|m| {
+            m.refuse = false;
+            m.silent = false;
+        });
     }
 }
 
-/// One connection through a [`TcpProxy`]: forwarded to `target` until the
-/// proxy goes silent, then held open, forwarding nothing, until it is cut.
+/// One connection through a [`TcpProxy`], accepted in mode `at_accept`:
+/// forwarded to `target` until the proxy goes silent, then held open,
+/// forwarding nothing, until it is cut.
 async fn forward(
     mut inbound: tokio::net::TcpStream,
     target: String,
+    at_accept: ProxyMode,
     mut mode: tokio::sync::watch::Receiver<ProxyMode>,
 ) {
     let mut outbound = None;
-    if *mode.borrow_and_update() == ProxyMode::Forward {
+    if !at_accept.silent {
         let Ok(mut out) = tokio::net::TcpStream::connect(&target).await else {
             return;
         };
         tokio::select! {
             _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => return,
-            _ = mode.wait_for(|m| *m != ProxyMode::Forward) => {}
+            _ = mode.wait_for(|m| m.silenced != at_accept.silenced) => {}
         }
         outbound = Some(out);
     }
