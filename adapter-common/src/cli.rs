@@ -204,6 +204,9 @@ pub struct ServeArgs {
     /// (connecting, waiting for a pooled connection, a batch, a read)
     /// before it fails. A database that does not answer at all (a network
     /// partition) keeps a push waiting at most --db-outage-wait-ms plus this.
+    /// It is also how long a node's transaction may sit idle holding a
+    /// scope's lock, so a node that dies mid-batch frees the lock within it:
+    /// give every node the same value.
     #[arg(
         long,
         env = "LIVE_SYNC_DB_TIMEOUT_MS",

@@ -14,7 +14,7 @@ use sync_core::store::ScopeRecords;
 use sync_core::{
     Engine, EngineConfig, KvApp, Mutation, Output, RequestId, SnapshotRequest, Store, Timestamp,
 };
-use sync_postgres::PgStore;
+use sync_postgres::{PgOptions, PgStore};
 
 const WALL: Timestamp = Timestamp(1_795_328_895_000);
 
@@ -38,7 +38,11 @@ fn put(client: &str, seq: u64) -> Mutation {
 
 impl Node {
     fn start(url: &str, schema: &Schema) -> Node {
-        let mut store = PgStore::connect(url, schema.options()).expect("connect");
+        Node::start_with(url, schema.options())
+    }
+
+    fn start_with(url: &str, options: PgOptions) -> Node {
+        let mut store = PgStore::connect(url, options).expect("connect");
         let engine = Engine::recover(
             KvApp::new(),
             EngineConfig::default(),
@@ -227,6 +231,41 @@ fn a_locked_scope_is_caught_up_and_written_by_the_next_batch_unrefused() {
     assert_eq!(a.conflicts, conflicts, "not refused: {answer}");
     schema.try_sql(lock).expect("released at commit");
     assert_eq!(a.store.head("doc").expect("head"), 3);
+}
+
+/// A node cut off from the database while it holds a scope's lock (between
+/// a refused batch and the next, or mid-turn) cannot end its transaction,
+/// and PostgreSQL cannot tell it is gone. The transaction may sit idle for
+/// the node's store timeout only (`idle_in_transaction_session_timeout`),
+/// so another node's push waits for less than that and is written, rather
+/// than failing at its own timeout.
+#[test]
+fn a_node_cut_off_while_holding_a_scope_lets_it_go_within_its_timeout() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "cutoff");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let proxy = rt.block_on(testkit::tcp_proxy::TcpProxy::start("127.0.0.1:5432"));
+    let (user, rest) = url.split_once('@').expect("USER@HOST in the URL");
+    let via_proxy = format!("{user}@{}{}", proxy.addr, &rest[rest.find('/').unwrap()..]);
+    let timeout = std::time::Duration::from_secs(1);
+    let mut a = Node::start_with(&via_proxy, schema.options().with_timeout(timeout));
+    let mut b = Node::start(&url, &schema);
+    a.push(put("alice", 1));
+
+    let held = a.engine.scope_mark("doc");
+    a.store
+        .lock_scopes(&[("doc".to_owned(), held)])
+        .expect("locked");
+    let lock = "SELECT 1 FROM {schema}.sync_scopes WHERE scope = 'doc' FOR UPDATE NOWAIT";
+    let err = schema.try_sql(lock).expect_err("the scope is held");
+    assert!(err.starts_with("55P03"), "{err}");
+    proxy.silence();
+
+    // B's own timeout is 5 s; A's transaction is ended after 1 s idle.
+    let answer = b.push(put("bob", 1));
+    assert_eq!(answer["results"][0]["cursor"], json!(2), "{answer}");
+    assert_eq!(b.store.head("doc").expect("head"), 2);
+    drop(proxy);
 }
 
 /// Keys as long as a request may carry (`Limits::max_key_bytes`: scope,

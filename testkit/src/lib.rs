@@ -140,5 +140,6 @@ pub mod profile;
 pub mod raw_http;
 pub mod server_binary;
 pub mod sync_client;
+pub mod tcp_proxy;
 pub mod tokens;
 pub mod ws_client;
