@@ -28,8 +28,15 @@ struct ProxyMode {
 impl TcpProxy {
     /// Listens on a free loopback port, forwarding to `target`.
     pub async fn start(target: &str) -> TcpProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
+        TcpProxy::start_on("127.0.0.1:0", target)
+            .await
+            .expect("a free loopback port")
+    }
+
+    /// Listens on `listen`, forwarding to `target`.
+    pub async fn start_on(listen: &str, target: &str) -> std::io::Result<TcpProxy> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?.to_string();
         let (mode, _) = tokio::sync::watch::channel(ProxyMode {
             refuse: false,
             silent: false,
@@ -49,12 +56,12 @@ impl TcpProxy {
                 l.lock().unwrap().push(task.abort_handle());
             }
         });
-        TcpProxy {
+        Ok(TcpProxy {
             addr,
             mode,
             live,
             accept,
-        }
+        })
     }
 
     /// Drops every connection and refuses new ones.
