@@ -235,6 +235,19 @@ async fn behind_a_proxy(tag: &str, args: &[&str]) -> Option<(PgSchema, TcpProxy,
     Some((schema, proxy, node))
 }
 
+/// Pushes client `c`'s second mutation, which must be answered 503
+/// `unavailable` (not hang); returns the answer's text.
+async fn push_unavailable(sync: &mut SyncHttp) -> String {
+    let m = with_client(put("c:2", "docs", "c-2", json!(2)), "c", 2);
+    let r = sync
+        .push(&push_body(&[m]))
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["code"], json!("unavailable"), "{}", r.text());
+    r.text().to_owned()
+}
+
 /// With no wait for the database (`--db-outage-wait-ms 0`), a push whose
 /// batch meets a lost database is tried once more and then answered 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,13 +261,7 @@ async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns(
     push_until_ok(&mut sync, "c", 1, "docs").await;
 
     proxy.cut();
-    let m = with_client(put("c:2", "docs", "c-2", json!(2)), "c", 2);
-    let r = sync
-        .push(&push_body(&[m]))
-        .await
-        .expect("an answer, not a hang");
-    assert_eq!(r.status, 503, "{}", r.text());
-    assert_eq!(r.json()["code"], json!("unavailable"), "{}", r.text());
+    push_unavailable(&mut sync).await;
 
     proxy.restore();
     let result = push_until_ok(&mut sync, "c", 2, "docs").await;
@@ -308,14 +315,8 @@ async fn a_database_that_does_not_answer_fails_pushes_after_the_timeout() {
     push_until_ok(&mut sync, "c", 1, "docs").await;
 
     proxy.silence();
-    let m = with_client(put("c:2", "docs", "c-2", json!(2)), "c", 2);
-    let r = sync
-        .push(&push_body(&[m]))
-        .await
-        .expect("an answer, not a hang");
-    assert_eq!(r.status, 503, "{}", r.text());
-    assert_eq!(r.json()["code"], json!("unavailable"), "{}", r.text());
-    assert!(r.text().contains("did not answer"), "{}", r.text());
+    let answer = push_unavailable(&mut sync).await;
+    assert!(answer.contains("did not answer"), "{answer}");
 
     proxy.restore();
     let result = push_until_ok(&mut sync, "c", 2, "docs").await;

@@ -10,13 +10,16 @@ use std::collections::BTreeMap;
 
 use common::{Schema, postgres_url};
 use serde_json::{Value, json};
-use sync_core::store::ScopeRecords;
+use sync_core::store::{ScopeMark, ScopeRecords};
 use sync_core::{
     Engine, EngineConfig, KvApp, Mutation, Output, RequestId, SnapshotRequest, Store, Timestamp,
 };
 use sync_postgres::{PgOptions, PgStore};
 
 const WALL: Timestamp = Timestamp(1_795_328_895_000);
+
+/// Locks `doc`'s version row, failing at once if another holds it.
+const LOCK_DOC: &str = "SELECT 1 FROM {schema}.sync_scopes WHERE scope = 'doc' FOR UPDATE NOWAIT";
 
 struct Node {
     engine: Engine<KvApp>,
@@ -101,6 +104,19 @@ impl Node {
         }
     }
 
+    /// Locks `doc` in the transaction the next batch is written in (as
+    /// before a batch on a scope other nodes write), checks that no one
+    /// else can lock it, and returns where the engine's records of it end.
+    fn lock_doc(&mut self, schema: &Schema) -> Option<ScopeMark> {
+        let held = self.engine.scope_mark("doc");
+        self.store
+            .lock_scopes(&[("doc".to_owned(), held)])
+            .expect("locked");
+        let err = schema.try_sql(LOCK_DOC).expect_err("the scope is held");
+        assert!(err.starts_with("55P03"), "{err}");
+        held
+    }
+
     fn snapshot(&self) -> Value {
         let req = SnapshotRequest {
             scope: "doc".into(),
@@ -172,9 +188,8 @@ fn a_refused_batch_holds_its_scope_until_the_batch_computed_again() {
     let ready = a.engine.poll_ready().expect("a batch");
     let refused = a.store.persist(&ready.persist).expect_err("stale");
     assert_eq!(refused.stale_scopes(), ["doc".to_owned()]);
-    let lock = "SELECT 1 FROM {schema}.sync_scopes WHERE scope = 'doc' FOR UPDATE NOWAIT";
     let err = schema
-        .try_sql(lock)
+        .try_sql(LOCK_DOC)
         .expect_err("the refused store holds the scope");
     assert!(err.starts_with("55P03"), "{err}");
 
@@ -192,7 +207,7 @@ fn a_refused_batch_holds_its_scope_until_the_batch_computed_again() {
         .persist(&ready.persist)
         .expect("written under the held lock");
     a.engine.advance(ready.number).expect("advance");
-    schema.try_sql(lock).expect("released at commit");
+    schema.try_sql(LOCK_DOC).expect("released at commit");
     assert_eq!(a.store.head("doc").expect("head"), 2);
 }
 
@@ -208,14 +223,8 @@ fn a_locked_scope_is_caught_up_and_written_by_the_next_batch_unrefused() {
 
     // A has not seen bob's change: it locks the scope, and what it reads
     // then is all it lacks.
-    let held = a.engine.scope_mark("doc");
+    let held = a.lock_doc(&schema);
     assert_eq!(held.map(|m| m.head), Some(1));
-    a.store
-        .lock_scopes(&[("doc".to_owned(), held)])
-        .expect("locked");
-    let lock = "SELECT 1 FROM {schema}.sync_scopes WHERE scope = 'doc' FOR UPDATE NOWAIT";
-    let err = schema.try_sql(lock).expect_err("the scope is held");
-    assert!(err.starts_with("55P03"), "{err}");
     let updates =
         sync_core::store::refresh_scopes(&mut a.store, &[("doc".to_owned(), held)]).expect("read");
     let [sync_core::store::ScopeUpdate::Delta(delta)] = &updates[..] else {
@@ -229,7 +238,7 @@ fn a_locked_scope_is_caught_up_and_written_by_the_next_batch_unrefused() {
     // lock: not refused.
     let answer = a.push(put("alice", 2));
     assert_eq!(a.conflicts, conflicts, "not refused: {answer}");
-    schema.try_sql(lock).expect("released at commit");
+    schema.try_sql(LOCK_DOC).expect("released at commit");
     assert_eq!(a.store.head("doc").expect("head"), 3);
 }
 
@@ -252,13 +261,7 @@ fn a_node_cut_off_while_holding_a_scope_lets_it_go_within_its_timeout() {
     let mut b = Node::start(&url, &schema);
     a.push(put("alice", 1));
 
-    let held = a.engine.scope_mark("doc");
-    a.store
-        .lock_scopes(&[("doc".to_owned(), held)])
-        .expect("locked");
-    let lock = "SELECT 1 FROM {schema}.sync_scopes WHERE scope = 'doc' FOR UPDATE NOWAIT";
-    let err = schema.try_sql(lock).expect_err("the scope is held");
-    assert!(err.starts_with("55P03"), "{err}");
+    a.lock_doc(&schema);
     proxy.silence();
 
     // B's own timeout is 5 s; A's transaction is ended after 1 s idle.
