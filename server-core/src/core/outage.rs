@@ -15,18 +15,18 @@
 //! began, after pauses growing from [`PAUSE`] to [`PAUSE_MAX`] during which
 //! no job goes out (pushes arriving meanwhile join the next try). Past
 //! that, a failed try answers its pushes 503 at once, until a job succeeds
-//! again: a store that stays away is not waited for twice.
-//!
-//! The outage begins when the first failed try went out, not when it
-//! failed: a database that does not answer at all (a network partition)
-//! fails a try only at the store's own timeout, and the try at once is
-//! made only if that failure came quickly or the wait has time left. So a
-//! push waits at most `outage_wait` plus one store timeout, not two
-//! timeouts past the wait. A read that
+//! again: a store that stays away is not waited for twice. A read that
 //! meets the outage (the locking read pushes on a contended scope wait for,
 //! a read a pull waits for) is tried again the same way, its requests
 //! waiting meanwhile (see reload.rs). A store of one node's own is not
 //! waited for: its failures are answered at once.
+//!
+//! The outage begins when the first failed try went out, not when it
+//! failed: a database that does not answer at all (a network partition)
+//! fails a try only at the store's own timeout, and the try at once is
+//! made only if that failure came quickly ([`QUICK_FAILURE`]) or the wait
+//! has time left. So a push waits at most `outage_wait` plus one store
+//! timeout, not two timeouts past the wait.
 
 use std::time::{Duration, Instant};
 
