@@ -109,7 +109,7 @@ pub(crate) async fn listen(
         match config.connect(NoTls).await {
             Ok((client, mut conn)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-                tokio::spawn(async move {
+                let driving = tokio::spawn(async move {
                     while let Some(Ok(message)) = poll_fn(|cx| conn.poll_message(cx)).await {
                         if let AsyncMessage::Notification(n) = message
                             && tx.send(n.payload().to_owned()).is_err()
@@ -133,6 +133,9 @@ pub(crate) async fn listen(
                     }
                     Err(e) => tracing::warn!(%channel, error = %e, "cannot listen; retrying"),
                 }
+                // A connection that stopped answering would wait for its
+                // unanswered check as long as the socket stays open.
+                driving.abort();
             }
             Err(e) => tracing::warn!(%channel, error = %e, "cannot listen; retrying"),
         }
