@@ -895,6 +895,74 @@ fn a_trim_is_done_once_its_batch_is_durable() {
     assert!(h.core.trim("s", 99).is_err(), "past the head");
 }
 
+/// A trim is not lost with a batch that met an outage of a shared store:
+/// one waiting in the open batch (which the engine drops with the failed
+/// one) and one riding on the failed batch both go out again with the next
+/// try, and each is done once a batch holding it is durable.
+#[test]
+fn trims_go_out_again_with_a_batch_tried_again_after_an_outage() {
+    let mut h = Harness::shared();
+    h.push("p", "s", &["a", "b", "c"]);
+    h.drain();
+    h.persist_ok();
+    h.drain();
+    h.push("q", "s", &["d"]);
+    assert_eq!(h.drain(), ["persist 2"]);
+    let open = h.core.trim("s", 2).unwrap();
+    h.persist_failed(outage());
+    assert_eq!(h.drain().last().map(String::as_str), Some("persist 3"));
+    let trims = |h: &Harness| -> Vec<u64> {
+        let job = h.persist.as_ref().expect("a batch out");
+        job.batch.trims.iter().map(|t| t.before).collect()
+    };
+    assert_eq!(trims(&h), [2], "the trim of the dropped open batch");
+    h.persist_failed(outage());
+    let lines = h.drain();
+    assert!(!lines.iter().any(|l| l.starts_with("done")), "{lines:?}");
+    let (at, why) = h.core.poll_timeout().expect("a pause before the next try");
+    assert_eq!(why, TimerReason::StoreRetry);
+    h.now = at;
+    h.core.handle_timeout(at);
+    assert_eq!(h.drain(), ["persist 4"]);
+    assert_eq!(trims(&h), [2], "the trim of the failed batch");
+    h.persist_ok();
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "q"), [200], "{lines:?}");
+    assert!(
+        lines.contains(&format!("done {} Ok(())", open.0)),
+        "{lines:?}"
+    );
+    assert_eq!(h.core.pending_commands(), 0);
+    assert_eq!(
+        sync_core::store::Store::load(&mut h.store).unwrap().scopes[0]
+            .changes
+            .len(),
+        3
+    );
+}
+
+/// Past the wait, the trims the engine dropped with a failed batch (here
+/// one waiting in the open batch) are done with the store's error, as the
+/// batch's pushes are answered 503, rather than reported done later by a
+/// batch that did not hold them.
+#[test]
+fn trims_dropped_with_a_batch_that_failed_past_the_wait_are_done_with_the_error() {
+    let mut h = Harness::shared();
+    h.push("p", "s", &["a", "b", "c"]);
+    h.drain();
+    h.persist_ok();
+    h.drain();
+    h.push("q", "s", &["d"]);
+    assert_eq!(h.drain(), ["persist 2"]);
+    let ticket = h.core.trim("s", 2).unwrap();
+    h.persist_failed_after(outage(), Duration::from_secs(5));
+    let lines = h.drain();
+    assert_eq!(answered(&lines, "q"), [503], "{lines:?}");
+    let done = format!("done {} Err(Store(\"the session ended\"))", ticket.0);
+    assert!(lines.contains(&done), "{lines:?}");
+    assert_eq!(h.core.pending_commands(), 0);
+}
+
 #[test]
 fn the_broker_hears_interest_and_local_publishes_and_delivers_remote_ones() {
     let mut config = CoreConfig::with_seed(7);

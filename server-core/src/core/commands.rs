@@ -7,7 +7,7 @@ use bytes::Bytes;
 use live_core::{HubError, SessionId};
 use sync_core::App;
 
-use super::ServerCore;
+use super::{PendingTrim, ServerCore};
 use crate::broker::{BackplaneCommand, PendingInterest, is_local_only};
 use crate::error::ServerError;
 use crate::output::{Notice, Output, Ticket};
@@ -76,7 +76,11 @@ where
     pub fn trim(&mut self, scope: &str, before: u64) -> Result<Ticket, ServerError> {
         self.engine.trim(scope, before)?;
         let ticket = self.ticket();
-        self.trims_open.push(ticket);
+        self.trims_open.push(PendingTrim {
+            ticket,
+            scope: scope.to_owned(),
+            before,
+        });
         self.pump();
         Ok(ticket)
     }

@@ -61,6 +61,16 @@ struct Retry {
     wall: Timestamp,
 }
 
+/// A trim not done yet: its ticket, and what it trims, to give it to the
+/// engine again should the batch it rode on (or the open batch the engine
+/// drops with it) fail and be tried again (see persist.rs).
+#[derive(Debug, Clone)]
+struct PendingTrim {
+    ticket: Ticket,
+    scope: String,
+    before: u64,
+}
+
 /// A scope other nodes write beside this one.
 #[derive(Debug, Clone, Copy)]
 struct Contended {
@@ -145,9 +155,9 @@ pub struct ServerCore<U, P, A: App> {
     /// scopes it held.
     releasing: bool,
     /// Trims whose batch was not handed out yet.
-    trims_open: Vec<Ticket>,
+    trims_open: Vec<PendingTrim>,
     /// Trims waiting for batch `.0` to be durable.
-    trims_batched: Vec<(u64, Ticket)>,
+    trims_batched: Vec<(u64, PendingTrim)>,
     retry: BTreeMap<RequestId, Retry>,
     /// The shared store is away (see outage.rs).
     outage: Option<outage::Outage>,
@@ -400,7 +410,7 @@ where
         }
         if self.persisting.is_none() && !self.engine.has_ready() {
             // Trims that reached no batch changed nothing: they are done.
-            for ticket in std::mem::take(&mut self.trims_open) {
+            for PendingTrim { ticket, .. } in std::mem::take(&mut self.trims_open) {
                 self.emit(Output::Done {
                     ticket,
                     result: Ok(()),

@@ -6,6 +6,11 @@
 //!
 //! On a shared store an outage is waited out first (see outage.rs).
 //!
+//! Trims ride on batches and are done once theirs is durable. The engine
+//! drops a failed batch's trims with those of the open batch; when the
+//! batch is tried again they are given to it again, else they are done
+//! with the store's error.
+//!
 //! A shared store that refuses a batch as stale keeps the refused scopes
 //! locked until its next batch (see `sync-postgres`), so the reload it
 //! handed back is all there is to catch up on, and the batch computed again
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 use sync_core::{App, ErrorCode, Output as EngineOutput, RequestId, Response};
 
 use super::reload::CONTENDED_READS;
-use super::{Contended, ServerCore};
+use super::{Contended, PendingTrim, ServerCore};
 use crate::error::ServerError;
 use crate::output::{Notice, Output, PersistFailure, PersistJob};
 use crate::policy::Policy;
@@ -103,8 +108,8 @@ where
             return false;
         };
         let number = ready.number;
-        for ticket in std::mem::take(&mut self.trims_open) {
-            self.trims_batched.push((number, ticket));
+        for trim in std::mem::take(&mut self.trims_open) {
+            self.trims_batched.push((number, trim));
         }
         let changes = ready.persist.changes.len();
         if ready.persist.is_empty() && rebasing.is_none() {
@@ -164,7 +169,9 @@ where
                 self.metrics.persist_failures += 1;
                 let message = failure.message.clone();
                 let stale = !failure.reloaded.is_empty();
-                let (again, answered) = self.after_failed_batch(number, failure, tried_at);
+                let (again, answered, tried_again) =
+                    self.after_failed_batch(number, failure, tried_at);
+                self.after_failed_trims(number, tried_again, &message);
                 let notice = if !stale && again > 0 && answered == 0 {
                     Notice::PersistRetried {
                         batch: number,
@@ -182,27 +189,60 @@ where
                 Err(ServerError::Store(message))
             }
         };
+        if outcome.is_ok() {
+            for trim in self.take_trims_of(number) {
+                self.emit(Output::Done {
+                    ticket: trim.ticket,
+                    result: Ok(()),
+                });
+            }
+        }
+    }
+
+    /// The trims that rode on batch `number`, no longer waiting for it.
+    fn take_trims_of(&mut self, number: u64) -> Vec<PendingTrim> {
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.trims_batched)
             .into_iter()
             .partition(|(n, _)| *n == number);
         self.trims_batched = waiting;
-        for (_, ticket) in done {
-            self.emit(Output::Done {
-                ticket,
-                result: outcome.clone(),
-            });
+        done.into_iter().map(|(_, trim)| trim).collect()
+    }
+
+    /// Batch `number` failed, and the engine dropped its trims with those of
+    /// the open batch: when the batch is tried again (a stale refusal, an
+    /// outage waited out), they are given to the engine again, to go out
+    /// with the next try; otherwise they are done with the store's error.
+    fn after_failed_trims(&mut self, number: u64, tried_again: bool, message: &str) {
+        let mut lost = self.take_trims_of(number);
+        lost.append(&mut self.trims_open);
+        for trim in lost {
+            let again = if tried_again {
+                self.engine
+                    .trim(&trim.scope, trim.before)
+                    .map_err(ServerError::from)
+            } else {
+                Err(ServerError::Store(message.to_owned()))
+            };
+            match again {
+                Ok(()) => self.trims_open.push(trim),
+                Err(e) => self.emit(Output::Done {
+                    ticket: trim.ticket,
+                    result: Err(e),
+                }),
+            }
         }
     }
 
     /// Rolls back a failed batch, whose try went out at `tried_at`, and
     /// answers or pushes again its pushes; returns how many were pushed
-    /// again and how many answered.
+    /// again, how many answered, and whether the batch is tried again (a
+    /// stale refusal, an outage waited out), whatever it held.
     fn after_failed_batch(
         &mut self,
         number: u64,
         failure: PersistFailure,
         tried_at: Instant,
-    ) -> (usize, usize) {
+    ) -> (usize, usize, bool) {
         // The batch is the one out: the engine cannot refuse it.
         let _ = self.engine.handle_persist_failed(number);
         let stale = !failure.reloaded.is_empty();
@@ -288,6 +328,6 @@ where
                 self.engine.handle_push(wall, request_id, mutations);
             }
         }
-        (pushed_again, answered)
+        (pushed_again, answered, stale || wait_out)
     }
 }
