@@ -307,7 +307,7 @@ async fn pushes_wait_for_a_database_that_comes_back() {
 /// answers again, so does the node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_does_not_answer_fails_pushes_after_the_timeout() {
-    let args = ["--db-outage-wait-ms", "300", "--db-timeout-ms", "1000"];
+    let args = ["--db-outage-wait-ms", "300", "--db-timeout-ms", "2000"];
     let Some((_schema, proxy, node)) = behind_a_proxy("partition", &args).await else {
         return;
     };
@@ -337,7 +337,7 @@ async fn a_node_whose_notices_went_silent_listens_again() {
     let proxy = TcpProxy::start("127.0.0.1:5432").await;
     let name = format!("silent-b-{}", std::process::id());
     let b_db = format!("{}&application_name={name}", schema.url_via(&proxy.addr));
-    let b = Node::start_with(&b_db, &["--db-timeout-ms", "500"]).await;
+    let b = Node::start_with(&b_db, &["--db-timeout-ms", "1000"]).await;
     listening(&url, &name).await;
     let mut watcher = WsClient::connect_as(&format!("ws://{}/ws", b.addr), "w").await;
     watcher.subscribe("sync:docs").await;

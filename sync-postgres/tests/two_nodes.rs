@@ -256,7 +256,7 @@ fn a_node_cut_off_while_holding_a_scope_lets_it_go_within_its_timeout() {
     let proxy = rt.block_on(testkit::tcp_proxy::TcpProxy::start("127.0.0.1:5432"));
     let (user, rest) = url.split_once('@').expect("USER@HOST in the URL");
     let via_proxy = format!("{user}@{}{}", proxy.addr, &rest[rest.find('/').unwrap()..]);
-    let timeout = std::time::Duration::from_secs(1);
+    let timeout = std::time::Duration::from_secs(2);
     let mut a = Node::start_with(&via_proxy, schema.options().with_timeout(timeout));
     let mut b = Node::start(&url, &schema);
     a.push(put("alice", 1));
@@ -264,7 +264,7 @@ fn a_node_cut_off_while_holding_a_scope_lets_it_go_within_its_timeout() {
     a.lock_doc(&schema);
     proxy.silence();
 
-    // B's own timeout is 5 s; A's transaction is ended after 1 s idle.
+    // B's own timeout is 5 s; A's transaction is ended after 2 s idle.
     let answer = b.push(put("bob", 1));
     assert_eq!(answer["results"][0]["cursor"], json!(2), "{answer}");
     assert_eq!(b.store.head("doc").expect("head"), 2);
