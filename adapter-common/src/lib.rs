@@ -17,7 +17,7 @@
 //!   `Stream + Sink` of tungstenite messages, with write batching;
 //! - the HTTP service ([`http`]): `/ws` upgrade with live-core's handshake
 //!   rules, the sync endpoints through sync-core's request handler,
-//!   `/healthz`, `/metrics`, static files, capped body reads;
+//!   `/healthz`, `/readyz`, `/metrics`, static files, capped body reads;
 //! - the application hooks ([`Hooks`]), the [`ServerHandle`] for server-side
 //!   publish/send/close/subscribe/trim, graceful shutdown;
 //! - the accept loop ([`accept`]) over any stream of accepted connections,

@@ -292,6 +292,7 @@ async fn pushes_wait_for_a_database_that_comes_back() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "the push waits for the database");
     assert_eq!(metric(&node, "sync_store_unreachable").await, "1");
+    assert_eq!(get(&node, "/readyz").await.0, 503, "not ready to write");
     proxy.restore();
     let r = waiting.await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
@@ -299,6 +300,7 @@ async fn pushes_wait_for_a_database_that_comes_back() {
     assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
     assert!(node.logged("trying its 1 pushes again"));
     assert_eq!(metric(&node, "sync_store_unreachable").await, "0");
+    assert_eq!(get(&node, "/readyz").await, (200, "ready\n".to_owned()));
 }
 
 /// A database that neither answers nor refuses (a network partition) is
@@ -376,12 +378,20 @@ async fn listening(url: &str, application_name: &str) {
     panic!("{application_name} never listened");
 }
 
-/// The value of `name` in the node's `/metrics`.
-async fn metric(node: &Node, name: &str) -> String {
+/// The status and body of a GET of `path` on the node.
+async fn get(node: &Node, path: &str) -> (u16, String) {
     let base = format!("http://{}", node.addr);
     let mut http = testkit::http_client::HttpConn::new(&base).unwrap();
-    let r = (http.request(http::Method::GET, "/metrics", &[], "").await).unwrap();
-    let body = String::from_utf8_lossy(&r.body).into_owned();
+    let r = (http.request(http::Method::GET, path, &[], "").await).unwrap();
+    (
+        r.status.as_u16(),
+        String::from_utf8_lossy(&r.body).into_owned(),
+    )
+}
+
+/// The value of `name` in the node's `/metrics`.
+async fn metric(node: &Node, name: &str) -> String {
+    let (_, body) = get(node, "/metrics").await;
     let line = body.lines().find(|l| l.split(' ').next() == Some(name));
     let value = line.and_then(|l| l.split(' ').nth(1));
     value

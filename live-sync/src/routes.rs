@@ -8,8 +8,9 @@ use adapter_tokio::TokioRuntime;
 use crate::Server;
 
 /// Which routes [`Server::router_with`] mounts. The WebSocket endpoint and
-/// the sync endpoints always; `/healthz` and `/metrics` only when asked for
-/// (an application usually has its own, or must not expose them publicly).
+/// the sync endpoints always; `/healthz`, `/readyz` and `/metrics` only when
+/// asked for (an application usually has its own, or must not expose them
+/// publicly).
 #[derive(Debug, Clone, Copy, Default)]
 #[must_use]
 pub struct Routes {
@@ -23,7 +24,9 @@ impl Routes {
         Routes::default()
     }
 
-    /// Also `GET /healthz` (`ok`).
+    /// Also `GET /healthz` (`ok`: the process serves) and `GET /readyz`
+    /// (`ready`, or 503 while the node finds its shared store unreachable
+    /// or is shutting down).
     pub fn health(mut self) -> Self {
         self.health = true;
         self
@@ -52,7 +55,9 @@ impl<H: Hooks> Server<TokioRuntime, H> {
             .route_service(&self.ws_path, service.clone())
             .route_service(&format!("{}/{{*op}}", self.sync_prefix), service.clone());
         if routes.health {
-            router = router.route_service("/healthz", service.clone());
+            router = router
+                .route_service("/healthz", service.clone())
+                .route_service("/readyz", service.clone());
         }
         if routes.metrics {
             router = router.route_service("/metrics", service);

@@ -20,7 +20,7 @@ use crate::Error;
 /// - [`handle`](Self::handle): publish, send, close, subscribe and trim from
 ///   application code;
 /// - [`service`](Self::service): every route (`/ws`, `/_sync/*`, `/healthz`,
-///   `/metrics`) as one `tower::Service` and hyper `Service`, for any
+///   `/readyz`, `/metrics`) as one `tower::Service` and hyper `Service`, for any
 ///   framework on either runtime; with feature `axum`,
 ///   [`router`](Self::router) mounts only the routes asked for;
 /// - [`serve`](Self::serve): listen on an address until SIGINT/SIGTERM.

@@ -36,8 +36,10 @@ async fn nested_under_a_prefix_the_routes_work_and_claim_nothing_else() {
     assert_eq!(status(&mut http, "/hello").await, 200);
     for unclaimed in [
         "/healthz",
+        "/readyz",
         "/metrics",
         "/live/healthz",
+        "/live/readyz",
         "/live/metrics",
         "/ws",
         "/_sync/pull",
@@ -74,6 +76,11 @@ async fn merged_with_health_and_metrics_opted_in() {
     let mut http = HttpConn::new(&format!("http://{addr}")).unwrap();
     assert_eq!(status(&mut http, "/hello").await, 200);
     assert_eq!(status(&mut http, "/healthz").await, 200);
+    assert_eq!(
+        status(&mut http, "/readyz").await,
+        200,
+        "a memory store is always there"
+    );
     let metrics = http
         .request(Method::GET, "/metrics", &[], "")
         .await

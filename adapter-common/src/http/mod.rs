@@ -11,8 +11,12 @@
 //!   the body under the limit (413 from `Content-Length` before reading, else
 //!   cut off while reading), then the server core, which parses the
 //!   request, authorizes its scopes (403) and runs it.
-//! - `/healthz`: `ok`. `/metrics`: Prometheus text, with the connection
-//!   limits' and sync rate limits' refusals.
+//! - `/healthz`: `ok` while the process serves HTTP (liveness). `/readyz`:
+//!   `ready`, or 503 `unavailable` while the node finds its shared store
+//!   unreachable (`sync_store_unreachable` in `/metrics`) or is shutting
+//!   down, so a load balancer sends clients to nodes that can write.
+//!   `/metrics`: Prometheus text, with the connection limits' and sync rate
+//!   limits' refusals.
 //! - anything else: a file from the static directory if one is configured,
 //!   else 404.
 //!
@@ -165,6 +169,15 @@ impl<R: Runtime, H: Hooks> Service<R, H> {
         }
         match path.as_str() {
             "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+            "/readyz" => match self.inner.server.metrics().await {
+                Ok(m) if m.sync.store_unreachable > 0 => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the store is unreachable from this node",
+                ),
+                Ok(_) => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+                Err(_) => unavailable(),
+            },
             "/metrics" => match self.inner.server.metrics().await {
                 Ok(mut m) => {
                     let connections = crate::admission::lock(&self.inner.connections);
