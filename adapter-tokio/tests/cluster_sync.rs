@@ -249,7 +249,8 @@ async fn push_unavailable(sync: &mut SyncHttp) -> String {
 }
 
 /// With no wait for the database (`--db-outage-wait-ms 0`), a push whose
-/// batch meets a lost database is tried once more and then answered 503.
+/// batch meets a lost database is tried once more and then answered 503,
+/// and the node is not ready (`/readyz`) until it hears the database again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns() {
     let Some((_schema, proxy, node)) =
@@ -262,8 +263,22 @@ async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns(
 
     proxy.cut();
     push_unavailable(&mut sync).await;
+    assert_eq!(get(&node, "/readyz").await.0, 503);
 
+    // Back: the node hears the database again (its listening connection
+    // reconnects) and reads what changed, which makes it ready again
+    // before any push.
     proxy.restore();
+    let mut ready = false;
+    for _ in 0..200 {
+        if get(&node, "/readyz").await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready again without a push");
+    assert_eq!(metric(&node, "sync_store_unreachable").await, "0");
     let result = push_until_ok(&mut sync, "c", 2, "docs").await;
     assert_eq!(result["cursor"], json!(2));
     assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
