@@ -224,6 +224,13 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub db_pool_size: u16,
+    /// With PostgreSQL: a PEM file of the certificate authorities that sign
+    /// the database server's certificate. Connections then use TLS and
+    /// verify the server (chain and host name) against them. Without it,
+    /// `sslmode=require` in the --db URL uses TLS verified against the
+    /// system's authorities; otherwise connections are in the clear.
+    #[arg(long, env = "LIVE_SYNC_DB_CA_FILE", value_name = "FILE")]
+    pub db_ca_file: Option<PathBuf>,
     /// Seconds a client may take to send a request's headers before the
     /// connection is closed (against clients that send one byte at a time).
     #[arg(long, env = "LIVE_SYNC_HEADER_READ_TIMEOUT", default_value_t = 10)]
@@ -405,13 +412,17 @@ impl ServeArgs {
         (db.starts_with("postgres://") || db.starts_with("postgresql://")).then_some(db)
     }
 
-    /// The PostgreSQL store's options from `--db-timeout-ms` and
-    /// `--db-pool-size`.
+    /// The PostgreSQL store's options from `--db-timeout-ms`,
+    /// `--db-pool-size` and `--db-ca-file`.
     #[cfg(feature = "postgres")]
     pub fn pg_options(&self) -> sync_postgres::PgOptions {
-        sync_postgres::PgOptions::default()
+        let options = sync_postgres::PgOptions::default()
             .with_timeout(Duration::from_millis(self.db_timeout_ms))
-            .with_pool_size(usize::from(self.db_pool_size))
+            .with_pool_size(usize::from(self.db_pool_size));
+        match &self.db_ca_file {
+            Some(ca) => options.with_ca_file(ca),
+            None => options,
+        }
     }
 
     /// Opens the chosen store. Blocking: call it on a blocking thread.
@@ -714,6 +725,13 @@ mod tests {
         let b = b.pg_options();
         assert_eq!(b.timeout, Duration::from_millis(750));
         assert_eq!(b.pool_size, 12);
+        assert_eq!(
+            a.ca_file, None,
+            "in the clear unless the URL or a CA file asks"
+        );
+        let c = parse(&["--db", url, "--db-ca-file", "/etc/db-ca.pem"]).unwrap();
+        let ca = c.pg_options().ca_file;
+        assert_eq!(ca.as_deref(), Some(std::path::Path::new("/etc/db-ca.pem")));
         // No timeout would let a partitioned database hold pushes forever.
         assert!(parse(&["--db-timeout-ms", "0"]).is_err());
         assert!(parse(&["--db-pool-size", "0"]).is_err());

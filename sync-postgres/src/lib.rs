@@ -30,6 +30,11 @@
 //! It must never decide protocol questions (which cursor comes next, whether
 //! a mutation is a replay): those belong to `sync-core`.
 //!
+//! Connections are in the clear unless the URL says `sslmode=require` or
+//! [`PgOptions::ca_file`] names the authorities that sign the server's
+//! certificate: then they use TLS (rustls) and always verify the server,
+//! against that file or else the system's authorities.
+//!
 //! The store is synchronous, like every [`sync_core::Store`]: it owns a small
 //! tokio runtime (one worker thread) for the asynchronous client and its
 //! pool, and blocks the calling thread. Drivers already run stores on a
@@ -53,6 +58,7 @@ mod schema;
 mod store;
 #[cfg(test)]
 mod test_db;
+mod tls;
 mod watch;
 mod write;
 mod writer;

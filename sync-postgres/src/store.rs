@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
 use sync_core::store::{ScopeDelta, ScopeMark, ScopeRecords, ScopeUpdate, load_whole};
 use sync_core::{Batch, Recovered, Store};
 use tokio_postgres::NoTls;
 
+use crate::tls::Connector;
 use crate::watch::{self, Changed};
 use crate::writer::{Persist, Writer};
 use crate::{Error, delta, read, schema};
@@ -30,6 +31,12 @@ pub struct PgOptions {
     /// several independent deployments or tests in one database. Letters,
     /// digits and `_` only. Default: none (the server's `search_path`).
     pub schema: Option<String>,
+    /// A PEM file of the certificate authorities that sign PostgreSQL's
+    /// certificate: connections use TLS, verifying the server against them.
+    /// Without it, TLS is used when the URL says `sslmode=require`,
+    /// verifying the server against the system's authorities; otherwise
+    /// connections are in the clear. Default: none.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PgOptions {
@@ -38,6 +45,7 @@ impl Default for PgOptions {
             pool_size: 4,
             timeout: Duration::from_secs(5),
             schema: None,
+            ca_file: None,
         }
     }
 }
@@ -54,6 +62,13 @@ impl PgOptions {
     /// The same options with another timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The same options with TLS verified against the authorities of the
+    /// PEM file at `path` (see [`PgOptions::ca_file`]).
+    pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 
@@ -95,6 +110,7 @@ pub struct PgStore {
     read_from: BTreeMap<String, i64>,
     /// Kept for the listening connection of [`PgStore::watch`].
     config: tokio_postgres::Config,
+    connector: Connector,
     /// Channel of this deployment's change notices.
     channel: String,
     /// This store's name in its notices, so it can ignore its own.
@@ -128,6 +144,7 @@ impl PgStore {
             config.options(format!("-c search_path={schema}"));
         }
         config.connect_timeout(options.timeout);
+        let connector = Connector::new(&mut config, options.ca_file.as_deref())?;
         // The URL's own (`?application_name=node-1`) names the node in
         // `pg_stat_activity`.
         if config.get_application_name().is_none() {
@@ -148,9 +165,8 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
-        let manager = Manager::from_config(
+        let manager = connector.manager(
             config.clone(),
-            NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -177,6 +193,7 @@ impl PgStore {
             writer: Writer::default(),
             read_from: BTreeMap::new(),
             config,
+            connector,
             channel: watch::channel(options.schema.as_deref()),
             node: node_name(),
         };
@@ -218,13 +235,32 @@ impl PgStore {
     /// it. Runs until the store is dropped.
     pub fn watch(&self, on_change: impl Fn(Changed) + Send + Sync + 'static) {
         let rt = self.watcher.as_ref().expect("runtime present until drop");
-        rt.spawn(watch::listen(
-            self.config.clone(),
-            self.channel.clone(),
-            self.node.clone(),
-            self.timeout,
-            Box::new(on_change),
-        ));
+        let (config, channel, node) =
+            (self.config.clone(), self.channel.clone(), self.node.clone());
+        let on_change = Box::new(on_change);
+        match &self.connector {
+            Connector::Plain => {
+                rt.spawn(watch::listen(
+                    config,
+                    NoTls,
+                    channel,
+                    node,
+                    self.timeout,
+                    on_change,
+                ));
+            }
+            Connector::Tls(tls) => {
+                let tls = tls.clone();
+                rt.spawn(watch::listen(
+                    config,
+                    tls,
+                    channel,
+                    node,
+                    self.timeout,
+                    on_change,
+                ));
+            }
+        }
     }
 
     /// Runs `read` on a pooled connection, once more if PostgreSQL ended

@@ -17,7 +17,8 @@
 use std::future::poll_fn;
 use std::time::Duration;
 
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, Config, Socket};
 
 /// What another node did, as told to a [`crate::PgStore::watch`] callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,16 +98,20 @@ fn announced(payload: &str, own: &str) -> Option<Vec<Changed>> {
 /// database forever, and this node would never hear another commit. So
 /// every `timeout` the listener asks PostgreSQL a trivial query, and
 /// one that does not come within `timeout` counts as a lost connection.
-pub(crate) async fn listen(
+pub(crate) async fn listen<T>(
     config: Config,
+    tls: T,
     channel: String,
     node: String,
     timeout: Duration,
     on_change: Box<dyn Fn(Changed) + Send + Sync>,
-) {
+) where
+    T: MakeTlsConnect<Socket> + Clone,
+    T::Stream: Send + 'static,
+{
     let mut connected_before = false;
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut conn)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let driving = tokio::spawn(async move {

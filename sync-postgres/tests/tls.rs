@@ -1,0 +1,162 @@
+//! PostgreSQL over TLS. The test's PostgreSQL is reached through a front
+//! that speaks PostgreSQL's TLS negotiation with a certificate made here
+//! (for `localhost`) and hands the decrypted stream to the real server, so
+//! what is checked is the store's side: it asks for TLS, verifies the
+//! server against the given authorities (or the system's), and refuses a
+//! server they do not vouch for.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Schema, postgres_url};
+use sync_core::Store;
+use sync_postgres::{Changed, PgStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// PostgreSQL's `SSLRequest`: length 8, code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 210, 22, 47];
+
+/// A front on a free port of 127.0.0.1 for the real server at `target`:
+/// TLS with `certified`'s certificate for clients that ask for it, counted
+/// in the first counter; in the clear for the others, counted in the
+/// second.
+struct TlsFront {
+    port: u16,
+    tls: Arc<AtomicUsize>,
+    plain: Arc<AtomicUsize>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl TlsFront {
+    fn start(certified: &rcgen::CertifiedKey<rcgen::KeyPair>, target: &str) -> TlsFront {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
+            certified.signing_key.serialize_der().into(),
+        );
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .expect("the test certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tls, plain) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (t, p, target) = (tls.clone(), plain.clone(), target.to_owned());
+        rt.spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let (acceptor, t, p, target) =
+                    (acceptor.clone(), t.clone(), p.clone(), target.clone());
+                tokio::spawn(async move {
+                    let mut first = [0u8; 8];
+                    inbound.read_exact(&mut first).await?;
+                    let mut server = tokio::net::TcpStream::connect(&target).await?;
+                    if first == SSL_REQUEST {
+                        inbound.write_all(b"S").await?;
+                        let mut client = acceptor.accept(inbound).await?;
+                        t.fetch_add(1, Ordering::SeqCst);
+                        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+                    } else {
+                        p.fetch_add(1, Ordering::SeqCst);
+                        server.write_all(&first).await?;
+                        tokio::io::copy_bidirectional(&mut inbound, &mut server).await?;
+                    }
+                    Ok::<_, std::io::Error>(())
+                });
+            }
+        });
+        TlsFront {
+            port,
+            tls,
+            plain,
+            _rt: rt,
+        }
+    }
+
+    /// `url` reaching the real server through this front, as `localhost`.
+    fn url(&self, url: &str, query: &str) -> String {
+        let (user, rest) = url.split_once('@').expect("USER@HOST in the URL");
+        let path = &rest[rest.find('/').expect("/DB in the URL")..];
+        format!("{user}@localhost:{}{path}{query}", self.port)
+    }
+}
+
+fn certified() -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("a certificate")
+}
+
+#[test]
+fn connections_use_tls_and_verify_the_server_against_the_ca_file() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "tls");
+    let server = certified();
+    let front = TlsFront::start(&server, "127.0.0.1:5432");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.cert.pem()).unwrap();
+
+    let mut store = PgStore::connect(&front.url(&url, ""), schema.options().with_ca_file(&ca))
+        .expect("connected over TLS");
+    assert!(store.load().expect("load").scopes.is_empty());
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.watch(move |changed| {
+        let _ = tx.send(changed);
+    });
+    let heard = rx.recv_timeout(Duration::from_secs(20));
+    assert_eq!(heard.ok(), Some(Changed::Everything), "the listener is up");
+    assert!(front.tls.load(Ordering::SeqCst) >= 2, "pool and listener");
+    assert_eq!(
+        front.plain.load(Ordering::SeqCst),
+        0,
+        "nothing in the clear"
+    );
+}
+
+#[test]
+fn a_server_the_authorities_do_not_vouch_for_is_refused() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "tls_refused");
+    let front = TlsFront::start(&certified(), "127.0.0.1:5432");
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, certified().cert.pem()).unwrap();
+
+    // Another authority's file, then the system's authorities.
+    let e = PgStore::connect(&front.url(&url, ""), schema.options().with_ca_file(&other))
+        .expect_err("refused");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    let e = PgStore::connect(&front.url(&url, "?sslmode=require"), schema.options())
+        .expect_err("refused");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    assert_eq!(
+        front.tls.load(Ordering::SeqCst),
+        0,
+        "no session got through"
+    );
+    assert_eq!(front.plain.load(Ordering::SeqCst), 0);
+
+    // A CA file that holds no certificate says so.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let e = PgStore::connect(&front.url(&url, ""), schema.options().with_ca_file(&empty))
+        .expect_err("refused");
+    assert!(e.to_string().contains("no certificate"), "{e}");
+}
+
+#[test]
+fn without_sslmode_require_connections_are_in_the_clear() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "tls_plain");
+    let front = TlsFront::start(&certified(), "127.0.0.1:5432");
+    let mut store = PgStore::connect(&front.url(&url, ""), schema.options()).expect("connected");
+    assert!(store.load().expect("load").scopes.is_empty());
+    assert_eq!(front.tls.load(Ordering::SeqCst), 0);
+    assert!(front.plain.load(Ordering::SeqCst) >= 1);
+}
