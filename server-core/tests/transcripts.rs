@@ -895,12 +895,9 @@ fn a_trim_is_done_once_its_batch_is_durable() {
     assert!(h.core.trim("s", 99).is_err(), "past the head");
 }
 
-/// A trim is not lost with a batch that met an outage of a shared store:
-/// one waiting in the open batch (which the engine drops with the failed
-/// one) and one riding on the failed batch both go out again with the next
-/// try, and each is done once a batch holding it is durable.
-#[test]
-fn trims_go_out_again_with_a_batch_tried_again_after_an_outage() {
+/// A shared store's scope `s` with three changes durable, q's push (`d`)
+/// in batch 2 out, and a trim of `s` before 2 waiting in the open batch.
+fn trim_beside_a_batch_out() -> (Harness, server_core::Ticket) {
     let mut h = Harness::shared();
     h.push("p", "s", &["a", "b", "c"]);
     h.drain();
@@ -908,7 +905,17 @@ fn trims_go_out_again_with_a_batch_tried_again_after_an_outage() {
     h.drain();
     h.push("q", "s", &["d"]);
     assert_eq!(h.drain(), ["persist 2"]);
-    let open = h.core.trim("s", 2).unwrap();
+    let ticket = h.core.trim("s", 2).unwrap();
+    (h, ticket)
+}
+
+/// A trim is not lost with a batch that met an outage of a shared store:
+/// one waiting in the open batch (which the engine drops with the failed
+/// one) and one riding on the failed batch both go out again with the next
+/// try, and each is done once a batch holding it is durable.
+#[test]
+fn trims_go_out_again_with_a_batch_tried_again_after_an_outage() {
+    let (mut h, open) = trim_beside_a_batch_out();
     h.persist_failed(outage());
     assert_eq!(h.drain().last().map(String::as_str), Some("persist 3"));
     let trims = |h: &Harness| -> Vec<u64> {
@@ -947,14 +954,7 @@ fn trims_go_out_again_with_a_batch_tried_again_after_an_outage() {
 /// batch that did not hold them.
 #[test]
 fn trims_dropped_with_a_batch_that_failed_past_the_wait_are_done_with_the_error() {
-    let mut h = Harness::shared();
-    h.push("p", "s", &["a", "b", "c"]);
-    h.drain();
-    h.persist_ok();
-    h.drain();
-    h.push("q", "s", &["d"]);
-    assert_eq!(h.drain(), ["persist 2"]);
-    let ticket = h.core.trim("s", 2).unwrap();
+    let (mut h, ticket) = trim_beside_a_batch_out();
     h.persist_failed_after(outage(), Duration::from_secs(5));
     let lines = h.drain();
     assert_eq!(answered(&lines, "q"), [503], "{lines:?}");

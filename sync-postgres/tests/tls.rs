@@ -82,9 +82,8 @@ impl TlsFront {
 
     /// `url` reaching the real server through this front, as `localhost`.
     fn url(&self, url: &str, query: &str) -> String {
-        let (user, rest) = url.split_once('@').expect("USER@HOST in the URL");
-        let path = &rest[rest.find('/').expect("/DB in the URL")..];
-        format!("{user}@localhost:{}{path}{query}", self.port)
+        let via = testkit::tcp_proxy::url_via(url, &format!("localhost:{}", self.port));
+        format!("{via}{query}")
     }
 }
 

@@ -254,8 +254,7 @@ fn a_node_cut_off_while_holding_a_scope_lets_it_go_within_its_timeout() {
     let schema = Schema::fresh(&url, "cutoff");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let proxy = rt.block_on(testkit::tcp_proxy::TcpProxy::start("127.0.0.1:5432"));
-    let (user, rest) = url.split_once('@').expect("USER@HOST in the URL");
-    let via_proxy = format!("{user}@{}{}", proxy.addr, &rest[rest.find('/').unwrap()..]);
+    let via_proxy = testkit::tcp_proxy::url_via(&url, &proxy.addr);
     let timeout = std::time::Duration::from_secs(2);
     let mut a = Node::start_with(&via_proxy, schema.options().with_timeout(timeout));
     let mut b = Node::start(&url, &schema);

@@ -6,6 +6,14 @@
 
 use std::sync::{Arc, Mutex};
 
+/// `url` (`SCHEME://USER@HOST[:PORT]/REST`) with its host and port
+/// replaced by `addr`, to reach a service through a proxy or front.
+pub fn url_via(url: &str, addr: &str) -> String {
+    let (scheme_user, rest) = url.split_once('@').expect("USER@HOST in the URL");
+    let path = rest.find('/').map_or("", |at| &rest[at..]);
+    format!("{scheme_user}@{addr}{path}")
+}
+
 /// A TCP forwarder on a loopback port; dropping it cuts every connection.
 pub struct TcpProxy {
     /// Where it listens (`127.0.0.1:PORT`).
@@ -106,9 +114,11 @@ async fn forward(
         let Ok(mut out) = tokio::net::TcpStream::connect(&target).await else {
             return;
         };
+        // The mode first: once `silence` returned, no poll forwards a byte.
         tokio::select! {
-            _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => return,
+            biased;
             _ = mode.wait_for(|m| m.silenced != at_accept.silenced) => {}
+            _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => return,
         }
         outbound = Some(out);
     }

@@ -146,10 +146,7 @@ impl PgSchema {
 
     /// [`PgSchema::url`] with the host and port replaced by `addr`.
     pub fn url_via(&self, addr: &str) -> String {
-        let url = self.url();
-        let (scheme_user, rest) = url.split_once('@').expect("USER@HOST in the URL");
-        let path = &rest[rest.find('/').expect("/DB in the URL")..];
-        format!("{scheme_user}@{addr}{path}")
+        testkit::tcp_proxy::url_via(&self.url(), addr)
     }
 }
 
