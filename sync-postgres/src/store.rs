@@ -33,9 +33,10 @@ pub struct PgOptions {
     pub schema: Option<String>,
     /// A PEM file of the certificate authorities that sign PostgreSQL's
     /// certificate: connections use TLS, verifying the server against them.
-    /// Without it, TLS is used when the URL says `sslmode=require`,
-    /// verifying the server against the system's authorities; otherwise
-    /// connections are in the clear. Default: none.
+    /// Without it, the URL's `sslrootcert=PATH` names one; else TLS is used
+    /// when the URL says `sslmode=require` (or libpq's `verify-full` or
+    /// `verify-ca`), verifying the server against the system's authorities;
+    /// otherwise connections are in the clear. Default: none.
     pub ca_file: Option<std::path::PathBuf>,
 }
 
@@ -131,6 +132,8 @@ impl PgStore {
     /// up to date and returns the store. Fails within `options.timeout` when
     /// the server cannot be reached.
     pub fn connect(url: &str, options: PgOptions) -> Result<Self, Error> {
+        let (url, named_ca) = crate::tls::libpq_tls_options(url);
+        let ca_file = options.ca_file.clone().or(named_ca);
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| Error::Config(format!("{e}")))?;
         if let Some(schema) = &options.schema {
@@ -144,7 +147,7 @@ impl PgStore {
             config.options(format!("-c search_path={schema}"));
         }
         config.connect_timeout(options.timeout);
-        let connector = Connector::new(&mut config, options.ca_file.as_deref())?;
+        let connector = Connector::new(&mut config, ca_file.as_deref())?;
         // The URL's own (`?application_name=node-1`) names the node in
         // `pg_stat_activity`.
         if config.get_application_name().is_none() {

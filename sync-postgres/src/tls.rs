@@ -9,8 +9,12 @@
 //! no TLS is attempted: `sslmode=prefer`, which tokio-postgres assumes when
 //! the URL names no mode, is taken as `disable`, since a server that may or
 //! may not be spoken to privately is one to be told plainly which.
+//!
+//! URLs written for libpq work too: `sslmode=verify-full` and `verify-ca`
+//! mean what `require` means here, and `sslrootcert=PATH` names the CA file
+//! (see [`libpq_tls_options`]); tokio-postgres would refuse all three.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig};
@@ -94,4 +98,86 @@ fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
         )));
     }
     Ok(certs)
+}
+
+/// Takes libpq's TLS options that tokio-postgres does not know out of a
+/// URL's query: `sslmode=verify-full` and `sslmode=verify-ca` become
+/// `sslmode=require` (which verifies the server here), and
+/// `sslrootcert=PATH` is removed and returned as the CA file. Anything else
+/// is left as it was, as is a connection string that is not a URL.
+pub(crate) fn libpq_tls_options(url: &str) -> (String, Option<PathBuf>) {
+    let Some((base, query)) = url.split_once('?').filter(|_| url.contains("://")) else {
+        return (url.to_owned(), None);
+    };
+    let mut ca_file = None;
+    let mut kept: Vec<String> = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("sslrootcert", path)) => ca_file = Some(PathBuf::from(percent_decoded(path))),
+            Some(("sslmode", "verify-full" | "verify-ca")) => kept.push("sslmode=require".into()),
+            _ => kept.push(pair.to_owned()),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, ca_file)
+}
+
+/// `s` with its `%XX` escapes decoded (an escape that is not one is kept).
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_urls_are_understood() {
+        let (url, ca) = libpq_tls_options(
+            "postgres://app@db.example/sync?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=n1",
+        );
+        assert_eq!(
+            url,
+            "postgres://app@db.example/sync?sslmode=require&application_name=n1"
+        );
+        assert_eq!(ca.as_deref(), Some(Path::new("/etc/ca.pem")));
+        let (url, ca) = libpq_tls_options("postgres://app@db/sync?sslrootcert=ca.pem");
+        assert_eq!(
+            (url.as_str(), ca.as_deref()),
+            ("postgres://app@db/sync", Some(Path::new("ca.pem")))
+        );
+        let (url, _) = libpq_tls_options("postgres://app@db/sync?sslmode=verify-ca");
+        assert_eq!(url, "postgres://app@db/sync?sslmode=require");
+        for unchanged in [
+            "postgres://app@db/sync",
+            "postgres://app@db/sync?sslmode=disable&options=-c%20search_path%3Ds",
+            "host=db user=app sslmode=require",
+        ] {
+            assert_eq!(libpq_tls_options(unchanged), (unchanged.to_owned(), None));
+        }
+        assert_eq!(percent_decoded("a%2"), "a%2");
+        assert_eq!(percent_decoded("%zz%41"), "%zzA");
+    }
 }

@@ -111,11 +111,15 @@ fn connections_use_tls_and_verify_the_server_against_the_ca_file() {
     let heard = rx.recv_timeout(Duration::from_secs(20));
     assert_eq!(heard.ok(), Some(Changed::Everything), "the listener is up");
     assert!(front.tls.load(Ordering::SeqCst) >= 2, "pool and listener");
-    assert_eq!(
-        front.plain.load(Ordering::SeqCst),
-        0,
-        "nothing in the clear"
-    );
+    assert_eq!(front.plain.load(Ordering::SeqCst), 0, "in the clear");
+    drop(store);
+
+    // The same, as a URL written for libpq says it.
+    let query = format!("?sslmode=verify-full&sslrootcert={}", ca.display());
+    let mut store =
+        PgStore::connect(&front.url(&url, &query), schema.options()).expect("connected over TLS");
+    assert!(store.load().expect("load").scopes.is_empty());
+    assert_eq!(front.plain.load(Ordering::SeqCst), 0, "in the clear");
 }
 
 #[test]
