@@ -226,8 +226,9 @@ pub struct ServeArgs {
     pub db_pool_size: u16,
     /// With PostgreSQL: a PEM file of the certificate authorities that sign
     /// the database server's certificate. Connections then use TLS and
-    /// verify the server (chain and host name) against them. Without it,
-    /// `sslmode=require` in the --db URL uses TLS verified against the
+    /// verify the server (chain and host name) against them (the URL's
+    /// `sslrootcert=FILE` does the same). Without it, `sslmode=require` (or
+    /// libpq's `verify-full`) in the --db URL uses TLS verified against the
     /// system's authorities; otherwise connections are in the clear.
     #[arg(long, env = "LIVE_SYNC_DB_CA_FILE", value_name = "FILE")]
     pub db_ca_file: Option<PathBuf>,
