@@ -7,7 +7,11 @@
 # Every client pushes to scope `load`, or with --scope-per-client to a scope
 # of its own (`load-nI-K`: node I's client K, so no two clients of the
 # cluster share one).
-# usage: [CLIENTS=32] testkit/scripts/cluster-pushes.sh NODES [--scope-per-client]
+# With TLS=1 the nodes reach PostgreSQL over TLS (`sslmode=require`, host
+# `localhost`: the server's certificate must be valid for that name and
+# signed by an authority the system trusts, as Debian's own is for its
+# PostgreSQL).
+# usage: [CLIENTS=32] [TLS=1] testkit/scripts/cluster-pushes.sh NODES [--scope-per-client]
 set -u
 export PGOPTIONS="-c client_min_messages=warning"
 N=$1; shift; EXTRA="$*"; BIN=${BIN:-target/release}; CLIENTS=${CLIENTS:-32}
@@ -16,6 +20,7 @@ DUR=6
 S=bench_$$
 psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S" >/dev/null
 URL="postgres://postgres@127.0.0.1/test?options=-c%20search_path%3D$S"
+[ "${TLS:-}" = 1 ] && URL="postgres://postgres@localhost/test?options=-c%20search_path%3D$S&sslmode=require"
 # The scope prefix of node I's load generator.
 scope_of() { case "$EXTRA" in *--scope-per-client*) echo "load-n$1" ;; *) echo load ;; esac; }
 pids=()
