@@ -14,6 +14,13 @@ use crate::auth::{KeyError, TokenHooks, TokenVerifier};
 use crate::config::ServerConfig;
 use crate::runtime::Runtime;
 use crate::server::Server;
+
+/// `--db-outage-wait-ms` by default: the server core's own default.
+const DB_OUTAGE_WAIT_MS: u64 = server_core::OUTAGE_WAIT.as_millis() as u64;
+/// `--db-timeout-ms` by default, as `sync_postgres::PgOptions`'s.
+const DB_TIMEOUT_MS: u64 = 5000;
+/// `--db-pool-size` by default, as `sync_postgres::PgOptions`'s.
+const DB_POOL_SIZE: u16 = 4;
 use crate::store::{AnyStore, AnyStoreError};
 
 /// How hard SQLite syncs a commit.
@@ -198,7 +205,7 @@ pub struct ServeArgs {
     /// With PostgreSQL: milliseconds pushes wait for the database to come
     /// back (a restart, a failover, ended sessions) before they are answered
     /// 503; their batch is tried again meanwhile. 0: one more try at once.
-    #[arg(long, env = "LIVE_SYNC_DB_OUTAGE_WAIT_MS", default_value_t = 2000)]
+    #[arg(long, env = "LIVE_SYNC_DB_OUTAGE_WAIT_MS", default_value_t = DB_OUTAGE_WAIT_MS)]
     pub db_outage_wait_ms: u64,
     /// With PostgreSQL: milliseconds one database operation may take
     /// (connecting, waiting for a pooled connection, a batch, a read)
@@ -210,7 +217,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "LIVE_SYNC_DB_TIMEOUT_MS",
-        default_value_t = 5000,
+        default_value_t = DB_TIMEOUT_MS,
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub db_timeout_ms: u64,
@@ -220,7 +227,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "LIVE_SYNC_DB_POOL_SIZE",
-        default_value_t = 4,
+        default_value_t = DB_POOL_SIZE,
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub db_pool_size: u16,
@@ -535,8 +542,32 @@ impl ServeArgs {
         Ok(server)
     }
 
+    /// The PostgreSQL-only flags given other than their defaults while
+    /// `--db` is not a PostgreSQL URL: they change nothing, and the start-up
+    /// log says so.
+    pub fn ignored_db_flags(&self) -> Vec<&'static str> {
+        if self.postgres_url().is_some() {
+            return Vec::new();
+        }
+        [
+            (
+                "--db-outage-wait-ms",
+                self.db_outage_wait_ms != DB_OUTAGE_WAIT_MS,
+            ),
+            ("--db-timeout-ms", self.db_timeout_ms != DB_TIMEOUT_MS),
+            ("--db-pool-size", self.db_pool_size != DB_POOL_SIZE),
+            ("--db-ca-file", self.db_ca_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
+
     /// The start-up log line: where the server listens and what it serves.
     pub fn log_listening(&self, addr: SocketAddr) {
+        for flag in self.ignored_db_flags() {
+            tracing::warn!("{flag} has no effect: --db is not a PostgreSQL URL");
+        }
         let auth = if self.jwt_secret.is_some() {
             "tokens (HS256)"
         } else if self.jwt_public_key.is_some() {
@@ -714,6 +745,7 @@ mod tests {
         let a = parse(&["--db", url]).unwrap().pg_options();
         assert_eq!(a.timeout, Duration::from_secs(5));
         assert_eq!(a.pool_size, 4);
+        assert_eq!(a, sync_postgres::PgOptions::default(), "the store's defaults");
         let b = parse(&[
             "--db",
             url,
@@ -733,6 +765,23 @@ mod tests {
         let c = parse(&["--db", url, "--db-ca-file", "/etc/db-ca.pem"]).unwrap();
         let ca = c.pg_options().ca_file;
         assert_eq!(ca.as_deref(), Some(std::path::Path::new("/etc/db-ca.pem")));
+        assert!(
+            parse(&["--db", url, "--db-ca-file", "ca.pem"])
+                .unwrap()
+                .ignored_db_flags()
+                .is_empty()
+        );
+        let sqlite = parse(&[
+            "--db",
+            "local.db",
+            "--db-ca-file",
+            "ca.pem",
+            "--db-timeout-ms",
+            "9",
+        ]);
+        let ignored = sqlite.unwrap().ignored_db_flags();
+        assert_eq!(ignored, ["--db-timeout-ms", "--db-ca-file"]);
+        assert!(parse(&["--memory"]).unwrap().ignored_db_flags().is_empty());
         // No timeout would let a partitioned database hold pushes forever.
         assert!(parse(&["--db-timeout-ms", "0"]).is_err());
         assert!(parse(&["--db-pool-size", "0"]).is_err());
