@@ -473,9 +473,21 @@ impl ServeArgs {
         if self.memory {
             "memory (ephemeral)".into()
         } else if let Some(url) = self.postgres_url() {
-            // Never log a password: keep what follows the credentials.
-            let host = url.rsplit_once('@').map_or(url, |(_, host)| host);
-            format!("postgres {host}")
+            // Never log a password: keep what follows the credentials, and
+            // of the query what is not one.
+            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            let host = match host.split_once('?') {
+                Some((path, query)) => {
+                    let kept: Vec<&str> = query
+                        .split('&')
+                        .filter(|pair| !pair.starts_with("password="))
+                        .collect();
+                    format!("{path}?{}", kept.join("&"))
+                }
+                None => host.to_owned(),
+            };
+            format!("postgres {}", host.trim_end_matches('?'))
         } else {
             format!("sqlite {}", self.db.display())
         }
@@ -721,6 +733,16 @@ mod tests {
             Some("postgres://app:secret@db.example:5432/sync")
         );
         assert_eq!(a.store_description(), "postgres db.example:5432/sync");
+        let q = parse(&[
+            "--db",
+            "postgres://db.example/sync?password=secret&sslmode=require",
+        ]);
+        assert_eq!(
+            q.unwrap().store_description(),
+            "postgres db.example/sync?sslmode=require"
+        );
+        let q = parse(&["--db", "postgres://db.example/sync?password=secret"]);
+        assert_eq!(q.unwrap().store_description(), "postgres db.example/sync");
         assert!(a.server_config().shared_store);
         let b = parse(&["--db", "local.db"]).unwrap();
         assert_eq!(b.postgres_url(), None);
@@ -745,7 +767,11 @@ mod tests {
         let a = parse(&["--db", url]).unwrap().pg_options();
         assert_eq!(a.timeout, Duration::from_secs(5));
         assert_eq!(a.pool_size, 4);
-        assert_eq!(a, sync_postgres::PgOptions::default(), "the store's defaults");
+        assert_eq!(
+            a,
+            sync_postgres::PgOptions::default(),
+            "the store's defaults"
+        );
         let b = parse(&[
             "--db",
             url,
