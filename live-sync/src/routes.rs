@@ -25,8 +25,8 @@ impl Routes {
     }
 
     /// Also `GET /healthz` (`ok`: the process serves) and `GET /readyz`
-    /// (`ready`, or 503 while the node finds its shared store unreachable
-    /// or is shutting down).
+    /// (`ready`, or 503 while the node finds its shared store
+    /// unreachable).
     pub fn health(mut self) -> Self {
         self.health = true;
         self

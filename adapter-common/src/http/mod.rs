@@ -13,8 +13,9 @@
 //!   request, authorizes its scopes (403) and runs it.
 //! - `/healthz`: `ok` while the process serves HTTP (liveness). `/readyz`:
 //!   `ready`, or 503 `unavailable` while the node finds its shared store
-//!   unreachable (`sync_store_unreachable` in `/metrics`) or is shutting
-//!   down, so a load balancer sends clients to nodes that can write.
+//!   unreachable (`sync_store_unreachable` in `/metrics`), so a load
+//!   balancer sends clients to nodes that can write. (A node shutting down
+//!   stops accepting connections, which a health check sees as well.)
 //!   `/metrics`: Prometheus text, with the connection limits' and sync rate
 //!   limits' refusals.
 //! - anything else: a file from the static directory if one is configured,
