@@ -23,7 +23,8 @@ for _ in $(seq 100); do grep -q forwarding $T/proxy.$$.out 2>/dev/null && break;
 DB="postgres://postgres@$PROXY/test?options=-c%20search_path%3D$S&application_name=$S"
 # shellcheck disable=SC2086
 $BIN/adapter-tokio --addr 127.0.0.1:$PORT --db "$DB" --log-level ${LOG:-error} $ARGS & pid=$!
-trap 'kill $pid $proxy 2>/dev/null; rm -f $T/proxy.$$.*' EXIT
+trap 'kill $pid $proxy 2>/dev/null; rm -f $T/proxy.$$.*
+  psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA IF EXISTS $S CASCADE" >/dev/null' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$PORT/healthz >/dev/null && break; sleep 0.1; done
 now() { date +%s.%N; }
 push() { # id -> "STATUS SECONDS"
@@ -51,4 +52,3 @@ done
   echo "answering again: push answered 200 after $(awk "BEGIN{printf \"%.2f\", $(now) - $back}")s ($tries tries)"
 kill $pid; wait $pid 2>/dev/null
 exec 3>&-
-psql -q -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA $S CASCADE" >/dev/null
