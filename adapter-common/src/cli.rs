@@ -14,6 +14,7 @@ use crate::auth::{KeyError, TokenHooks, TokenVerifier};
 use crate::config::ServerConfig;
 use crate::runtime::Runtime;
 use crate::server::Server;
+use crate::store::{AnyStore, AnyStoreError};
 
 /// `--db-outage-wait-ms` by default: the server core's own default.
 const DB_OUTAGE_WAIT_MS: u64 = server_core::OUTAGE_WAIT.as_millis() as u64;
@@ -21,7 +22,6 @@ const DB_OUTAGE_WAIT_MS: u64 = server_core::OUTAGE_WAIT.as_millis() as u64;
 const DB_TIMEOUT_MS: u64 = 5000;
 /// `--db-pool-size` by default, as `sync_postgres::PgOptions`'s.
 const DB_POOL_SIZE: u16 = 4;
-use crate::store::{AnyStore, AnyStoreError};
 
 /// How hard SQLite syncs a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,7 +8,6 @@ use std::time::Duration;
 use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
 use sync_core::store::{ScopeDelta, ScopeMark, ScopeRecords, ScopeUpdate, load_whole};
 use sync_core::{Batch, Recovered, Store};
-use tokio_postgres::NoTls;
 
 use crate::tls::Connector;
 use crate::watch::{self, Changed};
@@ -238,32 +237,13 @@ impl PgStore {
     /// it. Runs until the store is dropped.
     pub fn watch(&self, on_change: impl Fn(Changed) + Send + Sync + 'static) {
         let rt = self.watcher.as_ref().expect("runtime present until drop");
-        let (config, channel, node) =
-            (self.config.clone(), self.channel.clone(), self.node.clone());
-        let on_change = Box::new(on_change);
-        match &self.connector {
-            Connector::Plain => {
-                rt.spawn(watch::listen(
-                    config,
-                    NoTls,
-                    channel,
-                    node,
-                    self.timeout,
-                    on_change,
-                ));
-            }
-            Connector::Tls(tls) => {
-                let tls = tls.clone();
-                rt.spawn(watch::listen(
-                    config,
-                    tls,
-                    channel,
-                    node,
-                    self.timeout,
-                    on_change,
-                ));
-            }
-        }
+        rt.spawn(self.connector.listener(
+            self.config.clone(),
+            self.channel.clone(),
+            self.node.clone(),
+            self.timeout,
+            Box::new(on_change),
+        ));
     }
 
     /// Runs `read` on a pooled connection, once more if PostgreSQL ended

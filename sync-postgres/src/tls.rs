@@ -14,8 +14,11 @@
 //! mean what `require` means here, and `sslrootcert=PATH` names the CA file
 //! (see [`libpq_tls_options`]); tokio-postgres would refuse all three.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig};
 use rustls::pki_types::CertificateDer;
@@ -25,6 +28,7 @@ use tokio_postgres::{Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::Error;
+use crate::watch::{self, Changed};
 
 /// What connections are made with.
 #[derive(Clone)]
@@ -81,6 +85,30 @@ impl Connector {
         match self {
             Connector::Plain => Manager::from_config(config, NoTls, manager),
             Connector::Tls(tls) => Manager::from_config(config, tls.clone(), manager),
+        }
+    }
+
+    /// The listening connection's task (see [`watch::listen`]).
+    pub(crate) fn listener(
+        &self,
+        config: Config,
+        channel: String,
+        node: String,
+        timeout: Duration,
+        on_change: Box<dyn Fn(Changed) + Send + Sync>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        match self {
+            Connector::Plain => Box::pin(watch::listen(
+                config, NoTls, channel, node, timeout, on_change,
+            )),
+            Connector::Tls(tls) => Box::pin(watch::listen(
+                config,
+                tls.clone(),
+                channel,
+                node,
+                timeout,
+                on_change,
+            )),
         }
     }
 }

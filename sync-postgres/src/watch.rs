@@ -178,12 +178,12 @@ async fn relay(
 }
 
 /// `op`'s outcome, or an error once `timeout` passed without one.
-async fn answered<T>(
-    op: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+async fn answered(
+    op: impl std::future::Future<Output = Result<(), tokio_postgres::Error>>,
     timeout: Duration,
 ) -> Result<(), String> {
     match tokio::time::timeout(timeout, op).await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
