@@ -899,10 +899,7 @@ fn a_trim_is_done_once_its_batch_is_durable() {
 /// in batch 2 out, and a trim of `s` before 2 waiting in the open batch.
 fn trim_beside_a_batch_out() -> (Harness, server_core::Ticket) {
     let mut h = Harness::shared();
-    h.push("p", "s", &["a", "b", "c"]);
-    h.drain();
-    h.persist_ok();
-    h.drain();
+    h.committed("p", "s", &["a", "b", "c"]);
     h.push("q", "s", &["d"]);
     assert_eq!(h.drain(), ["persist 2"]);
     let ticket = h.core.trim("s", 2).unwrap();
