@@ -8,36 +8,138 @@ pub use server_core::BackplaneCommand;
 pub use server_core::broker::is_local_only;
 pub use server_core::{HistoryLimits, HistoryRead, PresenceMember};
 
+use std::path::{Path, PathBuf};
+
 /// Which broker a server's backplane uses (`--broker`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BrokerUrl {
-    /// Redis pub/sub, `redis://HOST:PORT`.
+    /// Redis pub/sub, `redis://HOST:PORT`, or `rediss://HOST:PORT` over TLS.
     Redis(String),
-    /// NATS core pub/sub, `nats://HOST:PORT`.
+    /// NATS core pub/sub, `nats://HOST:PORT`, or `tls://HOST:PORT` over TLS.
     Nats(String),
+}
+
+impl BrokerUrl {
+    /// The whole URL, credentials included: for the client library only
+    /// (`Display` leaves the credentials out).
+    pub fn as_str(&self) -> &str {
+        match self {
+            BrokerUrl::Redis(u) | BrokerUrl::Nats(u) => u,
+        }
+    }
+
+    /// Whether the URL itself asks for TLS (`rediss://`, `tls://`).
+    pub fn asks_for_tls(&self) -> bool {
+        let u = self.as_str();
+        u.starts_with("rediss://") || u.starts_with("tls://")
+    }
 }
 
 impl std::str::FromStr for BrokerUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.starts_with("redis://") {
+        let redacted = redact_userinfo(s);
+        if s.starts_with("redis://") || s.starts_with("rediss://") {
+            // The Redis client turns certificate checks off for this
+            // fragment; a node never talks to a broker it has not verified.
+            if s.ends_with("#insecure") {
+                return Err(format!(
+                    "{redacted}: #insecure (TLS without verifying the server) is not offered; \
+                     give the authorities that vouch for the server with --broker-ca-file"
+                ));
+            }
             Ok(BrokerUrl::Redis(s.to_owned()))
-        } else if s.starts_with("nats://") {
+        } else if s.starts_with("nats://") || s.starts_with("tls://") {
             Ok(BrokerUrl::Nats(s.to_owned()))
         } else {
             Err(format!(
-                "{s:?}: expected redis://HOST:PORT or nats://HOST:PORT"
+                "{redacted:?}: expected redis://HOST:PORT, rediss://HOST:PORT (TLS), \
+                 nats://HOST:PORT or tls://HOST:PORT (NATS over TLS)"
             ))
         }
     }
 }
 
+/// The URL with its credentials (user, password or token) left out, as
+/// logs and errors show it.
 impl std::fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BrokerUrl::Redis(u) | BrokerUrl::Nats(u) => f.write_str(u),
+        f.write_str(&redact_userinfo(self.as_str()))
+    }
+}
+
+/// `scheme://user:secret@host` as `scheme://***@host`: a NATS token is
+/// the user part alone, so the whole of it goes.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// A broker and how to reach it: its URL and, for TLS, the authorities
+/// that vouch for its certificate.
+///
+/// TLS is used when the URL asks for it (`rediss://`, `tls://`) or a CA
+/// file is given (a `redis://` URL is then taken as `rediss://`, a
+/// `nats://` one as requiring TLS). The broker's certificate is always
+/// verified, chain and host name: against the CA file when there is one,
+/// otherwise against the system's authorities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    url: BrokerUrl,
+    ca_file: Option<PathBuf>,
+}
+
+impl Broker {
+    /// The broker at `url`, verified (if over TLS) against the system's
+    /// authorities.
+    pub fn new(url: BrokerUrl) -> Broker {
+        Broker { url, ca_file: None }
+    }
+
+    /// Verifies the broker against the PEM certificates in `path` instead
+    /// of the system's authorities, and turns TLS on.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Broker {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// The broker's URL.
+    pub fn url(&self) -> &BrokerUrl {
+        &self.url
+    }
+
+    /// The file of authorities the broker is verified against, if any.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// Whether connections to the broker use TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.url.asks_for_tls() || self.ca_file.is_some()
+    }
+}
+
+impl From<BrokerUrl> for Broker {
+    fn from(url: BrokerUrl) -> Broker {
+        Broker::new(url)
+    }
+}
+
+impl std::fmt::Display for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.url)?;
+        match (&self.ca_file, self.url.asks_for_tls()) {
+            (Some(ca), _) => write!(f, " (TLS, verified against {})", ca.display()),
+            (None, true) => write!(f, " (TLS, verified against the system's authorities)"),
+            (None, false) => Ok(()),
         }
     }
 }
@@ -126,6 +228,33 @@ pub fn decode_presence(payload: &[u8]) -> Option<(&str, bool, PresenceMember)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_urls_are_taken_and_credentials_never_shown() {
+        let r: BrokerUrl = "rediss://:secret@cache.internal:6380/0".parse().unwrap();
+        assert!(matches!(r, BrokerUrl::Redis(_)) && r.asks_for_tls());
+        assert_eq!(r.to_string(), "rediss://***@cache.internal:6380/0");
+        assert_eq!(r.as_str(), "rediss://:secret@cache.internal:6380/0");
+        let n: BrokerUrl = "tls://token@nats.internal:4222".parse().unwrap();
+        assert!(matches!(n, BrokerUrl::Nats(_)) && n.asks_for_tls());
+        assert_eq!(n.to_string(), "tls://***@nats.internal:4222");
+        let plain: BrokerUrl = "nats://h:4222".parse().unwrap();
+        assert!(!plain.asks_for_tls());
+        assert_eq!(plain.to_string(), "nats://h:4222");
+        assert!(!Broker::new(plain.clone()).uses_tls());
+        let verified = Broker::new(plain).with_ca_file("ca.pem");
+        assert!(verified.uses_tls());
+        assert_eq!(
+            verified.to_string(),
+            "nats://h:4222 (TLS, verified against ca.pem)"
+        );
+        let e = "rediss://:secret@h/#insecure"
+            .parse::<BrokerUrl>()
+            .unwrap_err();
+        assert!(e.contains("--broker-ca-file") && !e.contains("secret"), "{e}");
+        let e = "kafka://u:secret@h".parse::<BrokerUrl>().unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+    }
 
     #[test]
     fn broker_urls_and_messages_round_trip() {

@@ -48,9 +48,22 @@ pub struct ServeArgs {
     #[arg(long, env = "LIVE_SYNC_DB", default_value = "live-sync.db")]
     pub db: PathBuf,
     /// Fan live publishes out to other server nodes through a broker:
-    /// `redis://HOST:PORT` or `nats://HOST:PORT`. None: this node alone.
+    /// `redis://HOST:PORT` or `nats://HOST:PORT`, over TLS
+    /// `rediss://HOST:PORT` or `tls://HOST:PORT`. None: this node alone.
     #[arg(long, env = "LIVE_SYNC_BROKER")]
     pub broker: Option<crate::backplane::BrokerUrl>,
+    /// With --broker: a PEM file of the certificate authorities that sign
+    /// the broker's certificate. Connections then use TLS (a `redis://` URL
+    /// is taken as `rediss://`) and verify the broker (chain and host name)
+    /// against them. Without it, a `rediss://` or `tls://` URL is verified
+    /// against the system's authorities.
+    #[arg(
+        long,
+        env = "LIVE_SYNC_BROKER_CA_FILE",
+        value_name = "FILE",
+        requires = "broker"
+    )]
+    pub broker_ca_file: Option<PathBuf>,
     /// Keep sync data in memory only (lost on exit) instead of `--db`.
     #[arg(long, env = "LIVE_SYNC_MEMORY", conflicts_with = "db")]
     pub memory: bool,
@@ -418,6 +431,15 @@ impl ServeArgs {
     pub fn postgres_url(&self) -> Option<&str> {
         let db = self.db.to_str()?;
         (db.starts_with("postgres://") || db.starts_with("postgresql://")).then_some(db)
+    }
+
+    /// The broker from `--broker` and `--broker-ca-file`, if any.
+    pub fn broker(&self) -> Option<crate::backplane::Broker> {
+        let broker = crate::backplane::Broker::new(self.broker.clone()?);
+        Some(match &self.broker_ca_file {
+            Some(ca) => broker.with_ca_file(ca),
+            None => broker,
+        })
     }
 
     /// The PostgreSQL store's options from `--db-timeout-ms`,
@@ -825,6 +847,27 @@ mod tests {
         assert!(a.server_config().hub.broker_presence);
         assert!(!parse(&[]).unwrap().server_config().hub.backplane_events);
         assert!(parse(&["--broker", "amqp://x"]).is_err());
+        assert_eq!(a.broker().map(|b| b.uses_tls()), Some(false));
+    }
+
+    #[test]
+    fn a_broker_ca_file_turns_tls_on_and_needs_a_broker() {
+        let a = parse(&[
+            "--broker",
+            "redis://cache.internal:6379",
+            "--broker-ca-file",
+            "/etc/ca.pem",
+        ])
+        .unwrap();
+        let broker = a.broker().unwrap();
+        assert!(broker.uses_tls());
+        assert_eq!(broker.ca_file(), Some(std::path::Path::new("/etc/ca.pem")));
+        let system = parse(&["--broker", "rediss://cache.internal:6380"]).unwrap();
+        assert!(system.broker().unwrap().uses_tls());
+        assert_eq!(system.broker().unwrap().ca_file(), None);
+        // Alone it would do nothing: refused rather than ignored.
+        assert!(parse(&["--broker-ca-file", "/etc/ca.pem"]).is_err());
+        assert!(parse(&["--broker", "rediss://h/#insecure"]).is_err());
     }
 
     #[test]

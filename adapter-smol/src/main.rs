@@ -15,7 +15,7 @@
 
 use std::process::ExitCode;
 
-use adapter_common::backplane::BrokerUrl;
+use adapter_common::backplane::Broker;
 use adapter_common::cli::{ServeArgs, StartupError};
 use adapter_common::{Hooks, Server};
 use adapter_smol::{ExecutorThreads, SmolRuntime, serve, serve_tls, shutdown_signal};
@@ -53,8 +53,8 @@ async fn run(rt: SmolRuntime, args: ServeArgs) -> Result<(), StartupError> {
     let tls = args.tls_config()?;
     let listener = smol::net::TcpListener::bind(args.addr).await?;
     let server = args.start_server(rt).await?;
-    if let Some(broker) = &args.broker {
-        start_broker(broker, &server).await?;
+    if let Some(broker) = args.broker() {
+        start_broker(&broker, &server).await?;
         tracing::info!(%broker, "live fans out through the broker");
     }
     args.log_listening(listener.local_addr()?);
@@ -69,7 +69,7 @@ async fn run(rt: SmolRuntime, args: ServeArgs) -> Result<(), StartupError> {
 /// Links the server to `broker` on the link's own thread and tokio runtime.
 #[cfg(any(feature = "redis", feature = "nats"))]
 async fn start_broker<H: Hooks>(
-    broker: &BrokerUrl,
+    broker: &Broker,
     server: &Server<SmolRuntime, H>,
 ) -> Result<(), StartupError> {
     live_broker::start_on_own_thread(broker, server.handle().clone()).await?;
@@ -79,7 +79,7 @@ async fn start_broker<H: Hooks>(
 /// Without a broker feature, `--broker` is refused (never ignored).
 #[cfg(not(any(feature = "redis", feature = "nats")))]
 async fn start_broker<H: Hooks>(
-    broker: &BrokerUrl,
+    broker: &Broker,
     _server: &Server<SmolRuntime, H>,
 ) -> Result<(), StartupError> {
     Err(format!(

@@ -11,7 +11,7 @@
 
 use std::process::ExitCode;
 
-use adapter_common::backplane::BrokerUrl;
+use adapter_common::backplane::Broker;
 use adapter_common::cli::{ServeArgs, StartupError};
 use adapter_common::{Hooks, Server};
 use adapter_tokio::{TokioRuntime, serve, serve_tls, shutdown_signal};
@@ -47,8 +47,8 @@ async fn run(args: ServeArgs) -> Result<(), StartupError> {
     let tls = args.tls_config()?;
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let server = args.start_server(TokioRuntime::current()).await?;
-    if let Some(broker) = &args.broker {
-        start_broker(broker, &server).await?;
+    if let Some(broker) = args.broker() {
+        start_broker(&broker, &server).await?;
         tracing::info!(%broker, "live fans out through the broker");
     }
     args.log_listening(listener.local_addr()?);
@@ -63,7 +63,7 @@ async fn run(args: ServeArgs) -> Result<(), StartupError> {
 /// Links the server to `broker` on this runtime.
 #[cfg(any(feature = "redis", feature = "nats"))]
 async fn start_broker<H: Hooks>(
-    broker: &BrokerUrl,
+    broker: &Broker,
     server: &Server<TokioRuntime, H>,
 ) -> Result<(), StartupError> {
     live_broker::start(broker, server.handle().clone()).await?;
@@ -73,7 +73,7 @@ async fn start_broker<H: Hooks>(
 /// Without a broker feature, `--broker` is refused (never ignored).
 #[cfg(not(any(feature = "redis", feature = "nats")))]
 async fn start_broker<H: Hooks>(
-    broker: &BrokerUrl,
+    broker: &Broker,
     _server: &Server<TokioRuntime, H>,
 ) -> Result<(), StartupError> {
     Err(format!(

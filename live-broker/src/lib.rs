@@ -54,12 +54,14 @@ mod redis;
 mod redis_history;
 #[cfg(feature = "redis")]
 mod redis_presence;
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use adapter_common::ServerHandle;
-use adapter_common::backplane::{BackplaneCommand, BrokerUrl};
+use adapter_common::backplane::{BackplaneCommand, Broker, BrokerUrl};
 #[cfg(any(feature = "redis", feature = "nats"))]
 use adapter_common::backplane::{decode_message, decode_numbered, decode_presence};
 #[cfg(any(feature = "redis", feature = "nats"))]
@@ -75,6 +77,14 @@ pub enum BrokerError {
     /// The URL was refused by the client library.
     #[error("invalid broker URL: {0}")]
     Url(String),
+    /// The file of authorities to verify the broker against is unusable.
+    #[error("--broker-ca-file {path}: {reason}")]
+    CaFile {
+        /// The file given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// This build has no link for the URL's broker.
     #[error(
         "--broker {url}: this build has no {broker} support; enable the cargo feature `{feature}`"
@@ -101,10 +111,10 @@ type LinkTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// that is down at start delays nothing. Must be called within a tokio
 /// runtime; servers on another runtime use [`start_on_own_thread`].
 pub async fn start<U: Send + 'static>(
-    url: &BrokerUrl,
+    broker: &Broker,
     handle: ServerHandle<U>,
 ) -> Result<(), BrokerError> {
-    let task = attach(url, handle).await?;
+    let task = attach(broker, handle).await?;
     tokio::spawn(task);
     Ok(())
 }
@@ -113,7 +123,7 @@ pub async fn start<U: Send + 'static>(
 /// tokio runtime on a thread of its own (named `live-broker`), which ends
 /// when the server stops. Resolves once the link is attached (or refused).
 pub async fn start_on_own_thread<U: Send + 'static>(
-    url: &BrokerUrl,
+    broker: &Broker,
     handle: ServerHandle<U>,
 ) -> Result<(), BrokerError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -121,12 +131,12 @@ pub async fn start_on_own_thread<U: Send + 'static>(
         .build()
         .map_err(BrokerError::Thread)?;
     let (attached_tx, attached) = async_channel::bounded(1);
-    let url = url.clone();
+    let broker = broker.clone();
     std::thread::Builder::new()
         .name("live-broker".into())
         .spawn(move || {
             runtime.block_on(async move {
-                match attach(&url, handle).await {
+                match attach(&broker, handle).await {
                     Ok(task) => {
                         let _ = attached_tx.send(Ok(())).await;
                         task.await;
@@ -143,28 +153,30 @@ pub async fn start_on_own_thread<U: Send + 'static>(
 
 /// [`start`] within a tokio runtime, [`start_on_own_thread`] anywhere else.
 pub async fn start_anywhere<U: Send + 'static>(
-    url: &BrokerUrl,
+    broker: &Broker,
     handle: ServerHandle<U>,
 ) -> Result<(), BrokerError> {
     if tokio::runtime::Handle::try_current().is_ok() {
-        start(url, handle).await
+        start(broker, handle).await
     } else {
-        start_on_own_thread(url, handle).await
+        start_on_own_thread(broker, handle).await
     }
 }
 
-/// Refuses a URL whose broker this build lacks, then attaches to the
-/// server and returns the link's task (not yet running).
+/// Refuses a broker this build lacks or cannot reach as asked (its URL,
+/// its CA file), then attaches to the server and returns the link's task
+/// (not yet running).
 async fn attach<U: Send + 'static>(
-    url: &BrokerUrl,
+    broker: &Broker,
     handle: ServerHandle<U>,
 ) -> Result<LinkTask, BrokerError> {
-    check_built(url)?;
+    check_built(broker.url())?;
+    let connector = Connector::new(broker)?;
     let commands = handle
         .attach_backplane()
         .await
         .map_err(|_| BrokerError::Stopped)?;
-    link_task(url, handle, commands)
+    Ok(connector.run(handle, commands))
 }
 
 /// The error for a broker whose feature is off, before anything is attached.
@@ -188,27 +200,44 @@ fn check_built(url: &BrokerUrl) -> Result<(), BrokerError> {
     }
 }
 
-#[allow(unused_variables)]
-fn link_task<U: Send + 'static>(
-    url: &BrokerUrl,
-    handle: ServerHandle<U>,
-    commands: async_channel::Receiver<BackplaneCommand>,
-) -> Result<LinkTask, BrokerError> {
-    #[cfg(any(feature = "redis", feature = "nats"))]
-    let link = Link {
-        node: node_name(handle.wall_clock()),
-        handle,
-    };
-    match url {
-        #[cfg(feature = "redis")]
-        BrokerUrl::Redis(u) => {
-            let client =
-                ::redis::Client::open(u.as_str()).map_err(|e| BrokerError::Url(e.to_string()))?;
-            Ok(Box::pin(redis::run(client, link, commands)))
+/// A broker's client, made and checked before the link attaches, so that a
+/// bad URL or CA file fails the start instead of a background task.
+enum Connector {
+    #[cfg(feature = "redis")]
+    Redis(::redis::Client),
+    #[cfg(feature = "nats")]
+    Nats(nats::Connect),
+}
+
+impl Connector {
+    #[allow(unused_variables)]
+    fn new(broker: &Broker) -> Result<Connector, BrokerError> {
+        match broker.url() {
+            #[cfg(feature = "redis")]
+            BrokerUrl::Redis(_) => Ok(Connector::Redis(redis::client(broker)?)),
+            #[cfg(feature = "nats")]
+            BrokerUrl::Nats(_) => Ok(Connector::Nats(nats::Connect::new(broker)?)),
+            url => Err(BrokerError::Url(url.to_string())),
         }
-        #[cfg(feature = "nats")]
-        BrokerUrl::Nats(u) => Ok(Box::pin(nats::run(u.clone(), link, commands))),
-        _ => Err(BrokerError::Url(url.to_string())),
+    }
+
+    #[allow(unused_variables)]
+    fn run<U: Send + 'static>(
+        self,
+        handle: ServerHandle<U>,
+        commands: async_channel::Receiver<BackplaneCommand>,
+    ) -> LinkTask {
+        #[cfg(any(feature = "redis", feature = "nats"))]
+        let link = Link {
+            node: node_name(handle.wall_clock()),
+            handle,
+        };
+        match self {
+            #[cfg(feature = "redis")]
+            Connector::Redis(client) => Box::pin(redis::run(client, link, commands)),
+            #[cfg(feature = "nats")]
+            Connector::Nats(connect) => Box::pin(nats::run(connect, link, commands)),
+        }
     }
 }
 

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use adapter_common::backplane::{BackplaneCommand, encode_message};
+use adapter_common::ServerHandle;
+use adapter_common::backplane::{BackplaneCommand, Broker, encode_message};
 use futures_util::StreamExt;
 
-use crate::Link;
+use crate::{BrokerError, Link};
 use crate::nats_history::{History, numbered};
 use crate::nats_presence::{self, Presence};
 use crate::nats_subject::hex_topic;
@@ -19,45 +20,96 @@ fn subject(topic: &str) -> String {
     format!("live.{}", hex_topic(topic))
 }
 
-pub(crate) async fn run<U: Send + 'static>(
+/// How to reach a NATS broker: its URL, and whether and how TLS is used.
+pub(crate) struct Connect {
     url: String,
+    /// Shown in logs: the URL without its credentials.
+    shown: String,
+    tls: bool,
+    ca_file: Option<std::path::PathBuf>,
+}
+
+impl Connect {
+    /// Over TLS for a `tls://` URL or with a CA file, verified against the
+    /// file's authorities or else the system's.
+    pub(crate) fn new(broker: &Broker) -> Result<Connect, BrokerError> {
+        if let Some(path) = broker.ca_file() {
+            crate::tls::read_ca_file(path)?;
+        }
+        Ok(Connect {
+            url: broker.url().as_str().to_owned(),
+            shown: broker.url().to_string(),
+            tls: broker.uses_tls(),
+            ca_file: broker.ca_file().map(ToOwned::to_owned),
+        })
+    }
+
+    /// The client's options; `lost` follows the connection's losses, timed
+    /// by `clock`.
+    fn options<U: Send + 'static>(
+        &self,
+        lost: &Arc<Mutex<Option<Instant>>>,
+        clock: &ServerHandle<U>,
+    ) -> async_nats::ConnectOptions {
+        let events = lost.clone();
+        let clock = clock.clone();
+        let mut options = async_nats::ConnectOptions::new()
+            .no_echo()
+            .event_callback(move |event| {
+                let lost = events.clone();
+                let now = clock.now();
+                async move {
+                    let mut lost = lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match event {
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!("broker (nats) connection lost");
+                            lost.get_or_insert(now);
+                        }
+                        async_nats::Event::Connected => {
+                            if let Some(since) = lost.take() {
+                                tracing::warn!(
+                                    gap_ms = now.saturating_duration_since(since).as_millis() as u64,
+                                    "broker (nats) connection back; subscriptions restored; messages published during the gap were lost"
+                                );
+                            }
+                        }
+                        other => tracing::debug!(event = %other, "broker (nats)"),
+                    }
+                }
+            });
+        if self.tls {
+            options = options.require_tls(true);
+        }
+        if let Some(path) = &self.ca_file {
+            options = options.add_root_certificates(path.clone());
+        }
+        options
+    }
+}
+
+pub(crate) async fn run<U: Send + 'static>(
+    connect: Connect,
     link: Link<U>,
     commands: async_channel::Receiver<BackplaneCommand>,
 ) {
     let link = Arc::new(link);
     let lost: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let events = lost.clone();
     let clock = link.handle.clone();
-    let options = async_nats::ConnectOptions::new()
-        .no_echo()
-        .retry_on_initial_connect()
-        .event_callback(move |event| {
-            let lost = events.clone();
-            let now = clock.now();
-            async move {
-                let mut lost = lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                match event {
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("broker (nats) connection lost");
-                        lost.get_or_insert(now);
-                    }
-                    async_nats::Event::Connected => {
-                        if let Some(since) = lost.take() {
-                            tracing::warn!(
-                                gap_ms = now.saturating_duration_since(since).as_millis() as u64,
-                                "broker (nats) connection back; subscriptions restored; messages published during the gap were lost"
-                            );
-                        }
-                    }
-                    other => tracing::debug!(event = %other, "broker (nats)"),
-                }
-            }
-        });
-    let client = match options.connect(url.as_str()).await {
+    // One try first, to log why it failed (a certificate refused, say) in
+    // full; then the client retries in the background.
+    let client = match connect.options(&lost, &clock).connect(connect.url.as_str()).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, %url, "broker (nats) refused; live stays on this node");
-            return;
+            tracing::warn!(error = %e, broker = %connect.shown, "broker (nats) unreachable; retrying");
+            *lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(clock.now());
+            let retrying = connect.options(&lost, &clock).retry_on_initial_connect();
+            match retrying.connect(connect.url.as_str()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, broker = %connect.shown, "broker (nats) refused; live stays on this node");
+                    return;
+                }
+            }
         }
     };
     let mut history = History::new(client.clone());

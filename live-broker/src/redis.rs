@@ -7,18 +7,41 @@ use std::time::Duration;
 
 use std::time::Instant;
 
-use adapter_common::backplane::{BackplaneCommand, encode_message};
+use adapter_common::backplane::{BackplaneCommand, Broker, encode_message};
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 
 use crate::redis_history::{self, Scripts};
 use crate::redis_presence::{self, Presence};
-use crate::{Link, answer_unreachable, apply_interest};
+use crate::{BrokerError, Link, answer_unreachable, apply_interest};
 
 const PREFIX: &str = "live:";
 
 fn channel(topic: &str) -> String {
     format!("{PREFIX}{topic}")
+}
+
+/// The client for `broker`: over TLS for a `rediss://` URL, verified
+/// against the system's authorities, or, with a CA file (a `redis://` URL
+/// then taken as `rediss://`), against the file's.
+pub(crate) fn client(broker: &Broker) -> Result<redis::Client, BrokerError> {
+    let url = broker.url().as_str();
+    let invalid = |e: redis::RedisError| BrokerError::Url(format!("{}: {e}", broker.url()));
+    match broker.ca_file() {
+        None => redis::Client::open(url).map_err(invalid),
+        Some(path) => {
+            let root_cert = crate::tls::read_ca_file(path)?;
+            let url = match url.strip_prefix("redis://") {
+                Some(rest) => format!("rediss://{rest}"),
+                None => url.to_owned(),
+            };
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            redis::Client::build_with_tls(url, certificates).map_err(invalid)
+        }
+    }
 }
 
 pub(crate) async fn run<U: Send + 'static>(

@@ -3,7 +3,7 @@
 //! (everybody let in on loopback, the key-value app, a memory store, the
 //! default configuration), so `Builder::new().run("127.0.0.1:8080")` serves.
 
-use adapter_common::backplane::BrokerUrl;
+use adapter_common::backplane::{Broker, BrokerUrl};
 use adapter_common::{Hooks, OpenHooks, Runtime, ServerConfig};
 use sync_core::{App, KvApp, Store};
 
@@ -27,7 +27,7 @@ pub struct Builder<H = OpenHooks, A = KvApp, S = Builtin> {
     app: A,
     store: S,
     config: ServerConfig,
-    broker: Option<String>,
+    broker: BrokerChoice,
     /// No hooks were given and anonymous access was not asked for: serving
     /// on a non-loopback address is refused.
     guarded: bool,
@@ -50,7 +50,7 @@ impl Builder {
             app: KvApp::new(),
             store: Builtin::Memory,
             config: ServerConfig::default(),
-            broker: None,
+            broker: BrokerChoice::default(),
             guarded: true,
         }
     }
@@ -147,9 +147,22 @@ impl<H, A, S> Builder<H, A, S> {
     /// Fans live publishes out to other nodes through a broker,
     /// `redis://HOST:PORT` (feature `redis`) or `nats://HOST:PORT` (feature
     /// `nats`), which also keeps the history of topics with one and the
-    /// presence of every topic. Checked when the server starts.
+    /// presence of every topic. Over TLS: `rediss://HOST:PORT` or
+    /// `tls://HOST:PORT`, the broker verified against the system's
+    /// authorities (or see [`broker_ca_file`](Self::broker_ca_file)).
+    /// Checked when the server starts.
     pub fn broker(mut self, url: impl Into<String>) -> Self {
-        self.broker = Some(url.into());
+        self.broker.url = Some(url.into());
+        self
+    }
+
+    /// Connects to the [`broker`](Self::broker) over TLS and verifies it
+    /// (chain and host name) against the PEM certificates in `path` instead
+    /// of the system's authorities (a `redis://` URL is taken as
+    /// `rediss://`). Checked when the server starts: an unreadable file, or
+    /// one without a certificate, fails the start.
+    pub fn broker_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.broker.ca_file = Some(path.into());
         self
     }
 
@@ -180,9 +193,7 @@ where
             guarded,
         } = self;
         check_paths(&config)?;
-        let broker = broker
-            .map(|u| u.parse::<BrokerUrl>().map_err(Error::BrokerUrl))
-            .transpose()?;
+        let broker = broker.resolve()?;
         if broker.is_some() {
             config.hub.backplane_events = true;
             // Many nodes serve one topic: the broker keeps history and
@@ -264,20 +275,46 @@ fn check_paths(config: &ServerConfig) -> Result<(), Error> {
     Ok(())
 }
 
+/// The broker as given to the builder, checked when the server starts.
+#[derive(Debug, Default)]
+struct BrokerChoice {
+    url: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
+}
+
+impl BrokerChoice {
+    fn resolve(self) -> Result<Option<Broker>, Error> {
+        let Some(url) = self.url else {
+            return match self.ca_file {
+                None => Ok(None),
+                Some(_) => Err(Error::BrokerUrl(
+                    "CA file given (Builder::broker_ca_file) without a broker URL (Builder::broker)"
+                        .into(),
+                )),
+            };
+        };
+        let broker = Broker::new(url.parse::<BrokerUrl>().map_err(Error::BrokerUrl)?);
+        Ok(Some(match self.ca_file {
+            Some(path) => broker.with_ca_file(path),
+            None => broker,
+        }))
+    }
+}
+
 /// Links the server to its broker: on the current tokio runtime when there
 /// is one, otherwise on the link's own thread.
 #[cfg(any(feature = "redis", feature = "nats"))]
 async fn start_broker<R: Runtime, H: Hooks>(
-    url: &BrokerUrl,
+    broker: &Broker,
     server: &adapter_common::Server<R, H>,
 ) -> Result<(), Error> {
-    live_broker::start_anywhere(url, server.handle().clone()).await?;
+    live_broker::start_anywhere(broker, server.handle().clone()).await?;
     Ok(())
 }
 
 #[cfg(not(any(feature = "redis", feature = "nats")))]
 async fn start_broker<R: Runtime, H: Hooks>(
-    _url: &BrokerUrl,
+    _broker: &Broker,
     _server: &adapter_common::Server<R, H>,
 ) -> Result<(), Error> {
     Err(Error::NoBrokerFeature)

@@ -64,3 +64,41 @@ async fn bad_paths_and_broker_urls_are_refused_at_start() {
         .unwrap_err();
     assert!(e.to_string().contains("redis://HOST:PORT"), "{e}");
 }
+
+#[tokio::test]
+async fn a_broker_ca_file_is_checked_at_start() {
+    let e = Builder::new()
+        .broker_ca_file("ca.pem")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("without a broker URL"), "{e}");
+}
+
+#[cfg(any(feature = "redis", feature = "nats"))]
+#[tokio::test]
+async fn an_unusable_broker_ca_file_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    // Refused before anything connects: no broker needs to be running.
+    let urls = [
+        #[cfg(feature = "redis")]
+        "redis://127.0.0.1:1",
+        #[cfg(feature = "nats")]
+        "nats://127.0.0.1:1",
+    ];
+    for url in urls {
+        let e = Builder::new()
+            .broker(url)
+            .broker_ca_file(&empty)
+            .start()
+            .await
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("empty.pem") && msg.contains("no PEM certificate"),
+            "{url}: {msg}"
+        );
+    }
+}
