@@ -29,13 +29,8 @@ fn service_url(var: &str) -> Option<String> {
     }
 }
 
-/// A smol server node on a free port linked to `broker`, ready once
-/// `/healthz` answers (killed on drop).
-async fn node(broker: &str) -> (Child, String) {
-    node_with(broker, &[]).await
-}
-
-/// [`node`] with extra flags.
+/// A smol server node on a free port linked to `broker`, started with
+/// `extra` flags, ready once `/healthz` answers (killed on drop).
 async fn node_with(broker: &str, extra: &[&str]) -> (Child, String) {
     let port = {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -71,8 +66,13 @@ async fn node_with(broker: &str, extra: &[&str]) -> (Child, String) {
 }
 
 async fn fans_out_between_two_smol_nodes(broker: &str) {
-    let (_a, a) = node(broker).await;
-    let (_b, b) = node(broker).await;
+    fans_out_between_two_smol_nodes_with(broker, &[]).await;
+}
+
+/// [`fans_out_between_two_smol_nodes`], the nodes started with `extra` flags.
+async fn fans_out_between_two_smol_nodes_with(broker: &str, extra: &[&str]) {
+    let (_a, a) = node_with(broker, extra).await;
+    let (_b, b) = node_with(broker, extra).await;
     let mut subscriber = WsClient::connect_as(&format!("ws://{a}/ws"), "s").await;
     subscriber.subscribe("news").await;
     // Answered after the subscribe was handled: the subscription is in place.
@@ -110,6 +110,24 @@ async fn smol_nodes_fan_out_through_nats() {
         return;
     };
     fans_out_between_two_smol_nodes(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smol_nodes_fan_out_through_redis_over_tls() {
+    let Some(broker) = testkit::tls_broker::TlsBroker::redis().await else {
+        return;
+    };
+    let url = format!("rediss://localhost:{}", broker.port);
+    fans_out_between_two_smol_nodes_with(&url, &["--broker-ca-file", &broker.ca_file()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smol_nodes_fan_out_through_nats_over_tls() {
+    let Some(broker) = testkit::tls_broker::TlsBroker::nats().await else {
+        return;
+    };
+    let url = format!("tls://localhost:{}", broker.port);
+    fans_out_between_two_smol_nodes_with(&url, &["--broker-ca-file", &broker.ca_file()]).await;
 }
 
 /// A client that read up to a position on one smol node resumes on the

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use cluster::{Node, TcpProxy, service_url};
 use serde_json::{Value, json};
+use testkit::tls_broker::TlsBroker;
 use testkit::ws_client::{Incoming, WsClient};
 
 async fn subscriber(node: &Node, topic: &str) -> WsClient {
@@ -72,8 +73,9 @@ async fn read_until_ends(ws: &mut WsClient, topic: &str, ends: usize) -> Vec<Val
     got
 }
 
-async fn fan_out_across_three_nodes(broker: &str) {
-    let args = ["--memory", "--broker", broker];
+/// `broker` is the node's broker flags.
+async fn fan_out_across_three_nodes(broker: &[&str]) {
+    let args = [&["--memory"], broker].concat();
     let nodes = [
         Node::start_with("", &args).await,
         Node::start_with("", &args).await,
@@ -155,7 +157,7 @@ async fn redis_fans_out_every_publish_once_across_three_nodes() {
     let Some(url) = service_url("TEST_REDIS_URL") else {
         return;
     };
-    fan_out_across_three_nodes(&url).await;
+    fan_out_across_three_nodes(&["--broker", &url]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +165,7 @@ async fn nats_fans_out_every_publish_once_across_three_nodes() {
     let Some(url) = service_url("TEST_NATS_URL") else {
         return;
     };
-    fan_out_across_three_nodes(&url).await;
+    fan_out_across_three_nodes(&["--broker", &url]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,4 +184,72 @@ async fn nats_link_resubscribes_after_a_drop() {
     };
     let target = url.trim_start_matches("nats://").trim_end_matches('/');
     resubscribes_after_the_broker_connection_returns(target, "nats").await;
+}
+
+/// Nodes reach a broker that speaks only TLS and verify it against the CA
+/// file: with the TLS URL, and with the plain URL that the file turns to
+/// TLS; every publish crosses once. A node whose authorities do not vouch
+/// for the broker (another CA file, or the system's) never uses it and logs
+/// why.
+async fn fans_out_over_tls_and_refuses_an_unvouched_broker(
+    broker: &TlsBroker,
+    tls_url: &str,
+    plain_url: &str,
+) {
+    let ca = broker.ca_file();
+    fan_out_across_three_nodes(&["--broker", tls_url, "--broker-ca-file", &ca]).await;
+    let a = Node::start_with("", &["--memory", "--broker", plain_url, "--broker-ca-file", &ca]).await;
+    let b = Node::start_with("", &["--memory", "--broker", tls_url, "--broker-ca-file", &ca]).await;
+    let mut subs = vec![subscriber(&b, "news").await];
+    let mut publisher = WsClient::connect_as(&format!("ws://{}/ws", a.addr), "p").await;
+    wait_until_connected(&mut publisher, &mut subs, "news").await;
+
+    let other = broker.other_ca_file();
+    let wrong_ca = Node::start_with(
+        "",
+        &["--memory", "--broker", tls_url, "--broker-ca-file", &other],
+    )
+    .await;
+    let system_cas = Node::start_with("", &["--memory", "--broker", tls_url]).await;
+    for node in [&wrong_ca, &system_cas] {
+        for _ in 0..200 {
+            if node.logged("unreachable") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = node.log.lock().unwrap().join("\n");
+        assert!(
+            log.contains("unreachable") && log.contains("invalid peer certificate"),
+            "the refused certificate is logged: {log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_is_verified_against_the_ca_file() {
+    let Some(broker) = TlsBroker::redis().await else {
+        return;
+    };
+    let port = broker.port;
+    fans_out_over_tls_and_refuses_an_unvouched_broker(
+        &broker,
+        &format!("rediss://localhost:{port}"),
+        &format!("redis://localhost:{port}"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_over_tls_is_verified_against_the_ca_file() {
+    let Some(broker) = TlsBroker::nats().await else {
+        return;
+    };
+    let port = broker.port;
+    fans_out_over_tls_and_refuses_an_unvouched_broker(
+        &broker,
+        &format!("tls://localhost:{port}"),
+        &format!("nats://localhost:{port}"),
+    )
+    .await;
 }

@@ -141,5 +141,6 @@ pub mod raw_http;
 pub mod server_binary;
 pub mod sync_client;
 pub mod tcp_proxy;
+pub mod tls_broker;
 pub mod tokens;
 pub mod ws_client;
