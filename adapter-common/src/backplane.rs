@@ -251,7 +251,10 @@ mod tests {
         let e = "rediss://:secret@h/#insecure"
             .parse::<BrokerUrl>()
             .unwrap_err();
-        assert!(e.contains("--broker-ca-file") && !e.contains("secret"), "{e}");
+        assert!(
+            e.contains("--broker-ca-file") && !e.contains("secret"),
+            "{e}"
+        );
         let e = "kafka://u:secret@h".parse::<BrokerUrl>().unwrap_err();
         assert!(!e.contains("secret"), "{e}");
     }

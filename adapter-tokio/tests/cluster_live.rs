@@ -186,6 +186,69 @@ async fn nats_link_resubscribes_after_a_drop() {
     resubscribes_after_the_broker_connection_returns(target, "nats").await;
 }
 
+/// A broker that keeps its connections but stops answering (a partition)
+/// is taken as lost within the link's timeout (Redis: a command unanswered
+/// for 5 s, a connection attempt too; NATS: three pings unanswered, 3 s
+/// apart), and the link connects again once it answers.
+async fn reconnects_after_the_broker_stops_answering(url: &str, scheme: &str) {
+    let target = url
+        .trim_start_matches(&format!("{scheme}://"))
+        .trim_end_matches('/');
+    let proxy = TcpProxy::start(target).await;
+    let via_proxy = format!("{scheme}://{}", proxy.addr);
+    let silenced = Node::start_with("", &["--memory", "--broker", &via_proxy]).await;
+    let other = Node::start_with("", &["--memory", "--broker", url]).await;
+    let mut subs = vec![subscriber(&other, "news").await];
+    let mut publisher = WsClient::connect_as(&format!("ws://{}/ws", silenced.addr), "p").await;
+    wait_until_connected(&mut publisher, &mut subs, "news").await;
+
+    proxy.silence();
+    publisher.publish("news", json!({"unanswered": true})).await;
+    for _ in 0..600 {
+        if silenced.logged("connection lost") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        silenced.logged("connection lost"),
+        "a broker that stopped answering is taken as lost"
+    );
+    if scheme == "nats" {
+        // The NATS client bounds a reconnection's TCP connect by its timeout
+        // but not the wait for the server's first words, so a try made while
+        // the broker takes connections without answering waits for good:
+        // the partition here also refuses new connections, as an unreachable
+        // host does once the connect times out.
+        proxy.cut();
+    }
+    proxy.restore();
+    wait_until_connected(&mut publisher, &mut subs, "news").await;
+    for _ in 0..100 {
+        if silenced.logged("connection back") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(silenced.logged("connection back"), "the gap is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_link_reconnects_after_the_broker_stops_answering() {
+    let Some(url) = service_url("TEST_REDIS_URL") else {
+        return;
+    };
+    reconnects_after_the_broker_stops_answering(&url, "redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_link_reconnects_after_the_broker_stops_answering() {
+    let Some(url) = service_url("TEST_NATS_URL") else {
+        return;
+    };
+    reconnects_after_the_broker_stops_answering(&url, "nats").await;
+}
+
 /// Nodes reach a broker that speaks only TLS and verify it against the CA
 /// file: with the TLS URL, and with the plain URL that the file turns to
 /// TLS; every publish crosses once. A node whose authorities do not vouch
@@ -198,8 +261,16 @@ async fn fans_out_over_tls_and_refuses_an_unvouched_broker(
 ) {
     let ca = broker.ca_file();
     fan_out_across_three_nodes(&["--broker", tls_url, "--broker-ca-file", &ca]).await;
-    let a = Node::start_with("", &["--memory", "--broker", plain_url, "--broker-ca-file", &ca]).await;
-    let b = Node::start_with("", &["--memory", "--broker", tls_url, "--broker-ca-file", &ca]).await;
+    let a = Node::start_with(
+        "",
+        &["--memory", "--broker", plain_url, "--broker-ca-file", &ca],
+    )
+    .await;
+    let b = Node::start_with(
+        "",
+        &["--memory", "--broker", tls_url, "--broker-ca-file", &ca],
+    )
+    .await;
     let mut subs = vec![subscriber(&b, "news").await];
     let mut publisher = WsClient::connect_as(&format!("ws://{}/ws", a.addr), "p").await;
     wait_until_connected(&mut publisher, &mut subs, "news").await;

@@ -11,10 +11,21 @@ use adapter_common::ServerHandle;
 use adapter_common::backplane::{BackplaneCommand, Broker, encode_message};
 use futures_util::StreamExt;
 
-use crate::{BrokerError, Link};
 use crate::nats_history::{History, numbered};
 use crate::nats_presence::{self, Presence};
 use crate::nats_subject::hex_topic;
+use crate::{BrokerError, Link};
+
+/// How often the client pings the broker. A broker that keeps the
+/// connection but stops answering (a partition) is taken as lost after
+/// three unanswered pings, so within about 10 s instead of the client's
+/// default of about 3 minutes, during which every publish would be lost
+/// without a word.
+const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long the first connection may take before the link logs the broker
+/// as unreachable and lets the client retry in the background.
+const FIRST_TRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn subject(topic: &str) -> String {
     format!("live.{}", hex_topic(topic))
@@ -55,6 +66,7 @@ impl Connect {
         let clock = clock.clone();
         let mut options = async_nats::ConnectOptions::new()
             .no_echo()
+            .ping_interval(PING_INTERVAL)
             .event_callback(move |event| {
                 let lost = events.clone();
                 let now = clock.now();
@@ -96,12 +108,24 @@ pub(crate) async fn run<U: Send + 'static>(
     let lost: Arc<Mutex<Option<Instant>>> = Arc::default();
     let clock = link.handle.clone();
     // One try first, to log why it failed (a certificate refused, say) in
-    // full; then the client retries in the background.
-    let client = match connect.options(&lost, &clock).connect(connect.url.as_str()).await {
+    // full; then the client retries in the background. The client bounds
+    // only the TCP connect by its timeout, not the wait for the server's
+    // first words, hence the bound here.
+    let first_try = connect.options(&lost, &clock).connect(connect.url.as_str());
+    let first_try = tokio::time::timeout(FIRST_TRY_TIMEOUT, first_try)
+        .await
+        .unwrap_or_else(|_| {
+            Err(async_nats::ConnectError::new(
+                async_nats::ConnectErrorKind::TimedOut,
+            ))
+        });
+    let client = match first_try {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, broker = %connect.shown, "broker (nats) unreachable; retrying");
-            *lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(clock.now());
+            *lost
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(clock.now());
             let retrying = connect.options(&lost, &clock).retry_on_initial_connect();
             match retrying.connect(connect.url.as_str()).await {
                 Ok(c) => c,

@@ -17,6 +17,23 @@ use crate::{BrokerError, Link, answer_unreachable, apply_interest};
 
 const PREFIX: &str = "live:";
 
+/// How long connecting, or one command, may take before the broker is taken
+/// as unreachable: a broker that takes connections but does not answer (a
+/// partition, a TLS client at a plain port) must not hold the link.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `f`, or a timeout error (an I/O error, so taken as a lost connection)
+/// once it has waited [`TIMEOUT`].
+async fn within<T>(f: impl Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+    tokio::time::timeout(TIMEOUT, f).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} s", TIMEOUT.as_secs()),
+        )
+        .into())
+    })
+}
+
 fn channel(topic: &str) -> String {
     format!("{PREFIX}{topic}")
 }
@@ -55,11 +72,18 @@ pub(crate) async fn run<U: Send + 'static>(
     let mut lost: Option<(Instant, u64)> = None;
     let mut presence = Presence::default();
     loop {
-        let connected = async {
-            let publisher = client.get_multiplexed_async_connection().await?;
+        // Commands on the publishing connection time out by themselves, and
+        // fail as a lost connection would.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(TIMEOUT)
+            .set_response_timeout(TIMEOUT);
+        let connected = within(async {
+            let publisher = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
             let pubsub = client.get_async_pubsub().await?;
-            Ok::<_, redis::RedisError>((publisher, pubsub))
-        }
+            Ok((publisher, pubsub))
+        })
         .await;
         let (mut publisher, pubsub) = match connected {
             Ok(c) => c,
@@ -96,7 +120,7 @@ pub(crate) async fn run<U: Send + 'static>(
         let (mut sink, mut stream) = pubsub.split();
         if !topics.is_empty() {
             let all: Vec<String> = topics.iter().map(|t| channel(t)).collect();
-            if let Err(e) = sink.subscribe(all).await {
+            if let Err(e) = within(sink.subscribe(all)).await {
                 tracing::warn!(error = %e, "resubscribing failed; reconnecting");
                 lost.get_or_insert((link.handle.now(), 0));
                 continue;
@@ -135,10 +159,10 @@ pub(crate) async fn run<U: Send + 'static>(
                         BackplaneCommand::Interest { subscribe, unsubscribe } => {
                             let mut r = Ok(());
                             if !subscribe.is_empty() {
-                                r = sink.subscribe(subscribe.iter().map(|t| channel(t)).collect::<Vec<_>>()).await;
+                                r = within(sink.subscribe(subscribe.iter().map(|t| channel(t)).collect::<Vec<_>>())).await;
                             }
                             if r.is_ok() && !unsubscribe.is_empty() {
-                                r = sink.unsubscribe(unsubscribe.iter().map(|t| channel(t)).collect::<Vec<_>>()).await;
+                                r = within(sink.unsubscribe(unsubscribe.iter().map(|t| channel(t)).collect::<Vec<_>>())).await;
                             }
                             r
                         }

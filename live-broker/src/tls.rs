@@ -39,7 +39,10 @@ mod tests {
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let e = read_ca_file(&empty).unwrap_err().to_string();
-        assert!(e.contains("empty.pem") && e.contains("no PEM certificate"), "{e}");
+        assert!(
+            e.contains("empty.pem") && e.contains("no PEM certificate"),
+            "{e}"
+        );
         let missing = dir.join("missing.pem");
         let e = read_ca_file(&missing).unwrap_err().to_string();
         assert!(e.contains("missing.pem"), "{e}");

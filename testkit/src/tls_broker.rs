@@ -77,14 +77,14 @@ impl TlsBroker {
         args: impl FnOnce(u16, &str, &str) -> Vec<String>,
     ) -> Option<TlsBroker> {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-            .expect("a certificate");
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("a certificate");
         let cert = dir.path().join("cert.pem");
         let key = dir.path().join("key.pem");
         std::fs::write(&cert, certified.cert.pem()).unwrap();
         std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-        let other = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-            .expect("a certificate");
+        let other =
+            rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("a certificate");
         std::fs::write(dir.path().join("other-ca.pem"), other.cert.pem()).unwrap();
         let port = free_port().await;
         let args = args(port, cert.to_str().unwrap(), key.to_str().unwrap());
@@ -110,7 +110,10 @@ impl TlsBroker {
             return None;
         };
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Some(TlsBroker {
                     _child: child,
                     port,
