@@ -225,8 +225,10 @@ pub struct ServeArgs {
     /// before it fails. A database that does not answer at all (a network
     /// partition) keeps a push waiting at most --db-outage-wait-ms plus this.
     /// It is also how long a node's transaction may sit idle holding a
-    /// scope's lock, so a node that dies mid-batch frees the lock within it:
-    /// give every node the same value.
+    /// scope's lock, so a node that dies mid-batch frees the lock within it
+    /// (give every node the same value), and how long PostgreSQL lets one
+    /// of its writing statements run, so a wait the node gave up on ends
+    /// there too.
     #[arg(
         long,
         env = "LIVE_SYNC_DB_TIMEOUT_MS",

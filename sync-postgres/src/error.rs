@@ -96,9 +96,12 @@ impl Error {
 /// was sent: connection exceptions (class 08), insufficient resources
 /// (class 53: out of connections, memory or disk) and operator intervention
 /// ending the session (`57P01` admin shutdown, `57P02` crash shutdown,
-/// `57P03` cannot connect now, `57P04` database dropped).
+/// `57P03` cannot connect now, `57P04` database dropped). Also `57014`, a
+/// statement cancelled: by the writing connection's `statement_timeout`,
+/// which is the store's own timeout (PostgreSQL gave up where the store
+/// would have), or by an operator.
 fn unavailable(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "57014"
 }
 
 /// tokio-postgres says only "db error" or "error connecting to server": name
@@ -141,11 +144,11 @@ mod tests {
     #[test]
     fn a_server_going_away_or_full_is_unavailable_and_a_refusal_is_not() {
         for code in [
-            "08006", "08001", "53300", "53100", "57P01", "57P02", "57P03",
+            "08006", "08001", "53300", "53100", "57P01", "57P02", "57P03", "57014",
         ] {
             assert!(unavailable(code), "{code}");
         }
-        for code in ["23505", "42P01", "SY001", "40001", "57014", "22003"] {
+        for code in ["23505", "42P01", "SY001", "40001", "22003"] {
             assert!(!unavailable(code), "{code}");
         }
     }

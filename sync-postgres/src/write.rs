@@ -234,7 +234,12 @@ fn renumber(sql: &str, to: &[usize]) -> String {
 ///
 /// - A node that stops between a refusal and its next batch must not hold
 ///   other nodes' writers for longer than an operation may take
-///   (`idle_limit`): PostgreSQL then ends the session and its locks.
+///   (`limit`, the store's timeout): PostgreSQL then ends the session and
+///   its locks.
+/// - No statement runs longer than the node waits for it (`limit` again):
+///   a lock wait the node gave up on (another node stalled while holding
+///   the scope) ends in PostgreSQL too, instead of taking the lock later
+///   and holding up the writers behind it for a batch nobody waits for.
 /// - Every statement keeps the one plan PostgreSQL makes for any arrays
 ///   instead of being planned again for each batch's: planning was about a
 ///   quarter of PostgreSQL's work per batch. Such a plan is made once, often
@@ -242,12 +247,13 @@ fn renumber(sql: &str, to: &[usize]) -> String {
 ///   cheapest and would then stay as the table grows; with sequential scans
 ///   off, and the deletes written to look rows up per key (see `SQL`),
 ///   every plan reaches rows through a key.
-pub(crate) fn session_settings(idle_limit: std::time::Duration) -> String {
+pub(crate) fn session_settings(limit: std::time::Duration) -> String {
+    let ms = limit.as_millis().max(1);
     format!(
-        "SET idle_in_transaction_session_timeout = {};
+        "SET idle_in_transaction_session_timeout = {ms};
+         SET statement_timeout = {ms};
          SET plan_cache_mode = force_generic_plan;
-         SET enable_seqscan = off",
-        idle_limit.as_millis().max(1)
+         SET enable_seqscan = off"
     )
 }
 

@@ -270,6 +270,47 @@ fn a_node_cut_off_while_holding_a_scope_lets_it_go_within_its_timeout() {
     drop(proxy);
 }
 
+/// A node that gives up waiting for a scope's lock (its timeout passed)
+/// leaves no statement waiting in PostgreSQL: the server ends it at the
+/// same bound, so it neither takes the lock later nor holds up the writers
+/// queued behind it.
+#[test]
+fn a_lock_wait_the_node_gave_up_on_ends_in_postgresql_too() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "waiter");
+    let mut holder = Node::start(&url, &schema);
+    holder.push(put("alice", 1));
+    holder.lock_doc(&schema);
+
+    let app = schema.name.clone();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let named = format!("{url}{sep}application_name={app}");
+    let timeout = std::time::Duration::from_secs(1);
+    let mut waiter = Node::start_with(&named, schema.options().with_timeout(timeout));
+    let mark = waiter.engine.scope_mark("doc");
+    let err = waiter
+        .store
+        .lock_scopes(&[("doc".to_owned(), mark)])
+        .expect_err("the holder has the scope");
+    assert!(err.stale_scopes().is_empty(), "{err}");
+
+    // Fails (division by zero) while a session of the waiter waits for a
+    // lock. The holder keeps the scope for 5 s (its own idle limit).
+    let none_waiting = format!(
+        "SELECT 1 / (count(*) = 0)::int FROM pg_stat_activity
+         WHERE application_name = '{app}' AND wait_event_type = 'Lock'"
+    );
+    let mut ended = false;
+    for _ in 0..20 {
+        if schema.try_sql(&none_waiting).is_ok() {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ended, "the waiter's lock wait still runs in PostgreSQL");
+}
+
 /// Keys as long as a request may carry (`Limits::max_key_bytes`: scope,
 /// mutation id and client id), of characters that do not compress, are
 /// stored and loaded: PostgreSQL's indexes hold them. (Longer ones are
