@@ -254,6 +254,25 @@ pub struct ServeArgs {
     /// system's authorities; otherwise connections are in the clear.
     #[arg(long, env = "LIVE_SYNC_DB_CA_FILE", value_name = "FILE")]
     pub db_ca_file: Option<PathBuf>,
+    /// With PostgreSQL: a PEM certificate chain that the node presents to a
+    /// database that authenticates clients by certificate (with
+    /// --db-client-key); connections then use TLS. The URL's
+    /// `sslcert=FILE&sslkey=FILE` do the same.
+    #[arg(
+        long,
+        env = "LIVE_SYNC_DB_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "db_client_key"
+    )]
+    pub db_client_cert: Option<PathBuf>,
+    /// The PEM private key of --db-client-cert.
+    #[arg(
+        long,
+        env = "LIVE_SYNC_DB_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "db_client_cert"
+    )]
+    pub db_client_key: Option<PathBuf>,
     /// Seconds a client may take to send a request's headers before the
     /// connection is closed (against clients that send one byte at a time).
     #[arg(long, env = "LIVE_SYNC_HEADER_READ_TIMEOUT", default_value_t = 10)]
@@ -445,15 +464,20 @@ impl ServeArgs {
     }
 
     /// The PostgreSQL store's options from `--db-timeout-ms`,
-    /// `--db-pool-size` and `--db-ca-file`.
+    /// `--db-pool-size`, `--db-ca-file` and `--db-client-cert` with
+    /// `--db-client-key`.
     #[cfg(feature = "postgres")]
     pub fn pg_options(&self) -> sync_postgres::PgOptions {
         let options = sync_postgres::PgOptions::default()
             .with_timeout(Duration::from_millis(self.db_timeout_ms))
             .with_pool_size(usize::from(self.db_pool_size));
-        match &self.db_ca_file {
+        let options = match &self.db_ca_file {
             Some(ca) => options.with_ca_file(ca),
             None => options,
+        };
+        match (&self.db_client_cert, &self.db_client_key) {
+            (Some(cert), Some(key)) => options.with_client_cert(cert, key),
+            _ => options,
         }
     }
 
@@ -593,6 +617,7 @@ impl ServeArgs {
             ("--db-timeout-ms", self.db_timeout_ms != DB_TIMEOUT_MS),
             ("--db-pool-size", self.db_pool_size != DB_POOL_SIZE),
             ("--db-ca-file", self.db_ca_file.is_some()),
+            ("--db-client-cert", self.db_client_cert.is_some()),
         ]
         .into_iter()
         .filter_map(|(flag, given)| given.then_some(flag))
@@ -832,6 +857,25 @@ mod tests {
         let ignored = sqlite.unwrap().ignored_db_flags();
         assert_eq!(ignored, ["--db-timeout-ms", "--db-ca-file"]);
         assert!(parse(&["--memory"]).unwrap().ignored_db_flags().is_empty());
+        let d = parse(&[
+            "--db",
+            url,
+            "--db-client-cert",
+            "/etc/node.pem",
+            "--db-client-key",
+            "/etc/node.key",
+        ])
+        .unwrap();
+        assert_eq!(
+            d.pg_options().client_cert,
+            Some(sync_postgres::ClientCert {
+                cert: "/etc/node.pem".into(),
+                key: "/etc/node.key".into()
+            })
+        );
+        // A certificate without its key (or a key alone) is refused.
+        assert!(parse(&["--db", url, "--db-client-cert", "node.pem"]).is_err());
+        assert!(parse(&["--db", url, "--db-client-key", "node.key"]).is_err());
         // No timeout would let a partitioned database hold pushes forever.
         assert!(parse(&["--db-timeout-ms", "0"]).is_err());
         assert!(parse(&["--db-pool-size", "0"]).is_err());

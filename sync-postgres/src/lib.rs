@@ -66,4 +66,5 @@ mod writer;
 pub use error::Error;
 pub use schema::SCHEMA_VERSION;
 pub use store::{PgOptions, PgStore};
+pub use tls::ClientCert;
 pub use watch::Changed;

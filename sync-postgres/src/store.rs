@@ -9,7 +9,7 @@ use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
 use sync_core::store::{ScopeDelta, ScopeMark, ScopeRecords, ScopeUpdate, load_whole};
 use sync_core::{Batch, Recovered, Store};
 
-use crate::tls::Connector;
+use crate::tls::{ClientCert, Connector};
 use crate::watch::{self, Changed};
 use crate::writer::{Persist, Writer};
 use crate::{Error, delta, read, schema};
@@ -37,6 +37,12 @@ pub struct PgOptions {
     /// `verify-ca`), verifying the server against the system's authorities;
     /// otherwise connections are in the clear. Default: none.
     pub ca_file: Option<std::path::PathBuf>,
+    /// A certificate and key the store presents to PostgreSQL, for a
+    /// server that authenticates clients by certificate (`cert`, or
+    /// `clientcert=verify-full`, in `pg_hba.conf`): connections use TLS.
+    /// Without it, the URL's `sslcert=PATH` and `sslkey=PATH` name them.
+    /// Default: none.
+    pub client_cert: Option<ClientCert>,
 }
 
 impl Default for PgOptions {
@@ -46,6 +52,7 @@ impl Default for PgOptions {
             timeout: Duration::from_secs(5),
             schema: None,
             ca_file: None,
+            client_cert: None,
         }
     }
 }
@@ -69,6 +76,21 @@ impl PgOptions {
     /// PEM file at `path` (see [`PgOptions::ca_file`]).
     pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.ca_file = Some(path.into());
+        self
+    }
+
+    /// The same options presenting the PEM certificate chain at `cert`
+    /// and the PEM private key at `key` to PostgreSQL (see
+    /// [`PgOptions::client_cert`]).
+    pub fn with_client_cert(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.client_cert = Some(ClientCert {
+            cert: cert.into(),
+            key: key.into(),
+        });
         self
     }
 
@@ -131,8 +153,9 @@ impl PgStore {
     /// up to date and returns the store. Fails within `options.timeout` when
     /// the server cannot be reached.
     pub fn connect(url: &str, options: PgOptions) -> Result<Self, Error> {
-        let (url, named_ca) = crate::tls::libpq_tls_options(url);
-        let ca_file = options.ca_file.clone().or(named_ca);
+        let (url, named) = crate::tls::libpq_tls_options(url)?;
+        let ca_file = options.ca_file.clone().or(named.ca_file);
+        let client_cert = options.client_cert.clone().or(named.client_cert);
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| Error::Config(format!("{e}")))?;
         if let Some(schema) = &options.schema {
@@ -146,7 +169,7 @@ impl PgStore {
             config.options(format!("-c search_path={schema}"));
         }
         config.connect_timeout(options.timeout);
-        let connector = Connector::new(&mut config, ca_file.as_deref())?;
+        let connector = Connector::new(&mut config, ca_file.as_deref(), client_cert.as_ref())?;
         // The URL's own (`?application_name=node-1`) names the node in
         // `pg_stat_activity`.
         if config.get_application_name().is_none() {

@@ -10,9 +10,13 @@
 //! the URL names no mode, is taken as `disable`, since a server that may or
 //! may not be spoken to privately is one to be told plainly which.
 //!
+//! A client certificate ([`ClientCert`]) is presented to servers that
+//! authenticate clients by certificate, and turns TLS on as a CA file does.
+//!
 //! URLs written for libpq work too: `sslmode=verify-full` and `verify-ca`
-//! mean what `require` means here, and `sslrootcert=PATH` names the CA file
-//! (see [`libpq_tls_options`]); tokio-postgres would refuse all three.
+//! mean what `require` means here, `sslrootcert=PATH` names the CA file,
+//! and `sslcert=PATH` with `sslkey=PATH` the client certificate (see
+//! [`libpq_tls_options`]); tokio-postgres would refuse them all.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -21,14 +25,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig};
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::Error;
 use crate::watch::{self, Changed};
+
+/// A certificate the store presents to PostgreSQL, and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The PEM certificate chain, the client's own certificate first.
+    pub cert: PathBuf,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl ClientCert {
+    /// The chain and key, read and checked.
+    fn read(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+        let chain = read_pem(&self.cert, "client certificate")?;
+        let key = PrivateKeyDer::from_pem_file(&self.key)
+            .map_err(|e| Error::Config(format!("client key {}: {e}", self.key.display())))?;
+        Ok((chain, key))
+    }
+}
 
 /// What connections are made with.
 #[derive(Clone)]
@@ -40,10 +63,14 @@ pub(crate) enum Connector {
 }
 
 impl Connector {
-    /// The connector `config` asks for, with `ca_file`'s authorities when
-    /// given (which makes TLS required).
-    pub(crate) fn new(config: &mut Config, ca_file: Option<&Path>) -> Result<Connector, Error> {
-        if ca_file.is_some() {
+    /// The connector `config` asks for, with `ca_file`'s authorities and
+    /// presenting `client_cert` when given (either makes TLS required).
+    pub(crate) fn new(
+        config: &mut Config,
+        ca_file: Option<&Path>,
+        client_cert: Option<&ClientCert>,
+    ) -> Result<Connector, Error> {
+        if ca_file.is_some() || client_cert.is_some() {
             config.ssl_mode(SslMode::Require);
         }
         if config.get_ssl_mode() != SslMode::Require {
@@ -51,7 +78,7 @@ impl Connector {
         }
         let mut roots = rustls::RootCertStore::empty();
         let certs = match ca_file {
-            Some(path) => read_pem(path)?,
+            Some(path) => read_pem(path, "CA file")?,
             None => {
                 let found = rustls_native_certs::load_native_certs();
                 if found.certs.is_empty() {
@@ -75,8 +102,20 @@ impl Connector {
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Config(format!("TLS: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let tls = match client_cert {
+            None => tls.with_no_client_auth(),
+            Some(client) => {
+                let (chain, key) = client.read()?;
+                tls.with_client_auth_cert(chain, key).map_err(|e| {
+                    Error::Config(format!(
+                        "client certificate {} with key {}: {e}",
+                        client.cert.display(),
+                        client.key.display()
+                    ))
+                })?
+            }
+        };
         Ok(Connector::Tls(MakeRustlsConnect::new(tls)))
     }
 
@@ -113,45 +152,66 @@ impl Connector {
     }
 }
 
-/// The certificates of the PEM file at `path`.
-fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+/// The certificates of the PEM file at `path`, which errors name as
+/// `what`.
+fn read_pem(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let refuse =
+        |e: &dyn std::fmt::Display| Error::Config(format!("{what} {}: {e}", path.display()));
     let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| Error::Config(format!("CA file {}: {e}", path.display())))?
+        .map_err(|e| refuse(&e))?
         .collect();
-    let certs = certs.map_err(|e| Error::Config(format!("CA file {}: {e}", path.display())))?;
+    let certs = certs.map_err(|e| refuse(&e))?;
     if certs.is_empty() {
-        return Err(Error::Config(format!(
-            "CA file {}: no certificate in it",
-            path.display()
-        )));
+        return Err(refuse(&"no certificate in it"));
     }
     Ok(certs)
 }
 
+/// The TLS files a libpq URL names that tokio-postgres does not know.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct LibpqFiles {
+    /// `sslrootcert=PATH`.
+    pub(crate) ca_file: Option<PathBuf>,
+    /// `sslcert=PATH` with `sslkey=PATH`.
+    pub(crate) client_cert: Option<ClientCert>,
+}
+
 /// Takes libpq's TLS options that tokio-postgres does not know out of a
 /// URL's query: `sslmode=verify-full` and `sslmode=verify-ca` become
-/// `sslmode=require` (which verifies the server here), and
-/// `sslrootcert=PATH` is removed and returned as the CA file. Anything else
-/// is left as it was, as is a connection string that is not a URL.
-pub(crate) fn libpq_tls_options(url: &str) -> (String, Option<PathBuf>) {
+/// `sslmode=require` (which verifies the server here); `sslrootcert=PATH`,
+/// `sslcert=PATH` and `sslkey=PATH` are removed and returned (a
+/// certificate without its key, or a key without its certificate, is an
+/// error). Anything else is left as it was, as is a connection string that
+/// is not a URL.
+pub(crate) fn libpq_tls_options(url: &str) -> Result<(String, LibpqFiles), Error> {
     let Some((base, query)) = url.split_once('?').filter(|_| url.contains("://")) else {
-        return (url.to_owned(), None);
+        return Ok((url.to_owned(), LibpqFiles::default()));
     };
-    let mut ca_file = None;
+    let mut files = LibpqFiles::default();
+    let (mut cert, mut key) = (None, None);
     let mut kept: Vec<String> = Vec::new();
     for pair in query.split('&') {
+        let path = |p: &str| Some(PathBuf::from(percent_decoded(p)));
         match pair.split_once('=') {
-            Some(("sslrootcert", path)) => ca_file = Some(PathBuf::from(percent_decoded(path))),
+            Some(("sslrootcert", p)) => files.ca_file = path(p),
+            Some(("sslcert", p)) => cert = path(p),
+            Some(("sslkey", p)) => key = path(p),
             Some(("sslmode", "verify-full" | "verify-ca")) => kept.push("sslmode=require".into()),
             _ => kept.push(pair.to_owned()),
         }
     }
+    files.client_cert = match (cert, key) {
+        (Some(cert), Some(key)) => Some(ClientCert { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => return Err(Error::Config("sslcert= needs sslkey= beside it".into())),
+        (None, Some(_)) => return Err(Error::Config("sslkey= needs sslcert= beside it".into())),
+    };
     let url = if kept.is_empty() {
         base.to_owned()
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    (url, ca_file)
+    Ok((url, files))
 }
 
 /// `s` with its `%XX` escapes decoded (an escape that is not one is kept).
@@ -183,27 +243,47 @@ mod tests {
 
     #[test]
     fn libpq_urls_are_understood() {
-        let (url, ca) = libpq_tls_options(
+        let (url, files) = libpq_tls_options(
             "postgres://app@db.example/sync?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=n1",
-        );
+        )
+        .unwrap();
         assert_eq!(
             url,
             "postgres://app@db.example/sync?sslmode=require&application_name=n1"
         );
-        assert_eq!(ca.as_deref(), Some(Path::new("/etc/ca.pem")));
-        let (url, ca) = libpq_tls_options("postgres://app@db/sync?sslrootcert=ca.pem");
+        assert_eq!(files.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(files.client_cert, None);
+        let (url, files) = libpq_tls_options("postgres://app@db/sync?sslrootcert=ca.pem").unwrap();
         assert_eq!(
-            (url.as_str(), ca.as_deref()),
+            (url.as_str(), files.ca_file.as_deref()),
             ("postgres://app@db/sync", Some(Path::new("ca.pem")))
         );
-        let (url, _) = libpq_tls_options("postgres://app@db/sync?sslmode=verify-ca");
+        let (url, _) = libpq_tls_options("postgres://app@db/sync?sslmode=verify-ca").unwrap();
         assert_eq!(url, "postgres://app@db/sync?sslmode=require");
+        let (url, files) =
+            libpq_tls_options("postgres://app@db/sync?sslcert=node.pem&sslkey=%2Fkeys%2Fnode.key")
+                .unwrap();
+        assert_eq!(url, "postgres://app@db/sync");
+        assert_eq!(
+            files.client_cert,
+            Some(ClientCert {
+                cert: "node.pem".into(),
+                key: "/keys/node.key".into()
+            })
+        );
+        for half in ["sslcert=node.pem", "sslkey=node.key"] {
+            let e = libpq_tls_options(&format!("postgres://app@db/sync?{half}")).unwrap_err();
+            assert!(e.to_string().contains("needs"), "{e}");
+        }
         for unchanged in [
             "postgres://app@db/sync",
             "postgres://app@db/sync?sslmode=disable&options=-c%20search_path%3Ds",
             "host=db user=app sslmode=require",
         ] {
-            assert_eq!(libpq_tls_options(unchanged), (unchanged.to_owned(), None));
+            assert_eq!(
+                libpq_tls_options(unchanged).unwrap(),
+                (unchanged.to_owned(), LibpqFiles::default())
+            );
         }
         assert_eq!(percent_decoded("a%2"), "a%2");
         assert_eq!(percent_decoded("%zz%41"), "%zzA");

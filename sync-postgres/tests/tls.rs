@@ -32,15 +32,40 @@ struct TlsFront {
 
 impl TlsFront {
     fn start(certified: &rcgen::CertifiedKey<rcgen::KeyPair>, target: &str) -> TlsFront {
+        TlsFront::start_verifying(certified, None, target)
+    }
+
+    /// [`TlsFront::start`], asking TLS clients for a certificate that
+    /// `clients` (a self-signed certificate, its own authority) vouches
+    /// for, when given.
+    fn start_verifying(
+        certified: &rcgen::CertifiedKey<rcgen::KeyPair>,
+        clients: Option<&rcgen::CertifiedKey<rcgen::KeyPair>>,
+        target: &str,
+    ) -> TlsFront {
+        use tokio_rustls::rustls;
         let rt = tokio::runtime::Runtime::new().expect("runtime");
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
-            certified.signing_key.serialize_der().into(),
-        );
-        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
+            .unwrap();
+        let config = match clients {
+            None => config.with_no_client_auth(),
+            Some(clients) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(clients.cert.der().clone()).unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                config.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = config
             .with_single_cert(vec![certified.cert.der().clone()], key)
             .expect("the test certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -162,4 +187,81 @@ fn without_sslmode_require_connections_are_in_the_clear() {
     assert!(store.load().expect("load").scopes.is_empty());
     assert_eq!(front.tls.load(Ordering::SeqCst), 0);
     assert!(front.plain.load(Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn a_client_certificate_is_presented_to_a_server_that_asks_for_one() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "tls_client");
+    let (server, client) = (certified(), certified());
+    let front = TlsFront::start_verifying(&server, Some(&client), "127.0.0.1:5432");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca = write("ca.pem", server.cert.pem());
+    let cert = write("node.pem", client.cert.pem());
+    let key = write("node.key", client.signing_key.serialize_pem());
+    let stranger = certified();
+    let other_cert = write("other.pem", stranger.cert.pem());
+    let other_key = write("other.key", stranger.signing_key.serialize_pem());
+
+    let mut store = PgStore::connect(
+        &front.url(&url, ""),
+        schema
+            .options()
+            .with_ca_file(&ca)
+            .with_client_cert(&cert, &key),
+    )
+    .expect("connected with the client certificate");
+    assert!(store.load().expect("load").scopes.is_empty());
+    drop(store);
+    // The same, as a URL written for libpq says it.
+    let query = format!(
+        "?sslrootcert={}&sslcert={}&sslkey={}",
+        ca.display(),
+        cert.display(),
+        key.display()
+    );
+    let mut store =
+        PgStore::connect(&front.url(&url, &query), schema.options()).expect("connected");
+    assert!(store.load().expect("load").scopes.is_empty());
+    drop(store);
+    let through = front.tls.load(Ordering::SeqCst);
+    assert!(through >= 2, "{through} sessions");
+
+    // Without a certificate, or with one the server's authority does not
+    // vouch for, no session gets through.
+    let e = PgStore::connect(&front.url(&url, ""), schema.options().with_ca_file(&ca))
+        .expect_err("refused");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    let e = PgStore::connect(
+        &front.url(&url, ""),
+        schema
+            .options()
+            .with_ca_file(&ca)
+            .with_client_cert(&other_cert, &other_key),
+    )
+    .expect_err("refused");
+    // The server's alert (here DecryptError: the stranger's certificate
+    // bears the vouched-for one's name but not its signature).
+    assert!(e.to_string().contains("fatal alert"), "{e}");
+    assert_eq!(
+        front.tls.load(Ordering::SeqCst),
+        through,
+        "no session got through"
+    );
+
+    // A key file without a key is named.
+    let e = PgStore::connect(
+        &front.url(&url, ""),
+        schema
+            .options()
+            .with_ca_file(&ca)
+            .with_client_cert(&cert, &ca),
+    )
+    .expect_err("refused");
+    assert!(e.to_string().contains("ca.pem"), "{e}");
 }
