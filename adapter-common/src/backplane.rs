@@ -86,28 +86,42 @@ fn redact_userinfo(url: &str) -> String {
 /// A broker and how to reach it: its URL and, for TLS, the authorities
 /// that vouch for its certificate.
 ///
-/// TLS is used when the URL asks for it (`rediss://`, `tls://`) or a CA
-/// file is given (a `redis://` URL is then taken as `rediss://`, a
-/// `nats://` one as requiring TLS). The broker's certificate is always
+/// TLS is used when the URL asks for it (`rediss://`, `tls://`), or a CA
+/// file or a client certificate is given (a `redis://` URL is then taken as
+/// `rediss://`, a `nats://` one as requiring TLS). The broker's certificate is always
 /// verified, chain and host name: against the CA file when there is one,
 /// otherwise against the system's authorities.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broker {
     url: BrokerUrl,
     ca_file: Option<PathBuf>,
+    /// The certificate chain and key shown to a broker that asks for one.
+    client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Broker {
     /// The broker at `url`, verified (if over TLS) against the system's
     /// authorities.
     pub fn new(url: BrokerUrl) -> Broker {
-        Broker { url, ca_file: None }
+        Broker {
+            url,
+            ca_file: None,
+            client_cert: None,
+        }
     }
 
     /// Verifies the broker against the PEM certificates in `path` instead
     /// of the system's authorities, and turns TLS on.
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Broker {
         self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Shows the broker the PEM certificate chain at `cert`, with the PEM
+    /// private key at `key`, for a broker that authenticates its clients
+    /// by certificate; turns TLS on.
+    pub fn with_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Broker {
+        self.client_cert = Some((cert.into(), key.into()));
         self
     }
 
@@ -121,9 +135,16 @@ impl Broker {
         self.ca_file.as_deref()
     }
 
+    /// The client certificate chain and key shown to the broker, if any.
+    pub fn client_cert(&self) -> Option<(&Path, &Path)> {
+        self.client_cert
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path()))
+    }
+
     /// Whether connections to the broker use TLS.
     pub fn uses_tls(&self) -> bool {
-        self.url.asks_for_tls() || self.ca_file.is_some()
+        self.url.asks_for_tls() || self.ca_file.is_some() || self.client_cert.is_some()
     }
 }
 
@@ -136,10 +157,16 @@ impl From<BrokerUrl> for Broker {
 impl std::fmt::Display for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.url)?;
-        match (&self.ca_file, self.url.asks_for_tls()) {
-            (Some(ca), _) => write!(f, " (TLS, verified against {})", ca.display()),
-            (None, true) => write!(f, " (TLS, verified against the system's authorities)"),
-            (None, false) => Ok(()),
+        if !self.uses_tls() {
+            return Ok(());
+        }
+        match &self.ca_file {
+            Some(ca) => write!(f, " (TLS, verified against {}", ca.display())?,
+            None => write!(f, " (TLS, verified against the system's authorities")?,
+        }
+        match &self.client_cert {
+            Some((cert, _)) => write!(f, ", showing {})", cert.display()),
+            None => write!(f, ")"),
         }
     }
 }
@@ -247,6 +274,13 @@ mod tests {
         assert_eq!(
             verified.to_string(),
             "nats://h:4222 (TLS, verified against ca.pem)"
+        );
+        let shown =
+            Broker::new("redis://h:6379".parse().unwrap()).with_client_cert("n.pem", "n.key");
+        assert!(shown.uses_tls());
+        assert_eq!(
+            shown.to_string(),
+            "redis://h:6379 (TLS, verified against the system's authorities, showing n.pem)"
         );
         let e = "rediss://:secret@h/#insecure"
             .parse::<BrokerUrl>()

@@ -64,6 +64,24 @@ pub struct ServeArgs {
         requires = "broker"
     )]
     pub broker_ca_file: Option<PathBuf>,
+    /// With --broker: a PEM certificate chain that the node shows a broker
+    /// that authenticates its clients by certificate (with
+    /// --broker-client-key); connections then use TLS.
+    #[arg(
+        long,
+        env = "LIVE_SYNC_BROKER_CLIENT_CERT",
+        value_name = "FILE",
+        requires_all = ["broker", "broker_client_key"]
+    )]
+    pub broker_client_cert: Option<PathBuf>,
+    /// The PEM private key of --broker-client-cert.
+    #[arg(
+        long,
+        env = "LIVE_SYNC_BROKER_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "broker_client_cert"
+    )]
+    pub broker_client_key: Option<PathBuf>,
     /// Keep sync data in memory only (lost on exit) instead of `--db`.
     #[arg(long, env = "LIVE_SYNC_MEMORY", conflicts_with = "db")]
     pub memory: bool,
@@ -454,13 +472,17 @@ impl ServeArgs {
         (db.starts_with("postgres://") || db.starts_with("postgresql://")).then_some(db)
     }
 
-    /// The broker from `--broker` and `--broker-ca-file`, if any.
+    /// The broker from `--broker`, `--broker-ca-file` and
+    /// `--broker-client-cert` with `--broker-client-key`, if any.
     pub fn broker(&self) -> Option<crate::backplane::Broker> {
-        let broker = crate::backplane::Broker::new(self.broker.clone()?);
-        Some(match &self.broker_ca_file {
-            Some(ca) => broker.with_ca_file(ca),
-            None => broker,
-        })
+        let mut broker = crate::backplane::Broker::new(self.broker.clone()?);
+        if let Some(ca) = &self.broker_ca_file {
+            broker = broker.with_ca_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.broker_client_cert, &self.broker_client_key) {
+            broker = broker.with_client_cert(cert, key);
+        }
+        Some(broker)
     }
 
     /// The PostgreSQL store's options from `--db-timeout-ms`,
@@ -914,6 +936,32 @@ mod tests {
         // Alone it would do nothing: refused rather than ignored.
         assert!(parse(&["--broker-ca-file", "/etc/ca.pem"]).is_err());
         assert!(parse(&["--broker", "rediss://h/#insecure"]).is_err());
+        let shown = parse(&[
+            "--broker",
+            "nats://h:4222",
+            "--broker-client-cert",
+            "n.pem",
+            "--broker-client-key",
+            "n.key",
+        ])
+        .unwrap()
+        .broker()
+        .unwrap();
+        assert!(shown.uses_tls());
+        assert_eq!(
+            shown.client_cert(),
+            Some((std::path::Path::new("n.pem"), std::path::Path::new("n.key")))
+        );
+        assert!(parse(&["--broker", "nats://h", "--broker-client-cert", "n.pem"]).is_err());
+        assert!(
+            parse(&[
+                "--broker-client-cert",
+                "n.pem",
+                "--broker-client-key",
+                "n.key"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -114,7 +114,7 @@ async fn smol_nodes_fan_out_through_nats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smol_nodes_fan_out_through_redis_over_tls() {
-    let Some(broker) = testkit::tls_broker::TlsBroker::redis().await else {
+    let Some(broker) = testkit::tls_broker::TlsBroker::redis(false).await else {
         return;
     };
     let url = format!("rediss://localhost:{}", broker.port);
@@ -123,7 +123,7 @@ async fn smol_nodes_fan_out_through_redis_over_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smol_nodes_fan_out_through_nats_over_tls() {
-    let Some(broker) = testkit::tls_broker::TlsBroker::nats().await else {
+    let Some(broker) = testkit::tls_broker::TlsBroker::nats(false).await else {
         return;
     };
     let url = format!("tls://localhost:{}", broker.port);

@@ -299,7 +299,7 @@ async fn fans_out_over_tls_and_refuses_an_unvouched_broker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_over_tls_is_verified_against_the_ca_file() {
-    let Some(broker) = TlsBroker::redis().await else {
+    let Some(broker) = TlsBroker::redis(false).await else {
         return;
     };
     let port = broker.port;
@@ -313,7 +313,7 @@ async fn redis_over_tls_is_verified_against_the_ca_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_over_tls_is_verified_against_the_ca_file() {
-    let Some(broker) = TlsBroker::nats().await else {
+    let Some(broker) = TlsBroker::nats(false).await else {
         return;
     };
     let port = broker.port;
@@ -323,4 +323,55 @@ async fn nats_over_tls_is_verified_against_the_ca_file() {
         &format!("nats://localhost:{port}"),
     )
     .await;
+}
+
+/// A broker that asks its clients for a certificate takes nodes that show
+/// the one it vouches for, and turns away a node that shows none.
+async fn shows_its_certificate_to_a_broker_that_asks(broker: &TlsBroker, url: &str) {
+    let ca = broker.ca_file();
+    let (cert, key) = broker.client_cert();
+    let flags = [
+        "--memory",
+        "--broker",
+        url,
+        "--broker-ca-file",
+        &ca,
+        "--broker-client-cert",
+        &cert,
+        "--broker-client-key",
+        &key,
+    ];
+    let a = Node::start_with("", &flags).await;
+    let b = Node::start_with("", &flags).await;
+    let mut subs = vec![subscriber(&b, "news").await];
+    let mut publisher = WsClient::connect_as(&format!("ws://{}/ws", a.addr), "p").await;
+    wait_until_connected(&mut publisher, &mut subs, "news").await;
+
+    let without = Node::start_with("", &flags[..5]).await;
+    for _ in 0..200 {
+        if without.logged("unreachable") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = without.log.lock().unwrap().join("\n");
+    assert!(log.contains("unreachable"), "turned away: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_takes_nodes_by_their_client_certificate() {
+    let Some(broker) = TlsBroker::redis(true).await else {
+        return;
+    };
+    let url = format!("rediss://localhost:{}", broker.port);
+    shows_its_certificate_to_a_broker_that_asks(&broker, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_takes_nodes_by_their_client_certificate() {
+    let Some(broker) = TlsBroker::nats(true).await else {
+        return;
+    };
+    let url = format!("tls://localhost:{}", broker.port);
+    shows_its_certificate_to_a_broker_that_asks(&broker, &url).await;
 }

@@ -77,9 +77,12 @@ pub enum BrokerError {
     /// The URL was refused by the client library.
     #[error("invalid broker URL: {0}")]
     Url(String),
-    /// The file of authorities to verify the broker against is unusable.
-    #[error("--broker-ca-file {path}: {reason}")]
-    CaFile {
+    /// A TLS file (the authorities to verify the broker against, the
+    /// client certificate or its key) is unusable.
+    #[error("{flag} {path}: {reason}")]
+    TlsFile {
+        /// The flag that names the file (`--broker-ca-file`, ...).
+        flag: &'static str,
         /// The file given.
         path: String,
         /// What is wrong with it.

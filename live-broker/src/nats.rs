@@ -38,20 +38,28 @@ pub(crate) struct Connect {
     shown: String,
     tls: bool,
     ca_file: Option<std::path::PathBuf>,
+    client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Connect {
-    /// Over TLS for a `tls://` URL or with a CA file, verified against the
-    /// file's authorities or else the system's.
+    /// Over TLS for a `tls://` URL, or with a CA file or a client
+    /// certificate, verified against the file's authorities or else the
+    /// system's.
     pub(crate) fn new(broker: &Broker) -> Result<Connect, BrokerError> {
         if let Some(path) = broker.ca_file() {
             crate::tls::read_ca_file(path)?;
+        }
+        if let Some((cert, key)) = broker.client_cert() {
+            crate::tls::read_client_cert(cert, key)?;
         }
         Ok(Connect {
             url: broker.url().as_str().to_owned(),
             shown: broker.url().to_string(),
             tls: broker.uses_tls(),
             ca_file: broker.ca_file().map(ToOwned::to_owned),
+            client_cert: broker
+                .client_cert()
+                .map(|(cert, key)| (cert.to_owned(), key.to_owned())),
         })
     }
 
@@ -94,6 +102,9 @@ impl Connect {
         }
         if let Some(path) = &self.ca_file {
             options = options.add_root_certificates(path.clone());
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
         }
         options
     }

@@ -40,25 +40,34 @@ fn channel(topic: &str) -> String {
 
 /// The client for `broker`: over TLS for a `rediss://` URL, verified
 /// against the system's authorities, or, with a CA file (a `redis://` URL
-/// then taken as `rediss://`), against the file's.
+/// then taken as `rediss://`), against the file's; showing the client
+/// certificate when there is one (which turns TLS on too).
 pub(crate) fn client(broker: &Broker) -> Result<redis::Client, BrokerError> {
     let url = broker.url().as_str();
     let invalid = |e: redis::RedisError| BrokerError::Url(format!("{}: {e}", broker.url()));
-    match broker.ca_file() {
-        None => redis::Client::open(url).map_err(invalid),
-        Some(path) => {
-            let root_cert = crate::tls::read_ca_file(path)?;
-            let url = match url.strip_prefix("redis://") {
-                Some(rest) => format!("rediss://{rest}"),
-                None => url.to_owned(),
-            };
-            let certificates = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(root_cert),
-            };
-            redis::Client::build_with_tls(url, certificates).map_err(invalid)
-        }
+    if broker.ca_file().is_none() && broker.client_cert().is_none() {
+        return redis::Client::open(url).map_err(invalid);
     }
+    let root_cert = broker.ca_file().map(crate::tls::read_ca_file).transpose()?;
+    let client_tls = match broker.client_cert() {
+        Some((cert, key)) => {
+            let (client_cert, client_key) = crate::tls::read_client_cert(cert, key)?;
+            Some(redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            })
+        }
+        None => None,
+    };
+    let url = match url.strip_prefix("redis://") {
+        Some(rest) => format!("rediss://{rest}"),
+        None => url.to_owned(),
+    };
+    let certificates = redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    };
+    redis::Client::build_with_tls(url, certificates).map_err(invalid)
 }
 
 pub(crate) async fn run<U: Send + 'static>(

@@ -166,6 +166,19 @@ impl<H, A, S> Builder<H, A, S> {
         self
     }
 
+    /// Shows the [`broker`](Self::broker) the PEM certificate chain at
+    /// `cert`, with the PEM private key at `key`, for a broker that
+    /// authenticates its clients by certificate; turns TLS on. Checked
+    /// when the server starts.
+    pub fn broker_client_cert(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.broker.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
     /// Lets everybody in on any address, not only loopback, when no
     /// [`hooks`](Self::hooks) authenticate requests.
     pub fn allow_anonymous(mut self) -> Self {
@@ -280,24 +293,29 @@ fn check_paths(config: &ServerConfig) -> Result<(), Error> {
 struct BrokerChoice {
     url: Option<String>,
     ca_file: Option<std::path::PathBuf>,
+    client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl BrokerChoice {
     fn resolve(self) -> Result<Option<Broker>, Error> {
         let Some(url) = self.url else {
-            return match self.ca_file {
-                None => Ok(None),
-                Some(_) => Err(Error::BrokerUrl(
-                    "CA file given (Builder::broker_ca_file) without a broker URL (Builder::broker)"
+            return match (self.ca_file, self.client_cert) {
+                (None, None) => Ok(None),
+                _ => Err(Error::BrokerUrl(
+                    "TLS files given (Builder::broker_ca_file, Builder::broker_client_cert) \
+                     without a broker URL (Builder::broker)"
                         .into(),
                 )),
             };
         };
-        let broker = Broker::new(url.parse::<BrokerUrl>().map_err(Error::BrokerUrl)?);
-        Ok(Some(match self.ca_file {
-            Some(path) => broker.with_ca_file(path),
-            None => broker,
-        }))
+        let mut broker = Broker::new(url.parse::<BrokerUrl>().map_err(Error::BrokerUrl)?);
+        if let Some(path) = self.ca_file {
+            broker = broker.with_ca_file(path);
+        }
+        if let Some((cert, key)) = self.client_cert {
+            broker = broker.with_client_cert(cert, key);
+        }
+        Ok(Some(broker))
     }
 }
 

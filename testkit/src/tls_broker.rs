@@ -14,7 +14,9 @@ async fn free_port() -> u16 {
 
 /// A broker server of the test's own that speaks only TLS, with a
 /// certificate for `localhost` made by the test (which is also the file of
-/// authorities that vouches for it); killed when dropped.
+/// authorities that vouches for it); killed when dropped. It may also ask
+/// clients for a certificate: the test's client certificate
+/// ([`TlsBroker::client_cert`]) is then the one it takes.
 pub struct TlsBroker {
     _child: Child,
     /// The port it listens on, on 127.0.0.1 (reach it as `localhost`).
@@ -22,72 +24,103 @@ pub struct TlsBroker {
     dir: tempfile::TempDir,
 }
 
+/// The files a broker is started with.
+struct Files<'a> {
+    cert: &'a str,
+    key: &'a str,
+    /// The authority of clients' certificates, when they must show one.
+    clients: Option<&'a str>,
+    dir: &'a std::path::Path,
+}
+
 impl TlsBroker {
-    /// `redis-server` on a free port, TLS only (no plain port).
-    pub async fn redis() -> Option<TlsBroker> {
-        TlsBroker::start("redis-server", |port, cert, key| {
-            vec![
-                "--port".into(),
-                "0".into(),
-                "--tls-port".into(),
-                port.to_string(),
-                "--bind".into(),
-                "127.0.0.1".into(),
-                "--tls-cert-file".into(),
-                cert.into(),
-                "--tls-key-file".into(),
-                key.into(),
-                "--tls-ca-cert-file".into(),
-                cert.into(),
-                "--tls-auth-clients".into(),
-                "no".into(),
-                "--save".into(),
-                String::new(),
-                "--appendonly".into(),
-                "no".into(),
+    /// `redis-server` on a free port, TLS only (no plain port); with
+    /// `verify_clients`, clients must show a certificate.
+    pub async fn redis(verify_clients: bool) -> Option<TlsBroker> {
+        TlsBroker::start("redis-server", verify_clients, |port, files| {
+            let mut args: Vec<String> = [
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-cert-file",
+                files.cert,
+                "--tls-key-file",
+                files.key,
+                "--tls-ca-cert-file",
+                files.clients.unwrap_or(files.cert),
+                "--tls-auth-clients",
+                if files.clients.is_some() { "yes" } else { "no" },
             ]
+            .map(str::to_owned)
+            .into();
+            args.extend(["--tls-port".to_owned(), port.to_string()]);
+            args
         })
         .await
     }
 
-    /// `nats-server` with JetStream on a free port, TLS required.
-    pub async fn nats() -> Option<TlsBroker> {
-        TlsBroker::start("nats-server", |port, cert, key| {
-            let store = std::path::Path::new(cert).with_file_name("jetstream");
-            vec![
-                "-a".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-                "--tls".into(),
-                "--tlscert".into(),
-                cert.into(),
-                "--tlskey".into(),
-                key.into(),
-                "-js".into(),
-                "-sd".into(),
-                store.display().to_string(),
+    /// `nats-server` with JetStream on a free port, TLS required; with
+    /// `verify_clients`, clients must show a certificate.
+    pub async fn nats(verify_clients: bool) -> Option<TlsBroker> {
+        TlsBroker::start("nats-server", verify_clients, |port, files| {
+            let store = files.dir.join("jetstream").display().to_string();
+            let mut args: Vec<String> = [
+                "-a",
+                "127.0.0.1",
+                "--tls",
+                "--tlscert",
+                files.cert,
+                "--tlskey",
+                files.key,
+                "-js",
+                "-sd",
+                &store,
             ]
+            .map(str::to_owned)
+            .into();
+            if let Some(clients) = files.clients {
+                args.extend(["--tlsverify", "--tlscacert", clients].map(str::to_owned));
+            }
+            args.extend(["-p".to_owned(), port.to_string()]);
+            args
         })
         .await
     }
 
     async fn start(
         program: &str,
-        args: impl FnOnce(u16, &str, &str) -> Vec<String>,
+        verify_clients: bool,
+        args: impl FnOnce(u16, Files<'_>) -> Vec<String>,
     ) -> Option<TlsBroker> {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("a certificate");
-        let cert = dir.path().join("cert.pem");
-        let key = dir.path().join("key.pem");
-        std::fs::write(&cert, certified.cert.pem()).unwrap();
-        std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-        let other =
-            rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("a certificate");
-        std::fs::write(dir.path().join("other-ca.pem"), other.cert.pem()).unwrap();
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let certify =
+            || rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("a certificate");
+        let server = certify();
+        let cert = write("cert.pem", server.cert.pem());
+        let key = write("key.pem", server.signing_key.serialize_pem());
+        write("other-ca.pem", certify().cert.pem());
+        // The client's certificate is its own authority.
+        let client = certify();
+        let clients = write("client.pem", client.cert.pem());
+        write("client.key", client.signing_key.serialize_pem());
         let port = free_port().await;
-        let args = args(port, cert.to_str().unwrap(), key.to_str().unwrap());
+        let files = Files {
+            cert: &cert,
+            key: &key,
+            clients: verify_clients.then_some(clients.as_str()),
+            dir: dir.path(),
+        };
+        let args = args(port, files);
         // Debian installs nats-server in /usr/sbin, which a user's PATH may lack.
         let spawned = [program.to_owned(), format!("/usr/sbin/{program}")]
             .iter()
@@ -125,13 +158,23 @@ impl TlsBroker {
         panic!("{program} did not listen on {port}");
     }
 
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
     /// The file of authorities that vouches for this broker.
     pub fn ca_file(&self) -> String {
-        self.dir.path().join("cert.pem").display().to_string()
+        self.path("cert.pem")
     }
 
     /// Another authority's file, which does not vouch for this broker.
     pub fn other_ca_file(&self) -> String {
-        self.dir.path().join("other-ca.pem").display().to_string()
+        self.path("other-ca.pem")
+    }
+
+    /// The client certificate and key this broker takes when it asks for
+    /// one.
+    pub fn client_cert(&self) -> (String, String) {
+        (self.path("client.pem"), self.path("client.key"))
     }
 }
