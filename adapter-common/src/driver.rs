@@ -203,6 +203,7 @@ where
             }
             Input::BrokerMessage { topic, data } => core.handle_broker_message(now, &topic, &data),
             Input::BrokerRestored => core.handle_broker_restored(now),
+            Input::BrokerConnection(connected) => core.handle_broker_connection(now, connected),
             Input::BrokerNumbered(n) => {
                 core.handle_broker_numbered(now, &n.topic, &n.epoch, n.offset, &n.data)
             }

@@ -163,6 +163,13 @@ impl<U: Send + 'static> ServerHandle<U> {
         self.send_input(Input::BrokerRestored).await
     }
 
+    /// The broker link connected (`true`), or lost its connection or could
+    /// not connect (`false`): `/metrics` shows it (`live_broker_connected`,
+    /// `live_broker_disconnects_total`).
+    pub async fn backplane_connection(&self, connected: bool) -> Result<(), ServerError> {
+        self.send_input(Input::BrokerConnection(connected)).await
+    }
+
     /// Follows a shared store's change feed
     /// ([`crate::AnyStore::watch_changes`]): each scope another node commits
     /// to is reloaded, then poked to this node's subscribers. Runs on a

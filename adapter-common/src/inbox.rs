@@ -71,6 +71,9 @@ pub(crate) enum Input<U> {
     },
     /// The broker link reconnected.
     BrokerRestored,
+    /// The broker link connected (`true`), or lost or could not get its
+    /// connection (`false`).
+    BrokerConnection(bool),
     /// A publication the broker numbered, on a topic whose history it keeps
     /// (boxed: every connection's frames travel as inputs too).
     BrokerNumbered(Box<Numbered>),

@@ -202,6 +202,7 @@ async fn reconnects_after_the_broker_stops_answering(url: &str, scheme: &str) {
     let mut publisher = WsClient::connect_as(&format!("ws://{}/ws", silenced.addr), "p").await;
     wait_until_connected(&mut publisher, &mut subs, "news").await;
 
+    assert_eq!(silenced.metric("live_broker_connected").await, "1");
     proxy.silence();
     publisher.publish("news", json!({"unanswered": true})).await;
     for _ in 0..600 {
@@ -214,6 +215,13 @@ async fn reconnects_after_the_broker_stops_answering(url: &str, scheme: &str) {
         silenced.logged("connection lost"),
         "a broker that stopped answering is taken as lost"
     );
+    for _ in 0..100 {
+        if silenced.metric("live_broker_connected").await == "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(silenced.metric("live_broker_connected").await, "0");
     if scheme == "nats" {
         // The NATS client bounds a reconnection's TCP connect by its timeout
         // but not the wait for the server's first words, so a try made while
@@ -231,6 +239,8 @@ async fn reconnects_after_the_broker_stops_answering(url: &str, scheme: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(silenced.logged("connection back"), "the gap is logged");
+    assert_eq!(silenced.metric("live_broker_connected").await, "1");
+    assert_eq!(silenced.metric("live_broker_disconnects_total").await, "1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,7 +304,10 @@ async fn fans_out_over_tls_and_refuses_an_unvouched_broker(
             log.contains("unreachable") && log.contains("invalid peer certificate"),
             "the refused certificate is logged: {log}"
         );
+        // ... and shown to whoever watches the metrics.
+        assert_eq!(node.metric("live_broker_connected").await, "0");
     }
+    assert_eq!(a.metric("live_broker_connected").await, "1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

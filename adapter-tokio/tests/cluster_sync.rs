@@ -263,7 +263,7 @@ async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns(
 
     proxy.cut();
     push_unavailable(&mut sync).await;
-    assert_eq!(get(&node, "/readyz").await.0, 503);
+    assert_eq!(node.get("/readyz").await.0, 503);
 
     // Back: the node hears the database again (its listening connection
     // reconnects) and reads what changed, which makes it ready again
@@ -271,14 +271,14 @@ async fn a_lost_database_fails_pushes_with_503_and_they_recover_when_it_returns(
     proxy.restore();
     let mut ready = false;
     for _ in 0..200 {
-        if get(&node, "/readyz").await.0 == 200 {
+        if node.get("/readyz").await.0 == 200 {
             ready = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "ready again without a push");
-    assert_eq!(metric(&node, "sync_store_unreachable").await, "0");
+    assert_eq!(node.metric("sync_store_unreachable").await, "0");
     let result = push_until_ok(&mut sync, "c", 2, "docs").await;
     assert_eq!(result["cursor"], json!(2));
     assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
@@ -306,16 +306,16 @@ async fn pushes_wait_for_a_database_that_comes_back() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "the push waits for the database");
-    assert_eq!(metric(&node, "sync_store_unreachable").await, "1");
-    assert_eq!(get(&node, "/readyz").await.0, 503, "not ready to write");
+    assert_eq!(node.metric("sync_store_unreachable").await, "1");
+    assert_eq!(node.get("/readyz").await.0, 503, "not ready to write");
     proxy.restore();
     let r = waiting.await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["results"][0]["cursor"], json!(2), "{}", r.text());
     assert_eq!(dense_log(&node.addr, "docs").await.len(), 2);
     assert!(node.logged("trying its 1 pushes again"));
-    assert_eq!(metric(&node, "sync_store_unreachable").await, "0");
-    assert_eq!(get(&node, "/readyz").await, (200, "ready\n".to_owned()));
+    assert_eq!(node.metric("sync_store_unreachable").await, "0");
+    assert_eq!(node.get("/readyz").await, (200, "ready\n".to_owned()));
 }
 
 /// A database that neither answers nor refuses (a network partition) is
@@ -333,7 +333,13 @@ async fn a_database_that_does_not_answer_fails_pushes_after_the_timeout() {
 
     proxy.silence();
     let answer = push_unavailable(&mut sync).await;
-    assert!(answer.contains("did not answer"), "{answer}");
+    // The batch's try timed out; or the listening connection's check found
+    // the silence first (it is behind the same proxy), so the push waited
+    // for a read of what other nodes wrote, which timed out the same way.
+    assert!(
+        answer.contains("did not answer") || answer.contains("could not be read"),
+        "{answer}"
+    );
 
     proxy.restore();
     let result = push_until_ok(&mut sync, "c", 2, "docs").await;
@@ -391,25 +397,4 @@ async fn listening(url: &str, application_name: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{application_name} never listened");
-}
-
-/// The status and body of a GET of `path` on the node.
-async fn get(node: &Node, path: &str) -> (u16, String) {
-    let base = format!("http://{}", node.addr);
-    let mut http = testkit::http_client::HttpConn::new(&base).unwrap();
-    let r = (http.request(http::Method::GET, path, &[], "").await).unwrap();
-    (
-        r.status.as_u16(),
-        String::from_utf8_lossy(&r.body).into_owned(),
-    )
-}
-
-/// The value of `name` in the node's `/metrics`.
-async fn metric(node: &Node, name: &str) -> String {
-    let (_, body) = get(node, "/metrics").await;
-    let line = body.lines().find(|l| l.split(' ').next() == Some(name));
-    let value = line.and_then(|l| l.split(' ').nth(1));
-    value
-        .unwrap_or_else(|| panic!("no {name} in {body}"))
-        .to_owned()
 }

@@ -64,36 +64,50 @@ impl Connect {
     }
 
     /// The client's options; `lost` follows the connection's losses, timed
-    /// by `clock`.
+    /// by `clock`, and `states` hears each connection and loss.
     fn options<U: Send + 'static>(
         &self,
         lost: &Arc<Mutex<Option<Instant>>>,
         clock: &ServerHandle<U>,
+        states: &States,
     ) -> async_nats::ConnectOptions {
         let events = lost.clone();
         let clock = clock.clone();
+        let states = states.clone();
         let mut options = async_nats::ConnectOptions::new()
             .no_echo()
             .ping_interval(PING_INTERVAL)
             .event_callback(move |event| {
                 let lost = events.clone();
+                let states = states.clone();
                 let now = clock.now();
                 async move {
-                    let mut lost = lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    match event {
-                        async_nats::Event::Disconnected => {
-                            tracing::warn!("broker (nats) connection lost");
-                            lost.get_or_insert(now);
-                        }
-                        async_nats::Event::Connected => {
-                            if let Some(since) = lost.take() {
-                                tracing::warn!(
-                                    gap_ms = now.saturating_duration_since(since).as_millis() as u64,
-                                    "broker (nats) connection back; subscriptions restored; messages published during the gap were lost"
-                                );
+                    let connected = {
+                        let mut lost =
+                            lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        match event {
+                            async_nats::Event::Disconnected => {
+                                tracing::warn!("broker (nats) connection lost");
+                                lost.get_or_insert(now);
+                                Some(false)
+                            }
+                            async_nats::Event::Connected => {
+                                if let Some(since) = lost.take() {
+                                    tracing::warn!(
+                                        gap_ms = now.saturating_duration_since(since).as_millis() as u64,
+                                        "broker (nats) connection back; subscriptions restored; messages published during the gap were lost"
+                                    );
+                                }
+                                Some(true)
+                            }
+                            other => {
+                                tracing::debug!(event = %other, "broker (nats)");
+                                None
                             }
                         }
-                        other => tracing::debug!(event = %other, "broker (nats)"),
+                    };
+                    if let Some(connected) = connected {
+                        let _ = states.send(connected);
                     }
                 }
             });
@@ -110,6 +124,23 @@ impl Connect {
     }
 }
 
+/// Where the link's connections and losses go, in order, to be reported
+/// to the server (the client's callbacks cannot wait for the server).
+type States = tokio::sync::mpsc::UnboundedSender<bool>;
+
+/// A task that hands each reported state to the server, in order.
+fn report_states<U: Send + 'static>(handle: ServerHandle<U>) -> States {
+    let (states, mut reported) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(connected) = reported.recv().await {
+            if handle.backplane_connection(connected).await.is_err() {
+                return;
+            }
+        }
+    });
+    states
+}
+
 pub(crate) async fn run<U: Send + 'static>(
     connect: Connect,
     link: Link<U>,
@@ -118,11 +149,14 @@ pub(crate) async fn run<U: Send + 'static>(
     let link = Arc::new(link);
     let lost: Arc<Mutex<Option<Instant>>> = Arc::default();
     let clock = link.handle.clone();
+    let states = report_states(link.handle.clone());
     // One try first, to log why it failed (a certificate refused, say) in
     // full; then the client retries in the background. The client bounds
     // only the TCP connect by its timeout, not the wait for the server's
     // first words, hence the bound here.
-    let first_try = connect.options(&lost, &clock).connect(connect.url.as_str());
+    let first_try = connect
+        .options(&lost, &clock, &states)
+        .connect(connect.url.as_str());
     let first_try = tokio::time::timeout(FIRST_TRY_TIMEOUT, first_try)
         .await
         .unwrap_or_else(|_| {
@@ -131,13 +165,19 @@ pub(crate) async fn run<U: Send + 'static>(
             ))
         });
     let client = match first_try {
-        Ok(c) => c,
+        Ok(c) => {
+            let _ = states.send(true);
+            c
+        }
         Err(e) => {
+            let _ = states.send(false);
             tracing::warn!(error = %e, broker = %connect.shown, "broker (nats) unreachable; retrying");
             *lost
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(clock.now());
-            let retrying = connect.options(&lost, &clock).retry_on_initial_connect();
+            let retrying = connect
+                .options(&lost, &clock, &states)
+                .retry_on_initial_connect();
             match retrying.connect(connect.url.as_str()).await {
                 Ok(c) => c,
                 Err(e) => {

@@ -97,6 +97,9 @@ pub(crate) async fn run<U: Send + 'static>(
         let (mut publisher, pubsub) = match connected {
             Ok(c) => c,
             Err(e) => {
+                if lost.is_none() {
+                    let _ = link.handle.backplane_connection(false).await;
+                }
                 let (_, dropped) = lost.get_or_insert_with(|| {
                     tracing::warn!(error = %e, "broker (redis) unreachable; retrying");
                     (link.handle.now(), 0)
@@ -135,6 +138,7 @@ pub(crate) async fn run<U: Send + 'static>(
                 continue;
             }
         }
+        let _ = link.handle.backplane_connection(true).await;
         if let Some((since, dropped)) = lost.take() {
             tracing::warn!(
                 gap_ms = link
@@ -241,6 +245,7 @@ pub(crate) async fn run<U: Send + 'static>(
                 }
             }
         }
+        let _ = link.handle.backplane_connection(false).await;
         lost = Some((link.handle.now(), dropped));
     }
 }

@@ -83,7 +83,7 @@ pub use crate::core::guard::{REFRESH_TOPIC, RefreshRefused};
 pub use broker::BackplaneCommand;
 pub use config::{CoreConfig, OUTAGE_WAIT, RateLimit};
 pub use error::ServerError;
-pub use metrics::{GuardMetrics, MetricsSnapshot, SyncMetrics};
+pub use metrics::{BrokerMetrics, GuardMetrics, MetricsSnapshot, SyncMetrics};
 pub use output::{
     Deadline, Notice, Output, PersistFailure, PersistJob, ReloadJob, Reloaded, Ticket, TimerReason,
 };

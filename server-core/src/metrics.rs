@@ -94,6 +94,18 @@ pub struct GuardMetrics {
     pub websockets_open: u64,
 }
 
+/// The broker link's connection, as the link reports it: shown only when a
+/// link is attached. A node whose link is down serves its own clients but
+/// fans nothing out, and says so only in its log unless this is watched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerMetrics {
+    /// Gauge: the link is connected to the broker.
+    pub connected: bool,
+    /// Total: times the link lost a connection it had.
+    pub disconnects: u64,
+}
+
 /// Everything `/metrics` shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
@@ -104,6 +116,8 @@ pub struct MetricsSnapshot {
     pub sync: SyncMetrics,
     /// The limits' and credentials' counters.
     pub guard: GuardMetrics,
+    /// The broker link's connection, once a link is attached.
+    pub broker: Option<BrokerMetrics>,
 }
 
 impl MetricsSnapshot {
@@ -113,7 +127,14 @@ impl MetricsSnapshot {
             live,
             sync,
             guard: GuardMetrics::default(),
+            broker: None,
         }
+    }
+
+    /// The same snapshot with the broker link's connection.
+    pub fn with_broker(mut self, broker: Option<BrokerMetrics>) -> Self {
+        self.broker = broker;
+        self
     }
 
     /// The same snapshot with the limits' counters.
@@ -375,6 +396,20 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "1 while the shared store is unreachable (pushes wait, then get 503), else 0.",
         s.store_unreachable.to_string(),
     );
+    if let Some(b) = &m.broker {
+        metric(
+            "live_broker_connected",
+            gauge,
+            "1 while the broker link is connected (publishes reach other nodes), else 0.",
+            u64::from(b.connected).to_string(),
+        );
+        metric(
+            "live_broker_disconnects_total",
+            counter,
+            "Times the broker link lost its connection.",
+            b.disconnects.to_string(),
+        );
+    }
     let g = &m.guard;
     for (name, help, value) in [
         (
@@ -458,6 +493,38 @@ mod tests {
         assert_eq!(value_of(&text, "server_websockets").as_deref(), Some("9"));
         assert!(text.contains("# TYPE server_connections gauge"), "{text}");
         assert!(text.contains("# TYPE server_websockets gauge"), "{text}");
+    }
+
+    #[test]
+    fn the_broker_link_is_shown_only_when_there_is_one() {
+        let text = render(&MetricsSnapshot::default());
+        assert!(!text.contains("live_broker"), "{text}");
+        let link = BrokerMetrics {
+            connected: true,
+            disconnects: 2,
+        };
+        let text = render(&MetricsSnapshot::default().with_broker(Some(link)));
+        assert_eq!(
+            value_of(&text, "live_broker_connected").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            value_of(&text, "live_broker_disconnects_total").as_deref(),
+            Some("2")
+        );
+        assert!(
+            text.contains("# TYPE live_broker_connected gauge"),
+            "{text}"
+        );
+        let down = BrokerMetrics {
+            connected: false,
+            ..link
+        };
+        let text = render(&MetricsSnapshot::default().with_broker(Some(down)));
+        assert_eq!(
+            value_of(&text, "live_broker_connected").as_deref(),
+            Some("0")
+        );
     }
 
     #[test]

@@ -997,6 +997,28 @@ fn the_broker_hears_interest_and_local_publishes_and_delivers_remote_ones() {
 }
 
 #[test]
+fn the_broker_links_connection_is_counted_once_a_link_is_attached() {
+    let mut config = CoreConfig::with_seed(7);
+    config.hub.backplane_events = true;
+    let mut h = Harness::with(config, MemoryStore::new());
+    h.core.handle_broker_connection(h.now, true);
+    assert_eq!(h.core.metrics().broker, None, "no link yet");
+    h.core.handle_broker_attached(h.now);
+    let link = |h: &Harness| h.core.metrics().broker.expect("a link");
+    assert!(!link(&h).connected, "attached before it connects");
+    // A first try that fails is no disconnect.
+    h.core.handle_broker_connection(h.now, false);
+    assert_eq!((link(&h).connected, link(&h).disconnects), (false, 0));
+    h.core.handle_broker_connection(h.now, true);
+    assert_eq!((link(&h).connected, link(&h).disconnects), (true, 0));
+    h.core.handle_broker_connection(h.now, false);
+    h.core.handle_broker_connection(h.now, false);
+    assert_eq!((link(&h).connected, link(&h).disconnects), (false, 1));
+    h.core.handle_broker_connection(h.now, true);
+    assert_eq!((link(&h).connected, link(&h).disconnects), (true, 1));
+}
+
+#[test]
 fn changes_are_stamped_with_the_wall_time_the_loop_reported_plus_the_time_since() {
     let mut h = Harness::new();
     h.advance(Duration::from_millis(1500));

@@ -98,6 +98,27 @@ impl Node {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
+    /// The status and body of a GET of `path` on the node.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let base = format!("http://{}", self.addr);
+        let mut http = HttpConn::new(&base).unwrap();
+        let r = (http.request(Method::GET, path, &[], "").await).unwrap();
+        (
+            r.status.as_u16(),
+            String::from_utf8_lossy(&r.body).into_owned(),
+        )
+    }
+
+    /// The value of `name` in the node's `/metrics`.
+    pub async fn metric(&self, name: &str) -> String {
+        let (_, body) = self.get("/metrics").await;
+        let line = body.lines().find(|l| l.split(' ').next() == Some(name));
+        let value = line.and_then(|l| l.split(' ').nth(1));
+        value
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+            .to_owned()
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub async fn kill(&mut self) {
         self.child.start_kill().expect("kill");

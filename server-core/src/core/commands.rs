@@ -110,8 +110,23 @@ where
                 }
             }
             self.broker = Some(interest);
+            self.broker_link = Some(crate::metrics::BrokerMetrics::default());
         }
         self.pump();
+    }
+
+    /// The broker link connected (`true`) or lost its connection, or
+    /// could not connect (`false`): shown in the metrics
+    /// (`live_broker_connected`, `live_broker_disconnects_total`). Reports
+    /// before a link is attached are ignored.
+    pub fn handle_broker_connection(&mut self, now: Instant, connected: bool) {
+        self.at(now);
+        if let Some(link) = &mut self.broker_link {
+            if link.connected && !connected {
+                link.disconnects += 1;
+            }
+            link.connected = connected;
+        }
     }
 
     /// The broker link lost its connection and has it back: every topic with

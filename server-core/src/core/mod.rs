@@ -166,6 +166,8 @@ pub struct ServerCore<U, P, A: App> {
     forget: Vec<String>,
     /// The broker's interest, once a link is attached.
     broker: Option<PendingInterest>,
+    /// The broker link's connection, once a link is attached.
+    broker_link: Option<crate::metrics::BrokerMetrics>,
     /// History reads asked during this step: sent after its interest change.
     reads: Vec<crate::broker::BackplaneCommand>,
     metrics: SyncMetrics,
@@ -233,6 +235,7 @@ where
             wanted: Wanted::default(),
             forget: Vec::new(),
             broker: None,
+            broker_link: None,
             reads: Vec::new(),
             metrics: SyncMetrics::default(),
             guard: guard::Guard::default(),
@@ -265,7 +268,9 @@ where
         sync.scopes = self.engine.scopes().count() as u64;
         sync.contended_scopes = self.contended.len() as u64;
         sync.store_unreachable = u64::from(self.outage.is_some());
-        MetricsSnapshot::new(self.hub.metrics(), sync).with_guard(self.guard_metrics)
+        MetricsSnapshot::new(self.hub.metrics(), sync)
+            .with_guard(self.guard_metrics)
+            .with_broker(self.broker_link)
     }
 
     /// Sync requests not answered yet.
