@@ -388,3 +388,70 @@ async fn nats_takes_nodes_by_their_client_certificate() {
     let url = format!("tls://localhost:{}", broker.port);
     shows_its_certificate_to_a_broker_that_asks(&broker, &url).await;
 }
+
+/// A node whose client certificate is renewed (its files replaced while it
+/// runs) shows the new one at its next connection, without a restart.
+async fn picks_up_a_renewed_client_certificate(broker: &TlsBroker, url: &str) {
+    let ca = broker.ca_file();
+    let (cert, key) = broker.client_cert();
+    let (stranger_cert, stranger_key) = broker.stranger_cert();
+    let dir = tempfile::tempdir().unwrap();
+    let node_cert = dir.path().join("node.pem").display().to_string();
+    let node_key = dir.path().join("node.key").display().to_string();
+    std::fs::copy(&stranger_cert, &node_cert).unwrap();
+    std::fs::copy(&stranger_key, &node_key).unwrap();
+    let flags = |cert: &str, key: &str| {
+        [
+            "--memory",
+            "--broker",
+            url,
+            "--broker-ca-file",
+            &ca,
+            "--broker-client-cert",
+            cert,
+            "--broker-client-key",
+            key,
+        ]
+        .map(str::to_owned)
+    };
+    let renewed = Node::start_with(
+        "",
+        &flags(&node_cert, &node_key).each_ref().map(String::as_str),
+    )
+    .await;
+    let other = Node::start_with("", &flags(&cert, &key).each_ref().map(String::as_str)).await;
+    for _ in 0..200 {
+        if renewed.logged("unreachable") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(renewed.logged("unreachable"), "turned away at first");
+    assert_eq!(renewed.metric("live_broker_connected").await, "0");
+
+    // Renewed in place, as a certificate manager would.
+    std::fs::copy(&cert, &node_cert).unwrap();
+    std::fs::copy(&key, &node_key).unwrap();
+    let mut subs = vec![subscriber(&other, "news").await];
+    let mut publisher = WsClient::connect_as(&format!("ws://{}/ws", renewed.addr), "p").await;
+    wait_until_connected(&mut publisher, &mut subs, "news").await;
+    assert_eq!(renewed.metric("live_broker_connected").await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_link_picks_up_a_renewed_client_certificate() {
+    let Some(broker) = TlsBroker::redis(true).await else {
+        return;
+    };
+    let url = format!("rediss://localhost:{}", broker.port);
+    picks_up_a_renewed_client_certificate(&broker, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_link_picks_up_a_renewed_client_certificate() {
+    let Some(broker) = TlsBroker::nats(true).await else {
+        return;
+    };
+    let url = format!("tls://localhost:{}", broker.port);
+    picks_up_a_renewed_client_certificate(&broker, &url).await;
+}

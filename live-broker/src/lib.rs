@@ -207,7 +207,7 @@ fn check_built(url: &BrokerUrl) -> Result<(), BrokerError> {
 /// bad URL or CA file fails the start instead of a background task.
 enum Connector {
     #[cfg(feature = "redis")]
-    Redis(::redis::Client),
+    Redis(Broker, ::redis::Client),
     #[cfg(feature = "nats")]
     Nats(nats::Connect),
 }
@@ -217,7 +217,10 @@ impl Connector {
     fn new(broker: &Broker) -> Result<Connector, BrokerError> {
         match broker.url() {
             #[cfg(feature = "redis")]
-            BrokerUrl::Redis(_) => Ok(Connector::Redis(redis::client(broker)?)),
+            BrokerUrl::Redis(_) => Ok(Connector::Redis(
+                broker.clone(),
+                redis::make_client(broker)?,
+            )),
             #[cfg(feature = "nats")]
             BrokerUrl::Nats(_) => Ok(Connector::Nats(nats::Connect::new(broker)?)),
             url => Err(BrokerError::Url(url.to_string())),
@@ -237,7 +240,9 @@ impl Connector {
         };
         match self {
             #[cfg(feature = "redis")]
-            Connector::Redis(client) => Box::pin(redis::run(client, link, commands)),
+            Connector::Redis(broker, client) => {
+                Box::pin(redis::run(broker, client, link, commands))
+            }
             #[cfg(feature = "nats")]
             Connector::Nats(connect) => Box::pin(nats::run(connect, link, commands)),
         }

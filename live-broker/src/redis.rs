@@ -42,7 +42,7 @@ fn channel(topic: &str) -> String {
 /// against the system's authorities, or, with a CA file (a `redis://` URL
 /// then taken as `rediss://`), against the file's; showing the client
 /// certificate when there is one (which turns TLS on too).
-pub(crate) fn client(broker: &Broker) -> Result<redis::Client, BrokerError> {
+pub(crate) fn make_client(broker: &Broker) -> Result<redis::Client, BrokerError> {
     let url = broker.url().as_str();
     let invalid = |e: redis::RedisError| BrokerError::Url(format!("{}: {e}", broker.url()));
     if broker.ca_file().is_none() && broker.client_cert().is_none() {
@@ -70,8 +70,10 @@ pub(crate) fn client(broker: &Broker) -> Result<redis::Client, BrokerError> {
     redis::Client::build_with_tls(url, certificates).map_err(invalid)
 }
 
+/// The link's whole life: `client` was made from `broker` at start.
 pub(crate) async fn run<U: Send + 'static>(
-    client: redis::Client,
+    broker: Broker,
+    mut client: redis::Client,
     link: Link<U>,
     commands: async_channel::Receiver<BackplaneCommand>,
 ) {
@@ -80,7 +82,19 @@ pub(crate) async fn run<U: Send + 'static>(
     // could not be sent meanwhile.
     let mut lost: Option<(Instant, u64)> = None;
     let mut presence = Presence::default();
+    let reads_files = broker.ca_file().is_some() || broker.client_cert().is_some();
     loop {
+        // TLS files are read again for each connection, so a renewed
+        // certificate is used without a restart; while they cannot be read
+        // (being replaced, say), the last good ones are.
+        if reads_files {
+            match make_client(&broker) {
+                Ok(fresh) => client = fresh,
+                Err(e) => {
+                    tracing::warn!(error = %e, "broker (redis) TLS files unreadable; using the last ones read")
+                }
+            }
+        }
         // Commands on the publishing connection time out by themselves, and
         // fail as a lost connection would.
         let config = redis::AsyncConnectionConfig::new()

@@ -172,6 +172,12 @@ impl TlsBroker {
         self.path("other-ca.pem")
     }
 
+    /// A certificate and key that this broker does not take from a client
+    /// (its own server certificate's).
+    pub fn stranger_cert(&self) -> (String, String) {
+        (self.path("cert.pem"), self.path("key.pem"))
+    }
+
     /// The client certificate and key this broker takes when it asks for
     /// one.
     pub fn client_cert(&self) -> (String, String) {
