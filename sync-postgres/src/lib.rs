@@ -50,8 +50,10 @@
 //! # Ok::<(), sync_postgres::Error>(())
 //! ```
 
+mod client_cert;
 mod delta;
 mod error;
+mod pem;
 mod pipeline;
 mod read;
 mod schema;
@@ -63,8 +65,8 @@ mod watch;
 mod write;
 mod writer;
 
+pub use client_cert::ClientCert;
 pub use error::Error;
 pub use schema::SCHEMA_VERSION;
 pub use store::{PgOptions, PgStore};
-pub use tls::ClientCert;
 pub use watch::Changed;

@@ -9,7 +9,8 @@ use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
 use sync_core::store::{ScopeDelta, ScopeMark, ScopeRecords, ScopeUpdate, load_whole};
 use sync_core::{Batch, Recovered, Store};
 
-use crate::tls::{ClientCert, Connector};
+use crate::client_cert::ClientCert;
+use crate::tls::Connector;
 use crate::watch::{self, Changed};
 use crate::writer::{Persist, Writer};
 use crate::{Error, delta, read, schema};
@@ -41,7 +42,8 @@ pub struct PgOptions {
     /// server that authenticates clients by certificate (`cert`, or
     /// `clientcert=verify-full`, in `pg_hba.conf`): connections use TLS.
     /// Without it, the URL's `sslcert=PATH` and `sslkey=PATH` name them.
-    /// Default: none.
+    /// The files are read again when they change, so a renewed certificate
+    /// is shown from the next connection on. Default: none.
     pub client_cert: Option<ClientCert>,
 }
 

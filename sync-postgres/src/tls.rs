@@ -25,33 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::Error;
+use crate::client_cert::{ClientCert, ClientCertFiles};
 use crate::watch::{self, Changed};
-
-/// A certificate the store presents to PostgreSQL, and its private key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCert {
-    /// The PEM certificate chain, the client's own certificate first.
-    pub cert: PathBuf,
-    /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-}
-
-impl ClientCert {
-    /// The chain and key, read and checked.
-    fn read(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
-        let chain = read_pem(&self.cert, "client certificate")?;
-        let key = PrivateKeyDer::from_pem_file(&self.key)
-            .map_err(|e| Error::Config(format!("client key {}: {e}", self.key.display())))?;
-        Ok((chain, key))
-    }
-}
 
 /// What connections are made with.
 #[derive(Clone)]
@@ -78,7 +58,7 @@ impl Connector {
         }
         let mut roots = rustls::RootCertStore::empty();
         let certs = match ca_file {
-            Some(path) => read_pem(path, "CA file")?,
+            Some(path) => crate::pem::read_certificates(path, "CA file")?,
             None => {
                 let found = rustls_native_certs::load_native_certs();
                 if found.certs.is_empty() {
@@ -99,23 +79,22 @@ impl Connector {
             ));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Config(format!("TLS: {e}")))?
             .with_root_certificates(roots);
-        let tls = match client_cert {
+        let mut tls = match client_cert {
             None => tls.with_no_client_auth(),
             Some(client) => {
-                let (chain, key) = client.read()?;
-                tls.with_client_auth_cert(chain, key).map_err(|e| {
-                    Error::Config(format!(
-                        "client certificate {} with key {}: {e}",
-                        client.cert.display(),
-                        client.key.display()
-                    ))
-                })?
+                tls.with_client_cert_resolver(Arc::new(ClientCertFiles::load(client, provider)?))
             }
         };
+        if client_cert.is_some() {
+            // A resumed session skips the certificate, so a renewed (or
+            // revoked) one would not be shown until the old session ran
+            // out; PostgreSQL resumes no sessions anyway.
+            tls.resumption = rustls::client::Resumption::disabled();
+        }
         Ok(Connector::Tls(MakeRustlsConnect::new(tls)))
     }
 
@@ -150,21 +129,6 @@ impl Connector {
             )),
         }
     }
-}
-
-/// The certificates of the PEM file at `path`, which errors name as
-/// `what`.
-fn read_pem(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let refuse =
-        |e: &dyn std::fmt::Display| Error::Config(format!("{what} {}: {e}", path.display()));
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| refuse(&e))?
-        .collect();
-    let certs = certs.map_err(|e| refuse(&e))?;
-    if certs.is_empty() {
-        return Err(refuse(&"no certificate in it"));
-    }
-    Ok(certs)
 }
 
 /// The TLS files a libpq URL names that tokio-postgres does not know.

@@ -265,3 +265,54 @@ fn a_client_certificate_is_presented_to_a_server_that_asks_for_one() {
     .expect_err("refused");
     assert!(e.to_string().contains("ca.pem"), "{e}");
 }
+
+/// A client certificate renewed in place (its files replaced while the
+/// store runs, as a certificate manager does) is shown from the next
+/// connection on, without a restart.
+#[test]
+fn a_renewed_client_certificate_is_shown_from_the_next_connection_on() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::fresh(&url, "tls_renewed");
+    let (server, client, stranger) = (certified(), certified(), certified());
+    let front = TlsFront::start_verifying(&server, Some(&client), "127.0.0.1:5432");
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("node.pem"),
+        dir.path().join("node.key"),
+    );
+    std::fs::write(&ca, server.cert.pem()).unwrap();
+    let show = |who: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+        std::fs::write(&cert, who.cert.pem()).unwrap();
+        std::fs::write(&key, who.signing_key.serialize_pem()).unwrap();
+    };
+    show(&client);
+    let app = schema.name.clone();
+    let options = schema
+        .options()
+        .with_ca_file(&ca)
+        .with_client_cert(&cert, &key)
+        .with_pool_size(1);
+    let mut store = PgStore::connect(
+        &front.url(&url, &format!("?application_name={app}")),
+        options,
+    )
+    .expect("connected");
+    store.load().expect("load");
+
+    // Renewed with a certificate the server does not take, and the
+    // store's sessions ended: its next connections are turned away.
+    show(&stranger);
+    schema.sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app}'"
+    ));
+    let turned_away = (0..20).any(|_| match store.load() {
+        Err(e) => e.to_string().contains("fatal alert"),
+        Ok(_) => false,
+    });
+    assert!(turned_away, "the new files were not read");
+
+    // Renewed again with one it takes: served again.
+    show(&client);
+    assert!((0..20).any(|_| store.load().is_ok()), "served again");
+}
