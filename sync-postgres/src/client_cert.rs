@@ -43,10 +43,20 @@ impl ClientCert {
 
     /// When the two files were last changed (`None` when either cannot be
     /// looked at).
-    fn changed(&self) -> Option<(SystemTime, SystemTime)> {
+    fn changed(&self) -> Changed {
         let at = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         Some((at(&self.cert)?, at(&self.key)?))
     }
+}
+
+/// When a certificate's two files were last changed.
+type Changed = Option<(SystemTime, SystemTime)>;
+
+/// The certificate in use, and when its files had last changed then.
+#[derive(Debug)]
+struct Loaded {
+    changed: Changed,
+    key: Arc<CertifiedKey>,
 }
 
 /// [`ClientCert`] as rustls asks for it at each handshake: read at start
@@ -58,7 +68,7 @@ impl ClientCert {
 pub(crate) struct ClientCertFiles {
     files: ClientCert,
     provider: Arc<CryptoProvider>,
-    loaded: Mutex<(Option<(SystemTime, SystemTime)>, Arc<CertifiedKey>)>,
+    loaded: Mutex<Loaded>,
 }
 
 impl ClientCertFiles {
@@ -68,7 +78,7 @@ impl ClientCertFiles {
         Ok(ClientCertFiles {
             files: files.clone(),
             provider,
-            loaded: Mutex::new((changed, key)),
+            loaded: Mutex::new(Loaded { changed, key }),
         })
     }
 }
@@ -80,9 +90,14 @@ impl ResolvesClientCert for ClientCertFiles {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let changed = self.files.changed();
-        if changed.is_some() && changed != loaded.0 {
+        if changed.is_some() && changed != loaded.changed {
             match self.files.certified(&self.provider) {
-                Ok(key) => *loaded = (changed, Arc::new(key)),
+                Ok(key) => {
+                    *loaded = Loaded {
+                        changed,
+                        key: Arc::new(key),
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "client certificate unusable; showing the last one read")
                 }
@@ -90,8 +105,8 @@ impl ResolvesClientCert for ClientCertFiles {
         }
         // A key the server cannot verify would only fail the handshake
         // later, less clearly.
-        loaded.1.key.choose_scheme(schemes)?;
-        Some(Arc::clone(&loaded.1))
+        loaded.key.key.choose_scheme(schemes)?;
+        Some(Arc::clone(&loaded.key))
     }
 
     fn has_certs(&self) -> bool {
