@@ -12,6 +12,7 @@ use std::time::Duration;
 use http::Method;
 use serde_json::json;
 use testkit::http_client::HttpConn;
+use testkit::tls_broker::TlsBroker;
 use testkit::ws_client::{Incoming, WsClient};
 use tokio::process::{Child, Command};
 
@@ -112,22 +113,25 @@ async fn smol_nodes_fan_out_through_nats() {
     fans_out_between_two_smol_nodes(&url).await;
 }
 
+/// Two smol nodes fan out through `broker`, which speaks only TLS,
+/// verified against its CA file.
+async fn fans_out_between_two_smol_nodes_over_tls(broker: TlsBroker) {
+    fans_out_between_two_smol_nodes_with(&broker.url(), &["--broker-ca-file", &broker.ca_file()])
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smol_nodes_fan_out_through_redis_over_tls() {
-    let Some(broker) = testkit::tls_broker::TlsBroker::redis(false).await else {
-        return;
-    };
-    let url = format!("rediss://localhost:{}", broker.port);
-    fans_out_between_two_smol_nodes_with(&url, &["--broker-ca-file", &broker.ca_file()]).await;
+    if let Some(broker) = TlsBroker::redis(false).await {
+        fans_out_between_two_smol_nodes_over_tls(broker).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smol_nodes_fan_out_through_nats_over_tls() {
-    let Some(broker) = testkit::tls_broker::TlsBroker::nats(false).await else {
-        return;
-    };
-    let url = format!("tls://localhost:{}", broker.port);
-    fans_out_between_two_smol_nodes_with(&url, &["--broker-ca-file", &broker.ca_file()]).await;
+    if let Some(broker) = TlsBroker::nats(false).await {
+        fans_out_between_two_smol_nodes_over_tls(broker).await;
+    }
 }
 
 /// A client that read up to a position on one smol node resumes on the

@@ -142,14 +142,11 @@ async fn resubscribes_after_the_broker_connection_returns(target: &str, scheme: 
     proxy.restore();
     // Served again once resubscribed.
     wait_until_connected(&mut publisher, &mut subs, "news").await;
-    for _ in 0..100 {
-        if cut_off.logged("connection back") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let back = cut_off
+        .logs_within("connection back", Duration::from_secs(5))
+        .await;
     assert!(cut_off.logged("connection lost"), "the drop is logged");
-    assert!(cut_off.logged("connection back"), "the gap is logged");
+    assert!(back, "the gap is logged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,23 +202,22 @@ async fn reconnects_after_the_broker_stops_answering(url: &str, scheme: &str) {
     assert_eq!(silenced.metric("live_broker_connected").await, "1");
     proxy.silence();
     publisher.publish("news", json!({"unanswered": true})).await;
-    for _ in 0..600 {
-        if silenced.logged("connection lost") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        silenced.logged("connection lost"),
+        silenced
+            .logs_within("connection lost", Duration::from_secs(30))
+            .await,
         "a broker that stopped answering is taken as lost"
     );
+    // Reported to the server just after the log line.
+    let mut connected = String::new();
     for _ in 0..100 {
-        if silenced.metric("live_broker_connected").await == "0" {
+        connected = silenced.metric("live_broker_connected").await;
+        if connected == "0" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(silenced.metric("live_broker_connected").await, "0");
+    assert_eq!(connected, "0");
     if scheme == "nats" {
         // The NATS client bounds a reconnection's TCP connect by its timeout
         // but not the wait for the server's first words, so a try made while
@@ -232,13 +228,12 @@ async fn reconnects_after_the_broker_stops_answering(url: &str, scheme: &str) {
     }
     proxy.restore();
     wait_until_connected(&mut publisher, &mut subs, "news").await;
-    for _ in 0..100 {
-        if silenced.logged("connection back") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(silenced.logged("connection back"), "the gap is logged");
+    assert!(
+        silenced
+            .logs_within("connection back", Duration::from_secs(5))
+            .await,
+        "the gap is logged"
+    );
     assert_eq!(silenced.metric("live_broker_connected").await, "1");
     assert_eq!(silenced.metric("live_broker_disconnects_total").await, "1");
 }
@@ -264,11 +259,8 @@ async fn nats_link_reconnects_after_the_broker_stops_answering() {
 /// TLS; every publish crosses once. A node whose authorities do not vouch
 /// for the broker (another CA file, or the system's) never uses it and logs
 /// why.
-async fn fans_out_over_tls_and_refuses_an_unvouched_broker(
-    broker: &TlsBroker,
-    tls_url: &str,
-    plain_url: &str,
-) {
+async fn fans_out_over_tls_and_refuses_an_unvouched_broker(broker: TlsBroker) {
+    let (tls_url, plain_url) = (&broker.url(), &broker.plain_url());
     let ca = broker.ca_file();
     fan_out_across_three_nodes(&["--broker", tls_url, "--broker-ca-file", &ca]).await;
     let a = Node::start_with(
@@ -293,13 +285,9 @@ async fn fans_out_over_tls_and_refuses_an_unvouched_broker(
     .await;
     let system_cas = Node::start_with("", &["--memory", "--broker", tls_url]).await;
     for node in [&wrong_ca, &system_cas] {
-        for _ in 0..200 {
-            if node.logged("unreachable") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let log = node.log.lock().unwrap().join("\n");
+        node.logs_within("unreachable", Duration::from_secs(10))
+            .await;
+        let log = node.log_text();
         assert!(
             log.contains("unreachable") && log.contains("invalid peer certificate"),
             "the refused certificate is logged: {log}"
@@ -310,37 +298,10 @@ async fn fans_out_over_tls_and_refuses_an_unvouched_broker(
     assert_eq!(a.metric("live_broker_connected").await, "1");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_over_tls_is_verified_against_the_ca_file() {
-    let Some(broker) = TlsBroker::redis(false).await else {
-        return;
-    };
-    let port = broker.port;
-    fans_out_over_tls_and_refuses_an_unvouched_broker(
-        &broker,
-        &format!("rediss://localhost:{port}"),
-        &format!("redis://localhost:{port}"),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_over_tls_is_verified_against_the_ca_file() {
-    let Some(broker) = TlsBroker::nats(false).await else {
-        return;
-    };
-    let port = broker.port;
-    fans_out_over_tls_and_refuses_an_unvouched_broker(
-        &broker,
-        &format!("tls://localhost:{port}"),
-        &format!("nats://localhost:{port}"),
-    )
-    .await;
-}
-
 /// A broker that asks its clients for a certificate takes nodes that show
 /// the one it vouches for, and turns away a node that shows none.
-async fn shows_its_certificate_to_a_broker_that_asks(broker: &TlsBroker, url: &str) {
+async fn shows_its_certificate_to_a_broker_that_asks(broker: TlsBroker) {
+    let url = &broker.url();
     let ca = broker.ca_file();
     let (cert, key) = broker.client_cert();
     let flags = [
@@ -361,37 +322,16 @@ async fn shows_its_certificate_to_a_broker_that_asks(broker: &TlsBroker, url: &s
     wait_until_connected(&mut publisher, &mut subs, "news").await;
 
     let without = Node::start_with("", &flags[..5]).await;
-    for _ in 0..200 {
-        if without.logged("unreachable") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let log = without.log.lock().unwrap().join("\n");
-    assert!(log.contains("unreachable"), "turned away: {log}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_takes_nodes_by_their_client_certificate() {
-    let Some(broker) = TlsBroker::redis(true).await else {
-        return;
-    };
-    let url = format!("rediss://localhost:{}", broker.port);
-    shows_its_certificate_to_a_broker_that_asks(&broker, &url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_takes_nodes_by_their_client_certificate() {
-    let Some(broker) = TlsBroker::nats(true).await else {
-        return;
-    };
-    let url = format!("tls://localhost:{}", broker.port);
-    shows_its_certificate_to_a_broker_that_asks(&broker, &url).await;
+    let turned_away = without
+        .logs_within("unreachable", Duration::from_secs(10))
+        .await;
+    assert!(turned_away, "turned away: {}", without.log_text());
 }
 
 /// A node whose client certificate is renewed (its files replaced while it
 /// runs) shows the new one at its next connection, without a restart.
-async fn picks_up_a_renewed_client_certificate(broker: &TlsBroker, url: &str) {
+async fn picks_up_a_renewed_client_certificate(broker: TlsBroker) {
+    let url = &broker.url();
     let ca = broker.ca_file();
     let (cert, key) = broker.client_cert();
     let (stranger_cert, stranger_key) = broker.stranger_cert();
@@ -420,13 +360,12 @@ async fn picks_up_a_renewed_client_certificate(broker: &TlsBroker, url: &str) {
     )
     .await;
     let other = Node::start_with("", &flags(&cert, &key).each_ref().map(String::as_str)).await;
-    for _ in 0..200 {
-        if renewed.logged("unreachable") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(renewed.logged("unreachable"), "turned away at first");
+    assert!(
+        renewed
+            .logs_within("unreachable", Duration::from_secs(10))
+            .await,
+        "turned away at first"
+    );
     assert_eq!(renewed.metric("live_broker_connected").await, "0");
 
     // Renewed in place, as a certificate manager would.
@@ -438,20 +377,43 @@ async fn picks_up_a_renewed_client_certificate(broker: &TlsBroker, url: &str) {
     assert_eq!(renewed.metric("live_broker_connected").await, "1");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_link_picks_up_a_renewed_client_certificate() {
-    let Some(broker) = TlsBroker::redis(true).await else {
-        return;
+/// The tests of `scenario` on a Redis and on a NATS broker of the test's
+/// own that speaks only TLS (asking nodes for a certificate if `verify`).
+macro_rules! on_both_tls_brokers {
+    ($redis:ident, $nats:ident, $verify:expr, $scenario:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $redis() {
+            if let Some(broker) = TlsBroker::redis($verify).await {
+                $scenario(broker).await;
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $nats() {
+            if let Some(broker) = TlsBroker::nats($verify).await {
+                $scenario(broker).await;
+            }
+        }
     };
-    let url = format!("rediss://localhost:{}", broker.port);
-    picks_up_a_renewed_client_certificate(&broker, &url).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_link_picks_up_a_renewed_client_certificate() {
-    let Some(broker) = TlsBroker::nats(true).await else {
-        return;
-    };
-    let url = format!("tls://localhost:{}", broker.port);
-    picks_up_a_renewed_client_certificate(&broker, &url).await;
-}
+on_both_tls_brokers!(
+    redis_over_tls_is_verified_against_the_ca_file,
+    nats_over_tls_is_verified_against_the_ca_file,
+    false,
+    fans_out_over_tls_and_refuses_an_unvouched_broker
+);
+
+on_both_tls_brokers!(
+    redis_takes_nodes_by_their_client_certificate,
+    nats_takes_nodes_by_their_client_certificate,
+    true,
+    shows_its_certificate_to_a_broker_that_asks
+);
+
+on_both_tls_brokers!(
+    redis_link_picks_up_a_renewed_client_certificate,
+    nats_link_picks_up_a_renewed_client_certificate,
+    true,
+    picks_up_a_renewed_client_certificate
+);

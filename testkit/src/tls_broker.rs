@@ -21,6 +21,9 @@ pub struct TlsBroker {
     _child: Child,
     /// The port it listens on, on 127.0.0.1 (reach it as `localhost`).
     pub port: u16,
+    /// The URL scheme that asks for TLS (`rediss`, `tls`) and the plain one
+    /// (`redis`, `nats`).
+    schemes: (&'static str, &'static str),
     dir: tempfile::TempDir,
 }
 
@@ -37,63 +40,74 @@ impl TlsBroker {
     /// `redis-server` on a free port, TLS only (no plain port); with
     /// `verify_clients`, clients must show a certificate.
     pub async fn redis(verify_clients: bool) -> Option<TlsBroker> {
-        TlsBroker::start("redis-server", verify_clients, |port, files| {
-            let mut args: Vec<String> = [
-                "--port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--tls-cert-file",
-                files.cert,
-                "--tls-key-file",
-                files.key,
-                "--tls-ca-cert-file",
-                files.clients.unwrap_or(files.cert),
-                "--tls-auth-clients",
-                if files.clients.is_some() { "yes" } else { "no" },
-            ]
-            .map(str::to_owned)
-            .into();
-            args.extend(["--tls-port".to_owned(), port.to_string()]);
-            args
-        })
+        TlsBroker::start(
+            "redis-server",
+            ("rediss", "redis"),
+            verify_clients,
+            |port, files| {
+                let mut args: Vec<String> = [
+                    "--port",
+                    "0",
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--tls-cert-file",
+                    files.cert,
+                    "--tls-key-file",
+                    files.key,
+                    "--tls-ca-cert-file",
+                    files.clients.unwrap_or(files.cert),
+                    "--tls-auth-clients",
+                    if files.clients.is_some() { "yes" } else { "no" },
+                ]
+                .map(str::to_owned)
+                .into();
+                args.extend(["--tls-port".to_owned(), port.to_string()]);
+                args
+            },
+        )
         .await
     }
 
     /// `nats-server` with JetStream on a free port, TLS required; with
     /// `verify_clients`, clients must show a certificate.
     pub async fn nats(verify_clients: bool) -> Option<TlsBroker> {
-        TlsBroker::start("nats-server", verify_clients, |port, files| {
-            let store = files.dir.join("jetstream").display().to_string();
-            let mut args: Vec<String> = [
-                "-a",
-                "127.0.0.1",
-                "--tls",
-                "--tlscert",
-                files.cert,
-                "--tlskey",
-                files.key,
-                "-js",
-                "-sd",
-                &store,
-            ]
-            .map(str::to_owned)
-            .into();
-            if let Some(clients) = files.clients {
-                args.extend(["--tlsverify", "--tlscacert", clients].map(str::to_owned));
-            }
-            args.extend(["-p".to_owned(), port.to_string()]);
-            args
-        })
+        TlsBroker::start(
+            "nats-server",
+            ("tls", "nats"),
+            verify_clients,
+            |port, files| {
+                let store = files.dir.join("jetstream").display().to_string();
+                let mut args: Vec<String> = [
+                    "-a",
+                    "127.0.0.1",
+                    "--tls",
+                    "--tlscert",
+                    files.cert,
+                    "--tlskey",
+                    files.key,
+                    "-js",
+                    "-sd",
+                    &store,
+                ]
+                .map(str::to_owned)
+                .into();
+                if let Some(clients) = files.clients {
+                    args.extend(["--tlsverify", "--tlscacert", clients].map(str::to_owned));
+                }
+                args.extend(["-p".to_owned(), port.to_string()]);
+                args
+            },
+        )
         .await
     }
 
     async fn start(
         program: &str,
+        schemes: (&'static str, &'static str),
         verify_clients: bool,
         args: impl FnOnce(u16, Files<'_>) -> Vec<String>,
     ) -> Option<TlsBroker> {
@@ -150,12 +164,25 @@ impl TlsBroker {
                 return Some(TlsBroker {
                     _child: child,
                     port,
+                    schemes,
                     dir,
                 });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("{program} did not listen on {port}");
+    }
+
+    /// Its URL with the scheme that asks for TLS: `rediss://localhost:PORT`
+    /// or `tls://localhost:PORT`.
+    pub fn url(&self) -> String {
+        format!("{}://localhost:{}", self.schemes.0, self.port)
+    }
+
+    /// Its URL with the plain scheme (`redis://`, `nats://`), which a CA
+    /// file turns to TLS.
+    pub fn plain_url(&self) -> String {
+        format!("{}://localhost:{}", self.schemes.1, self.port)
     }
 
     fn path(&self, name: &str) -> String {

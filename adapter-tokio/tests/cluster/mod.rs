@@ -98,6 +98,23 @@ impl Node {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
+    /// Whether a log line contains `needle` within `within`.
+    pub async fn logs_within(&self, needle: &str, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.logged(needle) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// The whole log, a line each.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
     /// The status and body of a GET of `path` on the node.
     pub async fn get(&self, path: &str) -> (u16, String) {
         let base = format!("http://{}", self.addr);
