@@ -142,9 +142,15 @@ impl Broker {
             .map(|(cert, key)| (cert.as_path(), key.as_path()))
     }
 
+    /// Whether TLS files are given (a CA file, a client certificate),
+    /// which turn TLS on whatever the URL's scheme.
+    pub fn has_tls_files(&self) -> bool {
+        self.ca_file.is_some() || self.client_cert.is_some()
+    }
+
     /// Whether connections to the broker use TLS.
     pub fn uses_tls(&self) -> bool {
-        self.url.asks_for_tls() || self.ca_file.is_some() || self.client_cert.is_some()
+        self.url.asks_for_tls() || self.has_tls_files()
     }
 }
 

@@ -45,7 +45,7 @@ fn channel(topic: &str) -> String {
 pub(crate) fn make_client(broker: &Broker) -> Result<redis::Client, BrokerError> {
     let url = broker.url().as_str();
     let invalid = |e: redis::RedisError| BrokerError::Url(format!("{}: {e}", broker.url()));
-    if broker.ca_file().is_none() && broker.client_cert().is_none() {
+    if !broker.has_tls_files() {
         return redis::Client::open(url).map_err(invalid);
     }
     let root_cert = broker.ca_file().map(crate::tls::read_ca_file).transpose()?;
@@ -82,12 +82,11 @@ pub(crate) async fn run<U: Send + 'static>(
     // could not be sent meanwhile.
     let mut lost: Option<(Instant, u64)> = None;
     let mut presence = Presence::default();
-    let reads_files = broker.ca_file().is_some() || broker.client_cert().is_some();
     loop {
         // TLS files are read again for each connection, so a renewed
         // certificate is used without a restart; while they cannot be read
         // (being replaced, say), the last good ones are.
-        if reads_files {
+        if broker.has_tls_files() {
             match make_client(&broker) {
                 Ok(fresh) => client = fresh,
                 Err(e) => {

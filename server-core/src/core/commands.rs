@@ -110,7 +110,6 @@ where
                 }
             }
             self.broker = Some(interest);
-            self.broker_link = Some(crate::metrics::BrokerMetrics::default());
         }
         self.pump();
     }
@@ -121,12 +120,14 @@ where
     /// before a link is attached are ignored.
     pub fn handle_broker_connection(&mut self, now: Instant, connected: bool) {
         self.at(now);
-        if let Some(link) = &mut self.broker_link {
-            if link.connected && !connected {
-                link.disconnects += 1;
-            }
-            link.connected = connected;
+        if self.broker.is_none() {
+            return;
         }
+        let link = &mut self.broker_link;
+        if link.connected && !connected {
+            link.disconnects += 1;
+        }
+        link.connected = connected;
     }
 
     /// The broker link lost its connection and has it back: every topic with

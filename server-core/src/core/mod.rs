@@ -166,8 +166,9 @@ pub struct ServerCore<U, P, A: App> {
     forget: Vec<String>,
     /// The broker's interest, once a link is attached.
     broker: Option<PendingInterest>,
-    /// The broker link's connection, once a link is attached.
-    broker_link: Option<crate::metrics::BrokerMetrics>,
+    /// The broker link's connection, as it reports it (shown once a link
+    /// is attached: `broker` is some).
+    broker_link: crate::metrics::BrokerMetrics,
     /// History reads asked during this step: sent after its interest change.
     reads: Vec<crate::broker::BackplaneCommand>,
     metrics: SyncMetrics,
@@ -235,7 +236,7 @@ where
             wanted: Wanted::default(),
             forget: Vec::new(),
             broker: None,
-            broker_link: None,
+            broker_link: crate::metrics::BrokerMetrics::default(),
             reads: Vec::new(),
             metrics: SyncMetrics::default(),
             guard: guard::Guard::default(),
@@ -270,7 +271,7 @@ where
         sync.store_unreachable = u64::from(self.outage.is_some());
         MetricsSnapshot::new(self.hub.metrics(), sync)
             .with_guard(self.guard_metrics)
-            .with_broker(self.broker_link)
+            .with_broker(self.broker.is_some().then_some(self.broker_link))
     }
 
     /// Sync requests not answered yet.
