@@ -77,7 +77,9 @@ pub fn parse_operation(
 /// by them, and PostgreSQL refuses NUL in text: such a key would fail the
 /// whole batch it is in, other clients' pushes with it.
 fn check_keys(request: SyncRequest, limits: &Limits) -> Result<SyncRequest, Response> {
-    let check = |what: &str, key: &str| {
+    // `what` is formatted only for a refusal: every push checks every
+    // mutation's keys, and the check is on its path.
+    let check = |what: std::fmt::Arguments<'_>, key: &str| {
         if key.len() > limits.max_key_bytes {
             Err(invalid(format!(
                 "{what} is {} bytes long; at most {} allowed",
@@ -93,23 +95,23 @@ fn check_keys(request: SyncRequest, limits: &Limits) -> Result<SyncRequest, Resp
     match &request {
         SyncRequest::Push(p) => {
             for (i, m) in p.mutations.iter().enumerate() {
-                check(&format!("mutation {i}: scope"), &m.scope)?;
-                check(&format!("mutation {i}: id"), &m.id)?;
+                check(format_args!("mutation {i}: scope"), &m.scope)?;
+                check(format_args!("mutation {i}: id"), &m.id)?;
                 if let Some(client) = &m.client_id {
-                    check(&format!("mutation {i}: client_id"), client)?;
+                    check(format_args!("mutation {i}: client_id"), client)?;
                 }
             }
         }
         SyncRequest::Pull(p) => {
-            check("scope", &p.scope)?;
+            check(format_args!("scope"), &p.scope)?;
             if let Some(client) = &p.client_id {
-                check("client_id", client)?;
+                check(format_args!("client_id"), client)?;
             }
         }
         SyncRequest::Snapshot(s) => {
-            check("scope", &s.scope)?;
+            check(format_args!("scope"), &s.scope)?;
             if let Some(client) = &s.client_id {
-                check("client_id", client)?;
+                check(format_args!("client_id"), client)?;
             }
         }
     }
